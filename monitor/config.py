@@ -1,0 +1,468 @@
+"""The configuration: one typed record per TOML table, defaults that work.
+
+Every field is declared once, here, with its default and its documentation
+(the ``doc`` metadata); ``config.example.toml`` repeats them for people and a
+test keeps the two equal. Loading is strict: an unknown key, a wrong type or
+a value out of range is a :class:`ConfigError` whose message is one line
+naming the file, the key path, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from monitor.units import DURATION_EXPECTED, Size, UnitError, format_duration, parse_duration, parse_size
+
+# Markers for Annotated fields: how a raw TOML value becomes a Python one.
+DURATION = "duration"  # "30s" -> 30.0 seconds
+PERCENT = "percent"  # 5, 5.0 or "5%" -> 5.0 (0..100)
+ABSOLUTE = "absolute"  # a Size that may not be a percentage
+
+Method = Literal["auto", "gradual", "pagecache", "full", "compact"]
+Metric = Literal["page_cache", "reclaimable", "host", "host_gap"]
+Action = Literal["notify", "prompt", "reclaim"]
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased as the one line a user sees."""
+
+
+def doc(text: str, **extra: Any) -> dict[str, Any]:
+    return {"doc": text, **extra}
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    proc_root: str = field(default="/proc", metadata=doc(
+        "Where every kernel file is read from. sysfs is read beside it "
+        "(DIR/../sys), so a recorded tree holds proc/ and sys/ side by side."))
+    db: str = field(default="", metadata=doc(
+        'History database; "" means history.db in the platform\'s user data dir. '
+        "Keep it on the Linux filesystem (SQLite locking is unreliable on /mnt/c)."))
+    log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=doc(
+        "How much the watcher logs."))
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    interval: Annotated[float, DURATION] = field(default=2.0, metadata=doc(
+        "How often the guest (the Linux side) is sampled."))
+    host_interval: Annotated[float, DURATION] = field(default=10.0, metadata=doc(
+        "How often the host footprint is sampled; Windows tools cost ~0.5 s a spawn."))
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    source: Literal["auto", "psutil", "interop", "process", "estimate"] = field(default="auto", metadata=doc(
+        "Where the VM's footprint on the host comes from. auto: psutil on Windows, "
+        "interop (powershell.exe, then tasklist.exe) inside WSL2, else an estimate from the guest."))
+    process: str = field(default="", metadata=doc(
+        'For source = "process": the VM process name (qemu-system-x86_64, firecracker) or its PID.'))
+    timeout: Annotated[float, DURATION] = field(default=3.0, metadata=doc(
+        "Longest wait for one host query; past it the host value is unknown for that sample."))
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    exec: list[str] = field(default_factory=list, metadata=doc(
+        "Host mode: a command prefix that runs a command inside the guest, e.g. "
+        '["wsl.exe", "-d", "Ubuntu", "-u", "root", "-e"]. Empty: we are the guest.'))
+    timeout: Annotated[float, DURATION] = field(default=10.0, metadata=doc(
+        "Longest wait for one command run through guest.exec."))
+
+
+@dataclass(frozen=True)
+class ReclaimConfig:
+    method: Method = field(default="auto", metadata=doc(
+        "Default method. auto: gradual where cgroup v2 memory.reclaim exists, else pagecache; then compact."))
+    settle: Annotated[float, DURATION] = field(default=10.0, metadata=doc(
+        "How long to watch the host footprint after a reclaim (free page reporting works in ~2 s batches)."))
+    gradual_step_min: Annotated[Size, ABSOLUTE] = field(default=Size(256 * 2**20, text="256MiB"), metadata=doc(
+        "Smallest gradual step (WSL uses MemTotal/32 clamped to 256MiB..1GiB)."))
+    gradual_step_max: Annotated[Size, ABSOLUTE] = field(default=Size(2**30, text="1GiB"), metadata=doc(
+        "Largest gradual step."))
+    gradual_floor: Size = field(default=Size(percent=5.0, text="5%"), metadata=doc(
+        "Gradual stops when page cache is at or below this (percent of guest MemTotal): the hot set stays."))
+    compact: bool = field(default=True, metadata=doc(
+        "After auto/gradual/pagecache, write compact_memory so freed pages form blocks the host can take."))
+
+
+@dataclass(frozen=True)
+class IdleConfig:
+    window: Annotated[float, DURATION] = field(default=60.0, metadata=doc(
+        "Idle is judged over this window of recent samples."))
+    cpu_busy_max: Annotated[float, PERCENT] = field(default=30.0, metadata=doc(
+        "Gentle methods (gradual, pagecache, compact) run when CPU busy stays at or below this. "
+        "Not near-total idle: an editor and its language server keep a few percent busy (WSL#10011)."))
+    psi_io_max: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
+        "... and PSI io some avg10 stays at or below this (ignored where /proc/pressure is absent, as on WSL)."))
+    psi_memory_max: Annotated[float, PERCENT] = field(default=5.0, metadata=doc(
+        "... and PSI memory some avg10 stays at or below this."))
+    full_cpu_busy_max: Annotated[float, PERCENT] = field(default=5.0, metadata=doc(
+        "full drops hot cache too, so it waits for real idle: CPU busy at or below this."))
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    auto_reclaim: bool = field(default=False, metadata=doc(
+        'Master switch for rules with action = "reclaim". Off: they ask (prompt) instead.'))
+    defer_to_wsl: bool = field(default=True, metadata=doc(
+        "Skip an automatic reclaim when WSL's own autoMemoryReclaim (in .wslconfig) would do the same."))
+    wslconfig: str = field(default="", metadata=doc(
+        'Path of the Windows user\'s .wslconfig; "" finds it (%USERPROFILE% or /mnt/c/Users/<you>).'))
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str = field(default="", metadata=doc("A name for messages and history; defaults to metric+action."))
+    metric: Metric = field(default="page_cache", metadata=doc(
+        "page_cache | reclaimable (percent of guest MemTotal); host | host_gap (host footprint minus "
+        "programs; percent of host RAM)."))
+    above: Size = field(default=Size(percent=40.0, text="40%"), metadata=doc("Fires when the metric is above this..."))
+    for_: Annotated[float, DURATION] = field(default=120.0, metadata=doc(
+        "... continuously for this long.", key="for"))
+    rearm_below: Size | None = field(default=None, metadata=doc(
+        "Hysteresis: after firing, fires again only once the metric fell below this (default: 75% of above)."))
+    cooldown: Annotated[float, DURATION] = field(default=1800.0, metadata=doc(
+        "After firing, stays quiet at least this long."))
+    action: Action = field(default="notify", metadata=doc("notify | prompt | reclaim"))
+    method: Method = field(default="auto", metadata=doc("Reclaim method for action = \"reclaim\" (and the prompt's offer)."))
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.metric}-{self.action}"
+
+
+DEFAULT_RULES = (
+    Rule(name="cache-notify", metric="page_cache", above=Size(percent=30.0, text="30%"), for_=120.0,
+         cooldown=3600.0, action="notify"),
+    Rule(name="cache-prompt", metric="page_cache", above=Size(percent=50.0, text="50%"), for_=300.0,
+         cooldown=3600.0, action="prompt", method="auto"),
+    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(percent=25.0, text="25%"), for_=60.0,
+         cooldown=600.0, action="reclaim", method="auto"),
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str = field(default="", metadata=doc('Standard 5-field cron "m h dom mon dow"; dow 0 and 7 are Sunday.'))
+    method: Method = field(default="auto", metadata=doc("Reclaim method."))
+    name: str = field(default="", metadata=doc("A name for messages and history."))
+    if_page_cache_above: Size | None = field(default=None, metadata=doc(
+        "Only run if page cache is above this (size or percent of MemTotal)."))
+    only_if_idle: bool = field(default=False, metadata=doc("Only run if the idle gate for the method passes."))
+    grace: Annotated[float, DURATION] = field(default=300.0, metadata=doc(
+        "A run missed by more than this (sleep, suspended VM) is skipped, never run late in a burst."))
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    backends: list[Literal["plyer", "toast", "notify-send"]] = field(
+        default_factory=lambda: ["toast", "notify-send", "plyer"], metadata=doc(
+            "Tried in order; the first that delivers wins. The log and the history always get it."))
+    rate_limit: Annotated[float, DURATION] = field(default=1800.0, metadata=doc(
+        "The same condition notifies at most once per this period."))
+    timeout: Annotated[float, DURATION] = field(default=10.0, metadata=doc("Longest wait for one backend."))
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    raw_for: Annotated[float, DURATION] = field(default=6 * 3600.0, metadata=doc("Keep every sample this long."))
+    minute_for: Annotated[float, DURATION] = field(default=7 * 86400.0, metadata=doc(
+        "Then one row a minute (min/avg/max) this long."))
+    ten_minute_for: Annotated[float, DURATION] = field(default=90 * 86400.0, metadata=doc(
+        "Then one row per 10 minutes this long; older rows are deleted."))
+    events_for: Annotated[float, DURATION] = field(default=90 * 86400.0, metadata=doc("Keep events this long."))
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = field(default="", metadata=doc(
+        'Serve Prometheus metrics on HOST:PORT, e.g. "127.0.0.1:9469". "" = off.'))
+
+
+@dataclass(frozen=True)
+class TuiConfig:
+    range: Literal["5m", "1h", "24h", "7d"] = field(default="1h", metadata=doc("Chart range at start."))
+
+
+@dataclass(frozen=True)
+class Config:
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    guest: GuestConfig = field(default_factory=GuestConfig)
+    reclaim: ReclaimConfig = field(default_factory=ReclaimConfig)
+    idle: IdleConfig = field(default_factory=IdleConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    rule: tuple[Rule, ...] = field(default=DEFAULT_RULES, metadata=doc(
+        "[[rule]] tables; writing any replaces the defaults."))
+    schedule: tuple[Schedule, ...] = field(default=(), metadata=doc("[[schedule]] tables: cron-style reclaims."))
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tui: TuiConfig = field(default_factory=TuiConfig)
+    path: str | None = field(default=None, compare=False, metadata=doc("", internal=True))
+
+
+# --------------------------------------------------------------------- loading
+
+
+def find_config_path(explicit: str | None, environ: typing.Mapping[str, str] | None = None) -> Path | None:
+    """``--config``, then ``$VMMEMCTL_CONFIG``, then the user config dir; None means defaults."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get("VMMEMCTL_CONFIG"):
+        return Path(environ["VMMEMCTL_CONFIG"])
+    import platformdirs  # deferred: only needed when no path was given
+
+    candidate = Path(platformdirs.user_config_dir("vmmemctl")) / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate ``path``; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (expected a TOML config file)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory (expected a TOML config file)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a TOML config file") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    config = _build(Config, data, str(path), "")
+    return dataclasses.replace(config, path=str(path))
+
+
+def _key_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("key", f.name)
+
+
+def _public_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+def _build(cls: type, table: Any, file: str, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: {where}: got {_show(table)}; expected a table")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {_key_of(f): f for f in _public_fields(cls)}
+    for key in table:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
+            raise ConfigError(f"{file}: {prefix}{key}: unknown key{hint}")
+    values = {}
+    for key, f in fields.items():
+        if key in table:
+            values[f.name] = _convert(hints[f.name], table[key], file, f"{prefix}{key}", f)
+    obj = cls(**values)
+    _check_record(obj, file, prefix)
+    return obj
+
+
+def _convert(tp: Any, value: Any, file: str, key: str, f: dataclasses.Field) -> Any:
+    def fail(expected: str) -> typing.NoReturn:
+        raise ConfigError(f"{file}: {key}: got {_show(value)}; expected {expected}")
+
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        base, marker = typing.get_args(tp)[:2]
+        try:
+            if marker == DURATION:
+                return parse_duration(value)
+            if marker == PERCENT:
+                return _parse_percent(value)
+            if marker == ABSOLUTE:
+                return parse_size(value, allow_percent=False)
+        except UnitError as exc:
+            fail(str(exc))
+        return _convert(base, value, file, key, f)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(options[0], value, file, key, f)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            fail("one of " + ", ".join(f'"{c}"' for c in choices) + hint)
+        return value
+    if origin is tuple:  # arrays of tables: [[rule]], [[schedule]]
+        item = typing.get_args(tp)[0]
+        if not isinstance(value, list):
+            fail(f"an array of tables ([[{key}]])")
+        return tuple(_build(item, v, file, f"{key}[{i}].") for i, v in enumerate(value))
+    if origin is list:
+        item = typing.get_args(tp)[0]
+        if not isinstance(value, list):
+            fail("a list")
+        return [_convert(item, v, file, f"{key}[{i}]", f) for i, v in enumerate(value)]
+    if tp is Size:
+        try:
+            return parse_size(value)
+        except UnitError as exc:
+            fail(str(exc))
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            fail("a string")
+        if "\x00" in value:
+            fail("a string without NUL characters")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, file, f"{key}.")
+    raise TypeError(f"config field type {tp!r} has no converter")  # a programming error, not user input
+
+
+def _parse_percent(value: Any) -> float:
+    if isinstance(value, bool):
+        raise UnitError("a percentage from 0 to 100")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        value = value.strip()[:-1]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UnitError("a percentage from 0 to 100, such as 5 or \"5%\"") from None
+    if not 0 <= number <= 100:
+        raise UnitError("a percentage from 0 to 100")
+    return number
+
+
+def _check_record(obj: Any, file: str, prefix: str) -> None:
+    """Checks that involve more than one field of a record."""
+    if isinstance(obj, ReclaimConfig):
+        if obj.gradual_step_min.bytes > obj.gradual_step_max.bytes:
+            raise ConfigError(f"{file}: {prefix}gradual_step_min: got {obj.gradual_step_min}; "
+                              f"expected at most gradual_step_max ({obj.gradual_step_max})")
+    if isinstance(obj, SamplingConfig):
+        for name in ("interval", "host_interval"):
+            if getattr(obj, name) < 0.1:
+                raise ConfigError(f"{file}: {prefix}{name}: got {getattr(obj, name)}s; expected at least 0.1s")
+    if isinstance(obj, Rule) and obj.rearm_below is not None:
+        if (obj.above.percent is None) != (obj.rearm_below.percent is None):
+            raise ConfigError(f"{file}: {prefix}rearm_below: got {_show(str(obj.rearm_below))}; "
+                              f"expected the same kind as above ({obj.above}): both sizes or both percentages")
+        if _size_key(obj.rearm_below) > _size_key(obj.above):
+            raise ConfigError(f"{file}: {prefix}rearm_below: got {_show(str(obj.rearm_below))}; "
+                              f"expected at most above ({obj.above})")
+    if isinstance(obj, Schedule):
+        from monitor.cron import CronError, parse_cron
+
+        try:
+            parse_cron(obj.cron)
+        except CronError as exc:
+            raise ConfigError(f"{file}: {prefix}cron: got {_show(obj.cron)}; expected {exc}") from None
+    if isinstance(obj, GuestConfig) and obj.exec and not obj.exec[0]:
+        raise ConfigError(f"{file}: {prefix}exec[0]: got \"\"; expected a program name")
+    if isinstance(obj, HostConfig) and obj.source == "process" and not obj.process:
+        raise ConfigError(f'{file}: {prefix}process: got ""; expected a process name or PID '
+                          'when source = "process"')
+    if isinstance(obj, MetricsConfig) and obj.listen:
+        try:
+            split_listen(obj.listen)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: {prefix}listen: got {_show(obj.listen)}; expected {exc}") from None
+
+
+def _size_key(size: Size) -> float:
+    return size.percent if size.percent is not None else float(size.bytes or 0)
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9469"`` -> ``("127.0.0.1", 9469)``; ``"[::1]:9469"`` works too."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('HOST:PORT such as "127.0.0.1:9469"')
+    return host, int(port)
+
+
+def _show(value: Any) -> str:
+    """A value as it appears in an error line: short, printable, one line."""
+    if isinstance(value, dict):
+        return "a table"
+    text = repr(value) if not isinstance(value, str) else '"' + value + '"'
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# ------------------------------------------------------------------- showing
+
+
+def to_toml(config: Config) -> str:
+    """The effective config as TOML that :func:`load_config` reads back equal."""
+    lines: list[str] = []
+    for f in _public_fields(Config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple):
+            if not value:
+                lines += [f"# no [[{f.name}]] entries", ""]
+            for item in value:
+                lines.append(f"[[{f.name}]]")
+                lines += _table_lines(item)
+                lines.append("")
+        else:
+            lines.append(f"[{f.name}]")
+            lines += _table_lines(value)
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _table_lines(record: Any) -> list[str]:
+    hints = typing.get_type_hints(type(record), include_extras=True)
+    out = []
+    for f in _public_fields(type(record)):
+        value = getattr(record, f.name)
+        if value is None:
+            continue
+        out.append(f"{_key_of(f)} = {_toml_value(value, hints[f.name])}")
+    return out
+
+
+def _toml_value(value: Any, tp: Any) -> str:
+    if typing.get_origin(tp) is Annotated and typing.get_args(tp)[1] == DURATION:
+        return _toml_str(format_duration(value) if value >= 1 or value == 0 else f"{value * 1000:g}ms")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Size):
+        return _toml_str(str(value)) if value.text and not value.text.isdigit() else str(value.bytes)
+    if isinstance(value, (int, float)):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v, type(v)) for v in value) + "]"
+    return _toml_str(str(value))
+
+
+def _toml_str(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
+    return f'"{escaped}"'
+
+
+# durations for messages elsewhere, kept here so callers need one import
+__all__ = ["Config", "ConfigError", "load_config", "find_config_path", "to_toml", "DURATION_EXPECTED"]

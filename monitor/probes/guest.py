@@ -1,0 +1,164 @@
+"""The guest probe: the Linux side's memory, read from its kernel files.
+
+One :meth:`GuestProbe.sample` reads every file it needs in one batch (one
+command in host mode, where each round trip into the VM costs ~0.1 s) and
+returns a :class:`GuestSample`. A missing or malformed file gives a partial
+sample with a warning; the probe never raises on what it reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable
+
+from monitor.procfs import (
+    CpuTimes,
+    SystemFiles,
+    Zone,
+    parse_buddyinfo,
+    parse_cpu_times,
+    parse_meminfo,
+    parse_pressure,
+    parse_vmstat,
+)
+from monitor.sample import GuestSample
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 4096  # x86_64 and arm64 WSL kernels both use 4 KiB pages; buddyinfo counts in pages
+DEFAULT_REPORTING_ORDER = 9  # pageblock_order on x86_64: 2 MiB, the kernel's default
+REPORTING_ORDER_PATH = "sys/module/page_reporting/parameters/page_reporting_order"
+FILES = ("proc/meminfo", "proc/pressure/memory", "proc/pressure/io", "proc/vmstat",
+         "proc/buddyinfo", "proc/stat", REPORTING_ORDER_PATH)
+VMSTAT_FIELDS = ("workingset_refault_file", "pgpgin", "drop_pagecache")
+
+
+class GuestProbe:
+    """Samples the guest; remembers the last CPU times so busy % covers the interval."""
+
+    def __init__(self, files: SystemFiles, clock: Callable[[], float] = time.time):
+        self.files = files
+        self.clock = clock
+        self._last_cpu: CpuTimes | None = None
+
+    def prime(self) -> None:
+        """Take a CPU reading so the next sample's busy % covers a known interval."""
+        text = self.files.read(["proc/stat"])["proc/stat"]
+        self._last_cpu = parse_cpu_times(text) if text else None
+
+    def sample(self) -> GuestSample:
+        texts = self.files.read(FILES)
+        now = self.clock()
+        warnings: list[str] = []
+        values: dict = {}
+        values.update(_from_meminfo(texts["proc/meminfo"], warnings))
+        for name in ("memory", "io"):
+            text = texts[f"proc/pressure/{name}"]
+            if text is None:
+                continue  # PSI is off on WSL's kernel unless psi=1: not worth a warning
+            pressure, more = parse_pressure(text)
+            values[f"psi_{name}"] = pressure
+            warnings += more
+        values.update(_from_vmstat(texts["proc/vmstat"], warnings))
+        order = _reporting_order(texts[REPORTING_ORDER_PATH], warnings)
+        values["page_reporting_order"] = order
+        values.update(_from_buddyinfo(texts["proc/buddyinfo"], order, warnings))
+        values["cpu_busy_percent"] = self._cpu_busy(texts["proc/stat"], warnings)
+        values.update(_derive(values))
+        for w in warnings:
+            log.debug("guest sample: %s", w)
+        return GuestSample(time=now, warnings=tuple(warnings), **values)
+
+    def _cpu_busy(self, text: str | None, warnings: list[str]) -> float | None:
+        cpu = parse_cpu_times(text) if text else None
+        if cpu is None:
+            warnings.append("stat: no readable 'cpu' line; CPU busy unknown")
+            return None
+        last, self._last_cpu = self._last_cpu, cpu
+        if last is None or cpu.total <= last.total:
+            return None
+        return round(100.0 * max(0, cpu.busy - last.busy) / (cpu.total - last.total), 2)
+
+
+MEMINFO_FIELDS = {
+    "total": "MemTotal", "free": "MemFree", "available": "MemAvailable", "buffers": "Buffers",
+    "cached": "Cached", "anon": "AnonPages", "shmem": "Shmem", "mapped": "Mapped",
+    "slab_reclaimable": "SReclaimable", "dirty": "Dirty", "writeback": "Writeback",
+    "swap_total": "SwapTotal", "swap_free": "SwapFree",
+}
+# Without these the sample is not worth much; the rest may be missing quietly.
+ESSENTIAL = ("MemTotal", "MemFree", "Cached")
+
+
+def _from_meminfo(text: str | None, warnings: list[str]) -> dict:
+    if text is None:
+        warnings.append("meminfo: missing; memory numbers unknown")
+        return {}
+    info, more = parse_meminfo(text)
+    warnings += more
+    missing = [k for k in ESSENTIAL if k not in info]
+    if missing:
+        warnings.append(f"meminfo: no {', '.join(missing)}")
+    return {ours: info.get(theirs) for ours, theirs in MEMINFO_FIELDS.items()}
+
+
+def _from_vmstat(text: str | None, warnings: list[str]) -> dict:
+    if text is None:
+        warnings.append("vmstat: missing; refault counters unknown")
+        return {}
+    stats, more = parse_vmstat(text)
+    warnings += more
+    return {name: stats.get(name) for name in VMSTAT_FIELDS}
+
+
+def _reporting_order(text: str | None, warnings: list[str]) -> int:
+    if text is None:
+        return DEFAULT_REPORTING_ORDER  # module parameter absent: assume the kernel default
+    try:
+        order = int(text.strip())
+    except ValueError:
+        warnings.append(f"page_reporting_order: not a number ({text.strip()[:20]!r}); assuming 9")
+        return DEFAULT_REPORTING_ORDER
+    if not 0 <= order <= 20:
+        warnings.append(f"page_reporting_order: {order} out of range; assuming 9")
+        return DEFAULT_REPORTING_ORDER
+    return order
+
+
+def _from_buddyinfo(text: str | None, order: int, warnings: list[str]) -> dict:
+    if text is None:
+        warnings.append("buddyinfo: missing; returnable free unknown")
+        return {}
+    zones, more = parse_buddyinfo(text)
+    warnings += more
+    if not zones:
+        warnings.append("buddyinfo: no zones; returnable free unknown")
+        return {}
+    big, small = split_free_blocks(zones, order)
+    return {"returnable_free": big, "fragmented_free": small}
+
+
+def split_free_blocks(zones: list[Zone], order: int) -> tuple[int, int]:
+    """Free bytes in blocks of at least ``order``, and in smaller blocks."""
+    big = small = 0
+    for zone in zones:
+        for o, count in enumerate(zone.free_blocks):
+            size = count * (PAGE_SIZE << o)
+            if o >= order:
+                big += size
+            else:
+                small += size
+    return big, small
+
+
+def _derive(v: dict) -> dict:
+    """page_cache, reclaimable, used: the formulas documented on GuestSample."""
+    out: dict = {}
+    if v.get("cached") is not None:
+        out["page_cache"] = max(0, v["cached"] + (v.get("buffers") or 0) - (v.get("shmem") or 0))
+        out["reclaimable"] = max(0, out["page_cache"] - (v.get("mapped") or 0))
+    if v.get("total") is not None and v.get("free") is not None and "page_cache" in out:
+        held = v["total"] - v["free"] - out["page_cache"] - (v.get("slab_reclaimable") or 0)
+        out["used"] = max(0, held)
+    return out

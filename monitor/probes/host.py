@@ -1,0 +1,211 @@
+"""Host probes: the VM's memory footprint as the host sees it.
+
+Each probe returns a :class:`HostSample` that says where its number came
+from. They never raise: an unreachable host gives ``bytes=None`` and an
+``error`` that says why.
+
+- ``psutil``: on Windows, the WSL VM process (``vmmemWSL``; plain ``vmmem``
+  only when there is no ``vmmemWSL``, because on Windows 11 a plain
+  ``vmmem`` can be Windows Sandbox or another Hyper-V VM, microsoft/WSL#6881).
+  Task Manager shows the *private working set* (winsiderss/systeminformer#580):
+  psutil's ``uss`` is that; ``wset`` (the whole working set) when uss is denied.
+- ``interop`` (inside WSL2): see :mod:`monitor.probes.interop`.
+- ``process``: a named VM process on a Linux/macOS host (qemu, firecracker): its RSS.
+- ``estimate``: from the guest alone, what the VM has touched and not given
+  back: MemTotal - MemFree + fragmented free. Free memory in blocks of at
+  least the page-reporting order is what free page reporting returns.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Protocol, TypeVar
+
+import psutil
+
+from monitor.sample import GuestSample, HostSample
+
+WSL_VM_NAMES = ("vmmemwsl", "vmmem")  # preference order, compared case-insensitively
+T = TypeVar("T")
+
+
+class HostProbe(Protocol):
+    name: str
+
+    def sample(self, guest: GuestSample | None) -> HostSample: ...
+
+    def close(self) -> None: ...
+
+
+def _proc_name(proc) -> str:
+    try:
+        return proc.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return ""
+
+
+def choose_vm(candidates: Iterable[tuple[str, T]], size: Callable[[T], int]) -> tuple[T | None, str]:
+    """Pick the WSL VM among (process name, item) pairs; returns (item, why).
+
+    vmmemWSL wins; plain vmmem counts only when no vmmemWSL exists. Several
+    of the chosen name (not expected) resolve to the largest, never a sum.
+    """
+    by_name: dict[str, list[T]] = {n: [] for n in WSL_VM_NAMES}
+    for name, item in candidates:
+        key = name.lower().removesuffix(".exe")
+        if key in by_name:
+            by_name[key].append(item)
+    if by_name["vmmemwsl"]:
+        chosen, why = by_name["vmmemwsl"], "vmmemWSL"
+        if by_name["vmmem"]:
+            why += f" (ignored {len(by_name['vmmem'])} plain vmmem: another VM, e.g. Sandbox)"
+    elif by_name["vmmem"]:
+        chosen, why = by_name["vmmem"], "vmmem (no vmmemWSL: an older Windows build)"
+    else:
+        return None, "no vmmemWSL or vmmem process: is the WSL VM running?"
+    if len(chosen) > 1:
+        why += f"; {len(chosen)} candidates, took the largest"
+    return max(chosen, key=size), why
+
+
+def select_vm_process(procs: Iterable) -> tuple[object | None, str]:
+    """:func:`choose_vm` over psutil processes."""
+    return choose_vm(((_proc_name(p), p) for p in procs), _rss)
+
+
+def _rss(proc) -> int:
+    try:
+        return proc.memory_info().rss
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return -1
+
+
+def private_working_set(proc) -> tuple[int, str]:
+    """(bytes, what it is): uss where allowed, else the working set."""
+    try:
+        return proc.memory_full_info().uss, "private working set"
+    except (psutil.AccessDenied, AttributeError, NotImplementedError):
+        info = proc.memory_info()
+        return getattr(info, "wset", info.rss), "working set (private set denied)"
+
+
+class PsutilProbe:
+    """Windows side: the WSL VM process through psutil."""
+
+    name = "psutil"
+
+    def __init__(self, clock: Callable[[], float] = time.time, process_iter=psutil.process_iter):
+        self.clock = clock
+        self.process_iter = process_iter
+
+    def sample(self, guest: GuestSample | None) -> HostSample:
+        now = self.clock()
+        total = psutil.virtual_memory().total
+        proc, why = select_vm_process(self.process_iter())
+        if proc is None:
+            return HostSample(now, None, "psutil", False, error=why, host_total=total)
+        try:
+            value, what = private_working_set(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
+            return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", host_total=total)
+        return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", host_total=total)
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessProbe:
+    """A Linux/macOS host: a named VM process (or a PID) and its RSS."""
+
+    name = "process"
+
+    def __init__(self, target: str, clock: Callable[[], float] = time.time):
+        self.target = target
+        self.clock = clock
+
+    def find(self) -> list[psutil.Process]:
+        if self.target.isdigit():
+            try:
+                return [psutil.Process(int(self.target))]
+            except psutil.NoSuchProcess:
+                return []
+        wanted = self.target
+        found = []
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            cmd = proc.info.get("cmdline") or []
+            exe_name = cmd[0].rsplit("/", 1)[-1] if cmd else ""
+            if wanted in (proc.info.get("name"), exe_name):
+                found.append(proc)
+        return found
+
+    def sample(self, guest: GuestSample | None) -> HostSample:
+        now = self.clock()
+        total = psutil.virtual_memory().total
+        procs = self.find()
+        if not procs:
+            return HostSample(now, None, "process", False, error=f"no process {self.target!r}: is the VM running?",
+                              host_total=total)
+        sizes = [(r, p) for p in procs if (r := _rss(p)) >= 0]
+        if not sizes:
+            return HostSample(now, None, "process", False, error=f"{self.target}: memory not readable (access denied)",
+                              host_total=total)
+        rss, proc = max(sizes, key=lambda t: t[0])
+        more = f" (largest of {len(procs)})" if len(procs) > 1 else ""
+        return HostSample(now, rss, "process", False, detail=f"{self.target} pid {proc.pid} RSS{more}",
+                          host_total=total)
+
+    def close(self) -> None:
+        pass
+
+
+def estimate_host_bytes(guest: GuestSample) -> int | None:
+    """What the VM holds on the host, guessed from inside: all but free memory the host can take."""
+    if guest.total is None or guest.free is None:
+        return None
+    held = guest.total - guest.free
+    if guest.fragmented_free is not None:
+        held += guest.fragmented_free  # free, but in blocks too small for free page reporting
+    return max(0, min(guest.total, held))
+
+
+class EstimateProbe:
+    name = "estimate"
+
+    def __init__(self, note: str = "no host reachable; estimated from the guest"):
+        self.note = note
+
+    def sample(self, guest: GuestSample | None) -> HostSample:
+        if guest is None or (value := estimate_host_bytes(guest)) is None:
+            when = guest.time if guest else time.time()
+            return HostSample(when, None, "estimate", True, error="guest numbers unknown; cannot estimate")
+        return HostSample(guest.time, value, "estimate", True,
+                          detail=f"MemTotal - MemFree + fragmented free ({self.note})")
+
+    def close(self) -> None:
+        pass
+
+
+class ChainProbe:
+    """First probe that gives a number wins; the sample keeps why the earlier ones failed."""
+
+    def __init__(self, probes: list):
+        self.probes = probes
+        self.name = "+".join(p.name for p in probes)
+
+    def sample(self, guest: GuestSample | None) -> HostSample:
+        errors = []
+        result = None
+        for probe in self.probes:
+            result = probe.sample(guest)
+            if result.bytes is not None:
+                break
+            errors.append(f"{probe.name}: {result.error}")
+        assert result is not None
+        if errors and result.bytes is not None:
+            result = HostSample(result.time, result.bytes, result.source, result.estimated, result.detail,
+                                error="; ".join(errors), host_total=result.host_total)
+        return result
+
+    def close(self) -> None:
+        for probe in self.probes:
+            probe.close()

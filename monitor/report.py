@@ -1,0 +1,130 @@
+"""Plain-text and JSON renderings of samples for the CLI (no rich: the core stays small)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable, Sequence
+
+from monitor.sample import Environment, GuestSample, HostSample, Sample
+from monitor.units import format_bytes
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> local ISO-8601 with offset, to the second."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None, indent: str = "") -> str:
+    """Left-aligned columns; numbers in later columns right-aligned."""
+    body = [[("" if c is None else str(c)) for c in row] for row in rows]
+    if header:
+        body.insert(0, list(header))
+    if not body:
+        return ""
+    widths = [max(len(r[i]) for r in body if i < len(r)) for i in range(max(len(r) for r in body))]
+    lines = []
+    for row in body:
+        cells = []
+        for i, cell in enumerate(row):
+            numeric = i > 0 and cell[:1].isdigit() or cell[:1] in "+-?" and len(cell) > 1
+            cells.append(cell.rjust(widths[i]) if numeric else cell.ljust(widths[i]))
+        lines.append(indent + "  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def percent(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}%"
+
+
+def host_line(host: HostSample) -> str:
+    if host.bytes is None:
+        return f"unknown ({host.source}: {host.error})"
+    how = "estimated" if host.estimated else f"measured by {host.source}"
+    return f"{format_bytes(host.bytes)}  ({how}: {host.detail})"
+
+
+def status_text(sample: Sample, env: Environment, decision: Any = None, extra: Sequence[tuple[str, str]] = ()) -> str:
+    g, h = sample.guest, sample.host
+    order_bytes = format_bytes(4096 << g.page_reporting_order)
+    out = [
+        f"vmmemctl status  {iso(sample.time)}",
+        "",
+        table([
+            ("environment", f"{env.label()}  (kernel {env.kernel_release or '?'})"),
+            ("host footprint", host_line(h)),
+            *([("", f"note: {h.error}")] if h.error and h.bytes is not None else []),
+        ]),
+        "",
+        "guest memory",
+        table([
+            ("total", format_bytes(g.total)),
+            ("programs (anon)", format_bytes(g.anon)),
+            ("page cache", format_bytes(g.page_cache), "file cache; excludes shmem/tmpfs"),
+            ("shmem/tmpfs", format_bytes(g.shmem), "no cache drop frees it"),
+            ("slab reclaimable", format_bytes(g.slab_reclaimable), "dentries/inodes; freed by level 3"),
+            ("dirty", format_bytes(g.dirty), "written back by sync before a drop"),
+            ("free", format_bytes(g.free)),
+            ("available", format_bytes(g.available), "Linux's view: free + droppable cache"),
+        ], indent="  "),
+        "",
+        "what could come back",
+        table([
+            ("reclaimable now", format_bytes(g.reclaimable), "what sync + drop_caches would free"),
+            ("returnable free", format_bytes(g.returnable_free),
+             f"free in blocks >= {order_bytes} (order {g.page_reporting_order}): the host can take it"),
+            ("fragmented free", format_bytes(g.fragmented_free), "free in smaller blocks: needs compaction"),
+        ], indent="  "),
+        "",
+        "activity",
+        table([
+            ("PSI memory some avg10", percent(g.psi_memory_some_avg10) if g.psi_memory else "n/a (no PSI)"),
+            ("PSI io some avg10", percent(g.psi_io_some_avg10) if g.psi_io else "n/a (no PSI)"),
+            ("CPU busy", percent(g.cpu_busy_percent)),
+        ], indent="  "),
+    ]
+    if decision is not None:
+        method = f" ({decision.method})" if decision.method else ""
+        out += ["", f"decision: {decision.action}{method}: {decision.reason}"]
+    for label, text in extra:
+        out += ["", f"{label}: {text}"]
+    if g.warnings:
+        out += ["", "warnings:"] + [f"  {w}" for w in g.warnings]
+    return "\n".join(out)
+
+
+def guest_json(g: GuestSample) -> dict[str, Any]:
+    return {
+        "total_bytes": g.total, "free_bytes": g.free, "available_bytes": g.available,
+        "anon_bytes": g.anon, "used_bytes": g.used, "page_cache_bytes": g.page_cache,
+        "shmem_bytes": g.shmem, "slab_reclaimable_bytes": g.slab_reclaimable, "dirty_bytes": g.dirty,
+        "mapped_bytes": g.mapped, "reclaimable_bytes": g.reclaimable,
+        "returnable_free_bytes": g.returnable_free, "fragmented_free_bytes": g.fragmented_free,
+        "page_reporting_order": g.page_reporting_order,
+        "psi_memory_some_avg10": g.psi_memory_some_avg10, "psi_io_some_avg10": g.psi_io_some_avg10,
+        "psi_memory_full_avg10": g.psi_memory.full_avg10 if g.psi_memory else None,
+        "psi_io_full_avg10": g.psi_io.full_avg10 if g.psi_io else None,
+        "cpu_busy_percent": g.cpu_busy_percent,
+        "workingset_refault_file": g.workingset_refault_file, "pgpgin": g.pgpgin,
+        "drop_pagecache": g.drop_pagecache,
+        "warnings": list(g.warnings),
+    }
+
+
+def host_json(h: HostSample) -> dict[str, Any]:
+    return {"bytes": h.bytes, "source": h.source, "estimated": h.estimated, "detail": h.detail,
+            "error": h.error, "host_total_bytes": h.host_total}
+
+
+def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "time": iso(sample.time),
+        "environment": {"kind": env.kind, "distro": env.distro, "kernel_release": env.kernel_release,
+                        "why": env.why},
+        "host": host_json(sample.host),
+        "guest": guest_json(sample.guest),
+    }
+    if decision is not None:
+        out["decision"] = {"action": decision.action, "reason": decision.reason, "method": decision.method}
+    return out

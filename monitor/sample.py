@@ -1,0 +1,136 @@
+"""The records every other part passes around: immutable samples.
+
+A :class:`GuestSample` is what the Linux side looked like at one moment; a
+:class:`HostSample` is the VM's footprint as the host sees it and where that
+number came from. Unknown numbers are None, never 0: a missing file is not
+an empty cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from monitor.procfs import Pressure
+
+EnvironmentKind = Literal["wsl2", "wsl1", "windows", "linux"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    kind: EnvironmentKind
+    distro: str | None = None
+    kernel_release: str | None = None
+    why: str = ""  # how we know, for `status` and bug reports
+
+    def label(self) -> str:
+        names = {"wsl2": "WSL2", "wsl1": "WSL1", "windows": "Windows", "linux": "Linux"}
+        return names[self.kind] + (f" ({self.distro})" if self.distro else "")
+
+
+@dataclass(frozen=True)
+class GuestSample:
+    """Memory inside the guest (the distro), in bytes.
+
+    Derived numbers, each checked against the real kernel in tests:
+
+    - ``page_cache`` = Buffers + Cached - Shmem: file pages held as cache.
+      Shmem/tmpfs sits inside Cached but no drop_caches can free it.
+    - ``reclaimable`` = page_cache - Mapped: what ``sync; echo 1 >
+      drop_caches`` frees now. Dirty pages count (the sync writes them
+      first); pages mapped by running programs do not (invalidation skips
+      them). Mapped also counts mapped shmem, already outside page_cache, so
+      this errs low by at most that.
+    - ``used`` = MemTotal - MemFree - page_cache - SReclaimable: memory held
+      by programs and the kernel that no cache drop gives back.
+    - ``returnable_free``: free memory in buddy blocks of at least
+      ``page_reporting_order`` (2**9 pages = 2 MiB by default): the only free
+      memory free page reporting hands to the host. ``fragmented_free`` is
+      free memory in smaller blocks, which the host cannot take until
+      compaction merges it.
+    """
+
+    time: float
+    total: int | None = None
+    free: int | None = None
+    available: int | None = None
+    buffers: int | None = None
+    cached: int | None = None
+    anon: int | None = None
+    shmem: int | None = None
+    mapped: int | None = None
+    slab_reclaimable: int | None = None
+    dirty: int | None = None
+    writeback: int | None = None
+    swap_total: int | None = None
+    swap_free: int | None = None
+    page_cache: int | None = None
+    reclaimable: int | None = None
+    used: int | None = None
+    returnable_free: int | None = None
+    fragmented_free: int | None = None
+    page_reporting_order: int = 9
+    psi_memory: Pressure | None = None
+    psi_io: Pressure | None = None
+    cpu_busy_percent: float | None = None
+    workingset_refault_file: int | None = None
+    pgpgin: int | None = None
+    drop_pagecache: int | None = None
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def psi_memory_some_avg10(self) -> float | None:
+        return self.psi_memory.some_avg10 if self.psi_memory else None
+
+    @property
+    def psi_io_some_avg10(self) -> float | None:
+        return self.psi_io.some_avg10 if self.psi_io else None
+
+
+HostSource = Literal["psutil", "interop", "process", "estimate", "none"]
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """The VM's memory as the host sees it."""
+
+    time: float
+    bytes: int | None
+    source: HostSource
+    estimated: bool
+    detail: str = ""  # e.g. "vmmemWSL pid 4242, private working set"
+    error: str | None = None  # why the value is unknown (or why we fell back)
+    host_total: int | None = None  # the host's RAM, for "%"-thresholds about the host
+
+
+@dataclass(frozen=True)
+class Sample:
+    guest: GuestSample
+    host: HostSample
+
+    @property
+    def time(self) -> float:
+        return self.guest.time
+
+    @property
+    def host_gap(self) -> int | None:
+        """Host footprint minus what the guest's programs and kernel hold: what could come back."""
+        if self.host.bytes is None or self.guest.used is None:
+            return None
+        return max(0, self.host.bytes - self.guest.used)
+
+
+def metric_value(sample: Sample, metric: str) -> int | None:
+    """A rule metric (``page_cache``, ``reclaimable``, ``host``, ``host_gap``) read off a sample."""
+    if metric == "host":
+        return sample.host.bytes
+    if metric == "host_gap":
+        return sample.host_gap
+    return getattr(sample.guest, metric)
+
+
+def guest_fields() -> list[str]:
+    """Names of the integer/float guest fields, in declaration order (for storage and JSON)."""
+    skip = {"psi_memory", "psi_io", "warnings"}
+    return [f.name for f in dataclasses.fields(GuestSample) if f.name not in skip]
