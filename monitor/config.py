@@ -113,7 +113,7 @@ class IdleConfig:
 @dataclass(frozen=True)
 class PolicyConfig:
     auto_reclaim: bool = field(default=False, metadata=doc(
-        'Master switch for rules with action = "reclaim". Off: they ask (prompt) instead.'))
+        'Master switch for rules with action = "reclaim". Off: such rules only say what they would do.'))
     defer_to_wsl: bool = field(default=True, metadata=doc(
         "Skip an automatic reclaim when WSL's own autoMemoryReclaim (in .wslconfig) would do the same."))
     wslconfig: str = field(default="", metadata=doc(

@@ -92,25 +92,30 @@ def check_proc_root(proc_root: str | Path) -> str | None:
 # ---------------------------------------------------------------- parsers
 
 
+MAX_PLAUSIBLE_BYTES = 1 << 53  # 8 PiB: a bigger memory number is a corrupt file, not a machine
+MAX_COUNTER = (1 << 63) - 1  # SQLite's INTEGER; kernel counters this size mean a broken file
+
+
 def parse_meminfo(text: str) -> tuple[dict[str, int], list[str]]:
-    """``/proc/meminfo`` -> bytes by field; counts (HugePages_*) stay counts.
+    """``/proc/meminfo`` -> bytes for "kB" fields; unit-less fields (HugePages_*) stay counts.
 
         MemTotal:       24684096 kB
         HugePages_Total:       0
+
+    Unit-less fields are keyed with a ``#`` suffix (``HugePages_Total#``) so
+    that a truncated "MemFree:  2374" can never be read as a byte count.
     """
     values: dict[str, int] = {}
     bad = 0
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
-        parts = rest.split()
-        if not sep or not parts or not parts[0].isdigit() or len(parts) > 2:
-            bad += line.strip() != ""
-            continue
-        scale = 1024 if parts[1:] == ["kB"] else 1
-        if parts[1:] not in ([], ["kB"]):
-            bad += 1
-            continue
-        values[key.strip()] = int(parts[0]) * scale
+        key, parts = key.strip(), rest.split()
+        if sep and key and parts and parts[0].isdigit() and parts[1:] in ([], ["kB"]):
+            value = int(parts[0]) * (1024 if parts[1:] else 1)
+            if value <= MAX_PLAUSIBLE_BYTES:
+                values[key if parts[1:] else key + "#"] = value
+                continue
+        bad += line.strip() != ""
     return values, ([f"meminfo: {bad} malformed line(s) skipped"] if bad else [])
 
 
@@ -155,7 +160,7 @@ def parse_vmstat(text: str) -> tuple[dict[str, int], list[str]]:
     bad = 0
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
+        if len(parts) == 2 and parts[1].isdigit() and int(parts[1]) <= MAX_COUNTER:
             values[parts[0]] = int(parts[1])
         elif line.strip():
             bad += 1
@@ -177,11 +182,17 @@ def parse_buddyinfo(text: str) -> tuple[list[Zone], list[str]]:
         head, sep, counts = line.partition("zone")
         node_text = head.replace("Node", "").strip().rstrip(",")
         parts = counts.split()
-        if not sep or not node_text.isdigit() or len(parts) < 2 or not all(p.isdigit() for p in parts[1:]):
+        if not sep or not node_text.isdigit() or len(parts) < 2 or \
+                not all(p.isdigit() and int(p) < MAX_PLAUSIBLE_BYTES >> 30 for p in parts[1:]):
             bad += line.strip() != ""
             continue
         zones.append(Zone(int(node_text), parts[0], tuple(int(p) for p in parts[1:])))
-    return zones, ([f"buddyinfo: {bad} malformed line(s) skipped"] if bad else [])
+    # Every zone lists the same number of orders (MAX_ORDER + 1); a shorter
+    # line is a truncated one, and its missing counts would be read as zero.
+    orders = max((len(z.free_blocks) for z in zones), default=0)
+    complete = [z for z in zones if len(z.free_blocks) == orders]
+    bad += len(zones) - len(complete)
+    return complete, ([f"buddyinfo: {bad} malformed line(s) skipped"] if bad else [])
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Iterable, Sequence
 
 from monitor.sample import Environment, GuestSample, HostSample, Sample
 from monitor.units import format_bytes
+
+
+_NUMBER = re.compile(r"^([+-]?[\d.]+( ?[KMGT]?i?B|%|s)?|\?)$")
 
 
 def iso(ts: float | None) -> str | None:
@@ -28,8 +32,7 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None, in
     for row in body:
         cells = []
         for i, cell in enumerate(row):
-            numeric = i > 0 and cell[:1].isdigit() or cell[:1] in "+-?" and len(cell) > 1
-            cells.append(cell.rjust(widths[i]) if numeric else cell.ljust(widths[i]))
+            cells.append(cell.rjust(widths[i]) if i > 0 and _NUMBER.match(cell) else cell.ljust(widths[i]))
         lines.append(indent + "  ".join(cells).rstrip())
     return "\n".join(lines)
 

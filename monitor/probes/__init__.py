@@ -9,7 +9,7 @@ from typing import Mapping
 from monitor.config import Config
 from monitor.environment import detect_environment
 from monitor.probes.guest import GuestProbe
-from monitor.probes.host import ChainProbe, EstimateProbe, HostProbe, ProcessProbe, PsutilProbe
+from monitor.probes.host import ChainProbe, EstimateProbe, HostProbe, NoVmProbe, ProcessProbe, PsutilProbe
 from monitor.procfs import LocalFiles, SystemFiles
 from monitor.sample import Environment, Sample
 
@@ -56,5 +56,7 @@ def build_host_probe(config: Config, env: Environment) -> HostProbe:
             TasklistProbe(find_windows_tool("tasklist.exe"), config.host.timeout),
             *fallback,
         ])
-    note = {"wsl1": "WSL1 has no VM", "linux": "plain Linux: no VM host in sight"}.get(env.kind, "estimate chosen")
+    if env.kind == "wsl1" and auto:
+        return NoVmProbe("WSL1 runs Linux without a VM: no VM holds memory on the host")
+    note = {"linux": "plain Linux: no VM host in sight"}.get(env.kind, "estimate chosen")
     return EstimateProbe(note)

@@ -97,9 +97,18 @@ def _from_meminfo(text: str | None, warnings: list[str]) -> dict:
         return {}
     info, more = parse_meminfo(text)
     warnings += more
+    for theirs in MEMINFO_FIELDS.values():
+        if theirs + "#" in info:
+            warnings.append(f"meminfo: {theirs} has no kB unit (a truncated line?); ignored")
     missing = [k for k in ESSENTIAL if k not in info]
     if missing:
         warnings.append(f"meminfo: no {', '.join(missing)}")
+    total = info.get("MemTotal")
+    if total is not None:
+        # A part larger than the whole is a corrupt line (swap may exceed RAM).
+        for key in [k for k, v in info.items() if v > total and not k.startswith(("Swap", "Vmalloc", "Commit",
+                                                                                   "DirectMap", "HugePages"))]:
+            warnings.append(f"meminfo: {key} ({info.pop(key)} bytes) exceeds MemTotal; ignored")
     return {ours: info.get(theirs) for ours, theirs in MEMINFO_FIELDS.items()}
 
 

@@ -185,6 +185,21 @@ class EstimateProbe:
         pass
 
 
+class NoVmProbe:
+    """WSL1: Linux syscalls run on the Windows kernel; there is no VM footprint to measure."""
+
+    name = "none"
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def sample(self, guest: GuestSample | None) -> HostSample:
+        return HostSample(guest.time if guest else time.time(), None, "none", False, error=self.why)
+
+    def close(self) -> None:
+        pass
+
+
 class ChainProbe:
     """First probe that gives a number wins; the sample keeps why the earlier ones failed."""
 

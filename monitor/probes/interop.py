@@ -140,8 +140,8 @@ def parse_powershell_answer(lines: list[str]) -> tuple[list[tuple[str, int, int,
     total = None
     for line in lines:
         parts = line.split("\t")
-        if parts[0] == "VMPROC" and len(parts) == 5 and parts[2].isdigit() and parts[3].isdigit():
-            private = int(parts[4]) if parts[4].isdigit() else None
+        if parts[0] == "VMPROC" and len(parts) in (4, 5) and parts[2].isdigit() and parts[3].isdigit():
+            private = int(parts[4]) if len(parts) == 5 and parts[4].isdigit() else None
             rows.append((parts[1], int(parts[2]), int(parts[3]), private))
         elif parts[0] == "VMTOTAL" and len(parts) == 2 and parts[1].isdigit():
             total = int(parts[1])

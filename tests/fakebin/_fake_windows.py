@@ -1,0 +1,68 @@
+"""Stand-ins for Windows tools, run as real executables on PATH by the tests.
+
+Behaviour is chosen by $FAKE_WINDOWS_MODE (normal, hang, garbage, babble,
+novm, sandbox, old, de, fr, slow) and every start is logged to
+$FAKE_WINDOWS_LOG, so a test can count spawns. The output formats are those
+of the real tools: tasklist's CSV as printed by Windows 10/11 in en-US, de-DE
+and fr-FR locales, and the tab-separated lines our own PowerShell query prints.
+"""
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+RECORDED = Path(__file__).parent / "recorded"
+MODE = os.environ.get("FAKE_WINDOWS_MODE", "normal")
+
+
+def log_start(tool: str) -> None:
+    path = os.environ.get("FAKE_WINDOWS_LOG")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{tool} {os.getpid()} {' '.join(sys.argv[1:])}\n")
+
+
+def out(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def powershell() -> None:
+    log_start("powershell.exe")
+    if sys.argv[1:] != ["-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"]:
+        out(b"fake powershell: unexpected arguments\r\n")
+        sys.exit(1)
+    if MODE == "slow":
+        time.sleep(30)
+    for line in sys.stdin:
+        nonce = re.search(r"'__END_([0-9a-f]+)__'", line)
+        if MODE == "hang":
+            time.sleep(3600)
+        if MODE == "babble":
+            while True:
+                out(b"WARNING: something odd happened \x00\xff\r\n" * 100)
+        if MODE == "garbage":
+            out(b"\xef\xbb\xbfThe term 'Get-Process' is not recognized\r\n")
+        elif "Get-Process -Name vmmemWSL,vmmem" in line:
+            name = {"novm": "ps-novm.txt", "sandbox": "ps-sandbox.txt", "old": "ps-old.txt"}.get(MODE, "ps-normal.txt")
+            out((RECORDED / name).read_bytes())
+            if "VMTOTAL" in line:
+                out(b"VMTOTAL\t34187145216\r\n")
+        if nonce:
+            out(f"__END_{nonce.group(1)}__\r\n".encode())
+
+
+def tasklist() -> None:
+    log_start("tasklist.exe")
+    if MODE == "hang":
+        time.sleep(3600)
+    name = {"garbage": "tasklist-garbage.txt", "novm": "tasklist-novm.txt", "de": "tasklist-de.txt",
+            "fr": "tasklist-fr.txt", "sandbox": "tasklist-sandbox.txt", "old": "tasklist-old.txt"}.get(
+        MODE, "tasklist-en.txt")
+    out((RECORDED / name).read_bytes())
+
+
+if __name__ == "__main__":
+    {"powershell.exe": powershell, "tasklist.exe": tasklist}[Path(sys.argv[0]).name]()

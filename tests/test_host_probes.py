@@ -1,0 +1,279 @@
+"""Host probes against real subprocesses: fake Windows tools on PATH, real psutil processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import FAKEBIN, tree
+from monitor.config import Config, HostConfig
+from monitor.probes import build, build_host_probe
+from monitor.probes.host import EstimateProbe, ProcessProbe, choose_vm, select_vm_process
+from monitor.probes.interop import PowerShellProbe, TasklistProbe, find_windows_tool, parse_tasklist_csv
+from monitor.procfs import LocalFiles
+from monitor.sample import Environment
+
+
+@pytest.fixture
+def fake_windows(monkeypatch, tmp_path):
+    """Fake powershell.exe/tasklist.exe first on PATH; returns a setter for the mode and the spawn log."""
+    log = tmp_path / "spawns.log"
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_WINDOWS_LOG", str(log))
+
+    def set_mode(mode: str) -> Path:
+        monkeypatch.setenv("FAKE_WINDOWS_MODE", mode)
+        return log
+    set_mode("normal")
+    return set_mode
+
+
+def spawns(log: Path, tool: str) -> int:
+    return sum(1 for line in log.read_text().splitlines() if line.startswith(tool)) if log.exists() else 0
+
+
+# ------------------------------------------------------------- PowerShell
+
+
+def test_powershell_stays_alive_across_samples(fake_windows):
+    log = fake_windows("normal")
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        samples = [probe.sample(None) for _ in range(5)]
+    finally:
+        probe.close()
+    assert [s.bytes for s in samples] == [7812345856] * 5  # the private working set
+    assert all(s.source == "interop" and not s.estimated for s in samples)
+    assert "vmmemWSL pid 15244" in samples[0].detail and "private working set" in samples[0].detail
+    assert samples[0].host_total == 34187145216
+    assert spawns(log, "powershell.exe") == 1
+
+
+def test_powershell_prefers_vmmemwsl_over_another_vm(fake_windows):
+    fake_windows("sandbox")
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        sample = probe.sample(None)
+    finally:
+        probe.close()
+    assert sample.bytes == 7812345856 and "ignored 1 plain vmmem" in sample.detail
+
+
+def test_powershell_on_an_old_build_takes_plain_vmmem_working_set(fake_windows):
+    fake_windows("old")
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        sample = probe.sample(None)
+    finally:
+        probe.close()
+    assert sample.bytes == 5318656000 and "working set" in sample.detail and "older Windows" in sample.detail
+
+
+def test_powershell_no_vm_running(fake_windows):
+    fake_windows("novm")
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        sample = probe.sample(None)
+    finally:
+        probe.close()
+    assert sample.bytes is None and "is the WSL VM running" in sample.error
+
+
+@pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("babble", "no answer within 1s"),
+                                           ("garbage", "answered garbage"), ("slow", "no answer within 1s")])
+def test_powershell_survives_hangs_and_garbage(fake_windows, mode, message):
+    log = fake_windows(mode)
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=1, retry_after=60)
+    try:
+        started = time.monotonic()
+        first = probe.sample(None)
+        elapsed = time.monotonic() - started
+        second = probe.sample(None)  # within retry_after: no new spawn, no new wait
+        assert time.monotonic() - started - elapsed < 0.5
+    finally:
+        probe.close()
+    assert first.bytes is None and message in first.error
+    assert elapsed < 3
+    assert second.bytes is None and "retrying later" in second.error
+    assert spawns(log, "powershell.exe") == 1
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if any("powershell.exe" in c for c in (p.info["cmdline"] or []))], "a fake PowerShell was left running"
+
+
+def test_powershell_recovers_after_retry_period(fake_windows):
+    log = fake_windows("hang")
+    now = [1000.0]
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=1, retry_after=60, clock=lambda: now[0])
+    try:
+        assert probe.sample(None).bytes is None
+        fake_windows("normal")
+        now[0] += 61
+        assert probe.sample(None).bytes == 7812345856
+    finally:
+        probe.close()
+    assert spawns(log, "powershell.exe") == 2
+
+
+# ------------------------------------------------------------- tasklist
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("normal", 7689168 * 1024), ("de", 7689168 * 1024), ("fr", 7689168 * 1024), ("sandbox", 7689168 * 1024),
+    ("old", 5193984 * 1024),
+])
+def test_tasklist_locales_and_vm_choice(fake_windows, mode, expected):
+    fake_windows(mode)
+    sample = TasklistProbe(find_windows_tool("tasklist.exe"), timeout=5).sample(None)
+    assert sample.bytes == expected, sample.error
+
+
+@pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("garbage", "answered garbage"),
+                                           ("novm", "is the WSL VM running")])
+def test_tasklist_failures(fake_windows, mode, message):
+    fake_windows(mode)
+    started = time.monotonic()
+    sample = TasklistProbe(find_windows_tool("tasklist.exe"), timeout=1).sample(None)
+    assert time.monotonic() - started < 3
+    assert sample.bytes is None and message in sample.error
+
+
+def test_tasklist_argument_vector(fake_windows):
+    log = fake_windows("normal")
+    TasklistProbe(find_windows_tool("tasklist.exe"), timeout=5).sample(None)
+    assert log.read_text().split(" ", 2)[2].strip() == "/fo csv /nh /fi IMAGENAME eq vmmem*"
+
+
+@pytest.mark.parametrize("text, rows", [
+    ('"vmmemWSL","15244","Services","0","3,937,576 K"', [("vmmemWSL", 15244, 3937576 * 1024)]),
+    ('"vmmemWSL","15244","Services","0","3.937.576 K"', [("vmmemWSL", 15244, 3937576 * 1024)]),
+    ('"vmmemWSL","15244","Services","0","3\u202f937\u202f576 Ko"', [("vmmemWSL", 15244, 3937576 * 1024)]),
+    ("INFO: No tasks are running which match the specified criteria.", []),
+    ('"a","b","c","d","e"', []),
+    ("", []),
+])
+def test_parse_tasklist(text, rows):
+    assert parse_tasklist_csv(text) == rows
+
+
+# ------------------------------------------------------------- the chain in auto mode
+
+
+def test_auto_in_wsl2_falls_back_from_hung_powershell_to_tasklist(fake_windows, monkeypatch):
+    fake_windows("normal")
+    monkeypatch.setenv("FAKE_WINDOWS_MODE", "normal")
+    probe = build_host_probe(Config(host=HostConfig(timeout=1)), Environment("wsl2", "Ubuntu"))
+    try:
+        assert probe.sample(None).detail.endswith("(PowerShell)")
+    finally:
+        probe.close()
+    fake_windows("hang")  # both tools hang now: the estimate answers, and says why
+    files = LocalFiles(tree("wsl2-ubuntu"))
+    from monitor.probes.guest import GuestProbe
+    guest = GuestProbe(files).sample()
+    probe = build_host_probe(Config(host=HostConfig(timeout=1)), Environment("wsl2", "Ubuntu"))
+    try:
+        sample = probe.sample(guest)
+    finally:
+        probe.close()
+    assert sample.estimated and sample.bytes is not None
+    assert "interop: powershell.exe gave no answer" in sample.error and "tasklist: tasklist.exe gave no answer" in sample.error
+
+
+def test_status_in_a_recorded_wsl2_tree_uses_interop(fake_windows):
+    fake_windows("normal")
+    from conftest import run_cli
+    import json
+    result = run_cli("status", "--json", "--proc-root", str(tree("wsl2-ubuntu")), "--cpu-window", "0",
+                     env={"PATH": os.environ["PATH"], "FAKE_WINDOWS_MODE": "normal", "WSL_DISTRO_NAME": "Ubuntu"})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["environment"] == {"kind": "wsl2", "distro": "Ubuntu", "kernel_release":
+                                   "5.15.153.1-microsoft-standard-WSL2", "why": data["environment"]["why"]}
+    assert data["host"]["bytes"] == 7812345856 and data["host"]["source"] == "interop"
+    assert data["host"]["estimated"] is False
+
+
+# ------------------------------------------------------------- psutil on real processes
+
+
+@pytest.fixture
+def named_processes(tmp_path):
+    """Real processes whose names are vmmemWSL / vmmem (a copy of sleep under that name)."""
+    started = []
+
+    def start(name: str) -> psutil.Process:
+        exe = tmp_path / name
+        if not exe.exists():
+            shutil.copy(shutil.which("sleep"), exe)
+        proc = subprocess.Popen([str(exe), "300"])
+        started.append(proc)
+        return psutil.Process(proc.pid)
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def test_select_prefers_vmmemwsl_among_real_processes(named_processes):
+    other_vm = named_processes("vmmem")
+    wsl_vm = named_processes("vmmemWSL")
+    ours = [p for p in psutil.process_iter() if p.pid in (other_vm.pid, wsl_vm.pid, os.getpid())]
+    chosen, why = select_vm_process(ours)
+    assert chosen.pid == wsl_vm.pid and "ignored 1 plain vmmem" in why
+
+
+def test_select_accepts_plain_vmmem_only_alone(named_processes):
+    old_vm = named_processes("vmmem")
+    chosen, why = select_vm_process([p for p in psutil.process_iter() if p.pid in (old_vm.pid, os.getpid())])
+    assert chosen.pid == old_vm.pid and "no vmmemWSL" in why
+    assert select_vm_process([psutil.Process()])[0] is None
+
+
+def test_choose_vm_never_sums():
+    chosen, why = choose_vm([("vmmemWSL", 5), ("VMMEMWSL.EXE", 9), ("vmmem", 100)], size=lambda n: n)
+    assert chosen == 9 and "2 candidates, took the largest" in why
+
+
+# ------------------------------------------------------------- process source (Linux host)
+
+
+def test_process_probe_follows_a_real_child():
+    code = "import sys, time; b = bytearray(200 * 1024 * 1024); sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        sample = ProcessProbe(str(child.pid)).sample(None)
+        status = Path(f"/proc/{child.pid}/status").read_text()
+        rss_kib = int(next(l for l in status.splitlines() if l.startswith("VmRSS:")).split()[1])
+        assert sample.bytes is not None and abs(sample.bytes - rss_kib * 1024) < 4 * 1024 * 1024
+        assert sample.bytes > 200 * 1024 * 1024 and sample.source == "process" and not sample.estimated
+        by_name = ProcessProbe(Path(sys.executable).name).sample(None)
+        assert by_name.bytes is not None and by_name.bytes >= sample.bytes  # the largest of that name
+    finally:
+        child.kill()
+        child.wait()
+    gone = ProcessProbe(str(child.pid)).sample(None)
+    assert gone.bytes is None and "is the VM running" in gone.error
+
+
+def test_estimate_probe_labels_itself():
+    files = LocalFiles(tree("wsl2-ubuntu"))
+    from monitor.probes.guest import GuestProbe
+    guest = GuestProbe(files).sample()
+    sample = EstimateProbe().sample(guest)
+    assert sample.estimated and sample.source == "estimate"
+    assert sample.bytes == guest.total - guest.free + guest.fragmented_free
+
+
+def test_wsl1_has_no_vm():
+    probes = build(Config(), environ={}, files=LocalFiles(tree("wsl1")))
+    sample = probes.sample()
+    assert probes.environment.kind == "wsl1"
+    assert sample.host.bytes is None and "without a VM" in sample.host.error
