@@ -11,7 +11,7 @@ from monitor.environment import detect_environment
 from monitor.probes.guest import GuestProbe
 from monitor.probes.host import ChainProbe, EstimateProbe, HostProbe, NoVmProbe, ProcessProbe, PsutilProbe
 from monitor.procfs import LocalFiles, SystemFiles
-from monitor.sample import Environment, Sample
+from monitor.sample import Environment, GuestSample, HostSample, Sample
 
 
 @dataclass
@@ -24,6 +24,12 @@ class Probes:
     def sample(self) -> Sample:
         guest = self.guest.sample()
         return Sample(guest, self.host.sample(guest))
+
+    def sample_guest(self) -> GuestSample:
+        return self.guest.sample()
+
+    def sample_host(self, guest: GuestSample | None) -> HostSample:
+        return self.host.sample(guest)
 
     def close(self) -> None:
         self.host.close()

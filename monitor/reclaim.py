@@ -1,0 +1,379 @@
+"""Giving memory back, and measuring what came back.
+
+Methods (what is written, in order):
+
+    pagecache  sync; 1 > /proc/sys/vm/drop_caches
+    full       sync; 3 > /proc/sys/vm/drop_caches      (page cache, dentries, inodes)
+    compact    1 > /proc/sys/vm/compact_memory         (free pages into blocks the host can take)
+    gradual    "<bytes> swappiness=0" > /sys/fs/cgroup/memory.reclaim, in steps of
+               MemTotal/32 clamped to [gradual_step_min, gradual_step_max], until the page cache
+               is at the floor; cold pages go first, the hot set stays (drop_caches cannot do that)
+    auto       gradual where memory.reclaim is writable, else pagecache; then compact
+
+Free page reporting only hands the host free blocks of at least the
+reporting order, hence compaction after a drop (``[reclaim] compact``).
+
+A reclaim records a :class:`ReclaimResult`: the guest before and after, the
+host footprint before and over a settle period (reporting works in ~2 s
+batches), and the refault counters so the cost can be computed later.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from monitor.config import Config, ReclaimConfig
+from monitor.errors import PrivilegeError, UserError
+from monitor.privilege import COMPACT_MEMORY, DROP_CACHES, MEMORY_RECLAIM
+from monitor.report import guest_json
+from monitor.sample import GuestSample, HostSample, Sample
+from monitor.units import format_bytes
+
+MAX_GRADUAL_STEPS = 64
+GRADUAL_PAUSE = 0.25  # seconds between steps: lets kswapd and writeback keep up
+NO_PROGRESS = 1 << 20  # a step that frees less than 1 MiB means the rest is hot or unreclaimable
+
+
+class Writer(Protocol):
+    """Privileged writes to kernel knobs (LocalFiles as root, SudoWriter, or a guest channel)."""
+
+    description: str
+
+    def write(self, path: str, value: str) -> None: ...
+
+    def exists(self, path: str) -> bool: ...
+
+
+class Sampler(Protocol):
+    def sample(self) -> Sample: ...
+
+    def sample_guest(self) -> GuestSample: ...
+
+    def sample_host(self, guest: GuestSample | None) -> HostSample: ...
+
+
+class ReclaimBusy(UserError):
+    exit_code = 1
+
+
+@dataclass
+class ReclaimResult:
+    method: str  # what was asked for
+    trigger: str = "manual"  # manual | rule:NAME | schedule:NAME | prompt
+    dry_run: bool = False
+    methods_run: list[str] = field(default_factory=list)
+    steps: list[str] = field(default_factory=list)  # what was written, in words
+    notes: list[str] = field(default_factory=list)  # fallbacks and other things a person should know
+    started: float = 0.0
+    ended: float = 0.0
+    before: GuestSample | None = None
+    after: GuestSample | None = None
+    host_before: HostSample | None = None
+    host_after: HostSample | None = None
+    host_trace: list[tuple[float, int | None]] = field(default_factory=list)  # (seconds after the writes, bytes)
+    error: str | None = None
+
+    @property
+    def freed_bytes(self) -> int | None:
+        return _delta(self.before, self.after, "page_cache")
+
+    @property
+    def returnable_gain_bytes(self) -> int | None:
+        d = _delta(self.before, self.after, "returnable_free")
+        return None if d is None else -d
+
+    @property
+    def host_returned_bytes(self) -> int | None:
+        if self.host_before is None or self.host_after is None or None in (self.host_before.bytes,
+                                                                           self.host_after.bytes):
+            return None
+        return self.host_before.bytes - self.host_after.bytes
+
+    @property
+    def host_return_seconds(self) -> float | None:
+        """Seconds after the writes until the host had 90% of what it got back in the end."""
+        returned = self.host_returned_bytes
+        if not returned or returned <= 0 or self.host_before is None or self.host_before.estimated:
+            return None  # an estimate is computed from the guest: it "returns" instantly, which says nothing
+        goal = self.host_before.bytes - 0.9 * returned
+        return next((t for t, b in self.host_trace if b is not None and b <= goal), None)
+
+    def to_json(self) -> dict[str, Any]:
+        b, a, hb, ha = self.before, self.after, self.host_before, self.host_after
+        return {
+            "method": self.method, "methods_run": self.methods_run, "trigger": self.trigger,
+            "dry_run": self.dry_run, "error": self.error, "steps": self.steps, "notes": self.notes,
+            "started": self.started, "ended": self.ended, "duration_s": round(self.ended - self.started, 3),
+            "freed_bytes": self.freed_bytes,
+            "page_cache_before_bytes": b.page_cache if b else None,
+            "page_cache_after_bytes": a.page_cache if a else None,
+            "returnable_free_before_bytes": b.returnable_free if b else None,
+            "returnable_free_after_bytes": a.returnable_free if a else None,
+            "returnable_gain_bytes": self.returnable_gain_bytes,
+            "host_before_bytes": hb.bytes if hb else None, "host_after_bytes": ha.bytes if ha else None,
+            "host_source": hb.source if hb else None, "host_estimated": hb.estimated if hb else None,
+            "host_returned_bytes": self.host_returned_bytes, "host_return_s": self.host_return_seconds,
+            "host_trace": [[round(t, 2), v] for t, v in self.host_trace],
+            "before": guest_json(b) if b else None, "after": guest_json(a) if a else None,
+        }
+
+
+def _delta(before: GuestSample | None, after: GuestSample | None, name: str) -> int | None:
+    if before is None or after is None:
+        return None
+    x, y = getattr(before, name), getattr(after, name)
+    return None if x is None or y is None else x - y
+
+
+Progress = Callable[[str], None]
+
+
+class Reclaimer:
+    """Runs one method at a time (a lock across processes) and measures it."""
+
+    def __init__(self, writer: Writer, sampler: Sampler, config: ReclaimConfig, lock_path: Path,
+                 sync: Callable[[], None] = os.sync, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time, progress: Progress | None = None):
+        self.writer = writer
+        self.sampler = sampler
+        self.config = config
+        self.lock_path = lock_path
+        self.sync = sync
+        self.sleep = sleep
+        self.clock = clock
+        self.progress = progress or (lambda text: None)
+
+    # ---------------------------------------------------------------- planning
+
+    def gradual_available(self) -> bool:
+        return self.writer.exists(MEMORY_RECLAIM)
+
+    def plan(self, method: str) -> tuple[list[str], list[str]]:
+        """The methods to run for ``method``, and notes about fallbacks."""
+        notes = []
+        if method in ("auto", "gradual") and not self.gradual_available():
+            if method == "gradual":
+                notes.append("memory.reclaim is missing (no cgroup v2 memory controller): fell back to pagecache")
+            method = "pagecache"
+        elif method == "auto":
+            method = "gradual"
+        chain = [method]
+        if method != "compact" and self.config.compact:
+            chain.append("compact")
+        return chain, notes
+
+    # ---------------------------------------------------------------- running
+
+    def run(self, method: str, *, dry_run: bool = False, trigger: str = "manual",
+            settle: float | None = None) -> ReclaimResult:
+        result = ReclaimResult(method=method, trigger=trigger, dry_run=dry_run, started=self.clock())
+        with self._lock():
+            result.before = self.sampler.sample_guest()
+            result.host_before = self.sampler.sample_host(result.before)
+            chain, result.notes = self.plan(method)
+            result.methods_run = chain
+            try:
+                for name in chain:
+                    getattr(self, f"_run_{name}")(result)
+            except OSError as exc:
+                result.error = f"{self.writer.description}: {exc.strerror or exc}"
+                if exc.errno in (errno.EACCES, errno.EPERM):
+                    raise PrivilegeError(f"writing kernel knobs was refused ({exc.strerror}); "
+                                         "reclaim needs root") from None
+            result.after = self.sampler.sample_guest()
+            if not dry_run:
+                self._settle(result, self.config.settle if settle is None else settle)
+            else:
+                result.host_after = result.host_before
+        result.ended = self.clock()
+        return result
+
+    def _write(self, result: ReclaimResult, path: str, value: str) -> None:
+        shown = "/" + path
+        if result.dry_run:
+            result.steps.append(f"would write {value!r} to {shown}")
+            self.progress(result.steps[-1])
+            return
+        self.writer.write(path, value)
+        result.steps.append(f"wrote {value!r} to {shown}")
+        self.progress(result.steps[-1])
+
+    def _sync(self, result: ReclaimResult) -> None:
+        if result.dry_run:
+            result.steps.append("would sync")
+            return
+        self.sync()
+        result.steps.append("synced dirty pages")
+
+    def _run_pagecache(self, result: ReclaimResult) -> None:
+        self._sync(result)
+        self._write(result, DROP_CACHES, "1")
+
+    def _run_full(self, result: ReclaimResult) -> None:
+        self._sync(result)
+        self._write(result, DROP_CACHES, "3")
+
+    def _run_compact(self, result: ReclaimResult) -> None:
+        self._write(result, COMPACT_MEMORY, "1")
+
+    def _run_gradual(self, result: ReclaimResult) -> None:
+        guest = result.before
+        total = guest.total or 0
+        step = min(max(total // 32, self.config.gradual_step_min.bytes), self.config.gradual_step_max.bytes)
+        floor = self.config.gradual_floor.resolve(total) or 0
+        suffix = " swappiness=0"
+        self._sync(result)
+        if result.dry_run:
+            todo = max(0, (guest.page_cache or 0) - floor)
+            result.steps.append(f"would write '{step}{suffix}' to /{MEMORY_RECLAIM} about {-(-todo // step)} "
+                                f"time(s), until page cache <= {format_bytes(floor)}")
+            return
+        cache = guest.page_cache or 0
+        for n in range(1, MAX_GRADUAL_STEPS + 1):
+            if cache <= floor:
+                result.notes.append(f"gradual: page cache {format_bytes(cache)} at the floor {format_bytes(floor)}")
+                break
+            amount = min(step, cache - floor)
+            try:
+                self.writer.write(MEMORY_RECLAIM, f"{amount}{suffix}")
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and suffix and (guest.swap_total or 0) == 0:
+                    # Kernels before 6.9 refuse the swappiness argument. With no swap,
+                    # anonymous memory cannot be reclaimed anyway, so the plain form is the same.
+                    result.notes.append("kernel refused swappiness=0; no swap, so retried without it")
+                    suffix = ""
+                    continue
+                if exc.errno == errno.EINVAL and suffix:
+                    result.notes.append("kernel refused swappiness=0 and swap is on (gradual would swap out "
+                                        "programs): fell back to pagecache")
+                    self._run_pagecache(result)
+                    return
+                if exc.errno != errno.EAGAIN:
+                    raise
+                # EAGAIN: "it attempted, but was unable to evict sufficient pages" (WSL treats it as success)
+                result.steps.append(f"step {n}: asked {format_bytes(amount)}: kernel freed what it could (EAGAIN)")
+                self.progress(result.steps[-1])
+                break
+            now = self.sampler.sample_guest()
+            freed = cache - (now.page_cache or 0)
+            result.steps.append(f"step {n}: asked {format_bytes(amount)}, page cache {format_bytes(cache)} -> "
+                                f"{format_bytes(now.page_cache)}")
+            self.progress(result.steps[-1])
+            cache = now.page_cache or 0
+            if freed < NO_PROGRESS:
+                result.notes.append("gradual: a step freed almost nothing; the rest is hot or pinned")
+                break
+            self.sleep(GRADUAL_PAUSE)
+
+    def _settle(self, result: ReclaimResult, settle: float) -> None:
+        """Watch the host footprint for ``settle`` seconds after the writes."""
+        start = self.clock()
+        while True:
+            elapsed = self.clock() - start
+            guest = self.sampler.sample_guest() if result.host_before and result.host_before.estimated else None
+            host = self.sampler.sample_host(guest or result.after)
+            result.host_trace.append((elapsed, host.bytes))
+            result.host_after = host
+            if elapsed >= settle:
+                break
+            self.progress(f"settling: host {format_bytes(host.bytes)} ({settle - elapsed:.0f}s left)")
+            self.sleep(min(1.0, settle - elapsed))
+
+    # ---------------------------------------------------------------- locking
+
+    def _lock(self):
+        return ReclaimLock(self.lock_path)
+
+
+class ReclaimLock:
+    """An exclusive lock on a file: two reclaims, in any two processes, never overlap.
+
+    The default file is /run/lock/vmmemctl-reclaim.lock (sticky and
+    world-writable on Debian/Ubuntu), so a root reclaim and a user's sudo
+    reclaim share it; a user who cannot write a root-created lock file opens
+    it read-only, which is enough to lock it.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> ReclaimLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            writable = True
+        except PermissionError:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
+            writable = False
+        if not _try_lock(fd):
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise ReclaimBusy(f"another reclaim is running (pid {holder or '?'}); try again when it ends")
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd, self.writable = fd, writable
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            if self.writable:
+                os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":  # the Windows-side mode: no fcntl there
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def default_lock_path() -> Path:
+    if Path("/run/lock").is_dir() and os.access("/run/lock", os.W_OK):
+        return Path("/run/lock/vmmemctl-reclaim.lock")
+    import platformdirs
+
+    return Path(platformdirs.user_runtime_dir("vmmemctl")) / "reclaim.lock"
+
+
+def make_reclaimer(config: Config, probes: Any, progress: Progress | None = None, *,
+                   dry_run: bool = False, lock_path: Path | None = None) -> Reclaimer:
+    """A Reclaimer with the narrowest writer that works here; PrivilegeError if none does."""
+    writer = choose_writer(probes.files, dry_run)
+    return Reclaimer(writer, probes, config.reclaim, lock_path or default_lock_path(),
+                     sync=getattr(probes.files, "sync", os.sync), progress=progress)
+
+
+def choose_writer(files: Any, dry_run: bool) -> Writer:
+    """Root (or a tree we own): write directly. Otherwise the sudo path, if a sudoers rule allows it."""
+    from monitor.privilege import SudoWriter, missing_right_hint
+    from monitor.procfs import LocalFiles
+
+    if not isinstance(files, LocalFiles) or dry_run:
+        return files  # a guest channel writes as the guest's root; a dry run writes nothing
+    if all(os.access(files.resolve(p), os.W_OK) for p in (DROP_CACHES, COMPACT_MEMORY)):
+        return files
+    sudo = SudoWriter(files)
+    if sudo.allowed():
+        return sudo
+    raise PrivilegeError(f"reclaim needs root to write /proc/sys/vm/drop_caches: {missing_right_hint()}")

@@ -1,0 +1,86 @@
+"""WSL's own reclaim setting, read from the Windows user's ``.wslconfig``.
+
+    [experimental]
+    autoMemoryReclaim = gradual      # gradual | dropcache | disabled
+
+WSL reads ``%USERPROFILE%\\.wslconfig``; section, key and value are
+case-insensitive; an unknown value is ignored with a warning and the default
+kept, which is ``dropcache`` since May 2024 (MicrosoftDocs/WSL#2086; see
+docs/wsl-facts.md). From inside WSL the file is under ``/mnt/c/Users/<you>``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+MODES = ("gradual", "dropcache", "disabled")
+DEFAULT_MODE = "dropcache"
+
+
+@dataclass(frozen=True)
+class WslReclaim:
+    mode: str | None  # gradual | dropcache | disabled; None when unknown
+    source: str  # where it came from, in words
+
+    def describe(self) -> str:
+        return f"{self.mode or 'unknown'} ({self.source})"
+
+
+def find_wslconfig(explicit: str, environ: Mapping[str, str], users_dir: Path = Path("/mnt/c/Users"),
+                   windows: bool = False) -> Path | None:
+    """The .wslconfig to read: the configured path, the Windows profile, or the one match under /mnt/c/Users."""
+    if explicit:
+        return Path(explicit)
+    if windows:
+        return Path(environ.get("USERPROFILE") or Path.home()) / ".wslconfig"
+    profile = environ.get("USERPROFILE", "")  # present when WSLENV passes it through
+    if m := re.match(r"^([A-Za-z]):[\\/](.*)$", profile):
+        candidate = Path("/mnt") / m.group(1).lower() / m.group(2).replace("\\", "/") / ".wslconfig"
+        if candidate.is_file():
+            return candidate
+    user = environ.get("USER", "")
+    if user and (users_dir / user / ".wslconfig").is_file():
+        return users_dir / user / ".wslconfig"
+    try:
+        matches = [p / ".wslconfig" for p in users_dir.iterdir() if (p / ".wslconfig").is_file()]
+    except OSError:
+        return None
+    return matches[0] if len(matches) == 1 else None
+
+
+def read_wsl_reclaim(path: Path | None) -> WslReclaim:
+    if path is None:
+        return WslReclaim(None, f".wslconfig not found; WSL's default since 2024 is {DEFAULT_MODE}")
+    try:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+    except OSError as exc:
+        return WslReclaim(None, f"{path}: {exc.strerror or exc}")
+    parser = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"),
+                                       inline_comment_prefixes=("#", ";"))
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        return WslReclaim(None, f"{path}: unreadable ({exc.__class__.__name__})")
+    sections = {name.lower(): name for name in parser.sections()}
+    raw = None
+    if "experimental" in sections:
+        raw = parser[sections["experimental"]].get("automemoryreclaim")  # configparser lowercases keys
+    if raw is None:
+        return WslReclaim(DEFAULT_MODE, f"{path} does not set it; WSL's default")
+    value = raw.strip().strip('"').lower()
+    if value not in MODES:
+        return WslReclaim(DEFAULT_MODE, f"{path}: {raw!r} is not a mode WSL knows; it keeps its default")
+    return WslReclaim(value, str(path))
+
+
+def detect_wsl_reclaim(explicit: str, env_kind: str, environ: Mapping[str, str] | None = None) -> WslReclaim | None:
+    """WSL's reclaim mode where WSL is in play (WSL2 or Windows), else None."""
+    if env_kind not in ("wsl2", "windows"):
+        return None
+    environ = os.environ if environ is None else environ
+    return read_wsl_reclaim(find_wslconfig(explicit, environ, windows=env_kind == "windows"))
