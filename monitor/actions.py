@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 from monitor.config import Config
 from monitor.policy import Decision, PolicyState, decide
-from monitor.reclaim import ReclaimResult, make_reclaimer
+from monitor.reclaim import ReclaimResult, Reclaimer
 from monitor.sample import Sample
 from monitor.store import Store, default_db_path
 from monitor.units import format_bytes, format_duration
@@ -48,11 +47,9 @@ def decision_now(config: Config, store: Store | None, sample: Sample, now: float
     return decide(samples, config, load_state(store), now, wsl_mode)
 
 
-def reclaim_and_record(config: Config, probes, store: Store | None, method: str, *, trigger: str = "manual",
-                       dry_run: bool = False, settle: float | None = None,
-                       progress: Callable[[str], None] | None = None) -> ReclaimResult:
+def reclaim_and_record(reclaimer: Reclaimer, store: Store | None, method: str, *, trigger: str = "manual",
+                       dry_run: bool = False, settle: float | None = None) -> ReclaimResult:
     """Run a reclaim, then record its measured result as an event (not for dry runs)."""
-    reclaimer = make_reclaimer(config, probes, progress, dry_run=dry_run)
     result = reclaimer.run(method, dry_run=dry_run, trigger=trigger, settle=settle)
     if store is not None and not dry_run:
         store.add_event("reclaim", describe_reclaim(result), rule=trigger, data=result.to_json(),

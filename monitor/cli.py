@@ -85,17 +85,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_reclaim(args: argparse.Namespace) -> int:
     from monitor import actions, probes, report
+    from monitor.reclaim import make_reclaimer
     from monitor.store import Store
 
     config = load(args)
     p = probes.build(config)
     progress = _progress_printer() if sys.stderr.isatty() else None
+    store = None
     try:
+        reclaimer = make_reclaimer(config, p, progress, dry_run=args.dry_run)  # refuses early without the right
         store = None if args.dry_run else Store(actions.db_path(config, args.db))
-        result = actions.reclaim_and_record(config, p, store, args.method or config.reclaim.method,
-                                            dry_run=args.dry_run, settle=args.settle, progress=progress)
+        result = actions.reclaim_and_record(reclaimer, store, args.method or config.reclaim.method,
+                                            dry_run=args.dry_run, settle=args.settle)
     finally:
         p.close()
+        if store:
+            store.close()
     if progress:
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:

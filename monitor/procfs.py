@@ -84,7 +84,7 @@ def check_proc_root(proc_root: str | Path) -> str | None:
         return f"{root}: no such directory (expected a proc tree holding meminfo)"
     if not root.is_dir():
         return f"{root}: not a directory (expected a proc tree holding meminfo)"
-    if not (root / "meminfo").is_file():
+    if not (root / "meminfo").exists() or (root / "meminfo").is_dir():
         return f"{root}: has no meminfo (expected a proc tree such as /proc)"
     return None
 

@@ -134,6 +134,12 @@ def _delta(before: GuestSample | None, after: GuestSample | None, name: str) -> 
 Progress = Callable[[str], None]
 
 
+def gradual_plan(total: int, config: ReclaimConfig) -> tuple[int, int]:
+    """(step, floor) in bytes: MemTotal/32 clamped to [step_min, step_max], as WSL's reworked gradual mode."""
+    step = min(max(total // 32, config.gradual_step_min.bytes), config.gradual_step_max.bytes)
+    return step, config.gradual_floor.resolve(total) or 0
+
+
 class Reclaimer:
     """Runs one method at a time (a lock across processes) and measures it."""
 
@@ -158,8 +164,8 @@ class Reclaimer:
         """The methods to run for ``method``, and notes about fallbacks."""
         notes = []
         if method in ("auto", "gradual") and not self.gradual_available():
-            if method == "gradual":
-                notes.append("memory.reclaim is missing (no cgroup v2 memory controller): fell back to pagecache")
+            notes.append(f"{method}: memory.reclaim is missing (no cgroup v2 memory controller): "
+                         "used pagecache instead")
             method = "pagecache"
         elif method == "auto":
             method = "gradual"
@@ -224,9 +230,7 @@ class Reclaimer:
 
     def _run_gradual(self, result: ReclaimResult) -> None:
         guest = result.before
-        total = guest.total or 0
-        step = min(max(total // 32, self.config.gradual_step_min.bytes), self.config.gradual_step_max.bytes)
-        floor = self.config.gradual_floor.resolve(total) or 0
+        step, floor = gradual_plan(guest.total or 0, self.config)
         suffix = " swappiness=0"
         self._sync(result)
         if result.dry_run:

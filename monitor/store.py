@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from monitor.errors import UserError
 from monitor.procfs import Pressure
 from monitor.sample import GuestSample, HostSample, Sample
 
@@ -76,19 +77,28 @@ class Store:
 
     def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 10.0):
         self.path = Path(path)
+        try:
+            self.db = self._connect(readonly, timeout)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise UserError(f"history database {self.path}: {reason} (expected a vmmemctl SQLite file; "
+                            "--db PATH chooses another)") from None
+
+    def _connect(self, readonly: bool, timeout: float) -> sqlite3.Connection:
         if readonly:
-            uri = f"file:{self.path}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a crashed process loses nothing committed; the
             # file is never corrupt. Only a power cut may lose the last commits.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_schema())
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_schema())
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        db.execute("SELECT COUNT(*) FROM samples").fetchone()  # a file that is not our database fails here
+        return db
 
     def close(self) -> None:
         self.db.close()

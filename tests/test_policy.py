@@ -1,0 +1,182 @@
+"""The policy as a table: (samples, config, state, now) -> (decision, new state)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from monitor.config import Config, IdleConfig, PolicyConfig, Rule
+from monitor.policy import PolicyState, RuleState, decide
+from monitor.procfs import Pressure
+from monitor.sample import GuestSample, HostSample, Sample
+from monitor.units import Size
+
+GiB = 1024**3
+T0 = 1_000_000.0
+
+
+def sample(t: float, cache_gib: float, cpu: float | None = 2.0, *, host_gib: float | None = None,
+           host_total_gib: float | None = None, psi_io: float | None = None, used_gib: float = 2.0) -> Sample:
+    cache = int(cache_gib * GiB)
+    guest = GuestSample(time=t, total=16 * GiB, free=GiB, page_cache=cache, reclaimable=cache, used=int(used_gib * GiB),
+                        cpu_busy_percent=cpu, psi_io=Pressure(some_avg10=psi_io) if psi_io is not None else None)
+    host = HostSample(t, int(host_gib * GiB) if host_gib is not None else None, "interop", False,
+                      host_total=int(host_total_gib * GiB) if host_total_gib else None)
+    return Sample(guest, host)
+
+
+def series(start: float, end: float, cache_gib, cpu=2.0, step: float = 10.0, **kw) -> list[Sample]:
+    """Samples every ``step`` seconds from start to end (inclusive); cache_gib may be a function of t."""
+    out = []
+    t = start
+    while t <= end + 1e-9:
+        c = cache_gib(t) if callable(cache_gib) else cache_gib
+        u = cpu(t) if callable(cpu) else cpu
+        out.append(sample(t, c, u, **kw))
+        t += step
+    return out
+
+
+def rule(**kw) -> Rule:
+    base = dict(name="r", metric="page_cache", above=Size(bytes=6 * GiB, text="6GiB"), for_=120.0, cooldown=600.0,
+                action="notify")
+    return Rule(**{**base, **kw})
+
+
+def config(*rules: Rule, auto: bool = True, **idle) -> Config:
+    return Config(rule=rules, policy=PolicyConfig(auto_reclaim=auto), idle=IdleConfig(**idle) if idle else IdleConfig())
+
+
+NOW = T0 + 600
+
+CASES = [
+    # id, samples, config, state, expected action, words in the reason
+    ("below", series(T0, NOW, 4), config(rule()), PolicyState(), "none", "page cache 4.0 GiB below 6.0 GiB"),
+    ("not long enough", series(T0, NOW, lambda t: 8 if t > NOW - 60 else 4), config(rule()), PolicyState(),
+     "none", "above 6.0 GiB for 50s (needs 2m)"),
+    ("sustained", series(T0, NOW, 8), config(rule()), PolicyState(), "notify",
+     "page cache 8.0 GiB above 6.0 GiB for 10m"),
+    ("history too short", series(NOW - 60, NOW, 8), config(rule()), PolicyState(), "none", "(needs 2m)"),
+    ("a dip breaks it", series(T0, NOW, lambda t: 4 if NOW - 70 <= t <= NOW - 60 else 8), config(rule()),
+     PolicyState(), "none", "for 50s (needs 2m)"),
+    ("exactly at threshold is not above", series(T0, NOW, 6), config(rule()), PolicyState(), "none", "below"),
+    ("percent threshold", series(T0, NOW, 8), config(rule(above=Size(percent=40.0, text="40%"))), PolicyState(),
+     "notify", "above 6.4 GiB (40%)"),
+    ("not re-armed", series(T0, NOW, 8), config(rule()),
+     PolicyState({"r": RuleState(armed=False, last_fired=T0 - 5000)}), "none", "already acted, re-arms below 4.5 GiB"),
+    ("cooling down", series(T0, NOW, 8), config(rule()), PolicyState({"r": RuleState(armed=True, last_fired=NOW - 60)}),
+     "none", "cooling down 9m"),
+    ("prompt beats notify", series(T0, NOW, 8),
+     config(rule(name="n"), rule(name="p", action="prompt", method="gradual")), PolicyState(), "prompt", "8.0 GiB"),
+    ("auto-reclaim off", series(T0, NOW, 8), config(rule(action="reclaim"), auto=False), PolicyState(), "none",
+     "would reclaim automatically, but auto-reclaim is off"),
+    ("reclaim when idle", series(T0, NOW, 8, cpu=2.0), config(rule(action="reclaim", method="gradual")),
+     PolicyState(), "reclaim", "page cache 8.0 GiB above 6.0 GiB for 10m; CPU 2% (idle); reclaiming gradually"),
+    ("light editor load is idle enough", series(T0, NOW, 8, cpu=12.0), config(rule(action="reclaim")),
+     PolicyState(), "reclaim", "CPU 12% (idle)"),
+    ("busy waits", series(T0, NOW, 8, cpu=55.0), config(rule(action="reclaim")), PolicyState(), "none",
+     "CPU 55% (busy; limit 30% for auto): waiting"),
+    ("full needs real idle", series(T0, NOW, 8, cpu=12.0), config(rule(action="reclaim", method="full")),
+     PolicyState(), "none", "CPU 12% (busy; limit 5% for full)"),
+    ("full when really idle", series(T0, NOW, 8, cpu=1.0), config(rule(action="reclaim", method="full")),
+     PolicyState(), "reclaim", "reclaiming by dropping all caches"),
+    ("idle judged on the window mean", series(T0, NOW, 8, cpu=lambda t: 80 if t == NOW - 30 else 5),
+     config(rule(action="reclaim")), PolicyState(), "reclaim", "CPU 16% (idle)"),
+    ("idle needs a full window", series(NOW - 150, NOW, 8), config(rule(action="reclaim"), window=300.0),
+     PolicyState(), "none", "idle not yet known (needs 5m of samples)"),
+    ("PSI io blocks", series(T0, NOW, 8, psi_io=25.0), config(rule(action="reclaim")), PolicyState(), "none",
+     "PSI io 25.0% (busy; limit 10%)"),
+    ("no PSI (WSL) is no obstacle", series(T0, NOW, 8, psi_io=None), config(rule(action="reclaim")), PolicyState(),
+     "reclaim", "CPU 2% (idle)"),
+    ("snoozed", series(T0, NOW, 8), config(rule()), PolicyState(snoozed_until=NOW + 60), "none", "snoozed until"),
+    ("snooze over", series(T0, NOW, 8), config(rule()), PolicyState(snoozed_until=NOW - 1), "notify", "8.0 GiB"),
+    ("paused stops reclaim", series(T0, NOW, 8), config(rule(action="reclaim")), PolicyState(paused_until=NOW + 60),
+     "none", "auto-reclaim paused until"),
+    ("paused still prompts", series(T0, NOW, 8), config(rule(name="p", action="prompt"), rule(action="reclaim")),
+     PolicyState(paused_until=NOW + 60), "prompt", "8.0 GiB"),
+    ("host percent needs host RAM", series(T0, NOW, 8, host_gib=9),
+     config(rule(metric="host", above=Size(percent=25.0, text="25%"))), PolicyState(), "none", "host RAM unknown"),
+    ("host percent of host RAM", series(T0, NOW, 8, host_gib=9, host_total_gib=32),
+     config(rule(metric="host", above=Size(percent=25.0, text="25%"))), PolicyState(), "notify",
+     "host footprint 9.0 GiB above 8.0 GiB (25%)"),
+    ("host gap", series(T0, NOW, 8, host_gib=9, used_gib=2),
+     config(rule(metric="host_gap", above=Size(bytes=6 * GiB, text="6GiB"))), PolicyState(), "notify",
+     "host gap 7.0 GiB above 6.0 GiB"),
+    ("unknown host readings do not break a run", series(T0, NOW, 8, host_gib=None) + [],
+     config(rule(metric="host")), PolicyState(), "none", "host footprint unknown"),
+]
+
+
+@pytest.mark.parametrize("samples, cfg, state, action, words", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_policy_table(samples, cfg, state, action, words):
+    decision, _ = decide(samples, cfg, state, NOW)
+    assert decision.action == action, decision.reason
+    assert words in decision.reason, decision.reason
+
+
+def test_firing_updates_state_and_disarms():
+    cfg = config(rule(name="n"), rule(name="p", action="prompt"))
+    decision, state = decide(series(T0, NOW, 8), cfg, PolicyState(), NOW)
+    assert decision.action == "prompt"
+    # the notify that fired with the prompt is covered by it: both disarmed
+    assert state.rule("n") == RuleState(armed=False, last_fired=NOW)
+    assert state.rule("p") == RuleState(armed=False, last_fired=NOW)
+    again, _ = decide(series(T0, NOW + 10, 8), cfg, state, NOW + 10)
+    assert again.action == "none"
+
+
+def test_hysteresis_rearms_only_below_the_lower_mark():
+    cfg = config(rule(cooldown=0.0, rearm_below=Size(bytes=3 * GiB, text="3GiB")))
+    _, state = decide(series(T0, NOW, 8), cfg, PolicyState(), NOW)
+    # dips to 5 GiB (below above, not below rearm) and climbs again: stays quiet
+    wobble = series(T0, NOW + 400, lambda t: 5 if NOW < t <= NOW + 100 else 8)
+    decision, state = decide(wobble[:-20], cfg, state, wobble[-21].time)
+    decision, state = decide(wobble, cfg, state, NOW + 400)
+    assert decision.action == "none" and "already acted" in decision.reason
+    # falls below 3 GiB: re-armed; above for long enough again: fires
+    dip = series(T0, NOW + 500, lambda t: 2 if NOW + 400 < t <= NOW + 450 else 8)
+    _, state = decide(dip[: len(series(T0, NOW + 450, 8))], cfg, state, NOW + 450)
+    assert state.rule("r").armed
+    decision, _ = decide(series(T0, NOW + 800, lambda t: 2 if NOW + 400 < t <= NOW + 450 else 8), cfg, state,
+                         NOW + 800)
+    assert decision.action == "notify"
+
+
+def test_defers_to_wsl_only_when_wsl_would_act():
+    cfg = config(rule(action="reclaim"))
+    quiet = series(T0, NOW, 8, cpu=0.2)
+    decision, _ = decide(quiet, cfg, PolicyState(), NOW, wsl_mode="dropcache")
+    assert decision.action == "none" and "WSL's own autoMemoryReclaim=dropcache acts on this idle VM" in decision.reason
+    # an editor's 3% keeps WSL's own reclaim from ever firing (WSL#10011): we act
+    editor = series(T0, NOW, 8, cpu=3.0)
+    decision, _ = decide(editor, cfg, PolicyState(), NOW, wsl_mode="dropcache")
+    assert decision.action == "reclaim"
+    # WSL's own disabled: nothing to defer to
+    decision, _ = decide(quiet, cfg, PolicyState(), NOW, wsl_mode="disabled")
+    assert decision.action == "reclaim"
+    no_defer = dataclasses.replace(cfg, policy=PolicyConfig(auto_reclaim=True, defer_to_wsl=False))
+    assert decide(quiet, no_defer, PolicyState(), NOW, wsl_mode="gradual")[0].action == "reclaim"
+
+
+def test_no_samples_and_no_rules():
+    assert decide([], config(rule()), PolicyState(), NOW)[0].reason == "no samples yet"
+    assert decide(series(T0, NOW, 8), Config(rule=()), PolicyState(), NOW)[0].reason == "no rules configured"
+
+
+def test_default_rules_do_something_useful():
+    """With no config at all: notify early, prompt later, never reclaim on its own."""
+    cfg = Config()
+    at_35 = series(T0, NOW, 16 * 0.35)  # 35% of 16 GiB
+    assert decide(at_35, cfg, PolicyState(), NOW)[0].action == "notify"
+    at_60 = series(T0, NOW, 16 * 0.6)
+    decision, _ = decide(at_60, cfg, PolicyState(), NOW)
+    assert decision.action == "prompt" and decision.method == "auto"
+    assert not cfg.policy.auto_reclaim
+
+
+def test_state_json_round_trip_and_tolerance():
+    state = PolicyState({"r": RuleState(False, T0)}, snoozed_until=T0 + 1, paused_until=None)
+    assert PolicyState.from_json(state.to_json()) == state
+    assert PolicyState.from_json({"rules": {"x": "garbage"}, "snoozed_until": "soon"}) == PolicyState()
+    assert PolicyState.from_json(None) == PolicyState()

@@ -1,0 +1,284 @@
+"""Reclaim for real on this kernel, gradual on a fake sysfs tree, and the privilege path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from fakekernel import FakeKernel
+from monitor.config import Config, ReclaimConfig
+from monitor.probes import build
+from monitor.procfs import LocalFiles
+from monitor.reclaim import ReclaimBusy, ReclaimLock, Reclaimer, default_lock_path, gradual_plan
+from monitor.store import Store
+from monitor.units import Size
+
+MiB, GiB = 1024**2, 1024**3
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="writing /proc/sys/vm needs root")
+
+
+def reclaimer_for(root: Path, tmp_path: Path, **cfg) -> Reclaimer:
+    config = Config(reclaim=ReclaimConfig(settle=0.0, **cfg))
+    probes = build(config, environ={}, files=LocalFiles(root / "proc"))
+    return Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", sleep=lambda s: None)
+
+
+@pytest.fixture
+def fake_kernel(tmp_path):
+    kernels = []
+
+    def make(**kw) -> FakeKernel:
+        kernel = FakeKernel(tmp_path / f"tree{len(kernels)}", **kw)
+        kernels.append(kernel)
+        return kernel
+    yield make
+    for kernel in kernels:
+        kernel.close()
+
+
+# ------------------------------------------------------------------ gradual on a fake tree
+
+
+@pytest.mark.parametrize("total, step", [(4 * GiB, 256 * MiB), (16 * GiB, 512 * MiB), (24 * GiB, 768 * MiB),
+                                         (64 * GiB, GiB)])
+def test_gradual_step_is_memtotal_over_32_clamped(total, step):
+    assert gradual_plan(total, ReclaimConfig())[0] == step
+    assert gradual_plan(total, ReclaimConfig())[1] == int(total * 0.05)
+
+
+def test_gradual_reclaims_in_steps_down_to_the_floor(fake_kernel, tmp_path):
+    kernel = fake_kernel(cached=8 * GiB, hot=600 * MiB)
+    result = reclaimer_for(kernel.root, tmp_path).run("gradual")
+    total = result.before.total
+    step, floor = gradual_plan(total, ReclaimConfig())
+    assert result.methods_run == ["gradual", "compact"] and result.error is None
+    sizes = [int(r.split()[0]) for r in kernel.requests]
+    assert all(r.endswith(" swappiness=0") for r in kernel.requests)
+    assert sizes[:-1] == [step] * (len(sizes) - 1) and 0 < sizes[-1] <= step
+    assert abs(result.after.page_cache - floor) < MiB  # stopped at the floor, not below
+    assert kernel.cached >= kernel.hot
+    assert result.freed_bytes == result.before.page_cache - result.after.page_cache > 6 * GiB
+    assert (kernel.proc / "sys/vm/compact_memory").read_text() == "1"
+    assert (kernel.proc / "sys/vm/drop_caches").read_text() == ""  # gradual never drops everything
+    assert any("page cache" in s and "->" in s for s in result.steps)
+
+
+def test_gradual_stops_when_only_the_hot_set_is_left(fake_kernel, tmp_path):
+    kernel = fake_kernel(cached=6 * GiB, hot=3 * GiB)
+    result = reclaimer_for(kernel.root, tmp_path).run("gradual")
+    assert kernel.cached == 3 * GiB
+    assert any("the rest is hot or pinned" in n for n in result.notes)
+
+
+def test_gradual_falls_back_to_pagecache_without_memory_reclaim(fake_kernel, tmp_path):
+    kernel = fake_kernel(cached=2 * GiB, hot=0, with_reclaim=False)
+    result = reclaimer_for(kernel.root, tmp_path).run("gradual")
+    assert result.methods_run == ["pagecache", "compact"]
+    assert "memory.reclaim is missing" in result.notes[0] and "used pagecache instead" in result.notes[0]
+    assert (kernel.proc / "sys/vm/drop_caches").read_text() == "1"
+
+
+def test_auto_prefers_gradual_where_available(fake_kernel, tmp_path):
+    kernel = fake_kernel(cached=2 * GiB, hot=0)
+    assert reclaimer_for(kernel.root, tmp_path).run("auto").methods_run == ["gradual", "compact"]
+    kernel = fake_kernel(cached=2 * GiB, hot=0, with_reclaim=False)
+    assert reclaimer_for(kernel.root, tmp_path).run("auto", dry_run=True).methods_run == ["pagecache", "compact"]
+
+
+def test_dry_run_writes_nothing(fake_kernel, tmp_path):
+    kernel = fake_kernel(cached=8 * GiB, hot=0)
+    result = run_cli("reclaim", "--method", "gradual", "--dry-run", "--json", "--proc-root", str(kernel.proc),
+                     "--db", str(tmp_path / "h.db"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["dry_run"] is True and data["freed_bytes"] == 0
+    assert kernel.requests == [] and kernel.cached == 8 * GiB
+    assert (kernel.proc / "sys/vm/compact_memory").read_text() == ""
+    assert any(s.startswith("would write") for s in data["steps"])
+    assert not (tmp_path / "h.db").exists()  # a dry run records nothing
+
+
+def test_cli_gradual_json_and_history(fake_kernel, tmp_path):
+    kernel = fake_kernel(cached=5 * GiB, hot=0)
+    db = tmp_path / "h.db"
+    result = run_cli("reclaim", "--method", "gradual", "--json", "--settle", "0", "--proc-root", str(kernel.proc),
+                     "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    for key in ("method", "freed_bytes", "page_cache_before_bytes", "page_cache_after_bytes",
+                "returnable_free_before_bytes", "returnable_free_after_bytes", "host_before_bytes",
+                "host_after_bytes", "duration_s", "dry_run", "error"):
+        assert key in data, key
+    assert data["method"] == "gradual" and data["error"] is None
+    assert data["freed_bytes"] == data["page_cache_before_bytes"] - data["page_cache_after_bytes"] > 3 * GiB
+    assert data["before"]["workingset_refault_file"] is not None and data["after"]["pgpgin"] is not None
+    with Store(db) as store:
+        (event,) = store.events(kinds=["reclaim"])
+    assert event.data["freed_bytes"] == data["freed_bytes"] and "freed" in event.message
+
+
+# ------------------------------------------------------------------ the real kernel
+
+
+def fill_cache(path: Path, mib: int) -> None:
+    chunk = os.urandom(MiB)
+    with open(path, "wb") as fh:
+        for _ in range(mib):
+            fh.write(chunk)
+    with open(path, "rb") as fh:
+        while fh.read(8 * MiB):
+            pass
+
+
+@pytest.mark.slow
+@needs_root
+def test_real_pagecache_reclaim_frees_most_of_a_file(tmp_path):
+    fill_cache(tmp_path / "fill.bin", 600)
+    result = run_cli("reclaim", "--method", "pagecache", "--json", "--settle", "2s", "--db", str(tmp_path / "h.db"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["methods_run"] == ["pagecache", "compact"]
+    assert data["page_cache_before_bytes"] - data["page_cache_after_bytes"] > 500 * MiB
+    assert data["freed_bytes"] > 500 * MiB
+    assert data["after"]["drop_pagecache"] == data["before"]["drop_pagecache"] + 1
+    assert len(data["host_trace"]) >= 2 and data["host_source"] == "estimate"
+    # the estimate follows the freed memory once compaction has merged it
+    assert data["host_before_bytes"] - data["host_after_bytes"] > 300 * MiB
+
+
+@pytest.mark.slow
+@needs_root
+def test_real_full_reclaim_drops_dentries_too(tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(30000):
+        (folder / f"f{i}").touch()
+    fill_cache(tmp_path / "fill.bin", 200)
+    result = run_cli("reclaim", "--method", "full", "--json", "--settle", "0", "--db", str(tmp_path / "h.db"))
+    data = json.loads(result.stdout)
+    assert result.returncode == 0 and data["methods_run"] == ["full", "compact"]
+    assert data["before"]["slab_reclaimable_bytes"] - data["after"]["slab_reclaimable_bytes"] > 5 * MiB
+    assert data["freed_bytes"] > 150 * MiB
+
+
+def compact_scanned() -> int:
+    for line in Path("/proc/vmstat").read_text().splitlines():
+        if line.startswith("compact_migrate_scanned "):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.slow
+@needs_root
+def test_real_compact(tmp_path):
+    before = compact_scanned()
+    result = run_cli("reclaim", "--method", "compact", "--json", "--settle", "0", "--db", str(tmp_path / "h.db"))
+    data = json.loads(result.stdout)
+    assert result.returncode == 0 and data["methods_run"] == ["compact"]
+    assert compact_scanned() > before  # the kernel really ran compaction
+    assert data["steps"] == ["wrote '1' to /proc/sys/vm/compact_memory"]
+
+
+# ------------------------------------------------------------------ never two at once
+
+
+def test_second_reclaim_waits_for_none_and_says_why(tmp_path):
+    with ReclaimLock(default_lock_path()):
+        result = run_cli("reclaim", "--method", "compact", "--settle", "0", "--db", str(tmp_path / "h.db"))
+    assert result.returncode == 1
+    assert f"another reclaim is running (pid {os.getpid()})" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_lock_in_process(tmp_path):
+    with ReclaimLock(tmp_path / "l"):
+        with pytest.raises(ReclaimBusy):
+            with ReclaimLock(tmp_path / "l"):
+                pass
+    with ReclaimLock(tmp_path / "l"):
+        pass  # released
+
+
+# ------------------------------------------------------------------ without root
+
+
+def as_nobody(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    base = {"HOME": "/tmp", "PATH": "/usr/bin:/bin", "VMMEMCTL_CONFIG": ""}
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, "-m", "monitor", *args], capture_output=True, text=True,
+                          env={**base, **(env or {})}, cwd=REPO, timeout=120)
+
+
+def nobody_can_run_python() -> bool:
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return False
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", "0"],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+needs_nobody = pytest.mark.skipif(not nobody_can_run_python(),
+                                  reason="needs root to switch to 'nobody', who must be able to run this Python")
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder 'nobody' can write (pytest's tmp_path sits under a root-only folder)."""
+    import tempfile
+    path = Path(tempfile.mkdtemp(prefix="vmmemctl-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@needs_nobody
+def test_unprivileged_user_gets_one_line_and_exit_3(shared_dir):
+    db = shared_dir / "h.db"
+    result = as_nobody("reclaim", "--db", str(db))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "reclaim needs root" in result.stderr and "NOPASSWD:" in result.stderr and "_privileged-write *" in result.stderr
+    assert as_nobody("reclaim", "--dry-run", "--db", str(db)).returncode == 0  # a dry run needs no right
+
+
+@needs_nobody
+@pytest.mark.skipif(not shutil.which("sudo"), reason="sudo is not installed")
+def test_sudo_rule_lets_an_unprivileged_user_reclaim(shared_dir):
+    tmp_path = shared_dir
+    from monitor.privilege import vmmemctl_executable
+    exe = vmmemctl_executable()
+    if not os.access(exe, os.X_OK):
+        pytest.skip("the vmmemctl script is not installed beside this Python")
+    rule = Path("/etc/sudoers.d/zz-vmmemctl-test")
+    rule.write_text(f"nobody ALL=(root) NOPASSWD: {exe} _privileged-write *\n")
+    rule.chmod(0o440)
+    try:
+        fill_cache(tmp_path / "fill.bin", 300)
+        (tmp_path / "fill.bin").chmod(0o644)
+        result = as_nobody("reclaim", "--method", "pagecache", "--json", "--settle", "0", "--db",
+                           str(tmp_path / "h.db"))
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["freed_bytes"] > 250 * MiB
+        # the helper refuses anything but the three knobs, whatever sudo allows
+        bad = subprocess.run(["sudo", "-n", "-u", "root", exe, "_privileged-write", "proc/sys/kernel/hostname", "x"],
+                             capture_output=True, text=True)
+        assert bad.returncode == 2 and "is not one of" in bad.stderr
+    finally:
+        rule.unlink()
+
+
+def test_privileged_write_refuses_other_paths_and_values(capsys):
+    from monitor.cli import main
+    assert main(["_privileged-write", "proc/sys/kernel/hostname", "evil"]) == 2
+    assert main(["_privileged-write", "proc/sys/vm/drop_caches", "1; rm -rf /"]) == 2
+    assert main(["_privileged-write", "sys/fs/cgroup/memory.reclaim", "1G"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 3 and "is not one of" in err and "is not a valid value" in err
