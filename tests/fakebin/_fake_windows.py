@@ -1,12 +1,14 @@
 """Stand-ins for Windows tools, run as real executables on PATH by the tests.
 
 Behaviour is chosen by $FAKE_WINDOWS_MODE (normal, hang, garbage, babble,
-novm, sandbox, old, de, fr, slow) and every start is logged to
+novm, sandbox, old, de, fr, slow; denied for the toast) and every start is logged to
 $FAKE_WINDOWS_LOG, so a test can count spawns. The output formats are those
 of the real tools: tasklist's CSV as printed by Windows 10/11 in en-US, de-DE
 and fr-FR locales, and the tab-separated lines our own PowerShell query prints.
 """
 
+import base64
+import json
 import os
 import re
 import sys
@@ -29,8 +31,46 @@ def out(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
+# What monitor.notify.TOAST_SCRIPT prints on success and before an error.
+TOAST_OK = "vmmemctl-toast-ok"
+TOAST_ERROR = "vmmemctl-toast-error: "
+BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def toast() -> None:
+    """``powershell.exe ... -EncodedCommand B64``: the toast script, its data on stdin.
+
+    Appends {"argv", "script", "stdin"} (one JSON object a line) to
+    $FAKE_WINDOWS_TOAST_RECORD, then answers as the script would: the success
+    line, or its error line when the data is not two base64 lines (the real
+    FromBase64String throws) or in mode "denied" (toasts disabled). Modes
+    hang/slow never answer; garbage answers something else.
+    """
+    argv = sys.argv[1:]
+    script = base64.b64decode(argv[argv.index("-EncodedCommand") + 1]).decode("utf-16-le")
+    data = sys.stdin.buffer.read().decode("ascii", "replace")
+    record = os.environ.get("FAKE_WINDOWS_TOAST_RECORD")
+    if record:
+        with open(record, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"argv": argv, "script": script, "stdin": data}) + "\n")
+    if MODE in ("hang", "slow"):
+        time.sleep(3600)
+    if MODE == "garbage":
+        out(b"\xef\xbb\xbf#< CLIXML\r\nThe term 'ToastNotificationManager' is not recognized\r\n")
+        return
+    lines = data.split("\n")
+    if MODE == "denied" or len(lines) < 2 or not all(BASE64_LINE.fullmatch(ln.strip()) for ln in lines[:2]):
+        why = "Access is denied." if MODE == "denied" else "The input is not a valid Base-64 string."
+        out(f"{TOAST_ERROR}{why}\r\n".encode())
+        sys.exit(1)
+    out(f"{TOAST_OK}\r\n".encode())
+
+
 def powershell() -> None:
     log_start("powershell.exe")
+    if "-EncodedCommand" in sys.argv[1:]:
+        toast()
+        return
     if sys.argv[1:] != ["-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"]:
         out(b"fake powershell: unexpected arguments\r\n")
         sys.exit(1)
