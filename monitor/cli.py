@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from monitor import __version__
@@ -151,6 +152,90 @@ def _set_state(args: argparse.Namespace, what: str) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    import threading
+
+    from monitor import actions, daemon, probes
+    from monitor.errors import PrivilegeError
+    from monitor.notify import build_notifier
+    from monitor.reclaim import make_reclaimer
+    from monitor.store import Store
+    from monitor.watcher import Watcher
+    from monitor.wslconfig import detect_wsl_reclaim
+
+    config = load(args)
+    if args.interval is not None:
+        config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, interval=args.interval))
+    listen = args.metrics if args.metrics is not None else config.metrics.listen
+    db = actions.db_path(config, args.db)
+    lock = daemon.instance_lock(db)
+    daemon.setup_logging(config.general.log_level, Path(args.log_file) if args.log_file else daemon.default_log_file())
+    stop = threading.Event()
+    p = probes.build(config)
+    store = Store(db)
+    metrics, server = _start_metrics(listen, p.environment)
+
+    def new_reclaimer():
+        return make_reclaimer(config, probes.build(config), stop=stop)
+    try:
+        new_reclaimer().sampler.close()
+    except PrivilegeError as exc:
+        store.add_event("error", f"reclaims will fail: {exc}")
+        daemon.log.warning("reclaims will fail: %s", exc)
+    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind)
+    watcher = Watcher(config, p, store, build_notifier(config.notify), new_reclaimer, lambda: Store(db),
+                      metrics=metrics, wsl_mode=wsl.mode if wsl else None)
+    try:
+        p.guest.prime()
+        return daemon.run(config, watcher, db, lambda: Store(db), stop, server)
+    finally:
+        p.close()
+        store.close()
+        lock.__exit__(None, None, None)
+
+
+def _start_metrics(listen: str, environment):
+    if not listen:
+        return None, None
+    from monitor.config import split_listen
+    from monitor.metrics import Metrics
+
+    try:
+        host, port = split_listen(listen)
+    except ValueError as exc:
+        raise UserError(f"--metrics: got {listen!r}; expected {exc}") from None
+    metrics = Metrics(environment=environment.kind)
+    return metrics, metrics.serve(host, port)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from monitor import actions, report
+    from monitor.store import Store
+
+    config = load(args)
+    path = actions.db_path(config, args.db)
+    if not path.exists():
+        raise UserError(f"no history at {path}: start `vmmemctl watch` (or `vmmemctl tui`) first, or pass --db PATH")
+    now = time.time()
+    with Store(path) as store:
+        if args.events:
+            rows = store.events(since=now - args.since)
+            print(report.events_export(rows, args.format))
+        else:
+            tier, rows = store.series(now - args.since, now)
+            print(report.samples_export(rows, args.format, tier))
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from monitor.notify import notify_test
+
+    config = load(args)
+    code, text = notify_test(config)
+    print(text)
+    return code
+
+
 def cmd_privileged_write(args: argparse.Namespace) -> int:
     from monitor.privilege import privileged_write
 
@@ -218,6 +303,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=_duration, metavar="DURATION",
                    help="watch the host footprint this long afterwards (default: [reclaim] settle, 10s)")
     p.set_defaults(func=cmd_reclaim)
+
+    p = sub.add_parser("watch", parents=[common], help="the background watcher: sample, store, notify, prompt, reclaim")
+    p.add_argument("--interval", type=_duration, metavar="DURATION",
+                   help="guest sampling interval (default: [sampling] interval, 2s)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics, e.g. 127.0.0.1:9469 (default: [metrics] listen, off)")
+    p.add_argument("--log-file", metavar="PATH", help="log here (default: watch.log in the user log dir)")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("history", parents=[common], help="export the recorded history")
+    p.add_argument("--since", type=_duration, default=3600.0, metavar="DURATION", help="how far back (default 1h)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--events", action="store_true", help="events (crossings, notifications, prompts, reclaims, "
+                   "errors) instead of samples")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("notify", parents=[common], help="notifications")
+    p.add_argument("--test", action="store_true", required=True,
+                   help="send a test notification; say which backend delivered it, or why none could")
+    p.set_defaults(func=cmd_notify)
 
     p = sub.add_parser("snooze", parents=[common], help="no notifications, prompts or rule reclaims for a while")
     p.add_argument("duration", nargs="?", default="1h", help="for how long (default 1h; 0 clears)")

@@ -212,7 +212,7 @@ def _rearm(state: PolicyState, statuses: list[RuleStatus]) -> PolicyState:
 
 
 def judge_idle(samples: Sequence[Sample], idle: IdleConfig, method: str, now: float) -> Idle:
-    window = [s for s in samples if s.time >= now - idle.window]
+    window = [s for s in samples if s.time >= now - idle.window] or list(samples[-1:])
     covered = samples[0].time <= now - idle.window + 1e-6 if samples else False
     busy = [s.guest.cpu_busy_percent for s in window if s.guest.cpu_busy_percent is not None]
     if not covered or not busy:

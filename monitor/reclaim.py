@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,14 +145,16 @@ class Reclaimer:
     """Runs one method at a time (a lock across processes) and measures it."""
 
     def __init__(self, writer: Writer, sampler: Sampler, config: ReclaimConfig, lock_path: Path,
-                 sync: Callable[[], None] = os.sync, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.time, progress: Progress | None = None):
+                 sync: Callable[[], None] = os.sync, sleep: Callable[[float], object] | None = None,
+                 clock: Callable[[], float] = time.time, progress: Progress | None = None,
+                 stop: threading.Event | None = None):
         self.writer = writer
+        self.stop = stop or threading.Event()  # set by a watcher shutting down: settle ends early
         self.sampler = sampler
         self.config = config
         self.lock_path = lock_path
         self.sync = sync
-        self.sleep = sleep
+        self.sleep = sleep or self.stop.wait  # waiting on `stop` sleeps, but wakes at shutdown
         self.clock = clock
         self.progress = progress or (lambda text: None)
 
@@ -273,6 +276,9 @@ class Reclaimer:
             if freed < NO_PROGRESS:
                 result.notes.append("gradual: a step freed almost nothing; the rest is hot or pinned")
                 break
+            if self.stop.is_set():
+                result.notes.append("gradual: stopped early (vmmemctl is shutting down)")
+                break
             self.sleep(GRADUAL_PAUSE)
 
     def _settle(self, result: ReclaimResult, settle: float) -> None:
@@ -284,7 +290,7 @@ class Reclaimer:
             host = self.sampler.sample_host(guest or result.after)
             result.host_trace.append((elapsed, host.bytes))
             result.host_after = host
-            if elapsed >= settle:
+            if elapsed >= settle or self.stop.is_set():
                 break
             self.progress(f"settling: host {format_bytes(host.bytes)} ({settle - elapsed:.0f}s left)")
             self.sleep(min(1.0, settle - elapsed))
@@ -361,11 +367,12 @@ def default_lock_path() -> Path:
 
 
 def make_reclaimer(config: Config, probes: Any, progress: Progress | None = None, *,
-                   dry_run: bool = False, lock_path: Path | None = None) -> Reclaimer:
+                   dry_run: bool = False, lock_path: Path | None = None,
+                   stop: threading.Event | None = None) -> Reclaimer:
     """A Reclaimer with the narrowest writer that works here; PrivilegeError if none does."""
     writer = choose_writer(probes.files, dry_run)
     return Reclaimer(writer, probes, config.reclaim, lock_path or default_lock_path(),
-                     sync=getattr(probes.files, "sync", os.sync), progress=progress)
+                     sync=getattr(probes.files, "sync", os.sync), progress=progress, stop=stop)
 
 
 def choose_writer(files: Any, dry_run: bool) -> Writer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any, Iterable, Sequence
 
@@ -166,3 +167,48 @@ def reclaim_text(r: Any) -> str:
     if r.error:
         out += ["", f"error: {r.error}"]
     return "\n".join(out)
+
+
+TIER_WORDS = {"samples": "every sample", "samples_1m": "one row a minute (averages)",
+              "samples_10m": "one row per 10 minutes (averages)"}
+
+
+def samples_export(rows: list[dict], fmt: str, tier: str) -> str:
+    """History rows as a table, CSV or JSON (bytes as integers)."""
+    if fmt == "json":
+        return json.dumps([{"time": iso(r["t"]), **r} for r in rows], indent=1)
+    if fmt == "csv":
+        return _csv([{"time": iso(r["t"]), **r} for r in rows])
+    if not rows:
+        return f"no samples in that range ({TIER_WORDS[tier]})"
+    body = [(iso(r["t"]), format_bytes(r["host_bytes"]), format_bytes(r["page_cache"]),
+             format_bytes(r["reclaimable"]), format_bytes(r["free"]), format_bytes(r["returnable_free"]),
+             percent(r["cpu_busy_percent"])) for r in rows]
+    head = ("time", "host", "page cache", "reclaimable", "free", "returnable", "CPU")
+    return f"{len(rows)} rows, {TIER_WORDS[tier]}\n" + table(body, header=head)
+
+
+def events_export(events: list[Any], fmt: str) -> str:
+    records = [{"time": iso(e.t), "t": e.t, "kind": e.kind, "rule": e.rule, "status": e.status,
+                "message": e.message, "data": e.data} for e in events]
+    if fmt == "json":
+        return json.dumps(records, indent=1)
+    if fmt == "csv":
+        return _csv([{k: (json.dumps(v) if k == "data" and v is not None else v) for k, v in r.items()}
+                     for r in records])
+    if not records:
+        return "no events in that range"
+    return table([(r["time"], r["kind"], r["status"] or "", r["message"]) for r in records],
+                 header=("time", "kind", "status", "message"))
+
+
+def _csv(records: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    if records:
+        writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    return out.getvalue().rstrip("\n")

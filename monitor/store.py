@@ -76,6 +76,8 @@ class Store:
     """One connection to the history database. Not shared across threads."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 10.0):
+        """One connection. The watcher hands it between its main thread and one worker thread,
+        never using it from two at once, hence ``check_same_thread=False`` below."""
         self.path = Path(path)
         try:
             self.db = self._connect(readonly, timeout)
@@ -86,10 +88,11 @@ class Store:
 
     def _connect(self, readonly: bool, timeout: float) -> sqlite3.Connection:
         if readonly:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None,
+                                 check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a crashed process loses nothing committed; the
             # file is never corrupt. Only a power cut may lose the last commits.

@@ -5,7 +5,8 @@ a tree where ``sys/fs/cgroup/memory.reclaim`` is a regular file and
 ``proc/meminfo`` is a FIFO served by a thread. Each time the probe opens
 meminfo, the thread first applies any request written to memory.reclaim
 (shrinking Cached, never below a hot set) and then serves the new meminfo, so
-a reclaim is "done" when the write returns, as with the real file.
+a reclaim is "done" when the write returns, as with the real file. /proc/stat
+advances with every read: 1% CPU busy.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FakeKernel:
         meminfo = self.proc / "meminfo"
         meminfo.unlink()
         os.mkfifo(meminfo)
+        self.ticks = 10**6  # beyond the recorded counters; /proc/stat advances 1% busy per meminfo read, so CPU busy is known (and idle)
         self._stop = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -65,6 +67,8 @@ class FakeKernel:
                 os.close(fd)
                 return
             self._apply_requests()
+            self.ticks += 1
+            (self.proc / "stat").write_text(f"cpu  {self.ticks} 0 0 {99 * self.ticks} 0 0 0 0 0 0\n")
             try:
                 os.write(fd, self._meminfo().encode())
             except BrokenPipeError:

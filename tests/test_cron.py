@@ -1,0 +1,85 @@
+"""cron(5) semantics on top of APScheduler 3, whose from_crontab counts 0 as Monday."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+
+from conftest import run_cli
+from monitor.cron import CronError, next_runs, parse_cron
+
+UTC = dt.timezone.utc
+START = dt.datetime(2026, 11, 26, 12, 0, tzinfo=UTC)  # a Thursday
+
+
+def weekdays(text: str, n: int = 7) -> list[str]:
+    return [t.strftime("%a") for t in next_runs(text, n, START)]
+
+
+@pytest.mark.parametrize("text, days", [
+    ("0 3 * * 0", ["Sun"] * 3),
+    ("0 3 * * 7", ["Sun"] * 3),
+    ("0 3 * * 1", ["Mon"] * 3),
+    ("0 3 * * 6", ["Sat"] * 3),
+    ("0 3 * * sun", ["Sun"] * 3),
+    ("0 3 * * 0,7", ["Sun"] * 3),
+])
+def test_day_of_week_is_cron5_not_apscheduler(text, days):
+    assert weekdays(text, 3) == days
+
+
+def test_ranges_and_steps_over_sunday():
+    assert weekdays("0 3 * * 1-5") == ["Fri", "Mon", "Tue", "Wed", "Thu", "Fri", "Mon"]
+    assert weekdays("0 3 * * 5-7") == ["Fri", "Sat", "Sun", "Fri", "Sat", "Sun", "Fri"]
+    assert weekdays("0 3 * * 0-2") == ["Sun", "Mon", "Tue", "Sun", "Mon", "Tue", "Sun"]
+    assert weekdays("0 3 * * */2") == ["Sat", "Sun", "Tue", "Thu", "Sat", "Sun", "Tue"]  # 0,2,4,6
+
+
+def test_the_apscheduler_pitfall_is_real():
+    """What we avoid: from_crontab('... 0') fires on Mondays."""
+    trigger = CronTrigger.from_crontab("0 3 * * 0", timezone=UTC)
+    assert trigger.get_next_fire_time(None, START).strftime("%a") == "Mon"
+
+
+def test_day_of_month_or_day_of_week():
+    """cron(5): when both day fields are restricted, either one matching is enough."""
+    runs = next_runs("0 3 1 * 1", 4, START)
+    assert [(t.day, t.strftime("%a")) for t in runs] == [(30, "Mon"), (1, "Tue"), (7, "Mon"), (14, "Mon")]
+
+
+def test_times_and_macros():
+    assert [t.isoformat() for t in next_runs("*/20 9-10 * * *", 4, START)] == [
+        "2026-11-27T09:00:00+00:00", "2026-11-27T09:20:00+00:00", "2026-11-27T09:40:00+00:00",
+        "2026-11-27T10:00:00+00:00"]
+    assert next_runs("@daily", 1, START)[0].isoformat() == "2026-11-27T00:00:00+00:00"
+    assert next_runs("@weekly", 1, START)[0].strftime("%a %H:%M") == "Sun 00:00"
+    assert next_runs("30 2 * feb *", 1, START)[0].isoformat() == "2027-02-01T02:30:00+00:00"
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("0 3 * *", "got 4 field(s)"), ("60 3 * * *", "minute values from 0 to 59"),
+    ("0 24 * * *", "hour values"), ("0 3 0 * *", "day of month values from 1 to 31"),
+    ("0 3 * 13 *", "month values"), ("0 3 * * 8", "day of week values from 0 to 7"),
+    ("0 3 * * mon-xyz", "a number in the day of week field"), ("*/0 * * * *", "a step of at least 1"),
+    ("5-1 * * * *", "a minute range that goes upward"), ("", "a cron expression"), ("@often", "got 1 field"),
+])
+def test_bad_cron(bad, words):
+    with pytest.raises(CronError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        parse_cron(bad)
+
+
+def test_config_check_lists_the_next_three_runs(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[schedule]]\nname = "weekly"\ncron = "30 3 * * 0"\nmethod = "full"\n'
+                    '[[schedule]]\ncron = "0 12 * * 1-5"\n')
+    result = run_cli("config", "check", str(path), env={"TZ": "UTC"})
+    assert result.returncode == 0, result.stderr
+    weekly = next(line for line in result.stdout.splitlines() if "weekly" in line)
+    stamps = weekly.split("next ")[1].split(", ")
+    assert len(stamps) == 3
+    for stamp in stamps:
+        when = dt.datetime.fromisoformat(stamp)
+        assert when.strftime("%a %H:%M") == "Sun 03:30" and when.utcoffset() is not None
+    assert "schedule[1] '0 12 * * 1-5' (auto): next" in result.stdout

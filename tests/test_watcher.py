@@ -1,0 +1,360 @@
+"""The watcher's jobs, called directly; and `vmmemctl watch` as a real process (signals, kill -9)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FAKEBIN, REPO, run_cli
+from fakekernel import FakeKernel
+from monitor.config import Config, IdleConfig, PolicyConfig, ReclaimConfig, Rule, SamplingConfig, Schedule
+from monitor.notify import NotifySendBackend, Notifier
+from monitor.probes import build
+from monitor.procfs import LocalFiles, SystemFiles
+from monitor.reclaim import make_reclaimer
+from monitor.store import Store
+from monitor.units import Size
+from monitor.watcher import Watcher
+
+GiB, MiB = 1024**3, 1024**2
+
+
+@pytest.fixture
+def notify_log(tmp_path, monkeypatch):
+    log = tmp_path / "notify-send.log"
+    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_NOTIFY_SEND_LOG", str(log))
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+    return log
+
+
+def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = None) -> Watcher:
+    db = tmp_path / "h.db"
+    probes = build(config, environ={}, files=files or LocalFiles("/proc"))
+    probes.guest.prime()
+    notifier = Notifier([NotifySendBackend(5)])
+    lock = tmp_path / "reclaim.lock"
+
+    def new_reclaimer():
+        return make_reclaimer(config, build(config, environ={}, files=probes.files), lock_path=lock)
+    return Watcher(config, probes, Store(db), notifier, new_reclaimer, lambda: Store(db))
+
+
+def cfg(*rules: Rule, **kw) -> Config:
+    return Config(rule=rules, reclaim=ReclaimConfig(settle=0.0), **kw)
+
+
+def tiny_rule(**kw) -> Rule:
+    """A rule that fires at once on this machine: any page cache at all, held for 0 s."""
+    base = dict(name="r", metric="page_cache", above=Size(bytes=1, text="1"), for_=0.0, cooldown=3600.0,
+                action="notify")
+    return Rule(**{**base, **kw})
+
+
+def test_tick_samples_stores_and_decides(tmp_path, notify_log):
+    watcher = make_watcher(tmp_path, cfg(tiny_rule(above=Size(bytes=2**50, text="1PiB"))))
+    sample = watcher.tick()
+    assert sample is not None and sample.guest.page_cache is not None
+    assert len(watcher.store.recent_samples(60)) == 1
+    assert watcher.last_decision.action == "none" and "below" in watcher.last_decision.reason
+
+
+def test_notify_rule_notifies_once_per_rate_limit(tmp_path, notify_log):
+    watcher = make_watcher(tmp_path, cfg(tiny_rule(cooldown=0.0, rearm_below=Size(bytes=2**50, text="1PiB"))))
+    for _ in range(3):
+        watcher.tick()
+    sent = [json.loads(line) for line in notify_log.read_text().splitlines()]
+    assert len(sent) == 1 and "page cache" in sent[0][-1]
+    (event,) = watcher.store.events(kinds=["notify"])
+    assert "delivered by notify-send" in event.message and event.data["backend"] == "notify-send"
+
+
+def test_notification_nobody_can_deliver_is_still_recorded(tmp_path, monkeypatch):
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    watcher = make_watcher(tmp_path, cfg(tiny_rule()))
+    watcher.tick()
+    (event,) = watcher.store.events(kinds=["notify"])
+    assert "no backend could deliver" in event.message and "no session bus" in event.message
+
+
+def test_prompt_is_recorded_once_and_expires_when_the_condition_passes(tmp_path, notify_log):
+    kernel = FakeKernel(tmp_path / "tree", cached=8 * GiB, hot=0)
+    try:
+        rule = tiny_rule(name="ask", action="prompt", above=Size(bytes=4 * GiB, text="4GiB"), cooldown=0.0,
+                         rearm_below=Size(bytes=3 * GiB, text="3GiB"))
+        watcher = make_watcher(tmp_path, cfg(rule), files=LocalFiles(kernel.proc))
+        watcher.tick()
+        watcher.tick()
+        (prompt,) = watcher.store.pending_prompts()
+        assert prompt.rule == "ask" and prompt.data["method"] == "auto" and "Reclaim (auto)?" in prompt.message
+        assert "open `vmmemctl tui` or run `vmmemctl reclaim`" in notify_log.read_text()
+        kernel.cached = 1 * GiB  # the user reclaimed by hand
+        watcher.tick()
+        assert watcher.store.pending_prompts() == []
+        assert watcher.store.events(kinds=["answer"])[0].data["answer"] == "expired"
+        crossings = [e.message for e in watcher.store.events(kinds=["crossing"])]
+        assert any("fell below 4.0 GiB" in c for c in crossings)
+    finally:
+        kernel.close()
+
+
+def test_reclaim_rule_reclaims_on_the_fake_kernel(tmp_path, notify_log):
+    kernel = FakeKernel(tmp_path / "tree", cached=6 * GiB, hot=0)
+    try:
+        rule = tiny_rule(name="auto", action="reclaim", method="gradual", above=Size(bytes=4 * GiB, text="4GiB"))
+        config = cfg(rule, policy=PolicyConfig(auto_reclaim=True),
+                     idle=IdleConfig(window=0.0, cpu_busy_max=100, psi_io_max=100, psi_memory_max=100))
+        watcher = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc))
+        watcher.tick()
+        assert watcher.last_decision.action == "reclaim", watcher.last_decision.reason
+        (event,) = watcher.store.events(kinds=["reclaim"])
+        assert event.rule == "rule:auto" and event.status == "ok"
+        assert event.data["methods_run"] == ["gradual", "compact"] and event.data["freed_bytes"] > 4 * GiB
+        assert kernel.requests  # memory.reclaim really written
+    finally:
+        kernel.close()
+
+
+def test_busy_machine_waits(tmp_path, notify_log):
+    rule = tiny_rule(action="reclaim")
+    config = cfg(rule, policy=PolicyConfig(auto_reclaim=True), idle=IdleConfig(window=0.0, cpu_busy_max=0.0))
+    watcher = make_watcher(tmp_path, config)
+    busy_until = time.time() + 0.3
+    while time.time() < busy_until:
+        pass  # some CPU so busy > 0
+    watcher.tick()
+    assert watcher.last_decision.action == "none" and "busy" in watcher.last_decision.reason
+    assert watcher.store.events(kinds=["reclaim"]) == []
+
+
+def test_schedule_conditions(tmp_path, notify_log):
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
+    try:
+        watcher = make_watcher(tmp_path, cfg(), files=LocalFiles(kernel.proc))
+        watcher.tick()
+        watcher.run_schedule(Schedule(cron="0 3 * * *", name="night", method="pagecache",
+                                      if_page_cache_above=Size(bytes=10 * GiB, text="10GiB")))
+        watcher.run_schedule(Schedule(cron="0 3 * * *", name="idle-only", method="full", only_if_idle=True))
+        watcher.run_schedule(Schedule(cron="0 3 * * *", name="go", method="pagecache",
+                                      if_page_cache_above=Size(bytes=GiB, text="1GiB")))
+        messages = [e.message for e in watcher.store.events(kinds=["schedule"])]
+        assert messages[0] == "schedule:night: skipped: page cache 2.0 GiB is not above 10.0 GiB"
+        assert messages[1].startswith("schedule:idle-only: skipped: idle not yet known")
+        assert messages[2] == "schedule:go: reclaiming (pagecache)"
+        (reclaim,) = watcher.store.events(kinds=["reclaim"])
+        assert reclaim.rule == "schedule:go"
+        assert (kernel.proc / "sys/vm/drop_caches").read_text() == "1"
+    finally:
+        kernel.close()
+
+
+def test_schedule_respects_pause(tmp_path, notify_log):
+    from monitor.actions import set_pause
+    watcher = make_watcher(tmp_path, cfg())
+    watcher.tick()
+    set_pause(watcher.store, 3600)
+    watcher.run_schedule(Schedule(cron="0 3 * * *", name="n", method="compact"))
+    assert watcher.store.events(kinds=["schedule"])[0].message == "schedule:n: skipped: auto-reclaim is paused"
+
+
+class BrokenFiles:
+    """The OS seam failing in a way no real file does (a bug, say): the tick must survive it."""
+
+    description = "broken"
+
+    def __init__(self):
+        self.calls = 0
+        self.fail_on = None
+
+    def read(self, paths):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise RuntimeError("something odd in the kernel files")
+        return LocalFiles("/proc").read(paths)
+
+    def write(self, path, value):
+        raise OSError("read-only")
+
+    def exists(self, path):
+        return False
+
+
+def test_one_odd_sample_does_not_stop_the_watcher(tmp_path, notify_log):
+    files = BrokenFiles()
+    watcher = make_watcher(tmp_path, cfg(), files=files)
+    files.fail_on = files.calls + 2  # the second tick's read
+    results = [watcher.tick() for _ in range(4)]
+    assert results[1] is None and all(r is not None for r in (results[0], results[2], results[3]))
+    (error,) = watcher.store.events(kinds=["error"])
+    assert "RuntimeError: something odd" in error.message
+    assert len(watcher.store.recent_samples(60)) == 3
+
+
+def test_maintain_rolls_up_and_prunes(tmp_path, notify_log):
+    watcher = make_watcher(tmp_path, cfg())
+    for _ in range(3):
+        watcher.tick()
+    later = time.time() + 120
+    watcher.clock = lambda: later
+    watcher.maintain()
+    assert watcher.store.series(later - 600, later, tier="samples_1m")[1]
+
+
+# ------------------------------------------------------------------ APScheduler wiring
+
+
+def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
+    """After sleep, a reclaim missed beyond its grace is recorded as skipped, and runs 0 times."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from monitor.daemon import record_missed_runs, schedule_jobs
+    db = tmp_path / "h.db"
+    config = cfg(schedule=(Schedule(cron="* * * * *", name="every-minute", method="compact", grace=1.0),))
+    watcher = make_watcher(tmp_path, config)
+    runs = []
+    watcher.run_schedule = lambda s: runs.append(s)
+    scheduler = BackgroundScheduler()
+    schedule_jobs(scheduler, watcher, config)
+    record_missed_runs(scheduler, lambda: Store(db), config)
+    job = scheduler.get_job("schedule0")
+    assert job.coalesce and job.misfire_grace_time == 1
+    scheduler.start(paused=True)
+    try:
+        from datetime import datetime, timedelta, timezone
+        job.modify(next_run_time=datetime.now(timezone.utc) - timedelta(hours=3))  # "the laptop slept"
+        scheduler.resume()
+        deadline = time.time() + 5
+        while time.time() < deadline and not Store(db).events(kinds=["schedule"]):
+            time.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+    assert runs == []
+    (event,) = Store(db).events(kinds=["schedule"])
+    assert "missed the" in event.message and "skipped, not run late" in event.message
+
+
+def test_schedule_jobs_use_cron5_weekdays(tmp_path):
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from monitor.daemon import schedule_jobs
+    config = cfg(schedule=(Schedule(cron="0 3 * * 0", name="sunday", method="full"),))
+    scheduler = BackgroundScheduler()
+    schedule_jobs(scheduler, make_watcher(tmp_path, config), config)
+    scheduler.start(paused=True)
+    try:
+        assert scheduler.get_job("schedule0").next_run_time.strftime("%a %H:%M") == "Sun 03:00"
+        assert {j.id for j in scheduler.get_jobs()} == {"tick", "maintain", "schedule0"}  # no host job for estimates
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+# ------------------------------------------------------------------ `vmmemctl watch` as a process
+
+
+def start_watch(db: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "monitor", "watch", "--db", str(db), "--interval", "0.2s",
+                             "--log-file", str(db.with_suffix(".log")), *extra],
+                            cwd=REPO, env={**os.environ, "VMMEMCTL_CONFIG": "", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_samples(db: Path, n: int, timeout: float = 20) -> int:
+    deadline = time.time() + timeout
+    count = 0
+    while time.time() < deadline:
+        if db.exists():
+            try:
+                with Store(db, readonly=True) as store:
+                    count = store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+            except Exception:
+                count = 0
+            if count >= n:
+                return count
+        time.sleep(0.1)
+    raise AssertionError(f"only {count} samples after {timeout}s")
+
+
+def test_sigterm_exits_cleanly_within_two_seconds(tmp_path):
+    db = tmp_path / "h.db"
+    proc = start_watch(db)
+    try:
+        wait_for_samples(db, 3)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - started < 2.0
+    finally:
+        proc.kill()
+    with Store(db) as store:
+        messages = [e.message for e in store.events(kinds=["watch"])]
+    assert messages[-1] == "watcher stopped" and messages[0].startswith("watcher started")
+
+
+def test_sigint_too(tmp_path):
+    db = tmp_path / "h.db"
+    proc = start_watch(db)
+    try:
+        wait_for_samples(db, 2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=3) == 0
+    finally:
+        proc.kill()
+
+
+def test_kill_9_loses_at_most_the_sample_in_flight(tmp_path):
+    db = tmp_path / "h.db"
+    proc = start_watch(db)
+    wait_for_samples(db, 10)
+    proc.kill()  # SIGKILL
+    proc.wait()
+    with Store(db) as store:
+        assert store.integrity() == "ok"
+        before = store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    assert before >= 10
+    again = start_watch(db)  # the next start carries on (the dead process's locks are gone)
+    try:
+        wait_for_samples(db, before + 5)
+    finally:
+        again.send_signal(signal.SIGTERM)
+        again.wait(timeout=5)
+    with Store(db) as store:
+        assert store.integrity() == "ok"
+
+
+def test_single_instance_per_database(tmp_path):
+    db = tmp_path / "h.db"
+    first = start_watch(db)
+    try:
+        wait_for_samples(db, 1)
+        second = run_cli("watch", "--db", str(db), "--interval", "1s", "--log-file", str(tmp_path / "2.log"))
+        assert second.returncode == 1
+        assert f"vmmemctl watch is already running for {db} (pid {first.pid})" in second.stderr
+        other = start_watch(tmp_path / "other.db")  # another database: fine
+        wait_for_samples(tmp_path / "other.db", 1)
+        other.send_signal(signal.SIGTERM)
+        assert other.wait(timeout=5) == 0
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=5)
+
+
+def test_history_reads_while_watch_writes(tmp_path):
+    db = tmp_path / "h.db"
+    proc = start_watch(db)
+    try:
+        wait_for_samples(db, 3)
+        for _ in range(5):
+            result = run_cli("history", "--db", str(db), "--format", "json")
+            assert result.returncode == 0 and json.loads(result.stdout)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
