@@ -236,6 +236,15 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    # The only place the core reaches the TUI, and only for this command: `watch` and the
+    # rest never import textual (tests/test_headless.py).
+    from tui.app import run
+
+    config = load(args)
+    return run(config, args)
+
+
 def cmd_privileged_write(args: argparse.Namespace) -> int:
     from monitor.privilege import privileged_write
 
@@ -303,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=_duration, metavar="DURATION",
                    help="watch the host footprint this long afterwards (default: [reclaim] settle, 10s)")
     p.set_defaults(func=cmd_reclaim)
+
+    p = sub.add_parser("tui", parents=[common], help="the dashboard: where the memory is, where it is going; act")
+    p.add_argument("--standalone", action="store_true",
+                   help="sample by itself even if a watcher is running (default: attach to a running watcher)")
+    p.add_argument("--interval", type=_duration, metavar="DURATION",
+                   help="refresh/sampling interval (default: [sampling] interval, 2s)")
+    p.set_defaults(func=cmd_tui)
 
     p = sub.add_parser("watch", parents=[common], help="the background watcher: sample, store, notify, prompt, reclaim")
     p.add_argument("--interval", type=_duration, metavar="DURATION",

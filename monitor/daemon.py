@@ -37,6 +37,19 @@ def instance_lock(db: Path) -> ReclaimLock:
         raise AlreadyRunning(f"vmmemctl watch is already running for {db} (pid {pid})") from None
 
 
+def watcher_running(db: Path) -> int | None:
+    """The PID of the watcher holding ``db``'s instance lock, or None if no watcher runs (0: unknown PID)."""
+    path = db.with_name(db.name + ".watch.lock")
+    if not path.exists():
+        return None
+    try:
+        with ReclaimLock(path):
+            return None
+    except UserError as exc:
+        pid = str(exc).split("pid ")[-1].split(")")[0]
+        return int(pid) if pid.isdigit() else 0
+
+
 def setup_logging(level: str, log_file: Path | None) -> None:
     root = logging.getLogger("monitor")
     root.setLevel(level.upper())
