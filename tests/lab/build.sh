@@ -223,7 +223,8 @@ if [ ! -f "$DATA_IMG" ]; then
     echo "hello from the lab data disk" > "$work/root/hello.txt"
     img_mb=$(( DATA_MB + DATA_MB / 16 + 64 ))
     mke2fs -q -F -t ext4 -O ^has_journal -m 0 -L labdata -E root_owner=0:0 \
-        -d "$work/root" "$work/data.img" "${img_mb}M" >&2
+        -d "$work/root" "$work/data.img" "${img_mb}M" > "$work/mke2fs.log" 2>&1 ||
+        { cat "$work/mke2fs.log" >&2; die "mke2fs failed"; }
     mv "$work/data.img" "$DATA_IMG"
     rm -rf "$work"; trap - EXIT
 fi

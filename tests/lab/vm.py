@@ -16,8 +16,8 @@ Typical use::
 
 Command channel protocol (see guest/lab-agent): the host sends one line
 ``RUN <nonce> <timeout> <b64(cmd)> <b64(stdin)|-> .`` where cmd is the argv
-joined with ``shlex.quote``; the guest answers with base64 stdout and stderr
-blocks and ``<nonce> END <rc>``. Each channel (a QEMU PCI serial port behind a
+joined with ``shlex.quote``; the guest answers ``<nonce> ACK``, then base64
+stdout and stderr blocks and ``<nonce> END <rc>``. Each channel (a QEMU PCI serial port behind a
 unix socket) serves one caller at a time; callers take an ``flock`` on
 ``<socket>.lock`` and use whichever channel is free, so a watcher daemon and a
 test can call in concurrently (up to ``channels`` at once, the rest wait).
@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import base64
 import ctypes
-import errno
 import fcntl
 import json
 import math
@@ -213,6 +212,7 @@ def guest_call(
     stdin: bytes | None = None,
     connect_timeout: float = 5.0,
     lock_timeout: float = 120.0,
+    ack_timeout: float = 30.0,
     idle_timeout: float = 15.0,
 ) -> GuestResult:
     """Run argv in the guest through the agent; return its exit code and output.
@@ -222,8 +222,13 @@ def guest_call(
     shell syntax). The guest kills the command's process group after
     ``timeout`` seconds (rounded up) and then reports exit code 124.
 
-    Raises GuestUnreachable if no agent can be reached (or all channels stay
-    busy for ``lock_timeout``), GuestTimeout if the answer does not arrive.
+    Timeouts: ``lock_timeout`` waiting for a free channel, ``connect_timeout``
+    to connect, ``ack_timeout`` for the agent to accept the request, then
+    ``timeout`` (+ ``idle_timeout`` transport slack) for the command.
+
+    Raises GuestUnreachable if no agent can be reached (no socket, QEMU gone,
+    all channels busy for ``lock_timeout``, no ACK within ``ack_timeout``),
+    GuestTimeout if an accepted command's answer does not arrive in time.
     """
     if not argv:
         raise ValueError("empty argv")
@@ -237,45 +242,56 @@ def guest_call(
 
     with _Channel(sockets, connect_timeout, lock_timeout) as ch:
         ch.send(request)
-        start = time.monotonic()
-        # The guest itself gives up after guest_timeout; allow transport slack.
-        state = {"deadline": start + guest_timeout + idle_timeout}
-
-        def deadline() -> float:
-            return state["deadline"]
+        # Until the ACK: ack_timeout. Then the guest itself gives up after
+        # guest_timeout; allow transport slack. Then idle_timeout between lines.
+        state = {"deadline": time.monotonic() + ack_timeout, "acked": False}
 
         prefix = nonce.encode() + b" "
-        out: list[bytes] = []
-        err: list[bytes] = []
-        target: list[bytes] | None = None
-        for line in ch.lines(deadline, idle_timeout):
-            if line.startswith(prefix):
-                word = line[len(prefix):]
-                state["deadline"] = time.monotonic() + idle_timeout
-                if word == b"OUT":
-                    target = out
-                elif word == b"ERR":
-                    target = err
-                elif word.startswith(b"END "):
-                    try:
-                        rc = int(word[4:])
-                    except ValueError:
-                        raise LabError(f"bad end marker from guest: {line!r}") from None
-                    try:
-                        so = base64.b64decode(b"".join(out), validate=True)
-                        se = base64.b64decode(b"".join(err), validate=True)
-                    except ValueError as e:
-                        raise LabError(f"corrupt output from guest: {e}") from None
-                    return GuestResult(rc, so, se)
-                elif word == b"BAD":
-                    raise LabError("guest agent rejected the request (BAD)")
-                else:
-                    raise LabError(f"unexpected line from guest: {line!r}")
-            elif target is not None and line and b" " not in line:
-                target.append(line)
-                state["deadline"] = time.monotonic() + idle_timeout
-            # anything else: stale output of an earlier caller, banners: ignore
-    raise AssertionError("unreachable")
+        try:
+            return _read_answer(ch, prefix, state, guest_timeout, idle_timeout)
+        except GuestTimeout:
+            if not state["acked"]:
+                raise GuestUnreachable(
+                    f"agent on {ch.path} did not accept the request within {ack_timeout:.0f}s") from None
+            raise
+
+
+def _read_answer(ch: "_Channel", prefix: bytes, state: dict, guest_timeout: int,
+                 idle_timeout: float) -> GuestResult:
+    out: list[bytes] = []
+    err: list[bytes] = []
+    target: list[bytes] | None = None
+    for line in ch.lines(lambda: state["deadline"], idle_timeout):
+        if line.startswith(prefix):
+            word = line[len(prefix):]
+            state["deadline"] = time.monotonic() + idle_timeout
+            if word == b"ACK":
+                state["acked"] = True
+                state["deadline"] = time.monotonic() + guest_timeout + idle_timeout
+            elif word == b"OUT":
+                target = out
+            elif word == b"ERR":
+                target = err
+            elif word.startswith(b"END "):
+                try:
+                    rc = int(word[4:])
+                except ValueError:
+                    raise LabError(f"bad end marker from guest: {line!r}") from None
+                try:
+                    so = base64.b64decode(b"".join(out), validate=True)
+                    se = base64.b64decode(b"".join(err), validate=True)
+                except ValueError as e:
+                    raise LabError(f"corrupt output from guest: {e}") from None
+                return GuestResult(rc, so, se)
+            elif word == b"BAD":
+                raise LabError("guest agent rejected the request (BAD)")
+            else:
+                raise LabError(f"unexpected line from guest: {line!r}")
+        elif target is not None and line and b" " not in line:
+            target.append(line)
+            state["deadline"] = time.monotonic() + idle_timeout
+        # anything else: stale output of an earlier caller, banners: ignore
+    raise GuestUnreachable(f"{ch.path}: connection closed")
 
 
 def guest_ping(sockets: str | os.PathLike | Sequence[str | os.PathLike],
@@ -568,18 +584,46 @@ class LabVM:
         return self
 
     def _wait_ready(self, deadline: float) -> None:
-        pending = set(self.sockets)
-        while pending:
-            if self.proc.poll() is not None:
-                raise LabError(f"QEMU exited with {self.proc.returncode} during boot:\n"
-                               + self._diagnostics())
-            if time.monotonic() >= deadline:
-                raise LabError("lab VM did not answer in time:\n" + self._diagnostics())
-            for s in list(pending):
-                if os.path.exists(s) and guest_ping(s, timeout=1.0):
-                    pending.discard(s)
-            if pending:
-                time.sleep(0.1)
+        """Wait until every channel's agent answers a PING.
+
+        The connection stays open and a PING is re-sent every 0.2 s: bytes sent
+        before the guest opened its port are dropped by the UART, so the first
+        answer comes as soon as the agent runs, without reconnect delays."""
+        for path in self.sockets:
+            while not os.path.exists(path):
+                self._check_boot(deadline)
+                time.sleep(0.05)
+            with _Channel([path], 5.0, 5.0) as ch:
+                nonces: set[bytes] = set()
+                buf = b""
+                while True:
+                    self._check_boot(deadline)
+                    nonce = secrets.token_hex(8)
+                    nonces.add(nonce.encode())
+                    ch.send(f"\nPING {nonce} .\n".encode())
+                    end = time.monotonic() + 0.2
+                    answered = False
+                    while not answered and time.monotonic() < end:
+                        ch.sock.settimeout(max(0.01, end - time.monotonic()))
+                        try:
+                            chunk = ch.sock.recv(4096)
+                        except socket.timeout:
+                            break
+                        if not chunk:
+                            raise LabError("agent socket closed during boot:\n" + self._diagnostics())
+                        buf += chunk
+                        *lines, buf = buf.split(b"\n")
+                        answered = any(line.rstrip(b"\r").endswith(b" PONG")
+                                       and line.split(b" ")[0] in nonces for line in lines)
+                    if answered:
+                        break
+
+    def _check_boot(self, deadline: float) -> None:
+        if self.proc.poll() is not None:
+            raise LabError(f"QEMU exited with {self.proc.returncode} during boot:\n"
+                           + self._diagnostics())
+        if time.monotonic() >= deadline:
+            raise LabError("lab VM did not answer in time:\n" + self._diagnostics())
 
     def _diagnostics(self) -> str:
         parts = []
