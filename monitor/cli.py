@@ -62,7 +62,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = load(args)
     p = probes.build(config)
     try:
-        p.guest.prime()
+        p.prime()
         time.sleep(args.cpu_window)  # CPU busy is a rate: it needs two readings
         sample = p.sample()
     finally:
@@ -186,7 +186,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     watcher = Watcher(config, p, store, build_notifier(config.notify), new_reclaimer, lambda: Store(db),
                       metrics=metrics, wsl_mode=wsl.mode if wsl else None)
     try:
-        p.guest.prime()
+        p.prime()
         return daemon.run(config, watcher, db, lambda: Store(db), stop, server)
     finally:
         p.close()
@@ -204,7 +204,7 @@ def _start_metrics(listen: str, environment):
         host, port = split_listen(listen)
     except ValueError as exc:
         raise UserError(f"--metrics: got {listen!r}; expected {exc}") from None
-    metrics = Metrics(environment=environment.kind)
+    metrics = Metrics(environment)
     return metrics, metrics.serve(host, port)
 
 
@@ -233,6 +233,33 @@ def cmd_notify(args: argparse.Namespace) -> int:
     config = load(args)
     code, text = notify_test(config)
     print(text)
+    return code
+
+
+def cmd_service_install(args: argparse.Namespace) -> int:
+    import os
+
+    from monitor import service
+    from monitor.privilege import vmmemctl_executable
+
+    if args.windows_task:
+        distro = args.distro or os.environ.get("WSL_DISTRO_NAME")
+        if not distro:
+            raise UserError("service install --windows-task: which distro? pass --distro NAME "
+                            "(or run it inside that distro)")
+        xml = service.windows_task_xml(distro, vmmemctl_executable())
+        if args.output:
+            Path(args.output).write_bytes(service.encode_task_xml(xml))
+            print(f"wrote {args.output}; on Windows: schtasks /create /xml {Path(args.output).name} /tn vmmemctl")
+        else:
+            print(xml)
+        return 0
+    scope = "system" if args.system or (not args.user and os.geteuid() == 0) else "user"
+    code, text = service.install(scope, args.print, vmmemctl_executable(), ["watch"])
+    if code == 0:
+        print(text)
+    else:
+        print(f"vmmemctl: {text}", file=sys.stderr)
     return code
 
 
@@ -334,6 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", action="store_true", help="events (crossings, notifications, prompts, reclaims, "
                    "errors) instead of samples")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("service", help="run the watcher as a service")
+    service_sub = p.add_subparsers(dest="service_command", metavar="ACTION", parser_class=Parser)
+    service_sub.required = True
+    c = service_sub.add_parser("install", help="install (or print) a systemd unit, or a Windows task")
+    scope = c.add_mutually_exclusive_group()
+    scope.add_argument("--user", action="store_true", help="a user unit (notifies and prompts; cannot reclaim)")
+    scope.add_argument("--system", action="store_true", help="a system unit running as root (default as root)")
+    scope.add_argument("--windows-task", action="store_true",
+                       help="print a Windows Task Scheduler XML that runs the watcher from the Windows side")
+    c.add_argument("--print", action="store_true", help="print the unit; install nothing")
+    c.add_argument("--distro", help="with --windows-task: the WSL distro (default: this one)")
+    c.add_argument("--output", metavar="FILE", help="with --windows-task: write the XML (UTF-16) here")
+    c.set_defaults(func=cmd_service_install)
 
     p = sub.add_parser("notify", parents=[common], help="notifications")
     p.add_argument("--test", action="store_true", required=True,

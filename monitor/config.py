@@ -377,8 +377,16 @@ def _check_record(obj: Any, file: str, prefix: str) -> None:
             parse_cron(obj.cron)
         except CronError as exc:
             raise ConfigError(f"{file}: {prefix}cron: got {_show(obj.cron)}; expected {exc}") from None
-    if isinstance(obj, GuestConfig) and obj.exec and not obj.exec[0]:
-        raise ConfigError(f"{file}: {prefix}exec[0]: got \"\"; expected a program name")
+    if isinstance(obj, GuestConfig) and obj.exec:
+        if not obj.exec[0]:
+            raise ConfigError(f"{file}: {prefix}exec[0]: got \"\"; expected a program name")
+        from monitor.errors import UserError
+        from monitor.probes.execfiles import validate_prefix
+
+        try:
+            validate_prefix(obj.exec)
+        except UserError as exc:
+            raise ConfigError(f"{file}: {prefix}exec: {exc}") from None
     if isinstance(obj, HostConfig) and obj.source == "process" and not obj.process:
         raise ConfigError(f'{file}: {prefix}process: got ""; expected a process name or PID '
                           'when source = "process"')

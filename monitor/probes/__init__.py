@@ -20,12 +20,35 @@ class Probes:
     environment: Environment
     guest: GuestProbe
     host: HostProbe
+    host_mode: bool = False  # the guest is reached through [guest] exec
+
+    @property
+    def gated(self) -> bool:
+        """Host mode with a real host probe: look at the VM process before reaching into the guest."""
+        return self.host_mode and getattr(self.host, "name", "") not in ("estimate", "none")
 
     def sample(self) -> Sample:
+        if self.gated:
+            host = self.host.sample(None)
+            return Sample(self._guest_if_running(host), host)
         guest = self.guest.sample()
         return Sample(guest, self.host.sample(guest))
 
+    def prime(self) -> None:
+        """A first CPU reading (so the next sample's busy % covers a known interval); gated like sampling."""
+        if not self.gated or self.host.sample(None).bytes is not None:
+            self.guest.prime()
+
     def sample_guest(self) -> GuestSample:
+        if self.gated:
+            return self._guest_if_running(self.host.sample(None))
+        return self.guest.sample()
+
+    def _guest_if_running(self, host: HostSample) -> GuestSample:
+        """Host mode reads the guest only while its VM runs: `wsl.exe` would start a stopped VM."""
+        if host.bytes is None and host.source in ("psutil", "process", "interop"):
+            return GuestSample(time=host.time, warnings=(f"VM not running ({host.error}): guest not sampled; "
+                                                         "vmmemctl never starts it",))
         return self.guest.sample()
 
     def sample_host(self, guest: GuestSample | None) -> HostSample:
@@ -37,9 +60,22 @@ class Probes:
 
 def build(config: Config, environ: Mapping[str, str] | None = None, files: SystemFiles | None = None) -> Probes:
     environ = os.environ if environ is None else environ
+    host_mode = bool(config.guest.exec) and files is None
+    if host_mode:
+        from monitor.probes.execfiles import ExecFiles
+
+        files = ExecFiles(config.guest.exec, config.guest.timeout)
     files = files or LocalFiles(config.general.proc_root)
-    env = detect_environment(files, environ)
-    return Probes(files, env, GuestProbe(files), build_host_probe(config, env))
+    if not host_mode:
+        env = detect_environment(files, environ)
+        return Probes(files, env, GuestProbe(files), build_host_probe(config, env))
+    # Host mode: we run beside the VM, so the host probe is chosen for this side; the guest's
+    # kind is read through the channel, and only while the VM runs (never start it to look).
+    host = build_host_probe(config, detect_environment(LocalFiles(), environ))
+    probe = Probes(files, Environment("linux", why="guest not reachable yet"), GuestProbe(files), host, True)
+    if host.sample(None).bytes is not None:
+        probe.environment = detect_environment(files, {})
+    return probe
 
 
 def build_host_probe(config: Config, env: Environment) -> HostProbe:

@@ -1,0 +1,123 @@
+"""Host mode: the guest's kernel files through a command channel.
+
+On Windows the channel is ``wsl.exe -d Ubuntu -u root -e``; in the lab it
+is ``tests/lab/guest-exec``. Either is a command *prefix* (``[guest] exec``)
+to which we append a fixed argument vector: nothing from config or samples is
+ever turned into a shell string. All files of one sample come back from one
+call (a round trip costs ~0.1 s under TCG, more through wsl.exe):
+
+    sh -c SCRIPT sh NONCE /proc/meminfo /proc/vmstat ...
+
+and the answer is each file's text after a line ``NONCE /proc/meminfo``
+(``NONCE! /path`` when it is missing or unreadable).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import subprocess
+from pathlib import PurePosixPath
+from typing import Sequence
+
+from monitor.errors import UserError
+
+# Prints each file after a header line holding the nonce; the nonce and the paths are arguments.
+READ_SCRIPT = 'n=$1; shift; for f; do if [ -r "$f" ]; then echo "$n $f"; cat "$f"; echo; else echo "$n! $f"; fi; done'
+# One write(2) of the whole value, as the kernel's knobs want; dd (coreutils or busybox) names
+# the errno in words ("Resource temporarily unavailable"), where dash's printf only says "I/O error".
+WRITE_SCRIPT = 'printf "%s" "$1" | dd of="$2" bs=4096 conv=notrunc'
+DISTRO_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_STRERRORS = {os.strerror(code).lower(): code for code in errno.errorcode}
+
+
+def validate_prefix(prefix: Sequence[str]) -> None:
+    """For ``wsl.exe -d NAME``: the distro name must be a plain name (it ends up on a command line)."""
+    if not prefix:
+        return
+    program = PurePosixPath(prefix[0].replace("\\", "/")).name.lower()
+    if program not in ("wsl.exe", "wsl"):
+        return
+    for flag, value in zip(prefix, list(prefix[1:]) + [""]):
+        if flag in ("-d", "--distribution") and not DISTRO_NAME.fullmatch(value):
+            raise UserError(f"got distro name {value!r}; expected a plain name (letters, digits, . _ -, "
+                            "at most 64)")
+
+
+def _guest_path(path: str) -> str:
+    top, _, rest = path.partition("/")
+    if top not in ("proc", "sys") or ".." in rest.split("/"):
+        raise ValueError(f"not a proc/ or sys/ path: {path!r}")
+    return f"/{top}/{rest}"
+
+
+class ExecFiles:
+    """Reads and writes the guest's /proc and /sys by running commands through ``prefix``."""
+
+    def __init__(self, prefix: Sequence[str], timeout: float):
+        validate_prefix(prefix)
+        self.prefix = list(prefix)
+        self.timeout = timeout
+        self.description = " ".join(self.prefix) or "exec"
+
+    def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(self.prefix + argv, capture_output=True, timeout=self.timeout,
+                                  stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise OSError(errno.ETIMEDOUT, f"{self.prefix[0]}: no answer within {self.timeout:g}s") from None
+        except OSError as exc:
+            raise OSError(exc.errno, f"{self.prefix[0]}: {exc.strerror}") from None
+
+    def read(self, paths: Sequence[str]) -> dict[str, str | None]:
+        nonce = secrets.token_hex(8)
+        wanted = {_guest_path(p): p for p in paths}
+        out: dict[str, str | None] = {p: None for p in paths}
+        try:
+            done = self._run(["sh", "-c", READ_SCRIPT, "sh", nonce, *wanted])
+        except OSError:
+            return out  # the guest is unreachable: every file unknown, as if missing
+        current: str | None = None
+        chunks: dict[str, list[str]] = {}
+        text = done.stdout.decode("utf-8", "replace").removesuffix("\n")  # the last `echo`'s newline
+        for line in text.split("\n"):
+            head, _, rest = line.partition(" ")
+            if head == nonce and rest in wanted:
+                current = rest
+                chunks[current] = []
+            elif head == nonce + "!":
+                current = None
+            elif current is not None:
+                chunks[current].append(line)
+        for guest, lines in chunks.items():
+            # each file is followed by the newline `echo` added before the next header
+            out[wanted[guest]] = "\n".join(lines)
+        return out
+
+    def write(self, path: str, value: str) -> None:
+        done = self._run(["sh", "-c", WRITE_SCRIPT, "sh", value, _guest_path(path)])
+        if done.returncode != 0:
+            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            line = next((ln for ln in said if "error" in ln.lower() or ": " in ln), said[-1] if said else "failed")
+            raise OSError(_errno_of(" ".join(said)), f"{path}: {line}")
+
+    def exists(self, path: str) -> bool:
+        """Exists and is writable for the guest command (what gradual reclaim needs)."""
+        try:
+            return self._run(["test", "-w", _guest_path(path)]).returncode == 0
+        except OSError:
+            return False
+
+    def sync(self) -> None:
+        self._run(["sync"])
+
+
+def _errno_of(message: str) -> int:
+    """'sh: write error: Resource temporarily unavailable' -> EAGAIN (the guest's shell says it in words)."""
+    text = message.lower()
+    for words, code in _STRERRORS.items():
+        if words and words in text:
+            return code
+    return errno.EIO

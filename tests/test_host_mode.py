@@ -1,0 +1,123 @@
+"""Host mode: guest files through a command prefix; checked here with a local channel (`env`)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import run_cli
+from monitor.config import Config, GuestConfig, HostConfig
+from monitor.errors import UserError
+from monitor.probes import build
+from monitor.probes.execfiles import ExecFiles, validate_prefix
+from monitor.procfs import LocalFiles
+
+
+def test_one_call_reads_every_file_exactly(tmp_path):
+    files = ExecFiles(["env"], timeout=10)  # `env CMD...` runs CMD here: a channel into "this" machine
+    paths = ["proc/meminfo", "proc/vmstat", "proc/buddyinfo", "proc/sys/kernel/osrelease", "proc/nonexistent",
+             "sys/module/page_reporting/parameters/page_reporting_order"]
+    through_exec = files.read(paths)
+    direct = LocalFiles("/proc").read(paths)
+    assert through_exec["proc/nonexistent"] is None
+    assert through_exec["proc/sys/kernel/osrelease"] == direct["proc/sys/kernel/osrelease"]
+    assert through_exec["sys/module/page_reporting/parameters/page_reporting_order"] == \
+        direct["sys/module/page_reporting/parameters/page_reporting_order"]
+    for name in ("proc/meminfo", "proc/vmstat"):
+        # live files move between two reads; their shape (keys, line count) must not
+        assert [l.split()[0] for l in through_exec[name].splitlines()] == \
+            [l.split()[0] for l in direct[name].splitlines()]
+    assert through_exec["proc/meminfo"].endswith("kB\n")
+
+
+def test_a_single_small_file_comes_back_byte_for_byte():
+    files = ExecFiles(["env"], timeout=10)
+    out = files.read(["proc/sys/kernel/hostname"])
+    assert out["proc/sys/kernel/hostname"] == open("/proc/sys/kernel/hostname").read()
+
+
+def test_unreachable_guest_reads_as_missing_and_fails_writes():
+    files = ExecFiles(["/nonexistent/wsl.exe"], timeout=2)
+    assert files.read(["proc/meminfo"]) == {"proc/meminfo": None}
+    assert not files.exists("proc/sys/vm/drop_caches")
+    with pytest.raises(OSError):
+        files.write("proc/sys/vm/compact_memory", "1")
+
+
+def test_hanging_channel_times_out():
+    files = ExecFiles(["sh", "-c", "sleep 30", "x"], timeout=0.5)
+    assert files.read(["proc/meminfo"]) == {"proc/meminfo": None}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="writes /proc/sys/vm as root")
+def test_writes_go_through_the_channel():
+    files = ExecFiles(["env"], timeout=30)
+    files.write("proc/sys/vm/compact_memory", "1")
+    assert files.exists("proc/sys/vm/drop_caches")
+    with pytest.raises(OSError) as err:
+        files.write("proc/sys/vm/drop_caches", "0")  # the kernel refuses it: EINVAL, named by dd
+    assert err.value.errno == errno.EINVAL
+
+
+def test_paths_are_checked():
+    files = ExecFiles(["env"], timeout=5)
+    for bad in ("etc/passwd", "proc/../etc/passwd"):
+        with pytest.raises(ValueError):
+            files.read([bad])
+
+
+@pytest.mark.parametrize("prefix, ok", [
+    (["wsl.exe", "-d", "Ubuntu-22.04", "-u", "root", "-e"], True),
+    (["C:\\Windows\\System32\\wsl.exe", "--distribution", "Debian", "-e"], True),
+    (["wsl.exe", "-d", "Ubuntu; rm -rf /", "-e"], False),
+    (["wsl.exe", "-d", "$(reboot)", "-e"], False),
+    (["wsl.exe", "-d", "", "-e"], False),
+    (["wsl.exe", "-d", "x" * 65, "-e"], False),
+    (["ssh", "vm", "--"], True),  # other channels carry their own rules
+])
+def test_wsl_distro_names_are_validated(prefix, ok):
+    if ok:
+        validate_prefix(prefix)
+    else:
+        with pytest.raises(UserError, match="expected a plain name"):
+            validate_prefix(prefix)
+
+
+def test_host_mode_sample_through_the_channel_with_a_real_vm_process(tmp_path):
+    """The 'VM' is a real child process; the channel is `env`; the guest is this machine."""
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        config = Config(guest=GuestConfig(exec=["env"]), host=HostConfig(source="process", process=str(child.pid)))
+        probes = build(config)
+        sample = probes.sample()
+        assert probes.host_mode and sample.host.source == "process" and sample.host.bytes > 0
+        assert sample.guest.total == \
+            build(Config()).sample_guest().total
+        assert probes.environment.kind == "linux"
+    finally:
+        child.kill()
+        child.wait()
+    stopped = build(config).sample()
+    assert stopped.host.bytes is None and stopped.guest.total is None
+    assert "VM not running" in stopped.guest.warnings[0] and "never starts it" in stopped.guest.warnings[0]
+
+
+def test_host_mode_never_reaches_into_a_stopped_vm(tmp_path):
+    """With the VM process absent, not one command goes through the channel (wsl.exe would boot the VM)."""
+    log = tmp_path / "calls"
+    spy = tmp_path / "wsl.exe"
+    spy.write_text(f"#!/bin/sh\necho called >> {log}\nexec \"$@\"\n")
+    spy.chmod(0o755)
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(f'[guest]\nexec = ["{spy}", "-d", "Ubuntu", "-u", "root", "-e"]\n'
+                           '[host]\nsource = "process"\nprocess = "no-such-vm-process"\n')
+    result = run_cli("status", "--json", "--config", str(config_file), "--cpu-window", "0",
+                     "--db", str(tmp_path / "h.db"))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["host"]["bytes"] is None and data["guest"]["total_bytes"] is None
+    assert not log.exists()
