@@ -17,7 +17,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from conftest import TREES
+from helpers import TREES
 
 KiB = 1024
 

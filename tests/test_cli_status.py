@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli, tree
+from helpers import run_cli, tree
 
 JSON_GUEST_KEYS = {"total_bytes", "free_bytes", "available_bytes", "anon_bytes", "page_cache_bytes", "shmem_bytes",
                    "slab_reclaimable_bytes", "dirty_bytes", "reclaimable_bytes", "returnable_free_bytes",

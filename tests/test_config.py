@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 from monitor.cli import main
 from monitor.config import Config, ConfigError, find_config_path, load_config, to_toml
 from monitor.units import Size

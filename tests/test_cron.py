@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 
-from conftest import run_cli
+from helpers import run_cli
 from monitor.cron import CronError, next_runs, parse_cron
 
 UTC = dt.timezone.utc

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import TREES, run_cli, tree
+from helpers import TREES, run_cli, tree
 from monitor.environment import detect_environment
 from monitor.probes.guest import GuestProbe, split_free_blocks
 from monitor.procfs import LocalFiles, parse_buddyinfo, parse_cpu_times, parse_meminfo, parse_pressure

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from monitor.config import Config, GuestConfig, HostConfig
 from monitor.errors import UserError
 from monitor.probes import build

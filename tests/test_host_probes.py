@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FAKEBIN, tree
+from helpers import FAKEBIN, tree
 from monitor.config import Config, HostConfig
 from monitor.probes import build, build_host_probe
 from monitor.probes.host import EstimateProbe, ProcessProbe, choose_vm, select_vm_process
@@ -188,7 +188,7 @@ def test_auto_in_wsl2_falls_back_from_hung_powershell_to_tasklist(fake_windows, 
 
 def test_status_in_a_recorded_wsl2_tree_uses_interop(fake_windows):
     fake_windows("normal")
-    from conftest import run_cli
+    from helpers import run_cli
     import json
     result = run_cli("status", "--json", "--proc-root", str(tree("wsl2-ubuntu")), "--cpu-window", "0",
                      env={"PATH": os.environ["PATH"], "FAKE_WINDOWS_MODE": "normal", "WSL_DISTRO_NAME": "Ubuntu"})

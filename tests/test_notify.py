@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAKEBIN, REPO
+from helpers import FAKEBIN, REPO
 from monitor.config import Config, NotifyConfig
 from monitor.notify import (TOAST_SCRIPT, Delivery, Notification, Notifier, NotifySendBackend, PlyerBackend,
                             RateLimiter, ToastBackend, build_notifier, notify_test)

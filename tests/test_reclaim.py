@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 from fakekernel import FakeKernel
 from monitor.config import Config, ReclaimConfig
 from monitor.probes import build

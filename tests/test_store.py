@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from monitor.errors import UserError
 from monitor.sample import GuestSample, HostSample, Sample
 from monitor.store import Store

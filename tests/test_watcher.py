@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAKEBIN, REPO, run_cli
+from helpers import FAKEBIN, REPO, run_cli
 from fakekernel import FakeKernel
 from monitor.config import Config, IdleConfig, PolicyConfig, ReclaimConfig, Rule, SamplingConfig, Schedule
 from monitor.notify import NotifySendBackend, Notifier

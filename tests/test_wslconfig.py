@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, tree
+from helpers import run_cli, tree
 from monitor.wslconfig import find_wslconfig, read_wsl_reclaim
 
 
