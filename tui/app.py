@@ -1,0 +1,436 @@
+"""`vmmemctl tui`: the dashboard. See README "The dashboard".
+
+The app only shows and asks. Reading the history, sampling (standalone) and
+reclaiming happen in thread workers (:mod:`tui.source`) that report back by
+message, so the screen stays live while a week of history loads or a reclaim
+settles. Tests build the app with :func:`make_app` (fixed clock, no timers)
+and call :meth:`VmmemApp.refresh_data` themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
+
+from monitor import actions
+from monitor.config import Config, to_toml
+from monitor.errors import UserError
+from monitor.reclaim import ReclaimResult
+from monitor.units import format_duration
+from tui import data, screens
+from tui.source import DataSource, Setup, Snapshot
+from tui.widgets import Cards, EventList, HeaderLine, TrendChart, legend, range_keys
+
+log = logging.getLogger("monitor.tui")
+PAUSE_SECONDS = 3600.0
+TALL = 34  # rows from which cards get borders and a detail line
+
+
+class SnapshotReady(Message):
+    def __init__(self, snapshot: Snapshot):
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class RefreshFailed(Message):
+    def __init__(self, error: str):
+        super().__init__()
+        self.error = error
+
+
+class ReclaimProgress(Message):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+
+class ReclaimDone(Message):
+    def __init__(self, result: ReclaimResult | None, error: str | None = None):
+        super().__init__()
+        self.result = result
+        self.error = error
+
+
+class ActionDone(Message):
+    """A snooze, pause or answer was recorded (or failed): say so, and refresh."""
+
+    def __init__(self, words: str, severity: str = "information"):
+        super().__init__()
+        self.words = words
+        self.severity = severity
+
+
+class VmmemApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "vmmemctl"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("r", "reclaim", "Reclaim"),
+        Binding("s", "snooze", "Snooze"),
+        Binding("p", "pause", "Pause"),
+        Binding("a", "answer", "Prompt"),
+        Binding("t", "cycle_range", "Range"),
+        Binding("1", "range('5m')", "5 min", show=False),
+        Binding("2", "range('1h')", "1 h", show=False),
+        Binding("3", "range('24h')", "24 h", show=False),
+        Binding("4", "range('7d')", "7 days", show=False),
+        Binding("c", "config", "Config"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, setup: Setup):
+        super().__init__()
+        self.setup = setup
+        self.config = setup.config
+        self.source = DataSource(setup, run_async=self._run_async)
+        self.range_name = setup.config.tui.range
+        self.snapshot: Snapshot | None = None
+        self.reclaiming: str | None = None  # the method of the reclaim in flight
+        self.refreshing = False
+        self.deferred: set[int] = set()  # prompts answered "later" this session
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield HeaderLine("vmmemctl · starting…", id="header")
+        yield Cards(id="cards")
+        yield Static("policy: …", id="policy")
+        with Vertical(id="chart-box"):
+            yield TrendChart(self.setup.localtime, id="chart")
+            yield Static(id="chart-empty")
+            with Horizontal(id="chart-foot"):
+                yield Static(id="chart-legend")
+                yield Static(range_keys(self.range_name), id="ranges")
+        yield EventList(id="events")
+        yield Static(id="activity")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#chart-box").border_title = "host footprint & page cache"
+        self.query_one("#events").border_title = "events, newest first (enter: details)"
+        self._apply_size()
+        self.refresh_data()
+        if self.setup.timers:
+            self.set_interval(self.setup.interval, self._on_timer)
+
+    def on_resize(self) -> None:
+        self._apply_size()
+
+    def _apply_size(self) -> None:
+        self.screen.set_class(self.size.height >= TALL, "-tall")
+        self.screen.set_class(self.size.width < 100, "-narrow")
+
+    def on_unmount(self) -> None:
+        self.source.close()
+
+    # ------------------------------------------------------------ refreshing
+
+    def _on_timer(self) -> None:
+        if not self.refreshing:  # a slow refresh (a Windows tool, a busy disk) is not queued up behind
+            self.refresh_data(tick=True)
+
+    def refresh_data(self, tick: bool = False) -> None:
+        """Read the history again (and sample first, with ``tick``, in standalone mode)."""
+        self.refreshing = True
+        chart = self.query_one(TrendChart)
+        self._refresh(self.range_name, chart.columns, tick)
+
+    @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
+    def _refresh(self, range_name: str, columns: int, tick: bool) -> None:
+        try:
+            if self.source.environment is None:
+                self.source.start()
+                tick = True  # the first numbers now, not one interval from now
+            if tick:
+                self.source.tick()
+            snapshot = self.source.snapshot(range_name, columns)
+        except (UserError, OSError, RuntimeError, ValueError) as exc:
+            log.exception("refresh failed")
+            self.post_message(RefreshFailed(str(exc)))
+            return
+        except Exception as exc:  # sqlite3 errors and the like: show them, keep the dashboard up
+            log.exception("refresh failed")
+            self.post_message(RefreshFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(SnapshotReady(snapshot))
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.refreshing = False
+        snap = message.snapshot
+        if snap.range_name != self.range_name:
+            return  # the range changed meanwhile; its own refresh is on the way
+        self.snapshot = snap
+        self.query_one(HeaderLine).show(snap.header, len(snap.pending))
+        self.query_one(Cards).show(snap.cards)
+        self.query_one("#policy", Static).update(f"policy: {snap.policy}")
+        self._show_chart(snap)
+        self.query_one(EventList).show(snap.events)
+        self.refresh_bindings()
+        self._maybe_prompt(snap)
+
+    def on_refresh_failed(self, message: RefreshFailed) -> None:
+        self.refreshing = False
+        self.query_one("#policy", Static).update(f"[red]cannot read the history: {message.error}[/]")
+
+    def _show_chart(self, snap: Snapshot) -> None:
+        chart = snap.chart
+        box = self.query_one("#chart-box")
+        box.border_title = (f"host footprint & page cache · last {snap.range_name} · "
+                            f"{data.TIER_WORDS.get(chart.tier, chart.tier)}")
+        empty = chart.empty
+        self.query_one(TrendChart).display = not empty
+        self.query_one("#chart-empty", Static).display = empty
+        if empty:
+            why = self.source.error or snap.header.latest or "no samples yet"
+            self.query_one("#chart-empty", Static).update(f"no samples in the last {snap.range_name} ({why})")
+        else:
+            self.query_one(TrendChart).show(chart)
+        legend_box = self.query_one("#chart-legend", Static)
+        legend_box.update(legend(chart, legend_box.size.width - 2))
+        self.query_one("#ranges", Static).update(range_keys(snap.range_name))
+
+    def _maybe_prompt(self, snap: Snapshot) -> None:
+        if len(self.screen_stack) > 1 or self.reclaiming:
+            return
+        waiting = [p for p in snap.pending if p.id not in self.deferred]
+        if waiting:
+            self._open_prompt(waiting[0])
+
+    # ------------------------------------------------------------ keys
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "answer":
+            return bool(self.snapshot and self.snapshot.pending)
+        return True
+
+    def action_cycle_range(self) -> None:
+        self.action_range(data.next_range(self.range_name))
+
+    def action_range(self, name: str) -> None:
+        self.range_name = name
+        self.query_one("#ranges", Static).update(range_keys(name))
+        self.refresh_data()
+
+    def action_reclaim(self) -> None:
+        if self.reclaiming:
+            self.notify(f"a reclaim ({self.reclaiming}) is running; its progress is at the bottom",
+                        severity="warning")
+            return
+        row = self.snapshot.latest if self.snapshot else None
+        offers = {m: self.source.offer(m, row) for m in data.METHODS}
+        self.push_screen(screens.ReclaimScreen(offers, self.config.reclaim.method), self._reclaim_chosen)
+
+    def _reclaim_chosen(self, method: str | None) -> None:
+        if method:
+            self.start_reclaim(method, "manual")
+
+    def action_snooze(self) -> None:
+        state = self.snapshot.state if self.snapshot else None
+        until = data.snooze_words(state, self.setup.clock(), self.setup.localtime) if state else ""
+        self.push_screen(screens.SnoozeScreen(until), self._snooze_chosen)
+
+    def _snooze_chosen(self, seconds: float | None) -> None:
+        if seconds is not None:
+            self._record(lambda: self._snooze_words(self.source.snooze(seconds)))
+
+    def _snooze_words(self, state: Any) -> str:
+        return data.snooze_words(state, self.setup.clock(), self.setup.localtime) or "snooze cleared"
+
+    def action_pause(self) -> None:
+        state = self.snapshot.state if self.snapshot else None
+        paused = bool(state and state.paused_until and self.setup.clock() < state.paused_until)
+        seconds = 0.0 if paused else PAUSE_SECONDS
+
+        def pause() -> str:
+            state = self.source.pause(seconds)
+            if not state.paused_until:
+                return "auto-reclaim resumed"
+            until = data.until_words(state.paused_until, self.setup.clock(), self.setup.localtime)
+            return f"auto-reclaim paused until {until} (p resumes)"
+        self._record(pause)
+
+    def action_answer(self) -> None:
+        pending = self.snapshot.pending if self.snapshot else []
+        if not pending:
+            self.notify("no prompt is waiting")
+            return
+        self._open_prompt(pending[0])
+
+    def _open_prompt(self, prompt: Any) -> None:
+        method = (prompt.data or {}).get("method") or self.config.reclaim.method
+        offer = self.source.offer(method, self.snapshot.latest if self.snapshot else None)
+        when = data.clock_text(prompt.t, self.setup.clock(), self.setup.localtime)
+        self.push_screen(screens.PromptScreen(prompt, offer, when), lambda answer: self._prompt_answered(prompt, answer))
+
+    def _prompt_answered(self, prompt: Any, answer: screens.PromptAnswer | None) -> None:
+        if answer is None:
+            self.deferred.add(prompt.id)
+            return
+        if answer.answer == "reclaim":
+            self._record(lambda: self.source.answer(prompt.id, "reclaimed", answer.method or "") and
+                         f"prompt {prompt.id}: reclaiming ({answer.method})")
+            self.start_reclaim(answer.method or "auto", "prompt")
+        elif answer.answer == "snooze":
+            seconds = answer.seconds or screens.DEFAULT_SNOOZE
+
+            def snooze() -> str:
+                self.source.answer(prompt.id, "snoozed", format_duration(seconds))
+                return self._snooze_words(self.source.snooze(seconds))
+            self._record(snooze)
+        else:
+            self._record(lambda: self.source.answer(prompt.id, "dismissed") and f"prompt {prompt.id} dismissed")
+
+    def action_config(self) -> None:
+        self.push_screen(screens.config_screen(to_toml(self.config), self.config.path))
+
+    def action_help(self) -> None:
+        self.push_screen(screens.help_screen())
+
+    def on_data_table_row_selected(self, message: EventList.RowSelected) -> None:
+        line = self.query_one(EventList).selected()
+        if line is not None:
+            self.push_screen(screens.event_screen(self.source.event(line.id), line))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Reclaim now", "Choose a method, see the expected gain, confirm", self.action_reclaim)
+        yield SystemCommand("Snooze", "No notifications, prompts or rule reclaims for a while", self.action_snooze)
+        yield SystemCommand("Pause / resume auto-reclaim", "Pause automatic reclaims for 1 h, or resume",
+                            self.action_pause)
+        if self.snapshot and self.snapshot.pending:
+            yield SystemCommand("Answer the waiting prompt", "Reclaim, snooze or dismiss", self.action_answer)
+        for name in data.RANGE_NAMES:
+            yield SystemCommand(f"Range: last {name}", f"Chart the last {name}",
+                                lambda name=name: self.action_range(name))
+        yield SystemCommand("Show the effective config", "As TOML, as `vmmemctl config show` prints it",
+                            self.action_config)
+        yield SystemCommand("Keys and help", "What each key does and how to read the numbers", self.action_help)
+
+    # ------------------------------------------------------------ workers that write
+
+    def _record(self, do: Callable[[], str | bool]) -> None:
+        """Carry out a snooze/pause/answer in a worker (a busy database must not freeze the screen)."""
+        self._write(do)
+
+    @work(thread=True, group="write", exit_on_error=False)
+    def _write(self, do: Callable[[], str | bool]) -> None:
+        try:
+            words = do()
+        except Exception as exc:  # a locked or read-only database: tell the person, keep going
+            log.exception("recording failed")
+            self.post_message(ActionDone(f"could not record it: {exc}", "error"))
+            return
+        self.post_message(ActionDone(words if isinstance(words, str) else "the prompt was already answered",
+                                     "information" if isinstance(words, str) else "warning"))
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.notify(message.words, severity=message.severity)  # type: ignore[arg-type]
+        self.refresh_data()
+
+    def start_reclaim(self, method: str, trigger: str) -> None:
+        self.reclaiming = method
+        self._activity(f"reclaiming ({method})… measuring before")
+        self._reclaim(method, trigger)
+
+    @work(thread=True, exclusive=True, group="reclaim", exit_on_error=False)
+    def _reclaim(self, method: str, trigger: str) -> None:
+        try:
+            result = self.source.reclaim(method, trigger, lambda text: self.post_message(ReclaimProgress(text)))
+        except UserError as exc:  # no privilege, another reclaim running
+            self.post_message(ReclaimDone(None, str(exc)))
+            return
+        except Exception as exc:
+            log.exception("reclaim failed")
+            self.post_message(ReclaimDone(None, f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(ReclaimDone(result))
+
+    def on_reclaim_progress(self, message: ReclaimProgress) -> None:
+        self._activity(f"reclaiming ({self.reclaiming}): {message.text}")
+
+    def on_reclaim_done(self, message: ReclaimDone) -> None:
+        self.reclaiming = None
+        self._activity("")
+        if message.error or message.result is None:
+            self.notify(f"reclaim failed: {message.error}", severity="error", timeout=10)
+        else:
+            result = message.result
+            severity = "error" if result.error else "information"
+            self.notify(actions.describe_reclaim(result), title="reclaim", severity=severity, timeout=10)
+        self.refresh_data(tick=self.source.probes is not None)  # standalone: sample the effect now
+
+    def _activity(self, text: str) -> None:
+        bar = self.query_one("#activity", Static)
+        bar.update(text)
+        bar.display = bool(text)
+
+    def screen_text(self) -> str:
+        """The screen as plain text, as a terminal shows it (for tests and the tmux-less eye)."""
+        import io
+
+        from rich.console import Console
+
+        console = Console(width=self.size.width, height=self.size.height, file=io.StringIO(), record=True,
+                          force_terminal=True, color_system="truecolor", legacy_windows=False, safe_box=False)
+        console.print(self.screen._compositor.render_update(full=True, screen_stack=self._background_screens))
+        return console.export_text()
+
+    def _run_async(self, fn: Callable[[], None]) -> None:
+        """The standalone watcher's rule reclaims: a worker of their own, beside the refreshes."""
+        self.call_from_thread(self.run_worker, fn, thread=True, group="rule-reclaim", exit_on_error=False)
+
+
+def make_app(config: Config, db_path: str | Path, *, standalone: bool, interval: float | None = None,
+             clock: Callable[[], float] = time.time, timers: bool = True, **options: Any) -> VmmemApp:
+    """The dashboard for ``db_path``. ``options`` are :class:`tui.source.Setup` fields
+    (environ, reclaim_lock, watcher_pid, probes_factory, localtime) for tests."""
+    if options.get("reclaim_lock") is not None:
+        options["reclaim_lock"] = Path(options["reclaim_lock"])
+    setup = Setup(config, Path(db_path), standalone, interval or config.sampling.interval, clock=clock,
+                  timers=timers, **options)
+    return VmmemApp(setup)
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    """`vmmemctl tui`: attach to the watcher recording ``--db`` if one runs, else record standalone."""
+    from monitor import daemon
+
+    db = actions.db_path(config, getattr(args, "db", None))
+    watcher = daemon.watcher_running(db)
+    standalone = bool(getattr(args, "standalone", False)) or watcher is None
+    _log_to_file()
+    app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None))
+    app.run()
+    return app.return_code or 0
+
+
+def _log_to_file() -> None:
+    """The core logs (the notifier, the watcher): into a file, never onto the screen under Textual."""
+    import platformdirs
+
+    path = Path(platformdirs.user_log_dir("vmmemctl")) / "tui.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("monitor")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False

@@ -1,0 +1,207 @@
+"""Modal screens: reclaim confirm, pending prompt, snooze, effective config, help, event detail.
+
+Each returns its answer with ``dismiss``; the app carries it out (in a worker) and records it.
+Choices are OptionLists: arrows choose, Enter confirms, Escape backs out, the mouse works too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
+
+from monitor.store import Event
+from monitor.units import format_bytes, format_duration
+from tui import data
+
+SNOOZE_CHOICES = (900.0, 3600.0, 4 * 3600.0, 86400.0)
+DEFAULT_SNOOZE = 3600.0
+
+
+class Modal(ModalScreen):
+    BINDINGS = [Binding("escape", "close", "Close")]
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class ReclaimScreen(Modal):
+    """Reclaim now: choose the method, see what it should give back, confirm."""
+
+    def __init__(self, offers: dict[str, data.Offer], default: str):
+        super().__init__()
+        self.offers = offers
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="reclaim-dialog") as box:
+            box.border_title = "Reclaim now"
+            yield Static("Choose a method, Enter to reclaim, Esc to cancel.", classes="hint")
+            options = [Option(self._label(o), id=o.method) for o in self.offers.values()]
+            yield OptionList(*options, id="methods")
+            yield Static(id="offer", classes="offer")
+
+    def _label(self, offer: data.Offer) -> Text:
+        gain = "" if offer.gain is None else f"  ~{format_bytes(offer.gain)}"
+        return Text.assemble((f"{offer.method:<10}", "bold"), (" + ".join(offer.chain), "dim"), (gain, "green"))
+
+    def on_mount(self) -> None:
+        methods = self.query_one("#methods", OptionList)
+        methods.highlighted = list(self.offers).index(self.default) if self.default in self.offers else 0
+        methods.focus()
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        offer = self.offers[event.option.id or ""]
+        text = Text(offer.words)
+        for note in offer.notes:
+            text.append(f"\nnote: {note}", style="italic dim")
+        self.query_one("#offer", Static).update(text)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
+@dataclass(frozen=True)
+class PromptAnswer:
+    answer: str  # reclaim | snooze | dismiss
+    method: str | None = None
+    seconds: float | None = None
+
+
+class PromptScreen(Modal):
+    """A pending prompt from the policy: what, why, and Reclaim / Snooze / Dismiss. Esc answers later."""
+
+    BINDINGS = [Binding("escape", "close", "Later")]
+
+    def __init__(self, prompt: Event, offer: data.Offer, when: str):
+        super().__init__()
+        self.prompt = prompt
+        self.offer = offer
+        self.when = when
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="prompt-dialog") as box:
+            box.border_title = f"vmmemctl asks ({self.prompt.rule or 'policy'}, {self.when})"
+            yield Static(Text(self.prompt.message), classes="what")
+            gain = "" if self.offer.gain is None else f": ~{format_bytes(self.offer.gain)}"
+            options = [Option(Text.assemble(("Reclaim ", "bold green"), f"({self.offer.method}){gain}"),
+                              id="reclaim")]
+            for seconds in SNOOZE_CHOICES:
+                options.append(Option(Text.assemble(("Snooze ", "bold yellow"), format_duration(seconds),
+                                                    (" (no prompts, notifications or rule reclaims)", "dim")
+                                                    if seconds == DEFAULT_SNOOZE else ""), id=f"snooze:{seconds:g}"))
+            options.append(Option(Text.assemble(("Dismiss", "bold"), (" (the rule re-arms later)", "dim")),
+                                  id="dismiss"))
+            yield OptionList(*options, id="answers")
+            yield Static(Text(self.offer.words, style="dim"), classes="offer")
+            yield Static("Enter answers · Esc asks again later (a)", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#answers", OptionList).focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        choice = event.option.id or ""
+        if choice == "reclaim":
+            self.dismiss(PromptAnswer("reclaim", method=self.offer.method))
+        elif choice.startswith("snooze:"):
+            self.dismiss(PromptAnswer("snooze", seconds=float(choice.split(":", 1)[1])))
+        else:
+            self.dismiss(PromptAnswer("dismiss"))
+
+
+class SnoozeScreen(Modal):
+    """How long to snooze (1 h highlighted), or clear a snooze in force."""
+
+    def __init__(self, snoozed_until: str):
+        super().__init__()
+        self.snoozed_until = snoozed_until
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog small", id="snooze-dialog") as box:
+            box.border_title = "Snooze"
+            yield Static("No notifications, prompts or rule reclaims for:", classes="hint")
+            options = [Option(format_duration(s), id=f"{s:g}") for s in SNOOZE_CHOICES]
+            if self.snoozed_until:
+                options.append(Option(f"clear ({self.snoozed_until})", id="0"))
+            yield OptionList(*options, id="durations")
+
+    def on_mount(self) -> None:
+        durations = self.query_one("#durations", OptionList)
+        durations.highlighted = SNOOZE_CHOICES.index(DEFAULT_SNOOZE)
+        durations.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(float(event.option.id or 0))
+
+
+class TextScreen(Modal):
+    """A scrollable page of text (the config, help, an event's details)."""
+
+    BINDINGS = [Binding("escape", "close", "Close"), Binding("q", "close", "Close", show=False)]
+
+    def __init__(self, title: str, body: Any, dialog_id: str):
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.dialog_id = dialog_id
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog page", id=self.dialog_id) as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "Esc closes"
+            yield Static(self.body)
+
+
+def config_screen(toml: str, path: str | None) -> TextScreen:
+    return TextScreen(f"effective config ({path or 'defaults: no config file'})",
+                      Syntax(toml, "toml", theme="ansi_dark", background_color="default"), "config-dialog")
+
+
+HELP = """\
+[b]Keys[/b]
+  [b]r[/b]        reclaim now: choose a method, see the expected gain, Enter confirms
+  [b]s[/b]        snooze notifications, prompts and rule reclaims (1 h, or choose)
+  [b]p[/b]        pause / resume automatic reclaims (1 h)
+  [b]a[/b]        answer the waiting prompt (shown when one waits)
+  [b]t[/b] [b]1-4[/b]    chart range: 5 min, 1 h, 24 h, 7 days
+  [b]c[/b]        the effective config
+  [b]enter[/b]    details of the selected event
+  [b]ctrl+p[/b]   command palette
+  [b]?[/b]        this help      [b]q[/b]  quit
+
+[b]Reading it[/b]
+  Arrows compare the latest sample with the one 5 minutes before: [green]green[/green] is the way
+  you want it to go (less cache held, more memory the host can take back), [yellow]yellow[/yellow] the other.
+  [b]host footprint[/b]: what the VM holds on the host; "estimated" when computed from the guest.
+  [b]reclaimable[/b]: what dropping the page cache frees now (cache minus mapped pages).
+  [b]returnable / frag.[/b]: free memory in blocks the host can take back / too small until compaction.
+  Chart: dashed lines are the configured thresholds; vertical lines are reclaims.
+  Long ranges read 1- or 10-minute averages, so a week draws at once.
+
+[b]Modes[/b]
+  [b]attached[/b]: a watcher records the history; the dashboard reads it and writes only what you do.
+  [b]standalone[/b]: no watcher: the dashboard records samples itself, so trends survive between runs.
+"""
+
+
+def help_screen() -> TextScreen:
+    return TextScreen("help", Text.from_markup(HELP), "help-dialog")
+
+
+def event_screen(event: Event | None, line: data.EventLine) -> TextScreen:
+    body = Text()
+    body.append(f"{line.when}  {line.kind}\n\n", style="bold")
+    body.append((event.message if event else line.text) + "\n")
+    if event and event.data:
+        body.append("\n")
+        body.append(json.dumps(event.data, indent=2, default=str), style="dim")
+    return TextScreen(f"event {line.id}", body, "event-dialog")

@@ -1,0 +1,346 @@
+"""Where the dashboard's numbers come from: the history, and in standalone mode a watcher of its own.
+
+No Textual here. The app calls these methods from thread workers (a store
+read or a reclaim must never block the screen), so every use of the shared
+store connection holds :attr:`DataSource.lock`; a reclaim opens its own
+probes and store, so it runs beside the refreshes.
+
+Modes, said in the header:
+
+    standalone  no watcher holds this history: we take its instance lock (so a
+                later `vmmemctl watch` or a second TUI attaches to us) and
+                record samples through a :class:`~monitor.watcher.Watcher`
+                with a log-only notifier; its prompts appear as modals
+    live        --standalone while a watcher holds the history: we sample by
+                ourselves for the cards but write no samples (the watcher does)
+    attached    a watcher records; we read, and write only what a person
+                does (snooze, pause, answers, reclaims), never samples
+    viewing     no watcher and not standalone (tests, a copied history): read only
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from monitor import actions, daemon
+from monitor.config import Config
+from monitor.environment import detect_environment
+from monitor.notify import Notifier
+from monitor.policy import Decision, PolicyState
+from monitor.procfs import LocalFiles
+from monitor.reclaim import ReclaimResult, Reclaimer, make_reclaimer
+from monitor.sample import Environment, Sample
+from monitor.store import TIERS, Event, Store, sample_row
+from monitor.watcher import Watcher
+from monitor.wslconfig import detect_wsl_reclaim
+from tui import data
+
+HOST_PROBE_CHEAP = ("estimate", "none")  # computed from the guest: no Windows tool to spawn
+MAINTAIN_EVERY = 60.0  # roll-ups and retention, as the watcher's maintenance job
+LONG_RELOAD = 60.0  # a rolled-up tier gains a row a minute: re-read it no more often
+
+
+def build_probes(config: Config, environ: Mapping[str, str] | None = None) -> Any:
+    from monitor import probes
+
+    return probes.build(config, environ=environ)
+
+
+@dataclass
+class Setup:
+    """How the dashboard was started; tests change the clock, the timers and the probes."""
+
+    config: Config
+    db_path: Path
+    standalone: bool
+    interval: float
+    clock: Callable[[], float] = time.time
+    timers: bool = True  # False in tests: refresh only when asked
+    environ: Mapping[str, str] | None = None  # None: os.environ
+    reclaim_lock: Path | None = None  # None: the machine-wide reclaim lock
+    watcher_pid: Callable[[Path], int | None] = daemon.watcher_running
+    probes_factory: Callable[[Config, Mapping[str, str] | None], Any] = build_probes
+    localtime: Callable[[float], time.struct_time] = time.localtime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one frame shows, shaped in a worker thread."""
+
+    now: float
+    range_name: str
+    header: data.Header
+    cards: list[data.Card]
+    policy: str
+    chart: data.ChartData
+    events: list[data.EventLine]
+    events_key: tuple[int | None, int]
+    pending: list[Event]
+    latest: dict | None
+    state: PolicyState
+
+
+@dataclass
+class _Series:
+    tier: str
+    rows: list[dict]
+    loaded: float
+
+
+@dataclass
+class _Cache:
+    events_key: tuple[int | None, int] | None = None
+    events: list[Event] = field(default_factory=list)
+    reclaims: list[float] = field(default_factory=list)
+    series: dict[str, _Series] = field(default_factory=dict)
+    decision_key: Any = None
+    decision: Decision | None = None
+
+
+class DataSource:
+    def __init__(self, setup: Setup, run_async: Callable[[Callable[[], None]], None] | None = None):
+        self.setup = setup
+        self.config = setup.config
+        self.lock = threading.Lock()
+        self.stop = threading.Event()  # set at exit: a reclaim's settle ends early
+        self.run_async = run_async or (lambda fn: threading.Thread(target=fn, daemon=True).start())
+        self.store: Store | None = None
+        self.environment: Environment | None = None
+        self.wsl_mode: str | None = None
+        self.mode = "standalone" if setup.standalone else "viewing"
+        self.watcher: Watcher | None = None
+        self.probes: Any = None
+        self.live: Sample | None = None  # live mode: the sample we took but did not store
+        self.error: str | None = None  # why the history cannot be read, for the screen
+        self._instance_lock: Any = None
+        self._other_pid: int | None = None
+        self._last_host = self._last_maintain = float("-inf")
+        self._cache = _Cache()
+
+    # ------------------------------------------------------------ starting and stopping
+
+    def start(self) -> None:
+        """Open the history; in standalone mode take the watcher's place. Slow parts: a worker runs this."""
+        with self.lock:
+            files = LocalFiles(self.config.general.proc_root)
+            environ = os.environ if self.setup.environ is None else self.setup.environ
+            self.environment = detect_environment(files, environ)
+            wsl = detect_wsl_reclaim(self.config.policy.wslconfig, self.environment.kind, self.setup.environ)
+            self.wsl_mode = wsl.mode if wsl else None
+            if self.setup.standalone:
+                self._start_sampling()
+            elif self.setup.db_path.exists():
+                self.store = Store(self.setup.db_path)
+            else:
+                self.error = f"no history at {self.setup.db_path} (start `vmmemctl watch`, or run `vmmemctl tui` " \
+                             "without a watcher to record one)"
+
+    def _start_sampling(self) -> None:
+        db = self.setup.db_path
+        self.probes = self.setup.probes_factory(self.config, self.setup.environ)
+        self.probes.guest.prime()
+        try:
+            self._instance_lock = daemon.instance_lock(db)
+        except daemon.AlreadyRunning:
+            self.mode, self._other_pid = "live", self.setup.watcher_pid(db)
+        self.store = Store(db)
+        if self.mode == "live":
+            return
+        self.watcher = Watcher(self.config, self.probes, self.store, Notifier([]), self._new_reclaimer,
+                               lambda: Store(db), wsl_mode=self.wsl_mode, clock=self.setup.clock,
+                               run_async=self.run_async)
+        self.store.add_event("watch", "dashboard started recording (standalone, every "
+                                      f"{self.setup.interval:g}s)")
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.lock:
+            if self.store is not None and self.watcher is not None:
+                self.store.add_event("watch", "dashboard stopped recording")
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            if self.probes is not None:
+                self.probes.close()
+                self.probes = None
+            if self._instance_lock is not None:
+                self._instance_lock.__exit__(None, None, None)
+                self._instance_lock = None
+
+    # ------------------------------------------------------------ sampling (standalone)
+
+    def tick(self) -> None:
+        """One sampling step in standalone/live mode: guest sample, host when due, maintenance when due."""
+        if self.probes is None:
+            return
+        now = time.monotonic()
+        with self.lock:
+            if self.watcher is None:  # live: for the cards only
+                self.live = self.probes.sample()
+                return
+            if getattr(self.probes.host, "name", "") not in HOST_PROBE_CHEAP and \
+                    now - self._last_host >= self.config.sampling.host_interval:
+                self.watcher.sample_host()
+                self._last_host = now
+            self.watcher.tick()
+            if now - self._last_maintain >= MAINTAIN_EVERY:
+                self.watcher.maintain()
+                self._last_maintain = now
+
+    def _new_reclaimer(self) -> Reclaimer:
+        return make_reclaimer(self.config, self.setup.probes_factory(self.config, self.setup.environ),
+                              lock_path=self.setup.reclaim_lock, stop=self.stop)
+
+    # ------------------------------------------------------------ reading
+
+    def snapshot(self, range_name: str, columns: int) -> Snapshot:
+        now = self.setup.clock()
+        with self.lock:
+            return self._snapshot(range_name, columns, now)
+
+    def _snapshot(self, range_name: str, columns: int, now: float) -> Snapshot:
+        store = self.store
+        latest = store.latest_sample() if store else None
+        trend_rows = store.series(latest.time - data.TREND_WINDOW - 1, latest.time, tier="samples")[1] \
+            if latest and store else []
+        if self.live is not None:
+            trend_rows = [*trend_rows, sample_row(self.live)]
+        last_row = trend_rows[-1] if trend_rows else None
+        state = actions.load_state(store)
+        events_key = self._refresh_events(now)
+        chart = self._chart(range_name, columns, now, last_row)
+        return Snapshot(
+            now=now, range_name=range_name, header=self._header(last_row, state, now),
+            cards=data.build_cards(trend_rows), policy=self._policy(latest, state),
+            chart=chart, events=data.event_lines(self._cache.events, now, self.setup.localtime),
+            events_key=events_key, pending=store.pending_prompts() if store else [], latest=last_row, state=state)
+
+    def _refresh_events(self, now: float) -> tuple[int | None, int]:
+        """Events are re-read only when one was added (an answer or a snooze adds one too)."""
+        if self.store is None:
+            return (None, 0)
+        key = tuple(self.store.db.execute("SELECT MAX(id), COUNT(*) FROM events").fetchone())
+        if key != self._cache.events_key:
+            self._cache.events = self.store.events(since=0, limit=200)
+            week = self.store.events(since=now - data.RANGES["7d"], kinds=["reclaim"], limit=5000)
+            self._cache.reclaims = data.reclaim_times(week)
+            self._cache.events_key = key
+        return key
+
+    def _chart(self, range_name: str, columns: int, now: float, last_row: dict | None) -> data.ChartData:
+        span = data.RANGES[range_name]
+        tier, rows = self._series(range_name, now - span, now)
+        return data.chart_data(rows, tier, now - span, now, columns=columns,
+                               limits=data.thresholds(self.config, last_row), reclaims=self._cache.reclaims)
+
+    def _series(self, range_name: str, since: float, now: float) -> tuple[str, list[dict]]:
+        """Rows for the range: the raw tier read incrementally, a rolled-up tier at most once a minute
+        plus the raw rows after its last bucket, so the right edge stays live."""
+        store = self.store
+        if store is None:
+            return "samples", []
+        tier = store.tier_for(now - since)
+        cached = self._cache.series.get(range_name)
+        if cached is None or cached.tier != tier or (tier != "samples" and now - cached.loaded >= LONG_RELOAD) \
+                or now < cached.loaded:
+            cached = _Series(tier, store.series(since, now, tier=tier)[1], now)
+            self._cache.series[range_name] = cached
+        elif tier == "samples":
+            after = cached.rows[-1]["t"] if cached.rows else since
+            cached.rows = [r for r in cached.rows if r["t"] >= since] + \
+                [r for r in store.series(after, now, tier=tier)[1] if r["t"] > after]
+            cached.loaded = now
+        if tier == "samples":
+            return tier, cached.rows
+        width = dict(TIERS).get(tier, 60)
+        edge = cached.rows[-1]["t"] + width if cached.rows else since
+        tail = store.series(edge, now, tier="samples")[1]
+        return tier, [r for r in cached.rows if r["t"] >= since] + tail
+
+    def _policy(self, latest: Sample | None, state: PolicyState) -> str:
+        """What the policy says now, in words (the watcher's own decision when we are the watcher)."""
+        if self.watcher is not None and self.watcher.last_decision is not None:
+            decision = self.watcher.last_decision
+        elif latest is None or self.store is None:
+            return "no samples yet"
+        else:
+            key = (latest.time, state)
+            if key != self._cache.decision_key:
+                self._cache.decision, _ = actions.decision_now(self.config, self.store, latest, latest.time,
+                                                               self.wsl_mode)
+                self._cache.decision_key = key
+            decision = self._cache.decision
+        assert decision is not None
+        verb = {"none": "nothing to do", "notify": "would notify", "prompt": "would ask",
+                "reclaim": "would reclaim"}[decision.action]
+        return f"{verb}: {decision.reason}"
+
+    def _header(self, row: dict | None, state: PolicyState, now: float) -> data.Header:
+        env = self.environment.label() if self.environment else "?"
+        latest_t = row["t"] if row else None
+        return data.Header(env, data.host_words(row), self.mode_words(),
+                           data.auto_words(self.config, state, now, self.setup.localtime),
+                           data.snooze_words(state, now, self.setup.localtime),
+                           data.staleness(latest_t, now, self.setup.interval))
+
+    def mode_words(self) -> str:
+        every = f"{self.setup.interval:g}s"
+        if self.mode == "standalone":
+            return f"standalone: recording every {every}"
+        if self.mode == "live":
+            return f"standalone: sampling every {every}, not recording (watcher pid {self._other_pid} records)"
+        pid = self.setup.watcher_pid(self.setup.db_path)
+        if pid is not None:
+            self.mode = "attached"
+            return f"attached to watcher (pid {pid})" if pid else "attached to watcher"
+        if self.mode == "attached":
+            return "attached: the watcher stopped (history only)"
+        return "viewing history (no watcher running)"
+
+    # ------------------------------------------------------------ what a person does
+
+    def snooze(self, seconds: float) -> PolicyState:
+        with self.lock:
+            return actions.set_snooze(self._writable(), seconds, self.setup.clock())
+
+    def pause(self, seconds: float) -> PolicyState:
+        with self.lock:
+            return actions.set_pause(self._writable(), seconds, self.setup.clock())
+
+    def answer(self, prompt_id: int, answer: str, detail: str = "") -> bool:
+        with self.lock:
+            return self._writable().answer_prompt(prompt_id, answer, detail)
+
+    def event(self, event_id: int) -> Event | None:
+        """One of the events last read (for its details)."""
+        return next((e for e in self._cache.events if e.id == event_id), None)
+
+    def _writable(self) -> Store:
+        if self.store is None:
+            raise RuntimeError(self.error or "no history open")
+        return self.store
+
+    def plan(self, method: str) -> tuple[list[str], list[str]]:
+        """The methods a reclaim would run (gradual falls back to pagecache without memory.reclaim)."""
+        files = LocalFiles(self.config.general.proc_root)
+        return Reclaimer(files, None, self.config.reclaim, Path("/dev/null")).plan(method)  # type: ignore[arg-type]
+
+    def offer(self, method: str, row: dict | None) -> data.Offer:
+        return data.make_offer(method, self.plan, row, self.config)
+
+    def reclaim(self, method: str, trigger: str, progress: Callable[[str], None]) -> ReclaimResult:
+        """Run and record one reclaim with fresh probes and a store of its own (seconds; in a worker)."""
+        probes = self.setup.probes_factory(self.config, self.setup.environ)
+        store = Store(self.setup.db_path)
+        try:
+            reclaimer = make_reclaimer(self.config, probes, progress, lock_path=self.setup.reclaim_lock,
+                                       stop=self.stop)
+            return actions.reclaim_and_record(reclaimer, store, method, trigger=trigger)
+        finally:
+            store.close()
+            probes.close()

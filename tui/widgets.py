@@ -1,0 +1,208 @@
+"""The dashboard's widgets. Each shows one record from :mod:`tui.data` and redraws only when it changed."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from rich.text import Text
+from textual.containers import Grid
+from textual.widgets import DataTable, Static
+from textual_plot import HiResMode, PlotWidget
+from textual_plot.axis_formatter import AxisFormatter
+
+from monitor.units import format_bytes
+from tui import data
+
+HOST_STYLE = "#5fafff"
+CACHE_STYLE = "#ffaf00"
+THRESHOLD_STYLE = {"page_cache": "#ff875f", "reclaimable": "#d75f87", "host": "#5fd7d7"}
+RECLAIM_STYLE = "#af87ff"
+MOOD_STYLE = {"good": "green", "bad": "yellow", "neutral": ""}
+KIND_STYLE = {"reclaim": "green", "error": "red", "prompt": "yellow", "answer": "cyan", "crossing": "magenta",
+              "notified": "blue", "schedule": "green", "state": "", "watcher": "dim"}
+
+
+class HeaderLine(Static):
+    """Environment · host source · mode · auto-reclaim · snooze: the first line a person reads."""
+
+    def show(self, header: data.Header, pending: int) -> None:
+        parts = [Text("vmmemctl", style="bold"), Text(header.environment),
+                 Text(f"host {header.host}", style="" if header.host.startswith("measured") else "italic"),
+                 Text(header.mode), Text(header.auto)]
+        if header.snooze:
+            parts.append(Text(header.snooze, style="yellow"))
+        if header.latest:
+            parts.append(Text(header.latest, style="yellow"))
+        if pending:
+            parts.append(Text(f"{pending} prompt{'s' if pending > 1 else ''} waiting (a)", style="bold yellow"))
+        self.update(Text(" · ", style="dim").join(parts))
+
+
+class CardView(Static):
+    """One number: label, value with its arrow and change, and a detail line when there is room."""
+
+    def show(self, card: data.Card) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(card.label + "\n", style="dim")
+        text.append(card.value, style="bold")
+        if card.trend.arrow:
+            text.append(f" {card.trend.arrow}", style=MOOD_STYLE[card.trend.mood] or "bold")
+        if card.delta:
+            text.append(f" {card.delta}", style="dim")
+        text.append("\n" + card.detail, style="dim italic")
+        self.update(text)
+
+
+class Cards(Grid):
+    KEYS = ("host", "anon", "page_cache", "reclaimable", "returnable", "psi", "cpu", "guest")
+
+    def compose(self):
+        for key in self.KEYS:
+            yield CardView("…", id=f"card-{key}", classes="card")
+
+    def show(self, cards: Sequence[data.Card]) -> None:
+        for card in cards:
+            self.query_one(f"#card-{card.key}", CardView).show(card)
+
+
+class BytesAxis(AxisFormatter):
+    """Y ticks at round GiB/MiB values, labelled with the unit."""
+
+    def get_ticks_and_labels(self, min_: float, max_: float, max_ticks: int = 8) -> tuple[list[float], list[str]]:
+        return data.byte_ticks(min_, max_, self.max_ticks)
+
+    max_ticks = 5
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        return self.get_ticks_and_labels(min_, max_)[0]
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return data.byte_ticks(min(ticks), max(ticks), len(ticks))[1] if ticks else []
+
+
+class TimeAxis(AxisFormatter):
+    """X ticks at round local clock times; as many as the width has room for."""
+
+    def __init__(self, localtime: Callable[[float], time.struct_time]):
+        self.localtime = localtime
+        self.max_ticks = 6
+
+    def get_ticks_and_labels(self, min_: float, max_: float, max_ticks: int = 8) -> tuple[list[float], list[str]]:
+        return data.time_ticks(min_, max_, self.max_ticks, self.localtime)
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        return self.get_ticks_and_labels(min_, max_)[0]
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return self.get_ticks_and_labels(min(ticks), max(ticks))[1] if ticks else []
+
+
+class TrendChart(PlotWidget, can_focus=False):
+    """Host footprint and page cache on one time axis; thresholds dashed, reclaims as vertical lines.
+
+    Not focusable: PlotWidget's own keys (r = reset zoom, arrows = pan) would shadow the app's.
+    """
+
+    def __init__(self, localtime: Callable[[float], time.struct_time], **kw):
+        super().__init__(allow_pan_and_zoom=False, **kw)
+        self.time_axis = TimeAxis(localtime)
+        self.bytes_axis = BytesAxis()
+        self.shown: data.ChartData | None = None
+
+    def on_mount(self) -> None:
+        self.margin_top, self.margin_bottom, self.margin_left = 0, 1, 9
+        self.set_x_formatter(self.time_axis)
+        self.set_y_formatter(self.bytes_axis)
+
+    @property
+    def columns(self) -> int:
+        return max(10, self.size.width - self.margin_left - 2)
+
+    def on_resize(self) -> None:
+        self.time_axis.max_ticks = max(2, self.columns // 11)
+        self.bytes_axis.max_ticks = max(3, min(6, (self.size.height - 1) // 2))
+
+    def show(self, chart: data.ChartData) -> None:
+        if chart == self.shown:
+            return
+        self.shown = chart
+        self.clear()
+        self.set_xlimits(chart.since, chart.until)
+        self.set_ylimits(0, chart.y_max)
+        cell = (chart.until - chart.since) / self.columns
+        for th in chart.thresholds:  # first, so the data lines draw over them
+            xs = [chart.since + (i + 0.5) * cell for i in range(0, self.columns, 2)]
+            self.scatter(xs, [th.bytes] * len(xs), marker="╌", marker_style=THRESHOLD_STYLE[th.metric])
+        for runs, style in ((chart.cache, CACHE_STYLE), (chart.host, HOST_STYLE)):
+            for run in runs:
+                xs, ys = [p[0] for p in run], [p[1] for p in run]
+                if len(run) == 1:
+                    self.scatter(xs, ys, marker="•", marker_style=style)
+                else:
+                    self.plot(xs, ys, line_style=style, hires_mode=HiResMode.BRAILLE)
+        for t in chart.reclaims:
+            self.add_v_line(t, line_style=RECLAIM_STYLE)
+
+
+def legend(chart: data.ChartData, width: int = 200) -> Text:
+    """One line under the chart: what each line is, the thresholds (by rule name when there is room)."""
+    for named in (True, False):
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append("━ host", style=HOST_STYLE)
+        text.append("  ━ page cache" if named else " ━ cache", style=CACHE_STYLE)
+        text.append("  " if named else " ")
+        for th in chart.thresholds:
+            label = f"{th.label} {format_bytes(th.bytes)}" if named else data.short_bytes(th.bytes)
+            text.append(f"╌ {label} " if named else f"╌{label} ", style=THRESHOLD_STYLE[th.metric])
+        for th in chart.above:
+            text.append(f"↑ {th.label} {format_bytes(th.bytes)} " if named else f"↑{data.short_bytes(th.bytes)} ",
+                        style="dim")
+        if chart.reclaims:
+            text.append("│ reclaim", style=RECLAIM_STYLE)
+        if text.cell_len <= width:
+            break
+    return text
+
+
+def range_keys(range_name: str) -> Text:
+    text = Text(no_wrap=True)
+    for i, name in enumerate(data.RANGE_NAMES, 1):
+        style = "reverse bold" if name == range_name else "dim"
+        text.append(f" {i} {name} ", style=style)
+    return text
+
+
+class EventList(DataTable):
+    """Newest first. Rebuilt only when an event was added (or the width changed)."""
+
+    def __init__(self, **kw):
+        super().__init__(cursor_type="row", show_header=False, zebra_stripes=False, **kw)
+        self.lines: list[data.EventLine] = []
+        self._width = 0
+
+    def show(self, lines: list[data.EventLine], force: bool = False) -> None:
+        width = self.size.width
+        if lines == self.lines and width == self._width and not force:
+            return
+        self.lines, self._width = lines, width
+        row = self.cursor_row
+        self.clear(columns=True)
+        message = max(20, width - 10 - 9 - 4 - (1 if self.show_vertical_scrollbar else 0))
+        self.add_column("time", width=9, key="time")
+        self.add_column("kind", width=8, key="kind")
+        self.add_column("what", width=message, key="what")
+        for line in lines:
+            self.add_row(Text(line.when, style="dim"), Text(line.kind, style=KIND_STYLE.get(line.kind, "")),
+                         Text(line.text, no_wrap=True, overflow="ellipsis"), key=str(line.id))
+        if lines:
+            self.move_cursor(row=min(row, len(lines) - 1), animate=False)
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width:
+            self.show(self.lines, force=True)
+
+    def selected(self) -> data.EventLine | None:
+        if not self.lines or self.cursor_row >= len(self.lines):
+            return None
+        return self.lines[self.cursor_row]
