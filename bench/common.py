@@ -1,0 +1,265 @@
+"""Shared by the benches: the machine they ran on, kernel counters, page-cache residency, results files.
+
+Benches are run by hand (see bench/README.md); nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results"
+GiB = 1 << 30
+MiB = 1 << 20
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def loadavg() -> str:
+    return (read_text("/proc/loadavg") or "?").strip()
+
+
+def machine() -> dict:
+    """What the numbers were measured on, for the results files."""
+    mem = read_text("/proc/meminfo") or ""
+    total = next((int(line.split()[1]) * 1024 for line in mem.splitlines() if line.startswith("MemTotal:")), None)
+    cpu = read_text("/proc/cpuinfo") or ""
+    model = next((line.split(":", 1)[1].strip() for line in cpu.splitlines() if line.startswith("model name")), "?")
+    damon = damon_scheme()
+    return {
+        "kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": model, "mem_total_bytes": total,
+        "python": platform.python_version(),
+        "page_reporting_order": (read_text("/sys/module/page_reporting/parameters/page_reporting_order") or "").strip()
+        or None,
+        "psi": os.path.exists("/proc/pressure/io"),
+        "cgroup_v2_memory_reclaim": os.path.exists("/sys/fs/cgroup/memory.reclaim"),
+        "damon": damon,
+    }
+
+
+def damon_scheme() -> dict | None:
+    """The machine's DAMON proactive-reclaim scheme, read-only (it belongs to the machine, not to us)."""
+    base = Path("/sys/kernel/mm/damon/admin/kdamonds/0")
+    if (read_text(str(base / "state")) or "").strip() != "on":
+        return None
+    ctx = base / "contexts/0"
+    scheme = ctx / "schemes/0"
+
+    def num(rel: Path) -> int | None:
+        text = read_text(str(rel))
+        return int(text) if text and text.strip().isdigit() else None
+    aggr_us = num(ctx / "monitoring_attrs/intervals/aggr_us")
+    min_age = num(scheme / "access_pattern/age/min")
+    return {
+        "action": (read_text(str(scheme / "action")) or "").strip(),
+        "min_age_s": min_age * aggr_us / 1e6 if aggr_us and min_age is not None else None,
+        "max_accesses_per_aggregation": num(scheme / "access_pattern/nr_accesses/max"),
+        "sample_s": (num(ctx / "monitoring_attrs/intervals/sample_us") or 0) / 1e6,
+        "aggregation_s": (aggr_us or 0) / 1e6,
+        "quota_bytes_per_reset": num(scheme / "quotas/bytes"),
+        "quota_reset_s": (num(scheme / "quotas/reset_interval_ms") or 0) / 1e3,
+        "quota_ms_per_reset": num(scheme / "quotas/ms"),
+    }
+
+
+def vmstat() -> dict[str, int]:
+    out = {}
+    for line in (read_text("/proc/vmstat") or "").splitlines():
+        name, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[name] = int(value)
+    return out
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) from /proc/stat's aggregate line; busy = user+nice+system+irq+softirq."""
+    first = (read_text("/proc/stat") or "cpu 0 0 0 0").splitlines()[0].split()
+    n = [int(x) for x in first[1:9]] + [0] * 8
+    user, nice, system, idle, iowait, irq, softirq, steal = n[:8]
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait + steal
+
+
+# ---------------------------------------------------------------- page-cache residency
+
+
+class _Range(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _CacheStat(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("nr_cache", "nr_dirty", "nr_writeback", "nr_evicted",
+                                               "nr_recently_evicted")]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+SYS_CACHESTAT = {"x86_64": 451, "aarch64": 451}.get(platform.machine())
+
+
+@dataclass
+class Residency:
+    cached: int = 0  # bytes of the files in the page cache now
+    evicted: int = 0  # bytes that were cached and have been evicted (kernel shadow entries)
+    recently_evicted: int = 0  # ... of which would count as a refault if read now
+
+
+def cachestat(fd: int) -> Residency:
+    """cachestat(2) (Linux 6.5+) over a whole file: resident pages without mapping or touching them."""
+    rng, cs = _Range(0, 0), _CacheStat()
+    if _libc.syscall(SYS_CACHESTAT, fd, ctypes.byref(rng), ctypes.byref(cs), 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cachestat: {os.strerror(err)}")
+    return Residency(cs.nr_cache * PAGE, cs.nr_evicted * PAGE, cs.nr_recently_evicted * PAGE)
+
+
+class FileSet:
+    """A set of files kept open so their residency can be read cheaply (one syscall a file)."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+        self.fds = [os.open(p, os.O_RDONLY) for p in paths]
+        self.size = sum(os.fstat(fd).st_size for fd in self.fds)
+
+    def residency(self) -> Residency:
+        total = Residency()
+        for fd in self.fds:
+            r = cachestat(fd)
+            total.cached += r.cached
+            total.evicted += r.evicted
+            total.recently_evicted += r.recently_evicted
+        return total
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+
+# ---------------------------------------------------------------- kernel knobs (root)
+
+
+def drop_caches(level: str = "3") -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as fh:
+        fh.write(level)
+
+
+def compact_memory() -> None:
+    with open("/proc/sys/vm/compact_memory", "w") as fh:
+        fh.write("1")
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass
+class ProcStat:
+    cpu_s: float  # utime + stime of the process and its waited-for children
+    rss: int
+    hwm: int  # peak RSS (VmHWM)
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    stat = read_text(f"/proc/{pid}/stat")
+    status = read_text(f"/proc/{pid}/status")
+    if not stat or not status:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": a comm may hold spaces and parentheses
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    kb = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in status.splitlines()
+          if line.startswith(("VmRSS:", "VmHWM:"))}
+    return ProcStat((utime + stime + cutime + cstime) / CLK_TCK, kb.get("VmRSS", 0), kb.get("VmHWM", 0))
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of ``pid`` (a helper a process spawned counts toward its cost)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = read_text(f"/proc/{entry}/stat")
+            if stat:
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def ensure_venv(name: str, packages: list[str]) -> Path:
+    """bench/<name>: a venv of the bench's own (not a project dependency); created on first use."""
+    venv = BENCH / name
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    probe = subprocess.run([str(python), "-m", "pip", "show", "-q", *packages], capture_output=True)
+    if probe.returncode != 0:
+        print(f"installing {' '.join(packages)} into {venv} ...", file=sys.stderr)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+    return venv
+
+
+# ---------------------------------------------------------------- numbers and files
+
+
+def median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", 1024)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f} B"
+
+
+def write_results(stem: str, data: dict, markdown: str) -> tuple[Path, Path]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    js, md = RESULTS / f"{stem}.json", RESULTS / f"{stem}.md"
+    js.write_text(json.dumps(data, indent=1) + "\n")
+    md.write_text(markdown)
+    return js, md
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def machine_markdown(m: dict, load_before: str, load_after: str) -> str:
+    d = m.get("damon")
+    damon = (f"DAMON proactive reclaim on ({d['action']} of unmapped file pages idle >= {d['min_age_s']:g} s, "
+             f"up to {fmt_bytes(d['quota_bytes_per_reset'])} per {d['quota_reset_s']:g} s)") if d else "no DAMON"
+    return (f"Machine: Linux VM, kernel {m['kernel']}, {m['cpus']} CPUs ({m['cpu_model']}), "
+            f"{fmt_bytes(m['mem_total_bytes'])} RAM, memory returned to the host by virtio-balloon free page "
+            f"reporting (order {m['page_reporting_order']}); PSI {'on' if m['psi'] else 'off'}; "
+            f"cgroup v2 memory.reclaim {'present' if m['cgroup_v2_memory_reclaim'] else 'absent'}; {damon}. "
+            f"Python {m['python']}. Shared with other engineers' tests: /proc/loadavg before `{load_before}`, "
+            f"after `{load_after}`.\n")

@@ -1,0 +1,360 @@
+"""Overhead of watching: one guest sample in-process, and the watcher as a process, next to glances.
+
+    .venv/bin/python bench/overhead.py                    # 3 rounds x 180 s; writes bench/results/overhead.*
+    .venv/bin/python bench/overhead.py --duration 60 --rounds 1   # a quick look (say so if you quote it)
+
+1. In-process, the median of many calls: ``GuestProbe(LocalFiles('/proc')).sample()``,
+   ``psutil.virtual_memory()`` and a bare read of /proc/meminfo (the floor), plus
+   what a sample is made of (the bare read of each of its 7 files, and each parse).
+2. Processes side by side for --duration seconds, in the same run: ``vmmemctl watch
+   --interval 2s`` (default config, a fresh database), the same with the TUI's imports
+   loaded first, ``glances --stdout mem.used,mem.cached -t 2`` (from bench/.venv-glances,
+   created on first use), and a sleeping Python (the interpreter's floor). CPU % of
+   one core from /proc/PID/stat (utime+stime of the process, its live descendants and
+   its reaped children) after a warm-up, and peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (MiB, REPO, descendants, ensure_venv, loadavg, machine, machine_markdown, median,  # noqa: E402
+                    now_iso, proc_stat, write_results)
+
+import psutil  # noqa: E402
+
+from monitor import procfs  # noqa: E402
+from monitor.probes import guest as guest_mod  # noqa: E402
+from monitor.probes.guest import FILES, GuestProbe  # noqa: E402
+from monitor.procfs import LocalFiles  # noqa: E402
+
+VMMEMCTL = str(REPO / ".venv/bin/vmmemctl")
+PYTHON = str(REPO / ".venv/bin/python")
+
+
+# ------------------------------------------------------------------ in-process
+
+
+def per_call_us(fn, calls: int, rounds: int) -> dict:
+    """Median (and p90) of per-call times in microseconds, over ``rounds`` x ``calls``; GC off while timing."""
+    for _ in range(50):
+        fn()  # warm caches and lazy imports
+    times = []
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for _ in range(calls):
+                t0 = time.perf_counter_ns()
+                fn()
+                times.append(time.perf_counter_ns() - t0)
+    finally:
+        gc.enable()
+    times.sort()
+    return {"median_us": round(times[len(times) // 2] / 1000, 2), "p90_us": round(times[int(len(times) * 0.9)] / 1000, 2),
+            "calls": len(times)}
+
+
+def bare_read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def micro(calls: int, rounds: int) -> dict:
+    probe = GuestProbe(LocalFiles("/proc"))
+    probe.prime()
+    files = LocalFiles("/proc")
+    out = {
+        "bare_read_meminfo": per_call_us(lambda: bare_read("/proc/meminfo"), calls, rounds),
+        "psutil_virtual_memory": per_call_us(psutil.virtual_memory, calls, rounds),
+        "guest_sample": per_call_us(probe.sample, calls, rounds),
+    }
+    # What the sample is made of: each file's bare read, then each parse on that text.
+    reads = {p: per_call_us(lambda p=p: bare_read(str(files.resolve(p))), calls // 2, rounds) for p in FILES}
+    out["bare_read_each"] = reads
+    out["bare_read_all7_sum_us"] = round(sum(r["median_us"] for r in reads.values()), 2)
+    out["localfiles_read_all7"] = per_call_us(lambda: files.read(FILES), calls // 2, rounds)
+    texts = files.read(FILES)
+    parsers = {
+        "parse_meminfo+fields": lambda: guest_mod._from_meminfo(texts["proc/meminfo"], []),
+        "parse_pressure x2": lambda: (procfs.parse_pressure(texts["proc/pressure/memory"]),
+                                      procfs.parse_pressure(texts["proc/pressure/io"])),
+        "parse_vmstat": lambda: guest_mod._from_vmstat(texts["proc/vmstat"], []),
+        "parse_buddyinfo+split": lambda: guest_mod._from_buddyinfo(texts["proc/buddyinfo"], 9, []),
+        "parse_cpu_times": lambda: procfs.parse_cpu_times(texts["proc/stat"]),
+    }
+    out["parse_each"] = {k: per_call_us(fn, calls // 2, rounds) for k, fn in parsers.items()}
+    out["file_sizes"] = {p: len(t or "") for p, t in texts.items()}
+    out["ratio_sample_to_bare_meminfo"] = round(out["guest_sample"]["median_us"] /
+                                                out["bare_read_meminfo"]["median_us"], 2)
+    out["ratio_psutil_to_bare_meminfo"] = round(out["psutil_virtual_memory"]["median_us"] /
+                                                out["bare_read_meminfo"]["median_us"], 2)
+    return out
+
+
+def watcher_tick(ticks: int, tmp: Path) -> dict:
+    """One Watcher.tick with a full history window behind it (default config), timed, and where it goes.
+
+    A fake clock advances 2 s a tick so the policy's window (the longest rule's `for`, 5 min)
+    fills as it does after 5 minutes of `vmmemctl watch`; the kernel files read are the real ones.
+    """
+    import cProfile
+    import io
+    import pstats
+
+    from monitor import probes as probes_mod
+    from monitor.config import Config
+    from monitor.notify import build_notifier
+    from monitor.store import Store
+    from monitor.watcher import Watcher
+
+    clock = _StepClock(time.time() - 2 * (ticks + 400))
+    config = Config()
+    p = probes_mod.build(config)
+    p.guest = GuestProbe(p.files, clock=clock)
+    p.guest.prime()
+    db = tmp / "tick.db"
+    store = Store(db)
+    watcher = Watcher(config, p, store, build_notifier(config.notify), make_reclaimer=lambda: None,
+                      open_store=lambda: Store(db), clock=clock)
+    for _ in range(200):  # fill the policy's history window
+        clock.step()
+        watcher.tick()
+    times = []
+    for _ in range(ticks):
+        clock.step()
+        t0 = time.perf_counter_ns()
+        watcher.tick()
+        times.append(time.perf_counter_ns() - t0)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(ticks):
+        clock.step()
+        watcher.tick()
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+    own = io.StringIO()
+    pstats.Stats(profiler, stream=own).sort_stats("tottime").print_stats(12)
+    store.close()
+    p.close()
+    times.sort()
+    return {"median_us": round(times[len(times) // 2] / 1000, 1), "p90_us": round(times[int(len(times) * .9)] / 1000, 1),
+            "ticks": ticks, "history_samples": len(Store(db, readonly=True).recent_samples(
+                __import__("monitor.actions", fromlist=["x"]).history_window(config), clock())),
+            "profile_cumulative": _trim(text.getvalue()), "profile_tottime": _trim(own.getvalue()),
+            "last_decision": watcher.last_decision.reason if watcher.last_decision else None}
+
+
+class _StepClock:
+    def __init__(self, start: float):
+        self.now = start
+
+    def step(self) -> None:
+        self.now += 2.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _trim(profile: str) -> str:
+    lines = profile.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith("ncalls")), 0)
+    return "\n".join(line.replace(str(REPO) + "/", "").rstrip() for line in lines[start:] if line.strip())
+
+
+# ------------------------------------------------------------------ processes
+
+
+TUI_PRELUDE = """
+import importlib.util, sys
+try:
+    import tui.app  # the real TUI, once it exists
+    loaded = 'tui.app'
+except ImportError:
+    import textual.app, textual.widgets, rich  # its stack, when tui.app is not there yet
+    loaded = 'textual.app+textual.widgets+rich (no tui.app yet)'
+import textual
+print('TUI prelude loaded:', loaded, file=sys.stderr, flush=True)
+from monitor.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def commands(tmp: Path, glances: Path) -> dict[str, list[str]]:
+    config = tmp / "empty.toml"
+    config.write_text("# defaults\n")
+
+    def watch(name: str) -> list[str]:
+        return ["watch", "--interval", "2s", "--db", str(tmp / f"{name}.db"), "--config", str(config),
+                "--log-file", str(tmp / f"{name}.log")]
+    return {
+        "vmmemctl watch": [VMMEMCTL, *watch("watch")],
+        "vmmemctl watch + TUI imports": [PYTHON, "-c", TUI_PRELUDE, *watch("watch-tui")],
+        "glances --stdout (mem.used,mem.cached) -t 2": [str(glances / "bin/glances"), "--stdout",
+                                                        "mem.used,mem.cached", "-t", "2"],
+        "python sleeping (floor)": [PYTHON, "-c", "import time; time.sleep(1e9)"],
+    }
+
+
+def cpu_of_tree(pid: int) -> tuple[float, int]:
+    """CPU seconds of a process and its live descendants (reaped ones are in cutime/cstime), and peak RSS."""
+    cpu, hwm = 0.0, 0
+    for p in [pid, *descendants(pid)]:
+        st = proc_stat(p)
+        if st:
+            cpu += st.cpu_s
+            hwm = max(hwm, st.hwm) if p == pid else hwm
+    main_stat = proc_stat(pid)
+    return cpu, (main_stat.hwm if main_stat else hwm)
+
+
+def processes_round(duration: float, warmup: float, tmp: Path, glances: Path) -> dict:
+    cmds = commands(tmp, glances)
+    procs = {}
+    for name, cmd in cmds.items():
+        log = open(tmp / (name.split()[0] + f"-{len(procs)}.out"), "w")
+        procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO), log)
+    start = time.time()
+    time.sleep(warmup)
+    warm = {name: (time.time(), cpu_of_tree(p.pid)[0]) for name, (p, _) in procs.items()}
+    busy0 = _machine_busy()
+    time.sleep(max(0.0, duration - warmup))
+    out = {}
+    busy1 = _machine_busy()
+    for name, (p, log) in procs.items():
+        t1 = time.time()
+        cpu1, hwm = cpu_of_tree(p.pid)
+        rss = (proc_stat(p.pid).rss if proc_stat(p.pid) else None)
+        alive = p.poll() is None
+        t0, cpu0 = warm[name]
+        out[name] = {"cpu_percent_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 4),
+                     "cpu_percent_incl_startup": round(100 * cpu1 / (t1 - start), 4),
+                     "startup_cpu_s": round(cpu0, 3), "peak_rss_bytes": hwm, "rss_end_bytes": rss,
+                     "alive_at_end": alive, "measured_s": round(t1 - t0, 1)}
+    for name, (p, log) in procs.items():
+        p.terminate()
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        log.close()
+    out["_machine_busy_percent_of_all_cpus"] = round(100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]), 2)
+    return out
+
+
+def _machine_busy() -> tuple[int, int]:
+    from common import cpu_jiffies
+
+    return cpu_jiffies()
+
+
+def summarise_rounds(rounds: list[dict]) -> dict:
+    names = [k for k in rounds[0] if not k.startswith("_")]
+    out = {}
+    for name in names:
+        rs = [r[name] for r in rounds]
+        out[name] = {"cpu_percent_of_one_core_median": median([r["cpu_percent_of_one_core"] for r in rs]),
+                     "cpu_percent_of_one_core_all": [r["cpu_percent_of_one_core"] for r in rs],
+                     "cpu_percent_incl_startup_median": median([r["cpu_percent_incl_startup"] for r in rs]),
+                     "startup_cpu_s_median": median([r["startup_cpu_s"] for r in rs]),
+                     "peak_rss_bytes_max": max(r["peak_rss_bytes"] for r in rs),
+                     "peak_rss_bytes_median": median([r["peak_rss_bytes"] for r in rs]),
+                     "alive_all_rounds": all(r["alive_at_end"] for r in rs)}
+    return out
+
+
+# ------------------------------------------------------------------ report
+
+
+def markdown(data: dict) -> str:
+    m = data["micro"]
+    a = data["args"]
+    row = lambda name, r: f"| {name} | {r['median_us']:.1f} | {r['p90_us']:.1f} |"  # noqa: E731
+    lines = [f"# Overhead of watching ({data['finished']})", "",
+             machine_markdown(data["machine"], data["load_before"], data["load_after"]), "",
+             "## One sample, in-process", "",
+             f"Median of {m['guest_sample']['calls']} calls each (GC off while timing).", "",
+             "| what | median µs | p90 µs |", "|---|---|---|",
+             row("bare read of /proc/meminfo (the floor)", m["bare_read_meminfo"]),
+             row("psutil.virtual_memory()", m["psutil_virtual_memory"]),
+             row("GuestProbe(LocalFiles('/proc')).sample()", m["guest_sample"]),
+             row("LocalFiles.read(the 7 files), no parsing", m["localfiles_read_all7"]), "",
+             f"Guest sample / bare meminfo read: **{m['ratio_sample_to_bare_meminfo']}x** (target <= 2x); "
+             f"psutil.virtual_memory / bare read: {m['ratio_psutil_to_bare_meminfo']}x.", "",
+             "What a sample is made of (bare read of each file; each parse of its text):", "",
+             "| part | median µs | bytes |", "|---|---|---|"]
+    for path, r in m["bare_read_each"].items():
+        lines.append(f"| read /{path} | {r['median_us']:.1f} | {m['file_sizes'][path]} |")
+    for name, r in m["parse_each"].items():
+        lines.append(f"| {name} | {r['median_us']:.1f} | |")
+    t = data["watcher_tick"]
+    lines += ["", "## One watcher tick, in-process", "",
+              f"`Watcher.tick()` (sample, store, decide over the stored history, act) with default config and "
+              f"{t['history_samples']} samples of history behind it (a full policy window): median "
+              f"**{t['median_us']:.0f} µs**, p90 {t['p90_us']:.0f} µs, over {t['ticks']} ticks. At one tick per "
+              f"2 s that is {t['median_us'] / 2e6 * 100:.3f} % of one core before the scheduler's own cost. "
+              "Where it goes (cProfile, cumulative):", "", "```", *t["profile_cumulative"].splitlines()[:22], "```",
+              "", "Own time (tottime):", "", "```", *t["profile_tottime"].splitlines()[:14], "```"]
+    lines += ["", f"## The watcher as a process ({a['rounds']} round(s) of {a['duration']:g} s, all side by side; "
+              f"CPU measured after a {a['warmup']:g} s warm-up)", "",
+              "| process | CPU % of one core (median) | per round | incl. startup | startup CPU s | peak RSS (max) |",
+              "|---|---|---|---|---|---|"]
+    for name, r in data["processes"].items():
+        lines.append(f"| {name} | {r['cpu_percent_of_one_core_median']:.3f} | "
+                     f"{', '.join(f'{x:.3f}' for x in r['cpu_percent_of_one_core_all'])} | "
+                     f"{r['cpu_percent_incl_startup_median']:.3f} | {r['startup_cpu_s_median']:.2f} | "
+                     f"{r['peak_rss_bytes_max'] / MiB:.1f} MiB |" + ("" if r["alive_all_rounds"] else " (died!)"))
+    busy = [r["_machine_busy_percent_of_all_cpus"] for r in data["rounds"]]
+    lines += ["", f"Whole machine busy during the rounds (other engineers' load): {busy} % of all CPUs.",
+              f"TUI prelude: {data.get('tui_prelude', '?')}", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=180.0, help="seconds each process round lasts")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=float, default=15.0, help="seconds of startup left out of the CPU %%")
+    p.add_argument("--calls", type=int, default=2000, help="in-process calls per round")
+    p.add_argument("--micro-rounds", type=int, default=5)
+    p.add_argument("--ticks", type=int, default=300, help="in-process watcher ticks to time")
+    p.add_argument("--skip-processes", action="store_true")
+    p.add_argument("--out", default="overhead")
+    args = p.parse_args(argv)
+    data = {"started": now_iso(), "machine": machine(), "load_before": loadavg(), "args": vars(args)}
+    data["micro"] = micro(args.calls, args.micro_rounds)
+    print(f"guest sample {data['micro']['guest_sample']['median_us']} us, bare meminfo "
+          f"{data['micro']['bare_read_meminfo']['median_us']} us", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="vmmemctl-tick-") as tmp:
+        data["watcher_tick"] = watcher_tick(args.ticks, Path(tmp))
+    print(f"watcher tick {data['watcher_tick']['median_us']} us", file=sys.stderr, flush=True)
+    data["rounds"] = []
+    if not args.skip_processes:
+        glances = ensure_venv(".venv-glances", ["glances"])
+        for i in range(args.rounds):
+            with tempfile.TemporaryDirectory(prefix="vmmemctl-overhead-") as tmp:
+                data["rounds"].append(processes_round(args.duration, args.warmup, Path(tmp), glances))
+                prelude = next(Path(tmp).glob("vmmemctl-1.out")).read_text()
+                data["tui_prelude"] = next((line.split(":", 1)[1].strip() for line in prelude.splitlines()
+                                            if line.startswith("TUI prelude loaded")), prelude[-300:])
+            print(f"round {i + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+        data["processes"] = summarise_rounds(data["rounds"])
+    else:
+        data["processes"] = {}
+    data["load_after"] = loadavg()
+    data["finished"] = now_iso()
+    js, md = write_results(args.out, data, markdown(data))
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
