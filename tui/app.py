@@ -16,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.geometry import Size
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -127,12 +128,13 @@ class VmmemApp(App):
         if self.setup.timers:
             self.set_interval(self.setup.interval, self._on_timer)
 
-    def on_resize(self) -> None:
-        self._apply_size()
+    def on_resize(self, event: events.Resize) -> None:
+        self._apply_size(event.size)
 
-    def _apply_size(self) -> None:
-        self.screen.set_class(self.size.height >= TALL, "-tall")
-        self.screen.set_class(self.size.width < 100, "-narrow")
+    def _apply_size(self, size: Size | None = None) -> None:
+        """Classes on the app, so the layout follows the terminal whichever screen is on top."""
+        size = size or self.size
+        self.set_class(size.height >= TALL, "-tall")
 
     def on_unmount(self) -> None:
         self.source.close()

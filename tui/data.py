@@ -79,7 +79,7 @@ class Card:
 def _delta_bytes(t: Trend) -> str:
     if t.delta is None or t.arrow in ("", "→"):
         return ""
-    return format_bytes(t.delta, signed=True)
+    return short_bytes(t.delta, signed=True)
 
 
 def _delta_points(t: Trend) -> str:
@@ -92,9 +92,9 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}%"
 
 
-def short_bytes(n: int | float | None) -> str:
-    """``11.4G``, ``200M``: for two numbers in one card."""
-    return format_bytes(n).replace(" GiB", "G").replace(" MiB", "M").replace(" KiB", "K")
+def short_bytes(n: int | float | None, signed: bool = False) -> str:
+    """``11.4G``, ``+200M``: where a card or a legend has room for a few characters only."""
+    return format_bytes(n, signed=signed).replace(" GiB", "G").replace(" MiB", "M").replace(" KiB", "K")
 
 
 def _share(part: int | None, total: int | None) -> str:

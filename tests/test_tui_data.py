@@ -1,0 +1,266 @@
+"""The dashboard's data shaping (tui/data.py, tui/source.py, tui/demo.py): no Textual, plain calls."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from monitor.config import Config, PolicyConfig, Rule
+from monitor.policy import PolicyState
+from monitor.store import Event, Store
+from monitor.units import Size
+from tui import data
+from tui.demo import write_history
+from tui.source import DataSource, Setup
+
+GiB, MiB = 1024**3, 1024**2
+NOW = 1_800_022_800.0  # a Friday, 14:20 UTC
+
+
+def rows(values, key="page_cache", step=2.0, t0=NOW - 600):
+    return [{"t": t0 + i * step, key: v} for i, v in enumerate(values)]
+
+
+# ------------------------------------------------------------------ trends and cards
+
+
+@pytest.mark.parametrize("values, arrow, mood", [
+    ([1 * GiB] * 10 + [2 * GiB], "↑", "bad"),  # cache up: the way we don't want
+    ([2 * GiB] * 10 + [1 * GiB], "↓", "good"),
+    ([GiB, GiB + 2 * MiB], "→", "neutral"),  # under 16 MiB is steady
+    ([GiB], "", "neutral"),  # nothing to compare with
+    ([None, None, GiB], "", "neutral"),  # unknowns are not zeros
+])
+def test_trend_arrow(values, arrow, mood):
+    t = data.trend(rows(values), "page_cache")
+    assert (t.arrow, t.mood) == (arrow, mood)
+
+
+def test_trend_compares_with_the_value_a_window_before_not_the_first_ever():
+    history = rows([5 * GiB] + [GiB] * 400, step=2.0)  # 5 GiB 800 s ago, 1 GiB since
+    assert data.trend(history, "page_cache").arrow == "→"
+
+
+def test_trend_of_a_percentage_uses_points_and_returnable_up_is_good():
+    assert data.trend(rows([1.0, 1.5], key="cpu"), "cpu", percent=True).arrow == "→"
+    assert data.trend(rows([1.0, 9.0], key="cpu"), "cpu", percent=True).arrow == "↑"
+    up = data.trend(rows([GiB, 3 * GiB], key="returnable_free"), "returnable_free", good="up")
+    assert (up.arrow, up.mood) == ("↑", "good")
+
+
+def test_cards_show_every_number_the_issue_lists_with_units_and_na():
+    last = {"t": NOW, "host_bytes": 12 * GiB, "host_source": "interop", "host_estimated": 0, "anon": 3 * GiB,
+            "page_cache": 8 * GiB, "reclaimable": 7 * GiB, "returnable_free": 3 * GiB, "fragmented_free": 200 * MiB,
+            "psi_memory_some_avg10": None, "psi_io_some_avg10": None, "cpu_busy_percent": 4.25, "total": 16 * GiB,
+            "available": 12 * GiB}
+    before = {**last, "t": NOW - 120, "page_cache": 7 * GiB, "host_bytes": 11 * GiB}
+    cards = {c.key: c for c in data.build_cards([before, last])}
+    assert list(cards) == ["host", "anon", "page_cache", "reclaimable", "returnable", "psi", "cpu", "guest"]
+    assert cards["host"].value == "12.0 GiB" and cards["host"].detail == "measured (interop)"
+    assert cards["host"].trend.arrow == "↑" and cards["host"].delta == "+1.0G"
+    assert cards["page_cache"].detail == "50% of RAM"
+    assert cards["returnable"].value == "3.0G / 200M"
+    assert cards["psi"].value == "n/a" and "no /proc/pressure" in cards["psi"].detail
+    assert cards["cpu"].value == "4.2%"
+
+
+def test_cards_for_an_empty_history_say_unknown():
+    cards = data.build_cards([])
+    assert all(c.value in ("?", "? / ?", "n/a") for c in cards)
+    assert cards[0].detail == "unknown"
+
+
+# ------------------------------------------------------------------ the chart
+
+
+def test_bucket_averages_to_the_width_and_split_runs_breaks_at_gaps():
+    points = [{"t": NOW - 3600 + i * 2, "page_cache": GiB + i} for i in range(1800)]
+    out = data.bucket(points, "page_cache", NOW - 3600, NOW, 100)
+    assert len(out) == 100
+    assert out[0][1] == pytest.approx(GiB + 8.5)
+    gap = [(0.0, 1.0), (2.0, 1.0), (4.0, 1.0), (100.0, 1.0), (102.0, 1.0)]
+    assert [len(r) for r in data.split_runs(gap, 6.0)] == [3, 2]
+
+
+def test_chart_breaks_the_line_where_the_watcher_was_off():
+    on = [{"t": NOW - 3600 + i * 2, "page_cache": GiB, "host_bytes": 2 * GiB} for i in range(600)]
+    later = [{"t": NOW - 1200 + i * 2, "page_cache": GiB, "host_bytes": 2 * GiB} for i in range(600)]
+    chart = data.chart_data(on + later, "samples", NOW - 3600, NOW, columns=100)
+    assert len(chart.host) == 2 and len(chart.cache) == 2
+    assert not chart.empty and chart.rows == 1200
+
+
+def test_chart_draws_the_nearest_threshold_unless_it_would_flatten_the_trend():
+    config = Config()  # rules at 25% reclaimable, 30% and 50% page cache of 16 GiB: 4.0, 4.8, 8.0 GiB
+    row = {"t": NOW, "total": 16 * GiB, "host_total": 32 * GiB}
+    limits = data.thresholds(config, row)
+    assert [(th.label, th.bytes) for th in limits] == [
+        ("reclaim-idle-cache", 4 * GiB), ("cache-notify", int(4.8 * GiB)), ("cache-prompt", 8 * GiB)]
+    near = [{"t": NOW - 60, "page_cache": 3 * GiB, "host_bytes": 5 * GiB}]
+    chart = data.chart_data(near, "samples", NOW - 300, NOW, columns=80, limits=limits)
+    assert [th.bytes for th in chart.thresholds] == [4 * GiB, int(4.8 * GiB)]
+    assert [th.label for th in chart.above] == ["cache-prompt"]
+    far = [{"t": NOW - 60, "page_cache": 100 * MiB, "host_bytes": 500 * MiB}]
+    chart = data.chart_data(far, "samples", NOW - 300, NOW, columns=80, limits=limits)
+    assert chart.thresholds == [] and len(chart.above) == 3 and chart.y_max < GiB
+
+
+def test_host_thresholds_resolve_against_host_ram_and_host_gap_is_not_drawn():
+    config = Config(rule=(Rule(name="h", metric="host", above=Size(percent=50.0, text="50%")),
+                          Rule(name="g", metric="host_gap", above=Size(bytes=GiB, text="1GiB"))))
+    limits = data.thresholds(config, {"total": 16 * GiB, "host_total": 32 * GiB})
+    assert [(th.label, th.metric, th.bytes) for th in limits] == [("h", "host", 16 * GiB)]
+
+
+def test_reclaim_marks_use_the_start_time_and_skip_skipped_ones():
+    events = [Event(1, NOW - 100, "reclaim", "r", data={"started": NOW - 130.0}),
+              Event(2, NOW - 50, "reclaim", "skipped", status="skipped"),
+              Event(3, NOW - 10, "reclaim", "no data"), Event(4, NOW, "prompt", "p")]
+    assert data.reclaim_times(events) == [NOW - 130.0, NOW - 10]
+
+
+@pytest.mark.parametrize("low, high, ticks, labels", [
+    (0, 12.9 * GiB, 5, ["0 GiB", "5 GiB", "10 GiB"]),
+    (0, 10.3 * GiB, 3, ["0 GiB", "5 GiB", "10 GiB"]),
+    (0, 1.2 * GiB, 4, ["0 MiB", "500 MiB", "1000 MiB"]),
+    (0, 80 * MiB, 5, ["0 MiB", "20 MiB", "40 MiB", "60 MiB", "80 MiB"]),
+])
+def test_byte_ticks_are_round_and_carry_the_unit(low, high, ticks, labels):
+    values, words = data.byte_ticks(low, high, ticks)
+    assert words == labels and len(values) <= ticks
+
+
+@pytest.mark.parametrize("span, ticks, first_labels", [
+    (300, 6, ["14:15", "14:16", "14:17"]),
+    (3600, 7, ["13:20", "13:30", "13:40"]),
+    (86400, 5, ["18:00", "00:00", "06:00"]),
+    (7 * 86400, 8, ["Sat 09", "Sun 10", "Mon 11"]),
+])
+def test_time_ticks_land_on_round_clock_times(span, ticks, first_labels):
+    values, labels = data.time_ticks(NOW - span, NOW, ticks, time.gmtime)
+    assert labels[:3] == first_labels and len(values) <= ticks
+
+
+def test_time_ticks_round_in_local_time():
+    def plus_five_thirty(ts):  # a zone at +05:30 (India): 6-hour ticks land on its own midnight
+        return time.struct_time((*time.gmtime(ts + 19800)[:9],), {"tm_gmtoff": 19800, "tm_zone": "IST"})
+    _, labels = data.time_ticks(NOW - 86400, NOW, 5, plus_five_thirty)
+    assert labels[0] in ("00:00", "06:00", "12:00", "18:00")
+
+
+# ------------------------------------------------------------------ events and words
+
+
+def test_event_lines_are_newest_first_on_one_line_with_prompt_status():
+    events = [Event(1, NOW - 2 * 86400, "reclaim", "old"), Event(2, NOW - 30, "prompt", "cache\nhigh", status="pending")]
+    lines = data.event_lines(events, NOW, time.gmtime)
+    assert [line.id for line in lines] == [2, 1]
+    assert lines[0].text == "[pending] cache high" and lines[0].when == "14:19:30"
+    assert lines[1].when == "Wed 14:20" and lines[1].kind == "reclaim"
+
+
+def test_header_words_for_auto_reclaim_pause_and_snooze():
+    on = Config(policy=PolicyConfig(auto_reclaim=True))
+    paused = PolicyState(paused_until=NOW + 3600)
+    assert data.auto_words(Config(), PolicyState(), NOW) == "auto-reclaim off"
+    assert data.auto_words(on, PolicyState(), NOW) == "auto-reclaim on"
+    assert data.auto_words(on, paused, NOW, time.gmtime) == "auto-reclaim paused until 15:20"
+    assert data.snooze_words(PolicyState(snoozed_until=NOW + 2 * 86400), NOW, time.gmtime) == "snoozed until Sun 14:20"
+    assert data.snooze_words(PolicyState(snoozed_until=NOW - 1), NOW) == ""
+    assert data.staleness(NOW - 2 * 86400, NOW, 2.0) == "last sample 2d ago"
+    assert data.staleness(NOW - 3, NOW, 2.0) == "" and data.staleness(None, NOW, 2.0) == "no samples yet"
+
+
+def test_expected_gain_per_method():
+    row = {"reclaimable": 3 * GiB, "page_cache": 4 * GiB, "total": 16 * GiB, "fragmented_free": 300 * MiB,
+           "slab_reclaimable": 200 * MiB}
+    config = Config()
+    assert data.expected_gain("pagecache", ["pagecache", "compact"], row, config)[0] == 3 * GiB
+    assert data.expected_gain("full", ["full"], row, config)[0] == 3 * GiB + 200 * MiB
+    assert data.expected_gain("compact", ["compact"], row, config)[0] == 300 * MiB
+    gain, words = data.expected_gain("gradual", ["gradual", "compact"], {**row, "reclaimable": 4 * GiB}, config)
+    assert gain == 4 * GiB - int(16 * GiB * 0.05) and "hot set" in words and "then compacts" in words
+    assert data.expected_gain("pagecache", ["pagecache"], None, config)[0] is None
+
+
+def test_offers_follow_the_reclaimers_own_plan(tmp_path):
+    source = DataSource(Setup(Config(), tmp_path / "h.db", False, 2.0))
+    offer = source.offer("auto", {"reclaimable": GiB})
+    has_reclaim = Path("/sys/fs/cgroup/memory.reclaim").exists()
+    assert offer.chain == (["gradual", "compact"] if has_reclaim else ["pagecache", "compact"])
+    assert bool(offer.notes) != has_reclaim
+    assert data.next_range("7d") == "5m" and data.next_range("1h") == "24h"
+
+
+# ------------------------------------------------------------------ the prepared history and the source
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory) -> Path:
+    return write_history(tmp_path_factory.mktemp("demo") / "h.db", NOW, days=8, step=60.0)
+
+
+def test_demo_history_fills_every_tier_as_the_watcher_would(demo_db):
+    with Store(demo_db) as store:
+        counts = {t: store.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                  for t in ("samples", "samples_1m", "samples_10m")}
+        assert abs(counts["samples"] - (3600 + 240)) <= 2  # 6 h kept raw: 2 h of 2 s samples, 4 h of 1 min
+        assert counts["samples_1m"] >= 7 * 1440 - 2 and counts["samples_10m"] >= 8 * 144 - 2
+        assert store.integrity() == "ok"
+        assert [p.rule for p in store.pending_prompts()] == ["cache-prompt"]
+        assert len(store.events(kinds=["reclaim"])) >= 14
+
+
+def test_source_reads_a_week_from_the_rolled_up_tier_fast(demo_db):
+    source = DataSource(Setup(Config(), demo_db, False, 2.0, clock=lambda: NOW, environ={},
+                              watcher_pid=lambda db: None, localtime=time.gmtime))
+    source.start()
+    started = time.perf_counter()
+    snap = source.snapshot("7d", 100)
+    took = time.perf_counter() - started
+    assert snap.chart.tier == "samples_1m" and snap.chart.rows >= 7 * 1440 - 2
+    assert took < 1.0, f"7 days took {took:.2f}s"
+    assert len(snap.chart.reclaims) >= 13 and sum(len(r) for r in snap.chart.host) <= 200
+    assert snap.header.mode == "viewing history (no watcher running)"
+    assert snap.header.host == "measured (interop)" and snap.pending and snap.policy.startswith("would ask")
+    for name in data.RANGE_NAMES:
+        assert not source.snapshot(name, 100).chart.empty
+    source.close()
+
+
+def test_source_reads_the_raw_tier_incrementally(tmp_path):
+    db = write_history(tmp_path / "h.db", NOW, days=0.1, step=2.0)
+    clock = [NOW]
+    source = DataSource(Setup(Config(), db, False, 2.0, clock=lambda: clock[0], environ={}))
+    source.start()
+    first = source.snapshot("5m", 80).chart
+    with Store(db) as writer:
+        from tui.demo import sample_at
+        import random
+        writer.add_sample(sample_at(NOW + 2, 12 * GiB, random.Random(1)))
+    clock[0] = NOW + 2
+    second = source.snapshot("5m", 80).chart
+    assert second.rows == first.rows  # one row in, one row aged out of the 5 minutes
+    assert max(v for run in second.cache for _, v in run) > max(v for run in first.cache for _, v in run)
+    source.close()
+
+
+def test_source_for_a_missing_history_says_so_and_creates_nothing(tmp_path):
+    source = DataSource(Setup(Config(), tmp_path / "none.db", False, 2.0, environ={}))
+    source.start()
+    snap = source.snapshot("1h", 80)
+    assert "no history at" in (source.error or "") and snap.chart.empty and snap.cards[0].value == "?"
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_the_tui_package_keeps_textual_out_of_data_and_source():
+    import subprocess
+
+    code = ("import sys; import tui.data, tui.source, tui.demo; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).parent.parent)
+    assert done.stdout.strip() == "[]"
