@@ -224,7 +224,7 @@ def test_source_reads_a_week_from_the_rolled_up_tier_fast(demo_db):
     assert snap.chart.tier == "samples_1m" and snap.chart.rows >= 7 * 1440 - 2
     assert took < 1.0, f"7 days took {took:.2f}s"
     assert len(snap.chart.reclaims) >= 13 and sum(len(r) for r in snap.chart.host) <= 200
-    assert snap.header.mode == "viewing history (no watcher running)"
+    assert snap.header.mode == "viewing history (no watcher)"
     assert snap.header.host == "measured (interop)" and snap.pending and snap.policy.startswith("would ask")
     for name in data.RANGE_NAMES:
         assert not source.snapshot(name, 100).chart.empty

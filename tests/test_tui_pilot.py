@@ -104,8 +104,8 @@ async def test_opens_with_real_numbers_modes_and_the_waiting_prompt(history, tmp
         await pilot.press("escape")
         await pilot.pause()
         text = screen(app)
-        for words in ("Linux", "host measured (interop)", "viewing history (no watcher running)",
-                      "auto-reclaim off", "1 prompt waiting (a)", "host footprint", "programs (anon)",
+        for words in ("Linux", "host measured (interop)", "viewing history (no watcher)",
+                      "auto-reclaim off", "1 prompt waiting: a", "host footprint", "programs (anon)",
                       "page cache", "reclaimable", "returnable / frag.", "PSI memory / io", "CPU busy",
                       "last 1h", "GiB", "r Reclaim", "q Quit"):
             assert words in text, words

@@ -103,7 +103,7 @@ class PromptScreen(Modal):
                                   id="dismiss"))
             yield OptionList(*options, id="answers")
             yield Static(Text(self.offer.words, style="dim"), classes="offer")
-            yield Static("Enter answers · Esc asks again later (a)", classes="hint")
+            yield Static("Enter answers · Esc: later (press a to come back)", classes="hint")
 
     def on_mount(self) -> None:
         self.query_one("#answers", OptionList).focus()

@@ -300,7 +300,7 @@ class DataSource:
             return f"attached to watcher (pid {pid})" if pid else "attached to watcher"
         if self.mode == "attached":
             return "attached: the watcher stopped (history only)"
-        return "viewing history (no watcher running)"
+        return "viewing history (no watcher)"
 
     # ------------------------------------------------------------ what a person does
 

@@ -35,7 +35,7 @@ class HeaderLine(Static):
         if header.latest:
             parts.append(Text(header.latest, style="yellow"))
         if pending:
-            parts.append(Text(f"{pending} prompt{'s' if pending > 1 else ''} waiting (a)", style="bold yellow"))
+            parts.append(Text(f"{pending} prompt{'s' if pending > 1 else ''} waiting: a", style="bold yellow"))
         self.update(Text(" · ", style="dim").join(parts))
 
 
@@ -153,10 +153,10 @@ def legend(chart: data.ChartData, width: int = 200) -> Text:
         text.append("  ━ page cache" if named else " ━ cache", style=CACHE_STYLE)
         text.append("  " if named else " ")
         for th in chart.thresholds:
-            label = f"{th.label} {format_bytes(th.bytes)}" if named else data.short_bytes(th.bytes)
+            label = f"{th.label} {data.short_bytes(th.bytes)}" if named else data.short_bytes(th.bytes)
             text.append(f"╌ {label} " if named else f"╌{label} ", style=THRESHOLD_STYLE[th.metric])
         for th in chart.above:
-            text.append(f"↑ {th.label} {format_bytes(th.bytes)} " if named else f"↑{data.short_bytes(th.bytes)} ",
+            text.append(f"↑ {th.label} {data.short_bytes(th.bytes)} " if named else f"↑{data.short_bytes(th.bytes)} ",
                         style="dim")
         if chart.reclaims:
             text.append("│ reclaim", style=RECLAIM_STYLE)
@@ -188,7 +188,7 @@ class EventList(DataTable):
         self.lines, self._width = lines, width
         row = self.cursor_row
         self.clear(columns=True)
-        message = max(20, width - 10 - 9 - 4 - (1 if self.show_vertical_scrollbar else 0))
+        message = max(20, width - (9 + 2) - (8 + 2) - 2 - 1)  # cells are padded 1 each side; 1 for the scrollbar
         self.add_column("time", width=9, key="time")
         self.add_column("kind", width=8, key="kind")
         self.add_column("what", width=message, key="what")
