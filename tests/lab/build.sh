@@ -18,6 +18,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 CACHE=${VMMEMCTL_LAB_CACHE:-$HOME/.cache/vmmemctl-lab}
 DATA_MB=${VMMEMCTL_LAB_DATA_MB:-1536}
 DATA_FORMAT=1   # bump when the data disk layout changes

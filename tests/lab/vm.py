@@ -14,10 +14,11 @@ Typical use::
         rc, out = vm.exec(["cat", "/proc/meminfo"])
         print(vm.pid, vm.rss_bytes(), vm.exec_prefix)
 
-Command channel protocol (see guest/lab-agent): the host sends one line
-``RUN <nonce> <timeout> <b64(cmd)> <b64(stdin)|-> .`` where cmd is the argv
-joined with ``shlex.quote``; the guest answers ``<nonce> ACK``, then base64
-stdout and stderr blocks and ``<nonce> END <rc>``. Each channel (a QEMU PCI serial port behind a
+Command channel protocol (see guest/lab-agent): the host sends a header line
+``RUN <nonce> <timeout> <len> <len> <sha256> .`` and a body of base64(cmd) +
+base64(stdin), where cmd is the argv joined with ``shlex.quote``; the guest
+answers ``<nonce> ACK``, then base64 stdout and stderr blocks and
+``<nonce> END <rc>``. Each channel (a QEMU PCI serial port behind a
 unix socket) serves one caller at a time; callers take an ``flock`` on
 ``<socket>.lock`` and use whichever channel is free, so a watcher daemon and a
 test can call in concurrently (up to ``channels`` at once, the rest wait).
@@ -33,6 +34,7 @@ import atexit
 import base64
 import ctypes
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -178,18 +180,16 @@ class _Channel:
         except OSError as e:
             raise GuestUnreachable(f"writing to {self.path} failed: {e}") from None
 
-    def lines(self, first_deadline: Callable[[], float], idle: float):
-        """Yield lines; raise GuestTimeout when nothing arrives in time.
-
-        Until the first line that matters arrives we wait until first_deadline();
-        afterwards at most ``idle`` seconds between chunks."""
+    def lines(self, deadline: Callable[[], float]):
+        """Yield reply lines; raise GuestTimeout once deadline() has passed
+        (the caller moves the deadline as the answer progresses)."""
         assert self.sock is not None
         buf = b""
         while True:
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
                 yield line.rstrip(b"\r")
-            remaining = first_deadline() - time.monotonic()
+            remaining = deadline() - time.monotonic()
             if remaining <= 0:
                 raise GuestTimeout(f"no answer on {self.path} in time")
             self.sock.settimeout(min(remaining, 5.0))
@@ -236,9 +236,11 @@ def guest_call(
     cmd = " ".join(shlex.quote(str(a)) for a in argv) + "\n"
     guest_timeout = max(1, math.ceil(timeout))
     nonce = secrets.token_hex(8)
-    stdin_field = base64.b64encode(stdin).decode() if stdin else "-"
-    request = (f"\nRUN {nonce} {guest_timeout} "
-               f"{base64.b64encode(cmd.encode()).decode()} {stdin_field} .\n").encode()
+    cmd_b64 = base64.b64encode(cmd.encode())
+    stdin_b64 = base64.b64encode(stdin) if stdin else b""
+    body = cmd_b64 + stdin_b64
+    request = (f"\nRUN {nonce} {guest_timeout} {len(cmd_b64)} {len(stdin_b64)} "
+               f"{hashlib.sha256(body).hexdigest()} .\n").encode() + body
 
     with _Channel(sockets, connect_timeout, lock_timeout) as ch:
         ch.send(request)
@@ -261,7 +263,7 @@ def _read_answer(ch: "_Channel", prefix: bytes, state: dict, guest_timeout: int,
     out: list[bytes] = []
     err: list[bytes] = []
     target: list[bytes] | None = None
-    for line in ch.lines(lambda: state["deadline"], idle_timeout):
+    for line in ch.lines(lambda: state["deadline"]):
         if line.startswith(prefix):
             word = line[len(prefix):]
             state["deadline"] = time.monotonic() + idle_timeout
@@ -303,7 +305,7 @@ def guest_ping(sockets: str | os.PathLike | Sequence[str | os.PathLike],
             ch.send(f"\nPING {nonce} .\n".encode())
             end = time.monotonic() + timeout
             want = f"{nonce} PONG".encode()
-            for line in ch.lines(lambda: end, timeout):
+            for line in ch.lines(lambda: end):
                 if line == want:
                     return True
     except LabError:
