@@ -22,13 +22,17 @@ def main(path: str) -> None:
     fig, axes = plt.subplots(3, 1, figsize=(11, 10), sharex=True)
     panels = (("page_cache", "page cache, whole machine (GiB)"), ("cold_cached", "cold files resident (GiB)"),
               ("hot_cached", "hot working set resident (GiB)"))
+    colors: dict[str, str] = {}
     for run in data["runs"]:
         if not run.get("available"):
             continue
         quiet = run["marks"]["quiet"]
         t = [r["t"] - quiet for r in run["series"]]
+        first = run["policy"] not in colors
+        color = colors.setdefault(run["policy"], f"C{len(colors)}")
         for ax, (key, _) in zip(axes, panels):
-            ax.plot(t, [(r[key] or 0) / GiB for r in run["series"]], label=run["policy"], linewidth=1.4)
+            ax.plot(t, [(r[key] or 0) / GiB for r in run["series"]], color=color, linewidth=1.4 if first else 0.8,
+                    alpha=1.0 if first else 0.35, label=run["policy"] if first else None)
     first = next(r for r in data["runs"] if r.get("available"))
     m = first["marks"]
     for ax, (_, title) in zip(axes, panels):
@@ -42,7 +46,7 @@ def main(path: str) -> None:
                       f"{data['machine']['cpus']} CPUs, {data['machine']['mem_total_bytes'] / GiB:.0f} GiB; "
                       f"DAMON {'on' if data['machine'].get('damon') else 'off'})", fontsize=10)
     axes[-1].set_xlabel("seconds since the workload went quiet (dashed); shaded: hot phase (first run's); "
-                        "dotted: the 30 s target")
+                        "dotted: the 30 s target; faint lines: repeat runs")
     fig.tight_layout()
     out = Path(path).with_suffix(".png")
     fig.savefig(out, dpi=110)

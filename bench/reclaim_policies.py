@@ -330,6 +330,8 @@ def markdown(data: dict) -> str:
              f"({a['data']}). Each policy starts from `sync; echo 3 > drop_caches; compact` and {a['settle']:g} s "
              f"of settling. Policy windows scaled by {a['policy_scale']:g} (1 = as shipped / as documented); "
              f"cron every {a['cron_every'] * a['policy_scale']:g} s.", "",
+             *median_table(data),
+             "Every run:", "",
              "| policy | reclaims | cold cache peak | cold freed at quiet | 50% freed (s after quiet) | 90% freed "
              "(s after quiet) | page cache GiB·s | page cache at end | hot re-read (of working set) | "
              "hot read time (median pass) | pgpgin / refault during hot |",
@@ -340,7 +342,7 @@ def markdown(data: dict) -> str:
             continue
         s = run["summary"]
         lines.append(
-            f"| {run['policy']} | {s['reclaims']}"
+            f"| {run['policy']} #{run.get('repeat', 1)} | {s['reclaims']}"
             f"{' (+' + str(s['foreign_drops']) + ' foreign drop)' if s['foreign_drops'] else ''} | "
             f"{fmt_bytes(s['cold_cached_peak_bytes'])} | {s['cold_freed_at_quiet_fraction']:.0%} | "
             f"{_secs(s['cold_50_after_quiet_s'])} | {_secs(s['cold_90_after_quiet_s'])} | "
@@ -355,7 +357,7 @@ def markdown(data: dict) -> str:
             lines += [f"- **{run['policy']}**: {run['why']}"]
             continue
         s = run["summary"]
-        lines.append(f"- **{run['policy']}**: cold read {fmt_bytes(s['cold_read_bytes'])} in {s['cold_seconds']} s; "
+        lines.append(f"- **{run['policy']} #{run.get('repeat', 1)}**: cold read {fmt_bytes(s['cold_read_bytes'])} in {s['cold_seconds']} s; "
                      f"50% / 90% of the cold cache freed {_secs(s['cold_50_after_cold_end_s'])} / "
                      f"{_secs(s['cold_90_after_cold_end_s'])} s after the cold phase ended; quiet-phase machine CPU "
                      f"busy median {_pct(s['quiet_cpu_busy_median'])} (min {_pct(s['quiet_cpu_busy_min'])}); "
@@ -375,6 +377,49 @@ def markdown(data: dict) -> str:
             lines.append(f"  - +{d['t'] - run['marks']['cold_start']:.0f} s ({_phase_at(run, d['t'])}): "
                          f"{d['action']}: {d['reason'][:220]}")
     return "\n".join(lines) + "\n"
+
+
+MEDIAN_FIELDS = ("reclaims", "cold_cached_peak_bytes", "cold_freed_at_quiet_fraction", "cold_50_after_quiet_s",
+                 "cold_90_after_quiet_s", "cold_50_after_cold_end_s", "page_cache_gib_s", "cold_plus_hot_gib_s",
+                 "page_cache_end_bytes", "hot_reread_bytes", "hot_reread_fraction", "hot_read_total_s",
+                 "hot_pass_median_s")
+
+
+def _median_none_last(xs: list) -> float | None:
+    """Median where None ("never") sorts above every number."""
+    ordered = sorted(xs, key=lambda x: (x is None, x or 0))
+    return ordered[len(ordered) // 2] if ordered else None
+
+
+def policy_medians(data: dict) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for run in data["runs"]:
+        if run["available"]:
+            out.setdefault(run["policy"], {"runs": 0, **{k: [] for k in MEDIAN_FIELDS}})
+            out[run["policy"]]["runs"] += 1
+            for k in MEDIAN_FIELDS:
+                out[run["policy"]][k].append(run["summary"][k])
+    return {name: {"runs": v["runs"], **{k: _median_none_last(v[k]) for k in MEDIAN_FIELDS}} for name, v in out.items()}
+
+
+def median_table(data: dict) -> list[str]:
+    medians = policy_medians(data)
+    data["medians"] = medians
+    lines = ["Medians per policy (runs interleaved: none, cron, wsl, vmmemctl, then again):", "",
+             "| policy | runs | reclaims | cold freed at quiet | 50% freed (s after quiet) | 90% freed (s after quiet) "
+             "| page cache GiB·s | workload cache GiB·s | page cache at end | hot re-read (of working set) | "
+             "hot read time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m in medians.items():
+        lines.append(f"| {name} | {m['runs']} | {m['reclaims']} | {m['cold_freed_at_quiet_fraction']:.0%} | "
+                     f"{_secs(m['cold_50_after_quiet_s'])} | {_secs(m['cold_90_after_quiet_s'])} | "
+                     f"{m['page_cache_gib_s']:.0f} | {m['cold_plus_hot_gib_s']:.0f} | "
+                     f"{fmt_bytes(m['page_cache_end_bytes'])} | {fmt_bytes(m['hot_reread_bytes'])} "
+                     f"({m['hot_reread_fraction']:.0%}) | {m['hot_read_total_s']:.1f} s |")
+    for run in data["runs"]:
+        if not run["available"]:
+            lines.append(f"| {run['policy']} | 0 | unavailable on this machine (no memory.reclaim) | | | | | | | | |")
+    return lines + ["", "Workload cache = the cold files plus the hot working set resident (cachestat); page cache "
+                    "= the whole machine's (other engineers' files too).", ""]
 
 
 def _pct(x: float | None) -> str:
@@ -419,7 +464,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--policy-scale", type=float, default=1.0,
                    help="multiply policies' windows (WSL 2 min/10 s, vmmemctl rules' for/cooldown and idle window, "
                         "cron period) by this")
-    p.add_argument("--attempts", type=int, default=3,
+    p.add_argument("--repeat", type=int, default=3, help="run the policy list this many times (interleaved)")
+    p.add_argument("--attempts", type=int, default=2,
                    help="re-run a policy (up to this many times in all) when someone else dropped caches during it")
     p.add_argument("--out", default="reclaim_policies", help="results file stem under bench/results/")
     return p.parse_args(argv)
@@ -438,10 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     data = {"started": now_iso(), "machine": machine(), "load_before": loadavg(), "args": {**vars(args),
             "data": str(args.data)}, "cold_bytes": cold.size, "hot_bytes": hot.size, "runs": []}
     try:
-        for name in args.policies.split(","):
+        for repeat, name in [(r, n) for r in range(1, args.repeat + 1) for n in args.policies.split(",")]:
+            if name == "wsl-gradual" and repeat > 1:
+                continue
             for attempt in range(1, args.attempts + 1):
                 run = run_policy(name, args, tmp, cold, hot)
-                run["attempt"] = attempt
+                run["attempt"], run["repeat"] = attempt, repeat
                 foreign = run.get("summary", {}).get("foreign_drops", 0)
                 if not foreign or attempt == args.attempts:
                     break
