@@ -92,7 +92,7 @@ def check_proc_root(proc_root: str | Path) -> str | None:
 # ---------------------------------------------------------------- parsers
 
 
-MAX_PLAUSIBLE_BYTES = 1 << 53  # 8 PiB: a bigger memory number is a corrupt file, not a machine
+MAX_PLAUSIBLE_BYTES = 1 << 62  # 4 EiB: bigger is a corrupt file (VmallocTotal is 12.8 PiB with 5-level paging)
 MAX_COUNTER = (1 << 63) - 1  # SQLite's INTEGER; kernel counters this size mean a broken file
 
 

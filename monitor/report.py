@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any, Iterable, Sequence
 
-from monitor.sample import Environment, GuestSample, HostSample, Sample
+from monitor.sample import Environment, GuestSample, HostSample, Sample, diagnose, unreturned_bytes
 from monitor.units import format_bytes
 
 
@@ -93,6 +93,8 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
         out += ["", f"decision: {decision.action}{method}: {decision.reason}"]
     for label, text in extra:
         out += ["", f"{label}: {text}"]
+    for note in diagnose(sample):
+        out += ["", f"note: {note}"]
     if g.warnings:
         out += ["", "warnings:"] + [f"  {w}" for w in g.warnings]
     return "\n".join(out)
@@ -131,6 +133,8 @@ def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[
     }
     if decision is not None:
         out["decision"] = {"action": decision.action, "reason": decision.reason, "method": decision.method}
+    out["unreturned_bytes"] = unreturned_bytes(sample)
+    out["notes"] = diagnose(sample)
     return out
 
 

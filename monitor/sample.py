@@ -121,6 +121,35 @@ class Sample:
         return max(0, self.host.bytes - self.guest.used)
 
 
+def unreturned_bytes(sample: Sample) -> int | None:
+    """What the host holds beyond what the guest uses (MemTotal - MemFree + fragmented free).
+
+    Memory the guest freed in blocks big enough to report but the host still
+    holds: small (the VM's own overhead) when free page reporting works,
+    large when it is off or the balloon device is missing. Only for a
+    measured host number: an estimate is computed from the guest itself.
+    """
+    g, h = sample.guest, sample.host
+    if h.bytes is None or h.estimated or g.total is None or g.free is None:
+        return None
+    return h.bytes - (g.total - g.free + (g.fragmented_free or 0))
+
+
+UNRETURNED_NOTE_MIN = 512 * 1024 * 1024  # the VM's own overhead (QEMU: ~250 MiB) stays below this
+
+
+def diagnose(sample: Sample) -> list[str]:
+    """Plain-words notes about a sample that a person should know."""
+    from monitor.units import format_bytes
+
+    notes = []
+    extra = unreturned_bytes(sample)
+    if extra is not None and extra > max(UNRETURNED_NOTE_MIN, (sample.guest.total or 0) // 10):
+        notes.append(f"the host holds {format_bytes(extra)} more than the guest uses: memory the guest freed "
+                     "is not going back (free page reporting off, or no balloon device?)")
+    return notes
+
+
 def metric_value(sample: Sample, metric: str) -> int | None:
     """A rule metric (``page_cache``, ``reclaimable``, ``host``, ``host_gap``) read off a sample."""
     if metric == "host":

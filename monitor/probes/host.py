@@ -151,7 +151,8 @@ class ProcessProbe:
                               host_total=total)
         rss, proc = max(sizes, key=lambda t: t[0])
         more = f" (largest of {len(procs)})" if len(procs) > 1 else ""
-        return HostSample(now, rss, "process", False, detail=f"{self.target} pid {proc.pid} RSS{more}",
+        name = _proc_name(proc) if self.target.isdigit() else self.target
+        return HostSample(now, rss, "process", False, detail=f"{name} pid {proc.pid} RSS{more}",
                           host_total=total)
 
     def close(self) -> None:
