@@ -112,7 +112,7 @@ class VmmemApp(App):
         yield Static("policy: …", id="policy")
         with Vertical(id="chart-box"):
             yield TrendChart(self.setup.localtime, id="chart")
-            yield Static(id="chart-empty")
+            yield Static("reading the history…", id="chart-empty")
             with Horizontal(id="chart-foot"):
                 yield Static(id="chart-legend")
                 yield Static(range_keys(self.range_name), id="ranges")
