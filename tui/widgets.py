@@ -117,7 +117,9 @@ class TrendChart(PlotWidget, can_focus=False):
 
     @property
     def columns(self) -> int:
-        return max(10, self.size.width - self.margin_left - 2)
+        """Character columns inside the axes (the app's width while the chart is still hidden)."""
+        width = self.size.width or (self.app.size.width if self.is_attached else 80)
+        return max(10, width - self.margin_left - 2)
 
     def on_resize(self) -> None:
         self.time_axis.max_ticks = max(2, self.columns // 11)
