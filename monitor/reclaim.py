@@ -119,7 +119,8 @@ class ReclaimResult:
             "returnable_gain_bytes": self.returnable_gain_bytes,
             "host_before_bytes": hb.bytes if hb else None, "host_after_bytes": ha.bytes if ha else None,
             "host_source": hb.source if hb else None, "host_estimated": hb.estimated if hb else None,
-            "host_returned_bytes": self.host_returned_bytes, "host_return_s": self.host_return_seconds,
+            "host_returned_bytes": self.host_returned_bytes,
+            "host_return_s": None if self.host_return_seconds is None else round(self.host_return_seconds, 2),
             "host_trace": [[round(t, 2), v] for t, v in self.host_trace],
             "before": guest_json(b) if b else None, "after": guest_json(a) if a else None,
         }
