@@ -148,3 +148,29 @@ def test_without_reporting_the_guest_frees_but_the_host_keeps_it(lab_vm_factory,
     assert any("is not going back" in n for n in report["notes"]), report["notes"]
     text = vmmemctl("status", "--config", str(host_mode_config(tmp_path, vm)), "--db", str(tmp_path / "h.db"))
     assert "note: the host holds" in text.stdout
+
+
+OLD_KERNEL = "6.1.0-56-cloud-amd64"  # Debian 12's own kernel: memory.reclaim without swappiness=
+
+
+def old_kernel_cache() -> Path:
+    import vm as labvm
+    return Path(os.environ.get("VMMEMCTL_LAB_CACHE_OLD") or f"{labvm.default_cache_dir()}-6.1")
+
+
+def test_gradual_on_a_kernel_that_refuses_swappiness(lab_built, tmp_path):
+    """Kernels before 6.9 answer EINVAL to "N swappiness=0"; with no swap the plain form is the same."""
+    import vm as labvm
+    ok, why = labvm.lab_status(old_kernel_cache())
+    if not ok:
+        pytest.skip(f"the {OLD_KERNEL} lab is not built ({why}): VMMEMCTL_LAB_CACHE={old_kernel_cache()} "
+                    f"VMMEMCTL_LAB_KERNEL={OLD_KERNEL} tests/lab/build.sh")
+    with labvm.LabVM(reporting=True, cache_dir=old_kernel_cache()) as vm:
+        rc, out = vm.exec(["cat", "/proc/sys/kernel/osrelease"])
+        assert out.decode().startswith("6.1.")
+        vm.fill_page_cache(FILL_MIB)
+        data = reclaim(tmp_path, vm, "gradual", settle="10s")
+    assert "kernel refused swappiness=0; no swap, so retried without it" in data["notes"]
+    assert data["methods_run"] == ["gradual", "compact"] and data["error"] is None
+    assert data["freed_bytes"] > 0.8 * FILL_MIB * MiB
+    assert data["host_before_bytes"] - data["host_after_bytes"] > 0.7 * FILL_MIB * MiB
