@@ -10,7 +10,7 @@ import pytest
 
 from monitor.config import Config, PolicyConfig, Rule
 from monitor.policy import PolicyState
-from monitor.store import Event, Store
+from monitor.store import TIERS, Event, Store
 from monitor.units import Size
 from tui import data
 from tui.demo import write_history
@@ -186,6 +186,14 @@ def test_expected_gain_per_method():
     assert data.expected_gain("pagecache", ["pagecache"], None, config)[0] is None
 
 
+@pytest.mark.parametrize("span, columns, finest, tier", [
+    (300, 80, "samples", "samples"), (3600, 110, "samples", "samples"), (86400, 110, "samples_1m", "samples_1m"),
+    (7 * 86400, 110, "samples_1m", "samples_10m"), (7 * 86400, 1000, "samples_1m", "samples_1m"),
+    (7 * 86400, 110, "samples_10m", "samples_10m")])
+def test_choose_tier_reads_the_coarsest_tier_that_still_fills_every_pixel(span, columns, finest, tier):
+    assert data.choose_tier(span, columns, finest, TIERS) == tier
+
+
 def test_offers_follow_the_reclaimers_own_plan(tmp_path):
     source = DataSource(Setup(Config(), tmp_path / "h.db", False, 2.0))
     offer = source.offer("auto", {"reclaimable": GiB})
@@ -221,8 +229,9 @@ def test_source_reads_a_week_from_the_rolled_up_tier_fast(demo_db):
     started = time.perf_counter()
     snap = source.snapshot("7d", 100)
     took = time.perf_counter() - started
-    assert snap.chart.tier == "samples_1m" and snap.chart.rows >= 7 * 1440 - 2
+    assert snap.chart.tier == "samples_10m" and snap.chart.rows >= 7 * 144 - 2  # a pixel is 50 min: 10 min rows
     assert took < 1.0, f"7 days took {took:.2f}s"
+    assert source.snapshot("24h", 100).chart.tier == "samples_1m"  # a pixel is 7 min: 1 min rows
     assert len(snap.chart.reclaims) >= 13 and sum(len(r) for r in snap.chart.host) <= 200
     assert snap.header.mode == "viewing history (no watcher)"
     assert snap.header.host == "measured (interop)" and snap.pending and snap.policy.startswith("would ask")

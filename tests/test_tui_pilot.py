@@ -319,7 +319,7 @@ async def test_t_and_number_keys_choose_the_range_and_long_ranges_read_rolled_up
             seen[app.range_name] = app.snapshot.chart.tier
             assert app.snapshot.range_name == app.range_name
             assert f"last {app.range_name}" in screen(app)
-        assert seen == {"5m": "samples", "1h": "samples", "24h": "samples_1m", "7d": "samples_1m"}
+        assert seen == {"5m": "samples", "1h": "samples", "24h": "samples_1m", "7d": "samples_10m"}
         assert app.range_name == "5m"
 
 

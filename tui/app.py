@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.geometry import Size
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -33,7 +33,7 @@ from monitor.reclaim import ReclaimResult
 from monitor.units import format_duration
 from tui import data, screens
 from tui.source import DataSource, Setup, Snapshot
-from tui.widgets import Cards, EventList, HeaderLine, TrendChart, legend, range_keys
+from tui.widgets import Cards, EventList, HeaderLine, TrendChart, legend, range_keys, show_if_changed
 
 log = logging.getLogger("monitor.tui")
 PAUSE_SECONDS = 3600.0
@@ -75,7 +75,7 @@ class ActionDone(Message):
 
 
 class VmmemApp(App):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere (the bench) find it too
     TITLE = "vmmemctl"
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
@@ -103,6 +103,7 @@ class VmmemApp(App):
         self.reclaiming: str | None = None  # the method of the reclaim in flight
         self.refreshing = False
         self.deferred: set[int] = set()  # prompts answered "later" this session
+        self._bindings_for_pending = False
 
     # ------------------------------------------------------------ layout
 
@@ -179,32 +180,37 @@ class VmmemApp(App):
         self.snapshot = snap
         self.query_one(HeaderLine).show(snap.header, len(snap.pending))
         self.query_one(Cards).show(snap.cards)
-        self.query_one("#policy", Static).update(f"policy: {snap.policy}")
+        show_if_changed(self.query_one("#policy", Static), Text(f"policy: {snap.policy}"))
         self._show_chart(snap)
         self.query_one(EventList).show(snap.events)
-        self.refresh_bindings()
+        if bool(snap.pending) != self._bindings_for_pending:  # `a` comes and goes with a waiting prompt
+            self._bindings_for_pending = bool(snap.pending)
+            self.refresh_bindings()
         self._maybe_prompt(snap)
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
         self.refreshing = False
-        self.query_one("#policy", Static).update(f"[red]cannot read the history: {message.error}[/]")
+        show_if_changed(self.query_one("#policy", Static),
+                        Text(f"cannot read the history: {message.error}", style="red"))
 
     def _show_chart(self, snap: Snapshot) -> None:
         chart = snap.chart
         box = self.query_one("#chart-box")
-        box.border_title = (f"host footprint & page cache · last {snap.range_name} · "
-                            f"{data.TIER_WORDS.get(chart.tier, chart.tier)}")
+        title = f"host footprint & page cache · last {snap.range_name} · {data.TIER_WORDS.get(chart.tier, chart.tier)}"
+        if box.border_title != title:
+            box.border_title = title
         empty = chart.empty
-        self.query_one(TrendChart).display = not empty
-        self.query_one("#chart-empty", Static).display = empty
+        plot, placeholder = self.query_one(TrendChart), self.query_one("#chart-empty", Static)
+        if plot.display == empty:
+            plot.display, placeholder.display = not empty, empty
         if empty:
-            why = self.source.error or snap.header.latest or "no samples yet"
-            self.query_one("#chart-empty", Static).update(f"no samples in the last {snap.range_name} ({why})")
+            why = self.source.error or snap.header.latest or "no samples in range"
+            show_if_changed(placeholder, Text(f"no samples in the last {snap.range_name} ({why})"))
         else:
-            self.query_one(TrendChart).show(chart)
+            plot.show(chart)
         legend_box = self.query_one("#chart-legend", Static)
-        legend_box.update(legend(chart, legend_box.size.width - 2))
-        self.query_one("#ranges", Static).update(range_keys(snap.range_name))
+        show_if_changed(legend_box, legend(chart, legend_box.size.width - 2))
+        show_if_changed(self.query_one("#ranges", Static), range_keys(snap.range_name))
 
     def _maybe_prompt(self, snap: Snapshot) -> None:
         if len(self.screen_stack) > 1 or self.reclaiming:
@@ -225,7 +231,7 @@ class VmmemApp(App):
 
     def action_range(self, name: str) -> None:
         self.range_name = name
-        self.query_one("#ranges", Static).update(range_keys(name))
+        show_if_changed(self.query_one("#ranges", Static), range_keys(name))
         self.refresh_data()
 
     def action_reclaim(self) -> None:
@@ -378,8 +384,9 @@ class VmmemApp(App):
 
     def _activity(self, text: str) -> None:
         bar = self.query_one("#activity", Static)
-        bar.update(text)
-        bar.display = bool(text)
+        show_if_changed(bar, Text(text))
+        if bar.display != bool(text):
+            bar.display = bool(text)
 
     def screen_text(self) -> str:
         """The screen as plain text, as a terminal shows it (for tests and the tmux-less eye)."""

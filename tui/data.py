@@ -167,6 +167,7 @@ class ChartData:
     reclaims: list[float]  # start times of reclaims within the range
     y_max: float
     rows: int  # rows read from the store
+    key: tuple = ()  # equal keys draw the same picture (the range moved by less than one bucket)
 
     @property
     def empty(self) -> bool:
@@ -237,7 +238,23 @@ def chart_data(rows: Sequence[Row], tier: str, since: float, until: float, *, co
     inside = [th for th in limits if th.bytes <= y_max]
     above = [th for th in limits if th.bytes > y_max]
     marks = sorted(t for t in reclaims if since <= t <= until)
-    return ChartData(since, until, tier, host, cache, inside, above, marks, y_max, len(rows))
+    last = rows[-1]["t"] if rows else None
+    key = (tier, round(until / ((until - since) / n)), last, tuple(inside), tuple(above), tuple(marks), n)
+    return ChartData(since, until, tier, host, cache, inside, above, marks, y_max, len(rows), key)
+
+
+def choose_tier(span: float, columns: int, finest: str, tiers: Sequence[tuple[str, int]]) -> str:
+    """The coarsest tier that still gives a row per braille pixel (2 per column), never finer than
+    ``finest`` (the store's pick: the finest tier that keeps that far back). 7 days over 100
+    columns: one pixel is 50 minutes, so 10-minute rows draw the same picture as 1-minute rows
+    from a tenth of the rows."""
+    names = [name for name, _ in tiers]
+    per_pixel = span / max(1, 2 * columns)
+    pick = finest
+    for name, width in tiers[names.index(finest):]:
+        if width <= per_pixel:
+            pick = name
+    return pick
 
 
 def reclaim_times(events: Iterable[Any]) -> list[float]:

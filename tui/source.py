@@ -234,17 +234,18 @@ class DataSource:
 
     def _chart(self, range_name: str, columns: int, now: float, last_row: dict | None) -> data.ChartData:
         span = data.RANGES[range_name]
-        tier, rows = self._series(range_name, now - span, now)
+        tier, rows = self._series(range_name, span, columns, now)
         return data.chart_data(rows, tier, now - span, now, columns=columns,
                                limits=data.thresholds(self.config, last_row), reclaims=self._cache.reclaims)
 
-    def _series(self, range_name: str, since: float, now: float) -> tuple[str, list[dict]]:
+    def _series(self, range_name: str, span: float, columns: int, now: float) -> tuple[str, list[dict]]:
         """Rows for the range: the raw tier read incrementally, a rolled-up tier at most once a minute
         plus the raw rows after its last bucket, so the right edge stays live."""
         store = self.store
         if store is None:
             return "samples", []
-        tier = store.tier_for(now - since)
+        since = now - span
+        tier = data.choose_tier(span, columns, store.tier_for(span), TIERS)
         cached = self._cache.series.get(range_name)
         if cached is None or cached.tier != tier or (tier != "samples" and now - cached.loaded >= LONG_RELOAD) \
                 or now < cached.loaded:

@@ -11,7 +11,6 @@ from textual.widgets import DataTable, Static
 from textual_plot import HiResMode, PlotWidget
 from textual_plot.axis_formatter import AxisFormatter
 
-from monitor.units import format_bytes
 from tui import data
 
 HOST_STYLE = "#5fafff"
@@ -21,6 +20,13 @@ RECLAIM_STYLE = "#af87ff"
 MOOD_STYLE = {"good": "green", "bad": "yellow", "neutral": ""}
 KIND_STYLE = {"reclaim": "green", "error": "red", "prompt": "yellow", "answer": "cyan", "crossing": "magenta",
               "notified": "blue", "schedule": "green", "state": "", "watcher": "dim"}
+
+
+def show_if_changed(widget: Static, content: Text, layout: bool = False) -> None:
+    """Repaint only what changed; a fixed-size widget needs no layout pass (measured: most of the idle CPU)."""
+    if getattr(widget, "_shown", None) != content:
+        widget._shown = content  # type: ignore[attr-defined]
+        widget.update(content, layout=layout)
 
 
 class HeaderLine(Static):
@@ -36,7 +42,7 @@ class HeaderLine(Static):
             parts.append(Text(header.latest, style="yellow"))
         if pending:
             parts.append(Text(f"{pending} prompt{'s' if pending > 1 else ''} waiting: a", style="bold yellow"))
-        self.update(Text(" · ", style="dim").join(parts))
+        show_if_changed(self, Text(" · ", style="dim").join(parts), layout=True)  # it may wrap to 2 lines
 
 
 class CardView(Static):
@@ -51,7 +57,7 @@ class CardView(Static):
         if card.delta:
             text.append(f" {card.delta}", style="dim")
         text.append("\n" + card.detail, style="dim italic")
-        self.update(text)
+        show_if_changed(self, text)
 
 
 class Cards(Grid):
@@ -126,8 +132,8 @@ class TrendChart(PlotWidget, can_focus=False):
         self.bytes_axis.max_ticks = max(3, min(6, (self.size.height - 1) // 2))
 
     def show(self, chart: data.ChartData) -> None:
-        if chart == self.shown:
-            return
+        if self.shown is not None and chart.key == self.shown.key:
+            return  # no new rows, and the range slid by less than a pixel column
         self.shown = chart
         self.clear()
         self.set_xlimits(chart.since, chart.until)
