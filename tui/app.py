@@ -104,6 +104,7 @@ class VmmemApp(App):
         self.refreshing = False
         self.deferred: set[int] = set()  # prompts answered "later" this session
         self._bindings_for_pending = False
+        self._stale = False  # a snapshot arrived under a modal and is not painted yet
 
     # ------------------------------------------------------------ layout
 
@@ -178,15 +179,31 @@ class VmmemApp(App):
         if snap.range_name != self.range_name:
             return  # the range changed meanwhile; its own refresh is on the way
         self.snapshot = snap
+        if len(self.screen_stack) > 1:  # under a modal the dashboard is dimmed: paint it once the modal closes
+            self._stale = True          # (repainting a screen under a modal re-blends it: 2-3x the idle CPU)
+        else:
+            self._paint(snap)
+        if bool(snap.pending) != self._bindings_for_pending:  # `a` comes and goes with a waiting prompt
+            self._bindings_for_pending = bool(snap.pending)
+            self.refresh_bindings()
+        self._maybe_prompt(snap)
+
+    def _paint(self, snap: Snapshot) -> None:
+        self._stale = False
         self.query_one(HeaderLine).show(snap.header, len(snap.pending))
         self.query_one(Cards).show(snap.cards)
         show_if_changed(self.query_one("#policy", Static), Text(f"policy: {snap.policy}"))
         self._show_chart(snap)
         self.query_one(EventList).show(snap.events)
-        if bool(snap.pending) != self._bindings_for_pending:  # `a` comes and goes with a waiting prompt
-            self._bindings_for_pending = bool(snap.pending)
-            self.refresh_bindings()
-        self._maybe_prompt(snap)
+
+    def _push(self, screen: Screen, callback: Callable[[Any], None] | None = None) -> None:
+        """Push a modal; when it closes, paint what arrived meanwhile, then carry out its answer."""
+        def closed(result: Any) -> None:
+            if self._stale and self.snapshot is not None and len(self.screen_stack) == 1:
+                self._paint(self.snapshot)
+            if callback is not None:
+                callback(result)
+        self.push_screen(screen, closed)
 
     def on_refresh_failed(self, message: RefreshFailed) -> None:
         self.refreshing = False
@@ -241,7 +258,7 @@ class VmmemApp(App):
             return
         row = self.snapshot.latest if self.snapshot else None
         offers = {m: self.source.offer(m, row) for m in data.METHODS}
-        self.push_screen(screens.ReclaimScreen(offers, self.config.reclaim.method), self._reclaim_chosen)
+        self._push(screens.ReclaimScreen(offers, self.config.reclaim.method), self._reclaim_chosen)
 
     def _reclaim_chosen(self, method: str | None) -> None:
         if method:
@@ -250,7 +267,7 @@ class VmmemApp(App):
     def action_snooze(self) -> None:
         state = self.snapshot.state if self.snapshot else None
         until = data.snooze_words(state, self.setup.clock(), self.setup.localtime) if state else ""
-        self.push_screen(screens.SnoozeScreen(until), self._snooze_chosen)
+        self._push(screens.SnoozeScreen(until), self._snooze_chosen)
 
     def _snooze_chosen(self, seconds: float | None) -> None:
         if seconds is not None:
@@ -283,7 +300,7 @@ class VmmemApp(App):
         method = (prompt.data or {}).get("method") or self.config.reclaim.method
         offer = self.source.offer(method, self.snapshot.latest if self.snapshot else None)
         when = data.clock_text(prompt.t, self.setup.clock(), self.setup.localtime)
-        self.push_screen(screens.PromptScreen(prompt, offer, when), lambda answer: self._prompt_answered(prompt, answer))
+        self._push(screens.PromptScreen(prompt, offer, when), lambda answer: self._prompt_answered(prompt, answer))
 
     def _prompt_answered(self, prompt: Any, answer: screens.PromptAnswer | None) -> None:
         if answer is None:
@@ -304,15 +321,15 @@ class VmmemApp(App):
             self._record(lambda: self.source.answer(prompt.id, "dismissed") and f"prompt {prompt.id} dismissed")
 
     def action_config(self) -> None:
-        self.push_screen(screens.config_screen(to_toml(self.config), self.config.path))
+        self._push(screens.config_screen(to_toml(self.config), self.config.path))
 
     def action_help(self) -> None:
-        self.push_screen(screens.help_screen())
+        self._push(screens.help_screen())
 
     def on_data_table_row_selected(self, message: EventList.RowSelected) -> None:
         line = self.query_one(EventList).selected()
         if line is not None:
-            self.push_screen(screens.event_screen(self.source.event(line.id), line))
+            self._push(screens.event_screen(self.source.event(line.id), line))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
