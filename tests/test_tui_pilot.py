@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import dataclasses
 import functools
+import logging
 import time
 from pathlib import Path
 
@@ -482,7 +483,7 @@ async def test_nothing_reaches_stdout_or_stderr(kernel, history, tmp_path, capfd
 def test_run_attaches_when_a_watcher_runs_and_records_otherwise(tmp_path, monkeypatch):
     started = []
     monkeypatch.setattr(VmmemApp, "run", lambda self: started.append(self.setup))
-    monkeypatch.setattr(tui_app, "_log_to_file", lambda: None)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # tui.log goes there
     args = argparse.Namespace(db=str(tmp_path / "h.db"), standalone=False, interval=5.0, proc_root=None, config=None)
     assert tui_app.run(Config(), args) == 0
     monkeypatch.setattr(daemon, "watcher_running", lambda db: 99)
@@ -490,3 +491,5 @@ def test_run_attaches_when_a_watcher_runs_and_records_otherwise(tmp_path, monkey
     tui_app.run(Config(), argparse.Namespace(**{**vars(args), "standalone": True}))
     assert [(s.standalone, s.interval, s.db_path) for s in started] == [
         (True, 5.0, tmp_path / "h.db"), (False, 5.0, tmp_path / "h.db"), (True, 5.0, tmp_path / "h.db")]
+    monitor_log = logging.getLogger("monitor")
+    assert monitor_log.propagate and not any(isinstance(h, logging.FileHandler) for h in monitor_log.handlers)

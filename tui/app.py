@@ -10,10 +10,11 @@ and call :meth:`VmmemApp.refresh_data` themselves.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from rich.text import Text
 from textual import events, work
@@ -439,24 +440,33 @@ def run(config: Config, args: argparse.Namespace) -> int:
     db = actions.db_path(config, getattr(args, "db", None))
     watcher = daemon.watcher_running(db)
     standalone = bool(getattr(args, "standalone", False)) or watcher is None
-    _log_to_file()
     app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None))
-    app.run()
+    with _log_to_file(config.general.log_level):
+        app.run()
     return app.return_code or 0
 
 
-def _log_to_file() -> None:
-    """The core logs (the notifier, the watcher): into a file, never onto the screen under Textual."""
+@contextlib.contextmanager
+def _log_to_file(level: str) -> Iterator[None]:
+    """The core logs (the watcher, the log-only notifier) into tui.log while the screen is Textual's."""
     import platformdirs
 
     path = Path(platformdirs.user_log_dir("vmmemctl")) / "tui.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(path)
-    except OSError:
+    except OSError:  # no log dir: drop the records rather than print them over the screen
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("monitor")
+    saved = root.level, root.propagate
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(level.upper())
     root.propagate = False
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(saved[0])
+        root.propagate = saved[1]

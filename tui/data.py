@@ -238,9 +238,18 @@ def chart_data(rows: Sequence[Row], tier: str, since: float, until: float, *, co
     inside = [th for th in limits if th.bytes <= y_max]
     above = [th for th in limits if th.bytes > y_max]
     marks = sorted(t for t in reclaims if since <= t <= until)
-    last = rows[-1]["t"] if rows else None
-    key = (tier, round(until / ((until - since) / n)), last, tuple(inside), tuple(above), tuple(marks), n)
+    key = picture_key(tier, since, until, n, y_max, [host, cache], (inside, above, marks))
     return ChartData(since, until, tier, host, cache, inside, above, marks, y_max, len(rows), key)
+
+
+def picture_key(tier: str, since: float, until: float, n: int, y_max: float,
+                lines: Sequence[Sequence[Sequence[tuple[float, float]]]], extra: Any) -> tuple:
+    """Equal keys draw the same picture: points rounded to a bucket in time and 1/256 of the height.
+    A new sample that moves no pixel (the usual case at 1 h and beyond) redraws nothing."""
+    width, step = (until - since) / n, y_max / 256
+    quantized = tuple(tuple(tuple((round((t - since) / width), round(v / step)) for t, v in run) for run in runs)
+                      for runs in lines)
+    return (tier, n, round(y_max / step), quantized, tuple(map(tuple, extra)))
 
 
 def choose_tier(span: float, columns: int, finest: str, tiers: Sequence[tuple[str, int]]) -> str:
