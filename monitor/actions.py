@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Sequence
 
 from monitor.config import Config
 from monitor.policy import Decision, PolicyState, decide
@@ -39,10 +40,11 @@ def history_window(config: Config) -> float:
 
 
 def decision_now(config: Config, store: Store | None, sample: Sample, now: float | None = None,
-                 wsl_mode: str | None = None) -> tuple[Decision, PolicyState]:
-    """What the policy says now, from the stored recent history plus this sample."""
+                 wsl_mode: str | None = None, history: Sequence[Sample] | None = None) -> tuple[Decision, PolicyState]:
+    """What the policy says now, from recent history (given, or read from the store) plus this sample."""
     now = sample.time if now is None else now
-    history = store.recent_samples(history_window(config), now) if store else []
+    if history is None:
+        history = store.recent_samples(history_window(config), now) if store else []
     samples = [s for s in history if s.time < sample.time] + [sample]
     return decide(samples, config, load_state(store), now, wsl_mode)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -55,6 +56,9 @@ class Watcher:
     _above: dict[str, bool] = field(default_factory=dict)
     _errors: RateLimiter = field(default_factory=lambda: RateLimiter(ERROR_EVENT_PERIOD))
     _reclaiming: threading.Lock = field(default_factory=threading.Lock)
+    # The policy's window of recent samples, kept in memory: reading it back from SQLite every
+    # tick was 70% of a tick's cost (bench/results/overhead.md). Filled from the store at start.
+    _recent: deque[Sample] | None = None
     last_decision: Decision | None = None
 
     # ------------------------------------------------------------ jobs
@@ -117,10 +121,21 @@ class Watcher:
                                   error=f"stale: last host reading {guest.time - host.time:.0f}s old")
         return Sample(guest, host)
 
+    def _history(self, sample: Sample) -> list[Sample]:
+        window = actions.history_window(self.config)
+        if self._recent is None:
+            self._recent = deque(self.store.recent_samples(window, sample.time))
+        else:
+            self._recent.append(sample)
+        while self._recent and self._recent[0].time < sample.time - window:
+            self._recent.popleft()
+        return list(self._recent)
+
     def _decide_and_act(self, sample: Sample) -> Decision:
         now = self.clock()
+        history = self._history(sample)
         with self.store.transaction():  # a snooze from the TUI between our read and write is not lost
-            decision, state = actions.decision_now(self.config, self.store, sample, now, self.wsl_mode)
+            decision, state = actions.decision_now(self.config, self.store, sample, now, self.wsl_mode, history)
             if state != actions.load_state(self.store):
                 actions.save_state(self.store, state)
         if decision.action == "notify":

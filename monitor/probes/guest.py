@@ -41,6 +41,8 @@ class GuestProbe:
         self.files = files
         self.clock = clock
         self._last_cpu: CpuTimes | None = None
+        # WSL sets the reporting order once at boot: read it on the first sample, then keep it.
+        self._order_text: str | None = None
 
     def prime(self) -> None:
         """Take a CPU reading so the next sample's busy % covers a known interval."""
@@ -48,7 +50,11 @@ class GuestProbe:
         self._last_cpu = parse_cpu_times(text) if text else None
 
     def sample(self) -> GuestSample:
-        texts = self.files.read(FILES)
+        wanted = FILES if self._order_text is None else FILES[:-1]
+        texts = self.files.read(wanted)
+        if self._order_text is None:
+            self._order_text = texts[REPORTING_ORDER_PATH] or ""
+        texts[REPORTING_ORDER_PATH] = self._order_text or None
         now = self.clock()
         warnings: list[str] = []
         values: dict = {}
@@ -116,7 +122,7 @@ def _from_vmstat(text: str | None, warnings: list[str]) -> dict:
     if text is None:
         warnings.append("vmstat: missing; refault counters unknown")
         return {}
-    stats, more = parse_vmstat(text)
+    stats, more = parse_vmstat(text, VMSTAT_FIELDS)
     warnings += more
     return {name: stats.get(name) for name in VMSTAT_FIELDS}
 
