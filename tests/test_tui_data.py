@@ -170,7 +170,8 @@ def test_header_words_for_auto_reclaim_pause_and_snooze():
     assert data.auto_words(on, paused, NOW, time.gmtime) == "auto-reclaim paused until 15:20"
     assert data.snooze_words(PolicyState(snoozed_until=NOW + 2 * 86400), NOW, time.gmtime) == "snoozed until Sun 14:20"
     assert data.snooze_words(PolicyState(snoozed_until=NOW - 1), NOW) == ""
-    assert data.staleness(NOW - 2 * 86400, NOW, 2.0) == "last sample 2d ago"
+    assert data.staleness(NOW - 2 * 86400 - 3700, NOW, 2.0) == "last sample 2d ago"
+    assert data.staleness(NOW - 125, NOW, 2.0) == "last sample 2m ago"  # not 2m5s: the header changes once a minute
     assert data.staleness(NOW - 3, NOW, 2.0) == "" and data.staleness(None, NOW, 2.0) == "no samples yet"
 
 
@@ -263,6 +264,17 @@ def test_source_for_a_missing_history_says_so_and_creates_nothing(tmp_path):
     snap = source.snapshot("1h", 80)
     assert "no history at" in (source.error or "") and snap.chart.empty and snap.cards[0].value == "?"
     assert not (tmp_path / "none.db").exists()
+
+
+def test_source_for_a_file_that_is_no_history_says_why(tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a database\n" * 100)
+    for standalone in (False, True):
+        source = DataSource(Setup(Config(), bad, standalone, 2.0, environ={}))
+        source.start()
+        snap = source.snapshot("1h", 80)
+        assert snap.policy.startswith("cannot read the history:") and str(bad) in snap.policy
+        source.close()
 
 
 def test_the_tui_package_keeps_textual_out_of_data_and_source():

@@ -384,7 +384,10 @@ def staleness(latest_t: float | None, now: float, interval: float) -> str:
     if latest_t is None:
         return "no samples yet"
     age = now - latest_t
-    return f"last sample {format_duration(age)} ago" if age > max(30.0, 5 * interval) else ""
+    if age <= max(30.0, 5 * interval):
+        return ""
+    unit = next(u for u in (86400, 3600, 60, 1) if age >= u or u == 1)  # one unit: it changes once a minute at most
+    return f"last sample {format_duration(age // unit * unit)} ago"
 
 
 # ------------------------------------------------------------------ reclaim offers

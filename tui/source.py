@@ -30,6 +30,7 @@ from typing import Any, Callable, Mapping
 from monitor import actions, daemon
 from monitor.config import Config
 from monitor.environment import detect_environment
+from monitor.errors import UserError
 from monitor.notify import Notifier
 from monitor.policy import Decision, PolicyState
 from monitor.procfs import LocalFiles
@@ -132,11 +133,15 @@ class DataSource:
             self.environment = detect_environment(files, environ)
             wsl = detect_wsl_reclaim(self.config.policy.wslconfig, self.environment.kind, self.setup.environ)
             self.wsl_mode = wsl.mode if wsl else None
-            if self.setup.standalone:
-                self._start_sampling()
-            elif self.setup.db_path.exists():
-                self.store = Store(self.setup.db_path)
-            else:
+            try:
+                if self.setup.standalone:
+                    self._start_sampling()
+                elif self.setup.db_path.exists():
+                    self.store = Store(self.setup.db_path)
+            except UserError as exc:  # not a history file, unreadable: say so on the screen, keep the rest up
+                self.error = str(exc)
+                return
+            if self.store is None:
                 self.error = f"no history at {self.setup.db_path} (start `vmmemctl watch`, or run `vmmemctl tui` " \
                              "without a watcher to record one)"
 
@@ -267,7 +272,9 @@ class DataSource:
         """What the policy says now, in words (the watcher's own decision when we are the watcher)."""
         if self.watcher is not None and self.watcher.last_decision is not None:
             decision = self.watcher.last_decision
-        elif latest is None or self.store is None:
+        elif self.store is None:
+            return f"cannot read the history: {self.error}" if self.error else "no history"
+        elif latest is None:
             return "no samples yet"
         else:
             key = (latest.time, state)
@@ -291,6 +298,8 @@ class DataSource:
 
     def mode_words(self) -> str:
         every = f"{self.setup.interval:g}s"
+        if self.error:
+            return "no history open"
         if self.mode == "standalone":
             return f"standalone: recording every {every}"
         if self.mode == "live":
