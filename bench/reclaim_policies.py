@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (GiB, MiB, REPO, FileSet, compact_memory, drop_caches, ensure_venv, fmt_bytes,  # noqa: E402
+from common import (RESULTS, GiB, MiB, REPO, FileSet, compact_memory, drop_caches, ensure_venv, fmt_bytes,  # noqa: E402
                     loadavg, machine, machine_markdown, median, now_iso, write_results)
 
 from monitor.probes.guest import GuestProbe  # noqa: E402
@@ -187,7 +187,9 @@ def run_policy(name: str, args: argparse.Namespace, tmp: Path, cold: FileSet, ho
     time.sleep(args.settle)
     probe = GuestProbe(LocalFiles("/proc"))
     probe.prime()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))  # a fresh history and state for every run
     policy = Policy(name, args, tmp)
+    own_cpu = os.times()
     load_before = loadavg()
     policy.start()
     rows: list[dict] = []
@@ -222,15 +224,24 @@ def run_policy(name: str, args: argparse.Namespace, tmp: Path, cold: FileSet, ho
     tick("hot", proc=hot_proc)
     hot_out = json.loads(hot_proc.communicate()[0])
     marks["quiet"] = time.time()
+    quiet_cpu = os.times()
     tick("quiet", until=marks["quiet"] + args.quiet_seconds)
     marks["end"] = time.time()
+    end_cpu = os.times()
     events = policy.stop()
     load_after = loadavg()
     probe_summary = summarise(name, rows, marks, cold_out, hot_out, events, cold.size, hot.size)
-    probe_summary.update(load_before=load_before, load_after=load_after, decisions=policy.decisions)
+    probe_summary.update(load_before=load_before, load_after=load_after, decisions=policy.decisions,
+                         # the bench's own sampling (this process), as % of one core: it counts toward idle too
+                         sampler_cpu_percent=round(100 * _cpu(own_cpu, end_cpu) / (marks["end"] - marks["policy_start"]), 3),
+                         sampler_cpu_percent_quiet=round(100 * _cpu(quiet_cpu, end_cpu) / (marks["end"] - marks["quiet"]), 3))
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {short(probe_summary)}", file=sys.stderr, flush=True)
     return {"policy": name, "available": True, "marks": marks, "cold": cold_out, "hot": hot_out, "events": events,
             "series": rows, "summary": probe_summary}
+
+
+def _cpu(a: os.times_result, b: os.times_result) -> float:
+    return (b.user + b.system) - (a.user + a.system)
 
 
 # ------------------------------------------------------------------ numbers
@@ -361,7 +372,9 @@ def markdown(data: dict) -> str:
                      f"50% / 90% of the cold cache freed {_secs(s['cold_50_after_cold_end_s'])} / "
                      f"{_secs(s['cold_90_after_cold_end_s'])} s after the cold phase ended; quiet-phase machine CPU "
                      f"busy median {_pct(s['quiet_cpu_busy_median'])} (min {_pct(s['quiet_cpu_busy_min'])}); "
-                     f"loadavg {_load(s['load_before'])} -> {_load(s['load_after'])}.")
+                     f"loadavg {_load(s['load_before'])} -> {_load(s['load_after'])}"
+                     + (f"; the bench's own sampling {s['sampler_cpu_percent_quiet']:.2f}% of one core in the quiet "
+                        "phase" if "sampler_cpu_percent_quiet" in s else "") + ".")
         for e in run["events"]:
             if e.get("event") == "reclaim":
                 lines.append(f"  - reclaim at +{e['t'] - run['marks']['cold_start']:.0f} s after cold start "
@@ -467,6 +480,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="run the policy list this many times (interleaved)")
     p.add_argument("--attempts", type=int, default=2,
                    help="re-run a policy (up to this many times in all) when someone else dropped caches during it")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already in bench/results/OUT.json and run only the missing ones")
     p.add_argument("--out", default="reclaim_policies", help="results file stem under bench/results/")
     return p.parse_args(argv)
 
@@ -483,9 +498,15 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vmmemctl-bench-"))
     data = {"started": now_iso(), "machine": machine(), "load_before": loadavg(), "args": {**vars(args),
             "data": str(args.data)}, "cold_bytes": cold.size, "hot_bytes": hot.size, "runs": []}
+    previous = RESULTS / f"{args.out}.json"
+    if args.resume and previous.exists():
+        old = json.loads(previous.read_text())
+        data.update(started=old["started"], load_before=old["load_before"], runs=old["runs"],
+                    discarded=old.get("discarded", []), resumed=old.get("resumed", []) + [now_iso()])
+    done = {(r["policy"], r.get("repeat", 1)) for r in data["runs"]}
     try:
         for repeat, name in [(r, n) for r in range(1, args.repeat + 1) for n in args.policies.split(",")]:
-            if name == "wsl-gradual" and repeat > 1:
+            if (name == "wsl-gradual" and repeat > 1) or (name, repeat) in done:
                 continue
             for attempt in range(1, args.attempts + 1):
                 run = run_policy(name, args, tmp, cold, hot)
@@ -506,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
         drop_caches("3")  # leave the machine as we found it: no 8 GiB of our files in its cache
     data["load_after"] = loadavg()
+    order = {n: i for i, n in enumerate(POLICIES)}
+    data["runs"].sort(key=lambda r: (r.get("repeat", 1), order.get(r["policy"], 99)))
     js, md = _save(data)
     plot(js)
     print(md.read_text())
