@@ -341,8 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_reclaim)
 
     p = sub.add_parser("tui", parents=[common], help="the dashboard: where the memory is, where it is going; act")
-    p.add_argument("--standalone", action="store_true",
-                   help="sample by itself even if a watcher is running (default: attach to a running watcher)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--standalone", action="store_true",
+                      help="sample by itself even if a watcher is running (default: attach to a running watcher)")
+    mode.add_argument("--view", action="store_true",
+                      help="only read the history (e.g. someone's recorded --db); never record into it")
     p.add_argument("--interval", type=_duration, metavar="DURATION",
                    help="refresh/sampling interval (default: [sampling] interval, 2s)")
     p.set_defaults(func=cmd_tui)

@@ -17,7 +17,7 @@ from typing import Any
 
 from monitor.config import Config
 from monitor.errors import UserError
-from monitor.reclaim import ReclaimLock
+from monitor.reclaim import ReclaimBusy, ReclaimLock
 
 log = logging.getLogger("monitor")
 SAMPLE_GRACE = 5  # a sampling run late by more than this is dropped (the next one is due soon anyway)
@@ -27,27 +27,27 @@ class AlreadyRunning(UserError):
     exit_code = 1
 
 
-def instance_lock(db: Path) -> ReclaimLock:
-    """Single instance per database: an flock beside it (released when the process dies, even by kill -9)."""
-    lock = ReclaimLock(db.with_name(db.name + ".watch.lock"))
+def instance_lock(db: Path, holder: str = "vmmemctl watch") -> ReclaimLock:
+    """One recorder per database: an flock beside it, released when the process dies (even by kill -9).
+    ``holder`` names the recorder (the watcher, or a standalone dashboard) for whoever comes next."""
+    lock = ReclaimLock(db.with_name(db.name + ".watch.lock"), holder)
     try:
         return lock.__enter__()
-    except UserError as exc:  # ReclaimBusy's words are about reclaims; say it about watching
-        pid = str(exc).split("pid ")[-1].split(")")[0]
-        raise AlreadyRunning(f"vmmemctl watch is already running for {db} (pid {pid})") from None
+    except ReclaimBusy as exc:
+        raise AlreadyRunning(f"{exc.holder or 'vmmemctl watch'} is already recording to {db} "
+                             f"(pid {exc.pid if exc.pid is not None else '?'})") from None
 
 
 def watcher_running(db: Path) -> int | None:
-    """The PID of the watcher holding ``db``'s instance lock, or None if no watcher runs (0: unknown PID)."""
+    """The PID of the process recording to ``db`` (watcher or standalone dashboard), or None (0: unknown PID)."""
     path = db.with_name(db.name + ".watch.lock")
     if not path.exists():
         return None
     try:
         with ReclaimLock(path):
             return None
-    except UserError as exc:
-        pid = str(exc).split("pid ")[-1].split(")")[0]
-        return int(pid) if pid.isdigit() else 0
+    except ReclaimBusy as exc:
+        return exc.pid or 0
 
 
 def setup_logging(level: str, log_file: Path | None) -> None:

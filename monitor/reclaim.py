@@ -60,7 +60,13 @@ class Sampler(Protocol):
 
 
 class ReclaimBusy(UserError):
+    """A lock is held; ``pid`` and ``holder`` say by whom, where the lock file told."""
+
     exit_code = 1
+
+    def __init__(self, message: str, pid: int | None = None, holder: str = ""):
+        super().__init__(message)
+        self.pid, self.holder = pid, holder
 
 
 @dataclass
@@ -136,6 +142,20 @@ def _delta(before: GuestSample | None, after: GuestSample | None, name: str) -> 
 Progress = Callable[[str], None]
 
 
+def plan_methods(method: str, gradual_available: bool, compact: bool) -> tuple[list[str], list[str]]:
+    """The methods ``method`` runs here, in order, and notes about fallbacks (no I/O)."""
+    notes = []
+    if method in ("auto", "gradual") and not gradual_available:
+        notes.append(f"{method}: memory.reclaim is missing (no cgroup v2 memory controller): used pagecache instead")
+        method = "pagecache"
+    elif method == "auto":
+        method = "gradual"
+    chain = [method]
+    if method != "compact" and compact:
+        chain.append("compact")
+    return chain, notes
+
+
 def gradual_plan(total: int, config: ReclaimConfig) -> tuple[int, int]:
     """(step, floor) in bytes: MemTotal/32 clamped to [step_min, step_max], as WSL's reworked gradual mode."""
     step = min(max(total // 32, config.gradual_step_min.bytes), config.gradual_step_max.bytes)
@@ -165,18 +185,7 @@ class Reclaimer:
         return self.writer.exists(MEMORY_RECLAIM)
 
     def plan(self, method: str) -> tuple[list[str], list[str]]:
-        """The methods to run for ``method``, and notes about fallbacks."""
-        notes = []
-        if method in ("auto", "gradual") and not self.gradual_available():
-            notes.append(f"{method}: memory.reclaim is missing (no cgroup v2 memory controller): "
-                         "used pagecache instead")
-            method = "pagecache"
-        elif method == "auto":
-            method = "gradual"
-        chain = [method]
-        if method != "compact" and self.config.compact:
-            chain.append("compact")
-        return chain, notes
+        return plan_methods(method, self.gradual_available(), self.config.compact)
 
     # ---------------------------------------------------------------- running
 
@@ -311,8 +320,9 @@ class ReclaimLock:
     it read-only, which is enough to lock it.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, holder: str = ""):
         self.path = path
+        self.holder = holder  # who holds it, in words ("vmmemctl watch"), for the next one's message
         self.fd: int | None = None
 
     def __enter__(self) -> ReclaimLock:
@@ -324,12 +334,13 @@ class ReclaimLock:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
             writable = False
         if not _try_lock(fd):
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            pid, _, holder = os.pread(fd, 200, 0).decode(errors="replace").strip().partition(" ")
             os.close(fd)
-            raise ReclaimBusy(f"another reclaim is running (pid {holder or '?'}); try again when it ends")
+            raise ReclaimBusy(f"another reclaim is running (pid {pid or '?'}); try again when it ends",
+                              pid=int(pid) if pid.isdigit() else None, holder=holder)
         if writable:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {self.holder}".strip().encode(), 0)
         self.fd, self.writable = fd, writable
         return self
 

@@ -217,6 +217,11 @@ class Store:
         rows = self.db.execute(sql, (*args, limit)).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows][::-1]
 
+    def events_version(self) -> tuple[int | None, int]:
+        """(highest event id, number of events): changes whenever an event is added, answered away or pruned."""
+        top, count = self.db.execute("SELECT MAX(id), COUNT(*) FROM events").fetchone()
+        return top, count
+
     def pending_prompts(self) -> list[Event]:
         rows = self.db.execute("SELECT id, t, kind, message, rule, data, status FROM events "
                                "WHERE kind = 'prompt' AND status = 'pending' ORDER BY t").fetchall()

@@ -68,7 +68,10 @@ class FakeKernel:
                 return
             self._apply_requests()
             self.ticks += 1
-            (self.proc / "stat").write_text(f"cpu  {self.ticks} 0 0 {99 * self.ticks} 0 0 0 0 0 0\n")
+            # rename, so a reader never sees a half-written (truncated) stat
+            tmp = self.proc / "stat.tmp"
+            tmp.write_text(f"cpu  {self.ticks} 0 0 {99 * self.ticks} 0 0 0 0 0 0\n")
+            os.replace(tmp, self.proc / "stat")
             try:
                 os.write(fd, self._meminfo().encode())
             except BrokenPipeError:

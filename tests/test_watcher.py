@@ -337,7 +337,7 @@ def test_single_instance_per_database(tmp_path):
         wait_for_samples(db, 1)
         second = run_cli("watch", "--db", str(db), "--interval", "1s", "--log-file", str(tmp_path / "2.log"))
         assert second.returncode == 1
-        assert f"vmmemctl watch is already running for {db} (pid {first.pid})" in second.stderr
+        assert f"vmmemctl watch is already recording to {db} (pid {first.pid})" in second.stderr
         other = start_watch(tmp_path / "other.db")  # another database: fine
         wait_for_samples(tmp_path / "other.db", 1)
         other.send_signal(signal.SIGTERM)

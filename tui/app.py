@@ -439,7 +439,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
     db = actions.db_path(config, getattr(args, "db", None))
     watcher = daemon.watcher_running(db)
-    standalone = bool(getattr(args, "standalone", False)) or watcher is None
+    # --view: only read (someone's recorded history); otherwise record when nobody else does.
+    standalone = not getattr(args, "view", False) and (bool(getattr(args, "standalone", False)) or watcher is None)
     app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None))
     with _log_to_file(config.general.log_level):
         app.run()

@@ -34,7 +34,8 @@ from monitor.errors import UserError
 from monitor.notify import Notifier
 from monitor.policy import Decision, PolicyState
 from monitor.procfs import LocalFiles
-from monitor.reclaim import ReclaimResult, Reclaimer, make_reclaimer
+from monitor.privilege import MEMORY_RECLAIM
+from monitor.reclaim import ReclaimResult, Reclaimer, make_reclaimer, plan_methods
 from monitor.sample import Environment, Sample
 from monitor.store import TIERS, Event, Store, sample_row
 from monitor.watcher import Watcher
@@ -148,9 +149,9 @@ class DataSource:
     def _start_sampling(self) -> None:
         db = self.setup.db_path
         self.probes = self.setup.probes_factory(self.config, self.setup.environ)
-        self.probes.guest.prime()
+        self.probes.prime()
         try:
-            self._instance_lock = daemon.instance_lock(db)
+            self._instance_lock = daemon.instance_lock(db, "a standalone `vmmemctl tui`")
         except daemon.AlreadyRunning:
             self.mode, self._other_pid = "live", self.setup.watcher_pid(db)
         self.store = Store(db)
@@ -229,7 +230,7 @@ class DataSource:
         """Events are re-read only when one was added (an answer or a snooze adds one too)."""
         if self.store is None:
             return (None, 0)
-        key = tuple(self.store.db.execute("SELECT MAX(id), COUNT(*) FROM events").fetchone())
+        key = self.store.events_version()
         if key != self._cache.events_key:
             self._cache.events = self.store.events(since=0, limit=200)
             week = self.store.events(since=now - data.RANGES["7d"], kinds=["reclaim"], limit=5000)
@@ -337,8 +338,8 @@ class DataSource:
 
     def plan(self, method: str) -> tuple[list[str], list[str]]:
         """The methods a reclaim would run (gradual falls back to pagecache without memory.reclaim)."""
-        files = LocalFiles(self.config.general.proc_root)
-        return Reclaimer(files, None, self.config.reclaim, Path("/dev/null")).plan(method)  # type: ignore[arg-type]
+        files = self.probes.files if self.probes is not None else LocalFiles(self.config.general.proc_root)
+        return plan_methods(method, files.exists(MEMORY_RECLAIM), self.config.reclaim.compact)
 
     def offer(self, method: str, row: dict | None) -> data.Offer:
         return data.make_offer(method, self.plan, row, self.config)
