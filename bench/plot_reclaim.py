@@ -24,8 +24,8 @@ def main(path: str) -> None:
               ("hot_cached", "hot working set resident (GiB)"))
     colors: dict[str, str] = {}
     for run in data["runs"]:
-        if not run.get("available"):
-            continue
+        if not run.get("available") or run["summary"].get("foreign_drops"):
+            continue  # not a policy's run (someone else dropped caches during it): it is in the tables, flagged
         quiet = run["marks"]["quiet"]
         t = [r["t"] - quiet for r in run["series"]]
         first = run["policy"] not in colors

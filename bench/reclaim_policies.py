@@ -407,7 +407,7 @@ def _median_none_last(xs: list) -> float | None:
 def policy_medians(data: dict) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for run in data["runs"]:
-        if run["available"]:
+        if run["available"] and not run["summary"]["foreign_drops"]:
             out.setdefault(run["policy"], {"runs": 0, **{k: [] for k in MEDIAN_FIELDS}})
             out[run["policy"]]["runs"] += 1
             for k in MEDIAN_FIELDS:
@@ -418,7 +418,11 @@ def policy_medians(data: dict) -> dict[str, dict]:
 def median_table(data: dict) -> list[str]:
     medians = policy_medians(data)
     data["medians"] = medians
-    lines = ["Medians per policy (runs interleaved: none, cron, wsl, vmmemctl, then again):", "",
+    spoiled = [f"{r['policy']} #{r.get('repeat', 1)}" for r in data["runs"]
+               if r["available"] and r["summary"]["foreign_drops"]]
+    lines = ["Medians per policy (runs interleaved: none, cron, wsl, vmmemctl, then again)"
+             + (f"; left out because someone else dropped caches during them: {', '.join(spoiled)}" if spoiled else "")
+             + ":", "",
              "| policy | runs | reclaims | cold freed at quiet | 50% freed (s after quiet) | 90% freed (s after quiet) "
              "| page cache GiB·s | workload cache GiB·s | page cache at end | hot re-read (of working set) | "
              "hot read time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -480,6 +484,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="run the policy list this many times (interleaved)")
     p.add_argument("--attempts", type=int, default=2,
                    help="re-run a policy (up to this many times in all) when someone else dropped caches during it")
+    p.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the chart from OUT.json")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs already in bench/results/OUT.json and run only the missing ones")
     p.add_argument("--out", default="reclaim_policies", help="results file stem under bench/results/")
@@ -488,6 +493,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        js = RESULTS / f"{args.out}.json"
+        data = json.loads(js.read_text())
+        write_results(args.out, data, markdown(data))
+        plot(js)
+        return 0
     if os.geteuid() != 0:
         print("reclaim_policies: needs root (drop_caches, compact_memory)", file=sys.stderr)
         return 2
