@@ -364,6 +364,7 @@ def markdown(data: dict) -> str:
             f"{fmt_bytes(s['hot_reread_bytes'])} ({s['hot_reread_fraction']:.0%}) | "
             f"{s['hot_read_total_s']:.1f} s ({(s['hot_pass_median_s'] or 0) * 1000:.0f} ms) | "
             f"{fmt_bytes(s['hot_pgpgin_bytes'])} / {fmt_bytes(s['hot_refault_file_bytes'])} |")
+    lines += [""] + [f"Note: {n}" for n in data.get("notes", [])]
     lines += ["", "Negative times: the cold cache was already freed that long before the workload went quiet. "
               "\"never\": not within the run.", "", "![cache over time](reclaim_policies.png)", ""]
     for run in data["runs"]:
@@ -517,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and previous.exists():
         old = json.loads(previous.read_text())
         data.update(started=old["started"], load_before=old["load_before"], runs=old["runs"],
-                    discarded=old.get("discarded", []), resumed=old.get("resumed", []) + [now_iso()])
+                    discarded=old.get("discarded", []), superseded=old.get("superseded", []),
+                    notes=old.get("notes", []), resumed=old.get("resumed", []) + [now_iso()])
     done = {(r["policy"], r.get("repeat", 1)) for r in data["runs"]}
     try:
         for repeat, name in [(r, n) for r in range(1, args.repeat + 1) for n in args.policies.split(",")]:
