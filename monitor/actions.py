@@ -40,13 +40,14 @@ def history_window(config: Config) -> float:
 
 
 def decision_now(config: Config, store: Store | None, sample: Sample, now: float | None = None,
-                 wsl_mode: str | None = None, history: Sequence[Sample] | None = None) -> tuple[Decision, PolicyState]:
+                 wsl_mode: str | None = None, history: Sequence[Sample] | None = None,
+                 gradual_available: bool = True) -> tuple[Decision, PolicyState]:
     """What the policy says now, from recent history (given, or read from the store) plus this sample."""
     now = sample.time if now is None else now
     if history is None:
         history = store.recent_samples(history_window(config), now) if store else []
     samples = [s for s in history if s.time < sample.time] + [sample]
-    return decide(samples, config, load_state(store), now, wsl_mode)
+    return decide(samples, config, load_state(store), now, wsl_mode, gradual_available)
 
 
 def reclaim_and_record(reclaimer: Reclaimer, store: Store | None, method: str, *, trigger: str = "manual",

@@ -65,12 +65,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         p.prime()
         time.sleep(args.cpu_window)  # CPU busy is a rate: it needs two readings
         sample = p.sample()
+        gradual = p.gradual_available()
     finally:
         p.close()
     wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind)
     store = open_existing(actions.db_path(config, args.db))
     try:
-        decision, _ = actions.decision_now(config, store, sample, wsl_mode=wsl.mode if wsl else None)
+        decision, _ = actions.decision_now(config, store, sample, wsl_mode=wsl.mode if wsl else None,
+                                           gradual_available=gradual)
     finally:
         if store:
             store.close()

@@ -98,16 +98,19 @@ class ReclaimConfig:
 @dataclass(frozen=True)
 class IdleConfig:
     window: Annotated[float, DURATION] = field(default=60.0, metadata=doc(
-        "Idle is judged over this window of recent samples."))
+        "gradual and compact run when CPU busy, averaged over this window, is at most cpu_busy_max."))
     cpu_busy_max: Annotated[float, PERCENT] = field(default=30.0, metadata=doc(
-        "Gentle methods (gradual, pagecache, compact) run when CPU busy stays at or below this. "
-        "Not near-total idle: an editor and its language server keep a few percent busy (WSL#10011)."))
+        "Not near-total idle: gradual takes cold pages first and keeps the hot ones, so it may run while an "
+        "editor and its language server keep a few percent busy (WSL's own reclaim never fires then, WSL#10011)."))
+    drop_window: Annotated[float, DURATION] = field(default=20.0, metadata=doc(
+        "pagecache and full drop hot pages too (as does auto where memory.reclaim is missing), so they wait "
+        "for a lull: every sample of this window at most drop_cpu_busy_max."))
+    drop_cpu_busy_max: Annotated[float, PERCENT] = field(default=3.0, metadata=doc(
+        "CPU busy limit for the lull, in percent of all CPUs."))
     psi_io_max: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
-        "... and PSI io some avg10 stays at or below this (ignored where /proc/pressure is absent, as on WSL)."))
+        "For every method: PSI io some avg10 at most this (skipped where /proc/pressure is absent, as on WSL)."))
     psi_memory_max: Annotated[float, PERCENT] = field(default=5.0, metadata=doc(
-        "... and PSI memory some avg10 stays at or below this."))
-    full_cpu_busy_max: Annotated[float, PERCENT] = field(default=5.0, metadata=doc(
-        "full drops hot cache too, so it waits for real idle: CPU busy at or below this."))
+        "For every method: PSI memory some avg10 at most this."))
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ DEFAULT_RULES = (
          cooldown=3600.0, action="notify"),
     Rule(name="cache-prompt", metric="page_cache", above=Size(percent=50.0, text="50%"), for_=300.0,
          cooldown=3600.0, action="prompt", method="auto"),
-    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(percent=25.0, text="25%"), for_=60.0,
+    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(percent=10.0, text="10%"), for_=60.0,
          cooldown=600.0, action="reclaim", method="auto"),
 )
 

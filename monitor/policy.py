@@ -9,13 +9,18 @@ no I/O, so a table of cases tests it (tests/test_policy.py).
 A rule fires when its metric has been above ``above`` for ``for`` (every
 sample in that span, and the history reaches back that far), it is armed
 (after firing it re-arms only once the metric fell below ``rearm_below``),
-and its cooldown has passed. Automatic reclaim also needs the idle gate:
+and its cooldown has passed. Automatic reclaim also needs the idle gate of
+the method that will actually run (``auto`` is gradual where memory.reclaim
+exists, else pagecache):
 
-- gentle methods (auto, gradual, pagecache, compact): mean CPU busy over
-  ``idle.window`` <= ``cpu_busy_max`` (30 % by default), PSI io/memory
-  avg10 at most their limits where PSI exists. Not near-total idle: WSL's own
-  reclaim waits for <= 0.5 % and never fires under an editor (WSL#10011).
-- ``full`` drops hot cache too, so it waits for real idle (``full_cpu_busy_max``).
+- gradual and compact keep the hot pages: mean CPU busy over ``idle.window``
+  at most ``cpu_busy_max`` (30 %). Not near-total idle: WSL's own reclaim
+  waits for <= 0.5 % and never fires under an editor (WSL#10011).
+- pagecache and full drop the hot pages too, so they wait for a lull: every
+  sample of ``drop_window`` (20 s) at most ``drop_cpu_busy_max`` (3 %). In
+  bench/results/reclaim_policies.md the gentle gate let pagecache drop an
+  editor's working set (re-read 102 % of it); the lull gate waits it out.
+- both: PSI io/memory avg10 at most their limits where PSI exists.
 """
 
 from __future__ import annotations
@@ -106,7 +111,7 @@ class Idle:
 
 
 def decide(samples: Sequence[Sample], config: Config, state: PolicyState, now: float,
-           wsl_mode: str | None = None) -> tuple[Decision, PolicyState]:
+           wsl_mode: str | None = None, gradual_available: bool = True) -> tuple[Decision, PolicyState]:
     """The decision for ``now`` and the state once it is carried out."""
     if not samples:
         return Decision("none", "no samples yet"), state
@@ -120,7 +125,7 @@ def decide(samples: Sequence[Sample], config: Config, state: PolicyState, now: f
         return Decision("none", f"{top.why}; snoozed until {_clock(state.snoozed_until)}", rule=top.rule.label,
                         metric_bytes=top.value), state
     for status in firing:
-        decision = _act(status, samples, config, state, now, wsl_mode)
+        decision = _act(status, samples, config, state, now, wsl_mode, gradual_available)
         if decision.action != "none" or status is firing[-1]:
             break
     if decision.action == "none":
@@ -132,24 +137,37 @@ def decide(samples: Sequence[Sample], config: Config, state: PolicyState, now: f
 
 
 def _act(status: RuleStatus, samples: Sequence[Sample], config: Config, state: PolicyState, now: float,
-         wsl_mode: str | None) -> Decision:
+         wsl_mode: str | None, gradual_available: bool) -> Decision:
     rule = status.rule
     common = dict(rule=rule.label, metric_bytes=status.value)
     if rule.action != "reclaim":
         return Decision(rule.action, status.why, method=rule.method if rule.action == "prompt" else None, **common)
-    words = METHOD_WORDS.get(rule.method, rule.method)
+    effective = effective_method(rule.method, gradual_available)
+    words = METHOD_WORDS.get(effective, effective)
+    if rule.method == "auto" and effective == "pagecache":
+        words += " (auto: no memory.reclaim here)"
     if not config.policy.auto_reclaim:
         return Decision("none", f"{status.why}; would reclaim {words}, but auto-reclaim is off "
                         "([policy] auto_reclaim)", **common)
     if state.paused_until and now < state.paused_until:
         return Decision("none", f"{status.why}; auto-reclaim paused until {_clock(state.paused_until)}", **common)
-    idle = judge_idle(samples, config.idle, rule.method, now)
+    idle = judge_idle(samples, config.idle, effective, now)
     if not idle.ok:
         return Decision("none", f"{status.why}; {idle.words}: waiting", **common)
     if config.policy.defer_to_wsl and wsl_mode in ("dropcache", "gradual") and idle.wsl_would_act:
         return Decision("none", f"{status.why}; {idle.words}; WSL's own autoMemoryReclaim={wsl_mode} "
                         "acts on this idle VM: deferring to it", **common)
     return Decision("reclaim", f"{status.why}; {idle.words}; reclaiming {words}", method=rule.method, **common)
+
+
+def effective_method(method: str, gradual_available: bool) -> str:
+    """What ``auto`` (and ``gradual``) will run here: their fallback is pagecache (monitor.reclaim.plan_methods)."""
+    if method in ("auto", "gradual"):
+        return "gradual" if gradual_available else "pagecache"
+    return method
+
+
+DROPS_HOT_PAGES = ("pagecache", "full")
 
 
 def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float) -> RuleStatus:
@@ -212,23 +230,31 @@ def _rearm(state: PolicyState, statuses: list[RuleStatus]) -> PolicyState:
 
 
 def judge_idle(samples: Sequence[Sample], idle: IdleConfig, method: str, now: float) -> Idle:
-    window = [s for s in samples if s.time >= now - idle.window] or list(samples[-1:])
-    covered = samples[0].time <= now - idle.window + 1e-6 if samples else False
+    """Is the guest idle enough for ``method`` (the one that will run, not "auto")?"""
+    lull = method in DROPS_HOT_PAGES
+    span = idle.drop_window if lull else idle.window
+    window = [s for s in samples if s.time >= now - span] or list(samples[-1:])
+    covered = samples[0].time <= now - span + 1e-6 if samples else False
     busy = [s.guest.cpu_busy_percent for s in window if s.guest.cpu_busy_percent is not None]
     if not covered or not busy:
-        return Idle(False, f"idle not yet known (needs {format_duration(idle.window)} of samples)", False)
-    mean = sum(busy) / len(busy)
-    limit = idle.full_cpu_busy_max if method == "full" else idle.cpu_busy_max
+        return Idle(False, f"idle not yet known (needs {format_duration(span)} of samples)", False)
     wsl_window = [s.guest.cpu_busy_percent for s in samples if s.time >= now - WSL_IDLE_WINDOW
                   and s.guest.cpu_busy_percent is not None]
     wsl_would_act = samples[0].time <= now - WSL_IDLE_WINDOW and bool(wsl_window) and \
         max(wsl_window) <= WSL_IDLE_BUSY
-    if mean > limit:
-        return Idle(False, f"CPU {mean:.0f}% (busy; limit {limit:g}% for {method})", wsl_would_act)
+    if lull and max(busy) > idle.drop_cpu_busy_max:
+        return Idle(False, f"CPU up to {max(busy):.0f}% in the last {format_duration(span)} "
+                    f"({method} drops hot pages too: waits for a lull at <= {idle.drop_cpu_busy_max:g}%)",
+                    wsl_would_act)
+    mean = sum(busy) / len(busy)
+    if not lull and mean > idle.cpu_busy_max:
+        return Idle(False, f"CPU {mean:.0f}% (busy; limit {idle.cpu_busy_max:g}% for {method})", wsl_would_act)
     for kind, cap in (("io", idle.psi_io_max), ("memory", idle.psi_memory_max)):
         values = [p.some_avg10 for s in window if (p := getattr(s.guest, f"psi_{kind}")) and p.some_avg10 is not None]
         if values and max(values) > cap:
             return Idle(False, f"PSI {kind} {max(values):.1f}% (busy; limit {cap:g}%)", wsl_would_act)
+    if lull:
+        return Idle(True, f"CPU at most {max(busy):.1f}% for {format_duration(span)} (a lull)", wsl_would_act)
     return Idle(True, f"CPU {mean:.0f}% (idle)", wsl_would_act)
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from monitor import actions
 from monitor.config import Config, Schedule
 from monitor.notify import Notification, Notifier, RateLimiter
-from monitor.policy import METRIC_NAMES, Decision, PolicyState, judge_idle, rule_status
+from monitor.policy import METRIC_NAMES, Decision, PolicyState, effective_method, judge_idle, rule_status
 from monitor.reclaim import ReclaimBusy, Reclaimer
 from monitor.sample import HostSample, Sample
 from monitor.store import Store
@@ -59,6 +59,7 @@ class Watcher:
     # The policy's window of recent samples, kept in memory: reading it back from SQLite every
     # tick was 70% of a tick's cost (bench/results/overhead.md). Filled from the store at start.
     _recent: deque[Sample] | None = None
+    _gradual: bool | None = None  # memory.reclaim in the guest: looked up once, on the first decision
     last_decision: Decision | None = None
 
     # ------------------------------------------------------------ jobs
@@ -135,7 +136,8 @@ class Watcher:
         now = self.clock()
         history = self._history(sample)
         with self.store.transaction():  # a snooze from the TUI between our read and write is not lost
-            decision, state = actions.decision_now(self.config, self.store, sample, now, self.wsl_mode, history)
+            decision, state = actions.decision_now(self.config, self.store, sample, now, self.wsl_mode, history,
+                                                   self.gradual_available())
             if state != actions.load_state(self.store):
                 actions.save_state(self.store, state)
         if decision.action == "notify":
@@ -146,6 +148,11 @@ class Watcher:
             self.run_async(lambda: self._reclaim(decision.method or "auto", f"rule:{decision.rule}"))
         self._expire_prompts(sample)
         return decision
+
+    def gradual_available(self) -> bool:
+        if self._gradual is None:
+            self._gradual = self.probes.gradual_available()
+        return self._gradual
 
     def _notify(self, decision: Decision, key: str, body: str | None = None) -> None:
         limiter = RateLimiter.from_json(self.config.notify.rate_limit, self.store.get_state(RATE_STATE_KEY))
@@ -220,7 +227,8 @@ class Watcher:
             if cache <= limit:
                 return f"page cache {format_bytes(cache)} is not above {format_bytes(limit)}"
         if schedule.only_if_idle:
-            idle = judge_idle(recent, self.config.idle, schedule.method, now)
+            idle = judge_idle(recent, self.config.idle, effective_method(schedule.method, self.gradual_available()),
+                              now)
             if not idle.ok:
                 return idle.words
         return None

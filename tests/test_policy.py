@@ -70,17 +70,23 @@ CASES = [
     ("prompt beats notify", series(T0, NOW, 8),
      config(rule(name="n"), rule(name="p", action="prompt", method="gradual")), PolicyState(), "prompt", "8.0 GiB"),
     ("auto-reclaim off", series(T0, NOW, 8), config(rule(action="reclaim"), auto=False), PolicyState(), "none",
-     "would reclaim automatically, but auto-reclaim is off"),
+     "would reclaim gradually, but auto-reclaim is off"),
     ("reclaim when idle", series(T0, NOW, 8, cpu=2.0), config(rule(action="reclaim", method="gradual")),
      PolicyState(), "reclaim", "page cache 8.0 GiB above 6.0 GiB for 10m; CPU 2% (idle); reclaiming gradually"),
     ("light editor load is idle enough", series(T0, NOW, 8, cpu=12.0), config(rule(action="reclaim")),
      PolicyState(), "reclaim", "CPU 12% (idle)"),
     ("busy waits", series(T0, NOW, 8, cpu=55.0), config(rule(action="reclaim")), PolicyState(), "none",
-     "CPU 55% (busy; limit 30% for auto): waiting"),
+     "CPU 55% (busy; limit 30% for gradual): waiting"),
     ("full needs real idle", series(T0, NOW, 8, cpu=12.0), config(rule(action="reclaim", method="full")),
-     PolicyState(), "none", "CPU 12% (busy; limit 5% for full)"),
+     PolicyState(), "none", "CPU up to 12% in the last 20s (full drops hot pages too: waits for a lull at <= 3%)"),
     ("full when really idle", series(T0, NOW, 8, cpu=1.0), config(rule(action="reclaim", method="full")),
-     PolicyState(), "reclaim", "reclaiming by dropping all caches"),
+     PolicyState(), "reclaim", "CPU at most 1.0% for 20s (a lull); reclaiming by dropping all caches"),
+    ("pagecache waits out an editor", series(T0, NOW, 8, cpu=lambda t: 6 if t % 20 == 0 else 2),
+     config(rule(action="reclaim", method="pagecache")), PolicyState(), "none",
+     "CPU up to 6% in the last 20s (pagecache drops hot pages too"),
+    ("a short lull is enough for pagecache", series(T0, NOW, 8, cpu=lambda t: 1 if t > NOW - 25 else 40),
+     config(rule(action="reclaim", method="pagecache")), PolicyState(), "reclaim",
+     "reclaiming by dropping the page cache"),
     ("idle judged on the window mean", series(T0, NOW, 8, cpu=lambda t: 80 if t == NOW - 30 else 5),
      config(rule(action="reclaim")), PolicyState(), "reclaim", "CPU 16% (idle)"),
     ("idle needs a full window", series(NOW - 150, NOW, 8), config(rule(action="reclaim"), window=300.0),
@@ -180,3 +186,19 @@ def test_state_json_round_trip_and_tolerance():
     assert PolicyState.from_json(state.to_json()) == state
     assert PolicyState.from_json({"rules": {"x": "garbage"}, "snoozed_until": "soon"}) == PolicyState()
     assert PolicyState.from_json(None) == PolicyState()
+
+
+def test_auto_without_memory_reclaim_takes_the_pagecache_gate():
+    """auto falls back to pagecache where memory.reclaim is missing, and pagecache drops the hot set:
+    so auto waits for a lull there, where it would run gradually under light load elsewhere."""
+    cfg = config(rule(action="reclaim"))
+    editor = series(T0, NOW, 8, cpu=5.0)
+    with_gradual, _ = decide(editor, cfg, PolicyState(), NOW, gradual_available=True)
+    assert with_gradual.action == "reclaim" and "reclaiming gradually" in with_gradual.reason
+    without, _ = decide(editor, cfg, PolicyState(), NOW, gradual_available=False)
+    assert without.action == "none"
+    assert "waits for a lull" in without.reason
+    quiet = series(T0, NOW, 8, cpu=lambda t: 1 if t > NOW - 30 else 5)
+    later, _ = decide(quiet, cfg, PolicyState(), NOW, gradual_available=False)
+    assert later.action == "reclaim" and later.method == "auto"
+    assert "reclaiming by dropping the page cache (auto: no memory.reclaim here)" in later.reason

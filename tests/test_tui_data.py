@@ -94,7 +94,10 @@ def test_chart_breaks_the_line_where_the_watcher_was_off():
 
 
 def test_chart_draws_the_nearest_threshold_unless_it_would_flatten_the_trend():
-    config = Config()  # rules at 25% reclaimable, 30% and 50% page cache of 16 GiB: 4.0, 4.8, 8.0 GiB
+    rules = (Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(percent=25.0, text="25%")),
+             Rule(name="cache-notify", metric="page_cache", above=Size(percent=30.0, text="30%")),
+             Rule(name="cache-prompt", metric="page_cache", above=Size(percent=50.0, text="50%")))
+    config = Config(rule=rules)  # 25% reclaimable, 30% and 50% page cache of 16 GiB: 4.0, 4.8, 8.0 GiB
     row = {"t": NOW, "total": 16 * GiB, "host_total": 32 * GiB}
     limits = data.thresholds(config, row)
     assert [(th.label, th.bytes) for th in limits] == [

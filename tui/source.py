@@ -281,7 +281,7 @@ class DataSource:
             key = (latest.time, state)
             if key != self._cache.decision_key:
                 self._cache.decision, _ = actions.decision_now(self.config, self.store, latest, latest.time,
-                                                               self.wsl_mode)
+                                                               self.wsl_mode, gradual_available=self._gradual())
                 self._cache.decision_key = key
             decision = self._cache.decision
         assert decision is not None
@@ -335,6 +335,10 @@ class DataSource:
         if self.store is None:
             raise RuntimeError(self.error or "no history open")
         return self.store
+
+    def _gradual(self) -> bool:
+        files = self.probes.files if self.probes is not None else LocalFiles(self.config.general.proc_root)
+        return files.exists(MEMORY_RECLAIM)
 
     def plan(self, method: str) -> tuple[list[str], list[str]]:
         """The methods a reclaim would run (gradual falls back to pagecache without memory.reclaim)."""

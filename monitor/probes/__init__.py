@@ -34,6 +34,14 @@ class Probes:
         guest = self.guest.sample()
         return Sample(guest, self.host.sample(guest))
 
+    def gradual_available(self) -> bool:
+        """Is cgroup v2 memory.reclaim writable in the guest (what `auto` needs for gradual)?"""
+        from monitor.privilege import MEMORY_RECLAIM
+
+        if self.gated and self.host.sample(None).bytes is None:
+            return False  # the VM is down: do not start it to look
+        return self.files.exists(MEMORY_RECLAIM)
+
     def prime(self) -> None:
         """A first CPU reading (so the next sample's busy % covers a known interval); gated like sampling."""
         if not self.gated or self.host.sample(None).bytes is not None:
