@@ -83,6 +83,8 @@ class Policy:
         from monitor import actions
         from monitor.config import load_config
         from monitor.policy import decide
+        from monitor.privilege import MEMORY_RECLAIM
+        from monitor.procfs import LocalFiles
         from monitor.store import Store
 
         try:
@@ -91,7 +93,10 @@ class Policy:
                 samples = store.recent_samples(actions.history_window(config), now)
                 if not samples:
                     return
-                decision, _ = decide(samples, config, actions.load_state(store), samples[-1].time)
+                # the watcher's own view: auto is pagecache here, where memory.reclaim is missing
+                gradual = LocalFiles(config.general.proc_root).exists(MEMORY_RECLAIM)
+                decision, _ = decide(samples, config, actions.load_state(store), samples[-1].time,
+                                     gradual_available=gradual)
         except Exception as exc:  # a locked or half-written db: skip this look
             decision = None
             reason = f"(could not read: {exc})"

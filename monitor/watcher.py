@@ -140,6 +140,7 @@ class Watcher:
                                                    self.gradual_available())
             if state != actions.load_state(self.store):
                 actions.save_state(self.store, state)
+        self._log_decision(decision)
         if decision.action == "notify":
             self._notify(decision, f"rule:{decision.rule}")
         elif decision.action == "prompt":
@@ -148,6 +149,13 @@ class Watcher:
             self.run_async(lambda: self._reclaim(decision.method or "auto", f"rule:{decision.rule}"))
         self._expire_prompts(sample)
         return decision
+
+    def _log_decision(self, decision: Decision) -> None:
+        """Every decision at debug level; at info whenever its gist changes ("why did it not reclaim?")."""
+        gist = (decision.action, decision.rule, decision.reason.endswith(": waiting"))
+        last = self.last_decision
+        changed = last is None or gist != (last.action, last.rule, last.reason.endswith(": waiting"))
+        log.log(logging.INFO if changed else logging.DEBUG, "decision: %s: %s", decision.action, decision.reason)
 
     def gradual_available(self) -> bool:
         if self._gradual is None:
