@@ -1,0 +1,662 @@
+"""Giving memory back in the QEMU lab: reclaim policies measured by the VM's real footprint on the host.
+
+    sudo .venv/bin/python bench/lab_policies.py        # ~45 min; writes bench/results/lab_policies.{json,md,png}
+
+bench/reclaim_policies.py runs on this machine's own kernel, which has no
+cgroup v2 memory.reclaim, so neither WSL's `gradual` mode nor vmmemctl's
+`gradual` method could run there. The lab guest (tests/lab: Debian's 6.12
+cloud kernel, cgroup2 with memory.reclaim, virtio-balloon free page
+reporting, TCG, 2 vCPUs, 2 GiB) has both, and a host-side footprint that
+falls when the guest frees memory: the RSS of its QEMU process, named
+vmmemWSL. One VM for the whole bench; per policy, one after another:
+
+    equalize  drop 3 + compact in the guest, wait until the host RSS settles
+    baseline  10 s    the policy's process is already running (as a daemon would be)
+    cold      once    read 1 GiB of /data/fill.bin in the guest (a build)
+    hot       90 s    re-read a 128 MiB region of fill.bin every 5 s (an editor and its LSP)
+    quiet     160 s   nothing: the workload went quiet
+
+Policies: none; cron (`sync; echo 3 > drop_caches` every 60 s through the
+channel); WSL's dropcache and gradual as reworked in 2026-07, emulated from
+the host through the channel (bench/lab_reclaimers.py); vmmemctl: the real
+`vmmemctl watch` in host mode, shipped defaults plus auto_reclaim.
+
+The host RSS is read every second (free for the guest). The guest is sampled
+by a logger inside it (bench/lab_guest.py: shell builtins, no forks) whose
+file is collected at the end: a channel call costs the guest ~0.07 s of CPU,
+more than WSL's whole idle budget allows, so the bench makes none while the
+workload is quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(BENCH.parent / "tests" / "lab"))
+import lab_guest as lg  # noqa: E402
+import vm as labvm  # noqa: E402  (tests/lab/vm.py)
+from common import RESULTS, MiB, REPO, ensure_venv, fmt_bytes, loadavg, machine, median, now_iso, write_results  # noqa: E402
+from reclaim_policies import _median_none_last, _pct, _reason_kind, _secs  # noqa: E402
+
+PY = sys.executable
+VMMEMCTL = [str(REPO / ".venv/bin/python"), "-m", "monitor"]
+POLICIES = ["none", "cron", "wsl-dropcache", "wsl-gradual", "vmmemctl"]
+ENV = {**os.environ, "VMMEMCTL_CONFIG": ""}
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ the guest
+
+
+class Lab:
+    """The VM and the bench's own channel calls (counted: each costs the guest CPU)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.vm = labvm.LabVM(reporting=True, cgroup=True, memory=args.memory)
+        self.calls = 0
+
+    def start(self) -> None:
+        self.vm.start()
+        for name, text in (("logger.sh", lg.LOGGER), ("hot.sh", lg.HOT)):
+            self.run(["sh", "-c", lg.INSTALL, "sh", name], stdin=text.encode(), check=True)
+
+    def run(self, argv: list[str], timeout: float = 60.0, stdin: bytes | None = None,
+            check: bool = False) -> labvm.GuestResult:
+        self.calls += 1
+        r = self.vm.run(argv, timeout=timeout, stdin=stdin)
+        if check and r.returncode != 0:
+            raise labvm.LabError(f"{argv[:3]}... failed with {r.returncode}: {r.stderr.decode()[-300:]}")
+        return r
+
+    def sh(self, script: str, *args: str, timeout: float = 60.0, check: bool = True) -> str:
+        return self.run(["sh", "-c", script, "sh", *args], timeout=timeout, check=check).stdout.decode()
+
+    def start_script(self, name: str, *args: str) -> int:
+        return int(self.sh(lg.START, name, *args).strip())
+
+    def stop_script(self, pid: int) -> str:
+        return self.sh(lg.STOP, str(pid)).strip()
+
+    def uptime_offset(self) -> float:
+        """host time - guest uptime (error ~ half a call, ~0.05 s)."""
+        t0 = time.time()
+        up = float(self.sh("cat /proc/uptime").split()[0])
+        t1 = time.time()
+        return (t0 + t1) / 2 - up
+
+    def vmstat(self) -> dict[str, int]:
+        return {k: int(v) for k, v in (line.split() for line in self.sh(lg.VMSTAT).splitlines())}
+
+    def stat(self) -> tuple[int, int]:
+        text = self.sh("head -1 /proc/stat")
+        n = [int(x) for x in text.split()[1:9]]
+        return n[0] + n[1] + n[2] + n[5] + n[6], sum(n)
+
+    def facts(self) -> dict:
+        out = self.sh('uname -r; grep MemTotal /proc/meminfo; cat /sys/module/page_reporting/parameters/'
+                      'page_reporting_order; cat /sys/kernel/mm/lru_gen/enabled 2>/dev/null || echo none; '
+                      'test -w /sys/fs/cgroup/memory.reclaim && echo yes || echo no; nproc; '
+                      'ls -l /data/fill.bin').splitlines()
+        return {"kernel": out[0], "mem_total_bytes": int(out[1].split()[1]) * 1024, "page_reporting_order": out[2],
+                "lru_gen": out[3], "memory_reclaim": out[4] == "yes", "cpus": int(out[5]),
+                "fill_bytes": int(out[6].split()[4]), "memory": self.vm.memory, "accel": self.vm.accel}
+
+
+def calibrate(lab: Lab, args: argparse.Namespace, cpus: int) -> dict:
+    """What watching costs the guest: its idle floor, the bench's logger, one channel call."""
+    log("calibrating: idle floor, logger, channel call")
+    lab.sh(lg.EQUALIZE)
+    secs = int(args.calibrate_seconds)
+    text = lab.sh(f"head -1 /proc/stat; sleep {secs}; head -1 /proc/stat", timeout=secs + 30)
+    a, b = ([int(x) for x in line.split()[1:9]] for line in text.splitlines())
+    floor = 100 * sum(b[i] - a[i] for i in (0, 1, 2, 5, 6)) / (sum(b) - sum(a))
+    out = f"{lg.DIR}/calibrate.log"
+    pid = lab.start_script("logger.sh", str(int(args.log_every * 100)), str(secs + 10), out)
+    time.sleep(secs + 2)
+    rows = lg.parse_log(lab.sh(f"cat {out}; rm -f {out}"))
+    lab.stop_script(pid)
+    logger = 100 * (rows[-1].busy - rows[0].busy) / (rows[-1].total - rows[0].total) if len(rows) > 1 else None
+    calls = 20
+    b0, t0 = lab.stat()
+    for _ in range(calls):
+        lab.run(["true"])
+    b1, t1 = lab.stat()
+    per_call = (b1 - b0) / (calls + 1) / 100  # jiffies (USER_HZ 100) -> CPU seconds; the second stat is a call too
+    return {"idle_floor_busy_percent": round(floor, 3), "idle_with_logger_busy_percent": round(logger, 3),
+            "logger_every_s": args.log_every, "channel_call_cpu_s": round(per_call, 4),
+            "channel_call_busy_percent_at_10s": round(100 * per_call / (10 * cpus), 3),
+            "channel_call_busy_percent_at_5s": round(100 * per_call / (5 * cpus), 3)}
+
+
+# ------------------------------------------------------------------ the policies
+
+
+class Policy:
+    def __init__(self, name: str, args: argparse.Namespace, lab: Lab, tmp: Path):
+        self.name, self.args, self.lab, self.tmp = name, args, lab, tmp
+        self.proc: subprocess.Popen | None = None
+        self.db = tmp / "vmmemctl.db"
+        self.config_path = tmp / "vmmemctl.toml"
+        self.decisions: list[dict] = []
+
+    def start(self) -> None:
+        sockets = [a for s in self.lab.vm.sockets for a in ("--socket", s)]
+        reclaimers = [PY, str(BENCH / "lab_reclaimers.py")]
+        if self.name == "cron":
+            cmd = [*reclaimers, "cron", "--every", str(self.args.cron_every), *sockets]
+        elif self.name in ("wsl-dropcache", "wsl-gradual"):
+            cmd = [*reclaimers, self.name, *sockets]
+        elif self.name == "vmmemctl":
+            self.config_path.write_text(vmmemctl_config(self.lab.vm, self.args.vmmemctl_interval))
+            cmd = [*VMMEMCTL, "watch", "--db", str(self.db), "--config", str(self.config_path),
+                   "--log-file", str(self.tmp / "vmmemctl.log")]
+        else:
+            return
+        self.out = open(self.tmp / f"{self.name}.out", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=REPO, env=ENV)
+
+    def observe(self, now: float) -> None:
+        """vmmemctl only: what its policy says now and why (the pure decide() over its own history, host side)."""
+        if self.name != "vmmemctl" or not self.db.exists():
+            return
+        from monitor import actions
+        from monitor.config import load_config
+        from monitor.policy import decide
+        from monitor.store import Store
+
+        try:
+            config = load_config(self.config_path)
+            with Store(self.db, readonly=True) as store:
+                samples = store.recent_samples(actions.history_window(config), now)
+                if not samples:
+                    return
+                decision, _ = decide(samples, config, actions.load_state(store), samples[-1].time)
+            action, reason = decision.action, decision.reason
+        except Exception as exc:  # a locked or half-written db: skip this look
+            action, reason = None, f"(could not read: {exc})"
+        if not self.decisions or self.decisions[-1]["reason_kind"] != _reason_kind(reason):
+            self.decisions.append({"t": now, "action": action, "reason": reason, "reason_kind": _reason_kind(reason)})
+
+    def stop(self) -> tuple[list[dict], dict]:
+        """Stop it; its reclaims (and WSL's polls) as events, and what it cost (channel calls)."""
+        if self.proc is None:
+            return [], {}
+        early = self.proc.poll()
+        events = [{"t": time.time(), "event": "error", "what": f"{self.name} exited early with code {early}"}] \
+            if early is not None else []
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        if self.name == "vmmemctl":
+            done = subprocess.run([*VMMEMCTL, "history", "--events", "--since", "2h", "--format", "json", "--db",
+                                   str(self.db), "--config", str(self.config_path)], capture_output=True, text=True,
+                                  cwd=REPO, env=ENV)
+            rows = json.loads(done.stdout or "[]")
+            import sqlite3
+
+            con = sqlite3.connect(self.db)
+            samples = con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+            con.close()
+            return events + [{"t": e["t"], "event": e["kind"], "status": e["status"], "rule": e["rule"],
+                              "what": e["message"], "data": _slim(e.get("data"))} for e in rows], \
+                {"guest_samples": samples}
+        cost = {}
+        for line in (self.tmp / f"{self.name}.out").read_text().splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                events.append({"event": "output", "what": line})
+                continue
+            if e.get("event") == "stop":
+                cost["channel_calls"] = e.get("calls")
+            events.append(e)
+        return events, cost
+
+
+def _slim(data: dict | None) -> dict | None:
+    """A reclaim event's data without the full guest samples."""
+    if not data:
+        return data
+    keep = ("method", "methods_run", "steps", "notes", "duration_s", "freed_bytes", "page_cache_before_bytes",
+            "page_cache_after_bytes", "host_before_bytes", "host_after_bytes", "host_returned_bytes", "host_return_s",
+            "host_trace", "error")
+    return {k: data[k] for k in keep if k in data}
+
+
+def vmmemctl_config(vm: labvm.LabVM, interval: float) -> str:
+    """Host mode against the lab VM; auto_reclaim on; every rule, gate and method as shipped."""
+    return ("# bench/lab_policies.py: vmmemctl in host mode, shipped defaults plus auto-reclaim\n"
+            f"[guest]\nexec = {json.dumps(vm.exec_prefix)}\n"
+            f'[host]\nsource = "process"\nprocess = "{vm.pid}"\n'
+            f'[sampling]\ninterval = "{interval:g}s"\n'
+            "[policy]\nauto_reclaim = true\n")
+
+
+# ------------------------------------------------------------------ one run
+
+
+def settle(lab: Lab, args: argparse.Namespace) -> dict:
+    """Drop + compact in the guest, then wait until the host RSS stops falling (6 s within 2 MiB)."""
+    t0 = time.time()
+    lab.sh(lg.EQUALIZE)
+    seen = []
+    while time.time() - t0 < args.settle_max:
+        seen.append(lab.vm.rss_bytes())
+        last = seen[-7:]
+        if len(last) == 7 and max(last) - min(last) <= 2 * MiB:
+            break
+        time.sleep(1)
+    return {"seconds": round(time.time() - t0, 1), "rss_bytes": seen[-1], "settled": len(seen[-7:]) == 7 and
+            max(seen[-7:]) - min(seen[-7:]) <= 2 * MiB}
+
+
+def run_policy(lab: Lab, name: str, args: argparse.Namespace, tmp: Path, tag: str) -> dict:
+    log(f"{tag}: equalizing")
+    settled = settle(lab, args)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp))  # a fresh history and state for every run
+    policy = Policy(name, args, lab, tmp)
+    logfile, hotfile = f"{lg.DIR}/log-{tag}.txt", f"{lg.DIR}/hot-{tag}.txt"
+    lab.sh(f"rm -f {logfile} {hotfile}")
+    total_s = int(args.baseline + args.hot_seconds + args.quiet_seconds + 180)
+    logger = lab.start_script("logger.sh", str(int(args.log_every * 100)), str(total_s), logfile)
+    offset0 = lab.uptime_offset()
+    vmstat = {"start": lab.vmstat()}
+    calls0 = lab.calls
+    load_before = loadavg()
+    marks: dict[str, float] = {"policy_start": time.time()}
+    policy.start()
+
+    rss: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def sampler() -> None:
+        n = 0
+        while not stop.is_set():
+            now = time.time()
+            try:
+                rss.append((now, lab.vm.rss_bytes()))
+            except OSError:
+                pass
+            n += 1
+            if n % 5 == 0:
+                policy.observe(now)
+            stop.wait(max(0.0, 1.0 - (time.time() - now)))
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    try:
+        time.sleep(args.baseline)
+        log(f"{tag}: cold read of {args.cold_mib} MiB")
+        marks["cold_start"] = time.time()
+        r = lab.run(["dd", "if=/data/fill.bin", "of=/dev/null", "bs=1M", f"count={args.cold_mib}"], timeout=900)
+        marks["cold_end"] = time.time()
+        cold = {"rc": r.returncode, "seconds": round(marks["cold_end"] - marks["cold_start"], 2),
+                "dd": r.stderr.decode().strip().splitlines()[-1:]}
+        hot_pid = lab.start_script("hot.sh", str(int(args.hot_every * 100)), str(int(args.hot_seconds)),
+                                   str(args.hot_skip_mib), str(args.hot_mib), hotfile)
+        marks["hot_start"] = time.time()
+        log(f"{tag}: hot phase ({args.hot_seconds:g} s)")
+        time.sleep(max(0.0, marks["hot_start"] + args.hot_seconds - time.time()))
+        # one call that returns when the hot loop's last pass is done (it ends itself)
+        ended = lab.sh('i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; '
+                       'kill -0 "$1" 2>/dev/null && echo running || echo ended', str(hot_pid), timeout=90).strip()
+        hot_stop = lab.stop_script(hot_pid) if ended != "ended" else "ended"
+        marks["quiet"] = time.time()
+        vmstat["quiet"] = lab.vmstat()
+        calls_quiet = lab.calls
+        log(f"{tag}: quiet ({args.quiet_seconds:g} s)")
+        time.sleep(args.quiet_seconds)
+        marks["end"] = time.time()
+    finally:
+        stop.set()
+        thread.join()
+        events, cost = policy.stop()
+    offset1 = lab.uptime_offset()
+    vmstat["end"] = lab.vmstat()
+    logger_stop = lab.stop_script(logger)
+    rows = lg.parse_log(lab.sh(f"cat {logfile}"))
+    passes = lg.parse_hot(lab.sh(f"cat {hotfile}"))
+    hot_end_up = next((float(line.split()[1]) for line in lab.sh(f"cat {hotfile}").splitlines()
+                       if line.startswith("end ")), None)
+    lab.sh(f"rm -f {logfile} {hotfile}")
+    offset = (offset0 + offset1) / 2
+    guest = [{"t": round(r.up + offset, 2), "page_cache": r.page_cache, "free": r.free, "active_file": r.active_file,
+              "inactive_file": r.inactive_file, "busy": r.busy, "total": r.total} for r in rows]
+    hot = [{"t": round(p.up + offset, 2), "read_s": p.read_s, "pgpgin_bytes": p.pgpgin_bytes,
+            "refault_bytes": p.refault_bytes} for p in passes]
+    if hot_end_up is not None:
+        marks["hot_end_guest"] = hot_end_up + offset
+    run = {"policy": name, "marks": marks, "settle": settled, "cold": cold, "hot_stop": hot_stop,
+           "logger_stop": logger_stop, "vmstat": vmstat, "clock_offset_drift_s": round(offset1 - offset0, 3),
+           "bench_channel_calls_in_quiet": lab.calls - calls_quiet - 0, "policy_cost": cost,
+           "bench_channel_calls": lab.calls - calls0, "events": events, "decisions": policy.decisions,
+           "load_before": load_before, "load_after": loadavg(),
+           "series": {"rss": [[round(t, 2), b] for t, b in rss], "guest": guest, "hot": hot}}
+    run["summary"] = summarise(run, args)
+    log(f"{tag}: {short(run['summary'])}")
+    if name != "vmmemctl":
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        run["db"] = str(policy.db)
+    return run
+
+
+# ------------------------------------------------------------------ numbers
+
+
+def integral(points: list[tuple[float, float]], start: float, end: float) -> float:
+    """Trapezoid integral over [start, end] of (t, value) points."""
+    pts = [(t, v) for t, v in points if start <= t <= end and v is not None]
+    return sum((t1 - t0) * (a + b) / 2 for (t0, a), (t1, b) in zip(pts, pts[1:]))
+
+
+def busy_between(guest: list[dict], start: float, end: float) -> float | None:
+    rows = [g for g in guest if start <= g["t"] <= end]
+    if len(rows) < 2 or rows[-1]["total"] <= rows[0]["total"]:
+        return None
+    return round(100 * (rows[-1]["busy"] - rows[0]["busy"]) / (rows[-1]["total"] - rows[0]["total"]), 3)
+
+
+def summarise(run: dict, args: argparse.Namespace) -> dict:
+    m, s = run["marks"], run["series"]
+    rss = [(t, b) for t, b in s["rss"]]
+    guest = s["guest"]
+    hot_bytes = args.hot_mib * MiB
+    base = median([b for t, b in rss if m["cold_start"] - args.baseline + 2 <= t <= m["cold_start"]]) or rss[0][1]
+    at_cold_end = next((b for t, b in rss if t >= m["cold_end"]), rss[-1][1])
+    cold_added = at_cold_end - base
+
+    def back(f: float) -> float | None:
+        """First time after the cold read when the RSS had given back f of what the cold read added
+        (on top of the footprint before it plus the hot working set, which is meant to stay)."""
+        goal = base + hot_bytes + (1 - f) * cold_added
+        return next((t for t, b in rss if t >= m["cold_end"] and b <= goal), None)
+
+    t50, t90 = back(0.5), back(0.9)
+    end_rss = median([b for t, b in rss if t >= m["end"] - 5]) or rss[-1][1]
+    quiet_rss = next((b for t, b in rss if t >= m["quiet"]), None)
+    held = integral([(t, b / MiB) for t, b in rss], m["cold_start"], m["end"])
+    held_above = integral([(t, (b - base) / MiB) for t, b in rss], m["cold_start"], m["end"])
+
+    cache = [(g["t"], g["page_cache"]) for g in guest]
+    cache_base = median([c for t, c in cache if t <= m["cold_start"]])
+    cache_at = lambda when: next((c for t, c in cache if t >= when), cache[-1][1] if cache else None)  # noqa: E731
+    hot = s["hot"]
+    later = hot[1:]  # pass 0 is the first load of the working set, not a re-read
+    own = [e for e in run["events"] if e.get("event") == "reclaim" and e.get("status", "ok") not in ("skipped", "error")]
+    skipped = [e for e in run["events"] if e.get("event") == "reclaim" and e.get("status") == "skipped"]
+    quiet_busy = [100 * (b["busy"] - a["busy"]) / (b["total"] - a["total"])
+                  for a, b in zip(guest, guest[1:]) if a["t"] >= m["quiet"] and b["t"] <= m["end"]
+                  and b["total"] > a["total"]]
+    polls = [e for e in run["events"] if e.get("event") == "poll"]
+    quiet_polls = [e["busy"] for e in polls if e["t"] >= m["quiet"] + args.log_every]
+    return {
+        "rss_base_bytes": base,
+        "rss_cold_added_bytes": cold_added,
+        "rss_at_quiet_bytes": quiet_rss,
+        "rss_end_bytes": end_rss,
+        "rss_peak_bytes": max(b for t, b in rss if t >= m["cold_start"]),
+        "rss_mib_s": round(held),
+        "rss_above_base_mib_s": round(held_above),
+        "host_50_after_quiet_s": _rel(t50, m["quiet"]),
+        "host_90_after_quiet_s": _rel(t90, m["quiet"]),
+        "host_50_after_cold_end_s": _rel(t50, m["cold_end"]),
+        "host_90_after_cold_end_s": _rel(t90, m["cold_end"]),
+        "cold_seconds": run["cold"]["seconds"],
+        "page_cache_base_bytes": cache_base,
+        "page_cache_at_cold_end_bytes": cache_at(m["cold_end"]),
+        "page_cache_at_quiet_bytes": cache_at(m["quiet"]),
+        "page_cache_end_bytes": cache[-1][1] if cache else None,
+        "page_cache_mib_s": round(integral([(t, c / MiB) for t, c in cache], m["cold_start"], m["end"])),
+        "hot_passes": len(hot),
+        "hot_first_load_bytes": hot[0]["pgpgin_bytes"] if hot else None,
+        "hot_reread_bytes": sum(p["pgpgin_bytes"] for p in later),
+        "hot_reread_fraction": round(sum(p["pgpgin_bytes"] for p in later) / hot_bytes, 3),
+        "hot_refault_bytes": sum(p["refault_bytes"] for p in later),
+        "hot_first_pass_s": hot[0]["read_s"] if hot else None,
+        "hot_pass_median_s": median([p["read_s"] for p in later]),
+        "hot_pass_max_s": max((p["read_s"] for p in later), default=None),
+        "hot_read_total_s": round(sum(p["read_s"] for p in later), 2),
+        "reclaims": len(own),
+        "reclaims_skipped": len(skipped),
+        "guest_drop_caches_writes": run["vmstat"]["end"]["drop_pagecache"] - run["vmstat"]["start"]["drop_pagecache"],
+        "quiet_pgpgin_bytes": (run["vmstat"]["end"]["pgpgin"] - run["vmstat"]["quiet"]["pgpgin"]) * 1024,
+        "guest_busy_baseline_percent": busy_between(guest, m["policy_start"], m["cold_start"]),
+        "guest_busy_hot_percent": busy_between(guest, m["hot_start"], m["quiet"]),
+        "guest_busy_quiet_percent": busy_between(guest, m["quiet"], m["end"]),
+        "guest_busy_quiet_max_interval_percent": round(max(quiet_busy), 3) if quiet_busy else None,
+        "wsl_polls": len(polls),
+        "wsl_idle_polls": sum(1 for e in polls if e.get("idle")),
+        "wsl_quiet_poll_busy_median": median(quiet_polls),
+        "wsl_quiet_poll_busy_min": min(quiet_polls, default=None),
+    }
+
+
+def _rel(t: float | None, start: float) -> float | None:
+    return None if t is None else round(t - start, 1)
+
+
+def short(s: dict) -> str:
+    return (f"host RSS peak {fmt_bytes(s['rss_peak_bytes'])}, end {fmt_bytes(s['rss_end_bytes'])}; 50%/90% back "
+            f"{_secs(s['host_50_after_quiet_s'])}/{_secs(s['host_90_after_quiet_s'])} s after quiet; "
+            f"{s['rss_above_base_mib_s']} MiB·s above base; hot re-read {fmt_bytes(s['hot_reread_bytes'])} "
+            f"({s['hot_reread_fraction']:.0%}); reclaims {s['reclaims']}; guest busy hot "
+            f"{_pct(s['guest_busy_hot_percent'])}, quiet {_pct(s['guest_busy_quiet_percent'])}")
+
+
+# ------------------------------------------------------------------ report
+
+
+MEDIAN_FIELDS = ("reclaims", "rss_peak_bytes", "rss_end_bytes", "rss_mib_s", "rss_above_base_mib_s",
+                 "host_50_after_quiet_s", "host_90_after_quiet_s", "page_cache_at_quiet_bytes",
+                 "page_cache_end_bytes", "page_cache_mib_s", "hot_reread_bytes", "hot_reread_fraction",
+                 "hot_refault_bytes", "hot_pass_median_s", "hot_pass_max_s", "guest_busy_hot_percent",
+                 "guest_busy_quiet_percent")
+
+
+def policy_medians(data: dict) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for run in data["runs"]:
+        v = out.setdefault(run["policy"], {"runs": 0, **{k: [] for k in MEDIAN_FIELDS}})
+        v["runs"] += 1
+        for k in MEDIAN_FIELDS:
+            v[k].append(run["summary"][k])
+    order = {n: i for i, n in enumerate(POLICIES)}
+    return {name: {"runs": v["runs"], **{k: _median_none_last(v[k]) for k in MEDIAN_FIELDS}}
+            for name, v in sorted(out.items(), key=lambda kv: order.get(kv[0], 99))}
+
+
+def _mib(n: float | None) -> str:
+    return "n/a" if n is None else f"{n / MiB:.0f} MiB"
+
+
+def markdown(data: dict) -> str:
+    a, g, c = data["args"], data["guest"], data["calibration"]
+    medians = policy_medians(data)
+    data["medians"] = medians
+    mach = data["machine"]
+    lines = [
+        f"# Giving memory back in the QEMU lab ({data['finished']})", "",
+        f"Host: kernel {mach['kernel']}, {mach['cpus']} CPUs ({mach['cpu_model']}), {fmt_bytes(mach['mem_total_bytes'])}; "
+        f"/proc/loadavg before `{data['load_before']}`, after `{data['load_after']}`. "
+        f"Guest (tests/lab): kernel {g['kernel']}, {g['cpus']} vCPUs under QEMU {g['accel'].upper()}, "
+        f"-m {g['memory']} (MemTotal {fmt_bytes(g['mem_total_bytes'])}), virtio-balloon free page reporting "
+        f"(order {g['page_reporting_order']}), cgroup v2 memory.reclaim {'present' if g['memory_reclaim'] else 'absent'}, "
+        f"MGLRU `{g['lru_gen']}`, no swap. The host footprint is the VmRSS of the QEMU process (named vmmemWSL), "
+        "read every second.", "",
+        f"Workload, in the guest: cold = `dd` {a['cold_mib']} MiB of /data/fill.bin once; hot = re-read "
+        f"{a['hot_mib']} MiB of it (offset {a['hot_skip_mib']} MiB) every {a['hot_every']:g} s for {a['hot_seconds']:g} s, "
+        f"backgrounded with setsid; quiet = {a['quiet_seconds']:g} s of nothing. Each policy starts from drop 3 + "
+        f"compact in the guest and a settled host RSS, after {a['baseline']:g} s with its process running. "
+        f"Runs interleaved, {a['repeat']} of each.", "",
+        "**What watching costs this guest** (TCG, measured at the start): idle floor "
+        f"{_pct(c['idle_floor_busy_percent'])} busy (of all CPUs), with the bench's in-guest logger sampling every "
+        f"{c['logger_every_s']:g} s {_pct(c['idle_with_logger_busy_percent'])}; one channel call costs the guest "
+        f"{c['channel_call_cpu_s'] * 1000:.0f} ms of CPU, so polling /proc/stat through it every 10 s (the WSL "
+        f"emulation) adds {_pct(c['channel_call_busy_percent_at_10s'])} and vmmemctl's sample every "
+        f"{a['vmmemctl_interval']:g} s adds {_pct(100 * c['channel_call_cpu_s'] / (a['vmmemctl_interval'] * g['cpus']))}."
+        " WSL's idle threshold is 0.5 %.", "",
+        "Medians per policy:", "",
+        "| policy | runs | reclaims | host RSS peak | 50% / 90% of the cold footprint back (s after quiet) | "
+        "host MiB·s above idle | host RSS at end | page cache at end | hot set re-read from disk | refaults | "
+        "hot pass (median / max) | guest busy hot / quiet |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, md in medians.items():
+        lines.append(
+            f"| {name} | {md['runs']} | {md['reclaims']} | {_mib(md['rss_peak_bytes'])} | "
+            f"{_secs(md['host_50_after_quiet_s'])} / {_secs(md['host_90_after_quiet_s'])} | "
+            f"{md['rss_above_base_mib_s']:,} | {_mib(md['rss_end_bytes'])} | {_mib(md['page_cache_end_bytes'])} | "
+            f"{_mib(md['hot_reread_bytes'])} ({md['hot_reread_fraction']:.0%}) | {_mib(md['hot_refault_bytes'])} | "
+            f"{md['hot_pass_median_s']:.2f} / {md['hot_pass_max_s']:.2f} s | "
+            f"{_pct(md['guest_busy_hot_percent'])} / {_pct(md['guest_busy_quiet_percent'])} |")
+    lines += ["", "Every run:", "",
+              "| run | reclaims | idle RSS | cold added | peak | at quiet | at end | 50% / 90% back (s after quiet) | "
+              "MiB·s (above idle) | page cache at quiet / end | hot re-read (pgpgin) | refaults | hot pass median / max "
+              "| guest busy base / hot / quiet |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in data["runs"]:
+        s = run["summary"]
+        lines.append(
+            f"| {run['policy']} #{run['repeat']} | {s['reclaims']}"
+            f"{' (+' + str(s['reclaims_skipped']) + ' skipped)' if s['reclaims_skipped'] else ''} | "
+            f"{_mib(s['rss_base_bytes'])} | {_mib(s['rss_cold_added_bytes'])} | {_mib(s['rss_peak_bytes'])} | "
+            f"{_mib(s['rss_at_quiet_bytes'])} | {_mib(s['rss_end_bytes'])} | "
+            f"{_secs(s['host_50_after_quiet_s'])} / {_secs(s['host_90_after_quiet_s'])} | "
+            f"{s['rss_mib_s']:,} ({s['rss_above_base_mib_s']:,}) | "
+            f"{_mib(s['page_cache_at_quiet_bytes'])} / {_mib(s['page_cache_end_bytes'])} | "
+            f"{_mib(s['hot_reread_bytes'])} ({s['hot_reread_fraction']:.0%}) | {_mib(s['hot_refault_bytes'])} | "
+            f"{s['hot_pass_median_s']:.2f} / {s['hot_pass_max_s']:.2f} s | "
+            f"{_pct(s['guest_busy_baseline_percent'])} / {_pct(s['guest_busy_hot_percent'])} / "
+            f"{_pct(s['guest_busy_quiet_percent'])} |")
+    lines += ["", "50% / 90% back: the first second after the cold read when the host RSS was at most the idle RSS "
+              "+ the hot working set + 50% (10%) of what the cold read added; negative = before the workload went "
+              "quiet; \"never\" = not within the run. Hot set re-read = `pgpgin` during every pass after the first "
+              "(the guest's disk reads; nothing else reads its disk); refaults = `workingset_refault_file` in those "
+              "passes (a page dropped by drop_caches leaves no shadow entry, so drops do not show there).", "",
+              "![host RSS over time](lab_policies.png)", ""]
+    lines += [f"Note: {n}" for n in data.get("notes", [])]
+    for run in data["runs"]:
+        s, m = run["summary"], run["marks"]
+        lines.append(f"- **{run['policy']} #{run['repeat']}**: cold read {run['cold']['seconds']} s; hot passes "
+                     f"{s['hot_passes']} (first load {_mib(s['hot_first_load_bytes'])} from disk in "
+                     f"{s['hot_first_pass_s']} s); settled at {_mib(run['settle']['rss_bytes'])} in "
+                     f"{run['settle']['seconds']} s; guest drop_caches writes {s['guest_drop_caches_writes']}"
+                     + (f"; WSL polls {s['wsl_polls']}, idle {s['wsl_idle_polls']}, quiet-phase poll busy median "
+                        f"{_pct(s['wsl_quiet_poll_busy_median'])} (min {_pct(s['wsl_quiet_poll_busy_min'])})"
+                        if s["wsl_polls"] else "")
+                     + (f"; channel calls by the policy: {run['policy_cost']}" if run["policy_cost"] else "") + ".")
+        for e in run["events"]:
+            if e.get("event") in ("reclaim", "error", "notify", "prompt"):
+                lines.append(f"  - {e['event']} at +{e['t'] - m['cold_start']:.0f} s after cold start "
+                             f"({_phase_at(m, e['t'])}): {str(e.get('what', ''))[:200]}")
+        for d in run.get("decisions", []):
+            lines.append(f"  - decision +{d['t'] - m['cold_start']:.0f} s ({_phase_at(m, d['t'])}): {d['action']}: "
+                         f"{d['reason'][:240]}")
+    return "\n".join(lines) + "\n"
+
+
+def _phase_at(m: dict, t: float) -> str:
+    for phase, end in (("baseline", m["cold_start"]), ("cold", m["cold_end"]), ("hot", m["quiet"])):
+        if t < end:
+            return phase
+    return "quiet"
+
+
+# ------------------------------------------------------------------ main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {','.join(POLICIES)}")
+    p.add_argument("--repeat", type=int, default=2, help="run the policy list this many times (interleaved)")
+    p.add_argument("--memory", default="2G", help="guest RAM (QEMU -m)")
+    p.add_argument("--cold-mib", type=int, default=1024)
+    p.add_argument("--hot-mib", type=int, default=128)
+    p.add_argument("--hot-skip-mib", type=int, default=1280, help="where in fill.bin the working set starts")
+    p.add_argument("--hot-every", type=float, default=5.0)
+    p.add_argument("--hot-seconds", type=float, default=90.0)
+    p.add_argument("--quiet-seconds", type=float, default=160.0)
+    p.add_argument("--baseline", type=float, default=10.0)
+    p.add_argument("--settle-max", type=float, default=45.0)
+    p.add_argument("--log-every", type=float, default=5.0, help="the in-guest logger's period, s")
+    p.add_argument("--calibrate-seconds", type=float, default=30.0, help="length of each idle measurement")
+    p.add_argument("--cron-every", type=float, default=60.0)
+    p.add_argument("--vmmemctl-interval", type=float, default=5.0, help="vmmemctl's guest sampling interval, s")
+    p.add_argument("--out", default="lab_policies", help="results file stem under bench/results/")
+    p.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the chart from OUT.json")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report_only:
+        js = RESULTS / f"{args.out}.json"
+        data = json.loads(js.read_text())
+        write_results(args.out, data, markdown(data))
+        plot(js)
+        return 0
+    if os.geteuid() != 0:
+        print("lab_policies: run it as root (like the other benches; vmmemctl's reclaim lock is in /run/lock)",
+              file=sys.stderr)
+        return 2
+    ok, why = labvm.lab_status()
+    if not ok:
+        print(f"lab_policies: the QEMU lab is not usable: {why} (build it with tests/lab/build.sh)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="vmmemctl-lab-bench-"))
+    lab = Lab(args)
+    data = {"started": now_iso(), "machine": machine(), "load_before": loadavg(), "args": vars(args), "runs": []}
+    t0 = time.time()
+    try:
+        lab.start()
+        data["guest"] = lab.facts()
+        data["calibration"] = calibrate(lab, args, data["guest"]["cpus"])
+        log(f"calibration: {data['calibration']}")
+        for repeat, name in [(r, n) for r in range(1, args.repeat + 1) for n in args.policies.split(",")]:
+            run = run_policy(lab, name, args, tmp, f"{name}-{repeat}")
+            run["repeat"] = repeat
+            data["runs"].append(run)
+            _save(data)
+    finally:
+        lab.vm.stop()
+    data["load_after"] = loadavg()
+    data["wall_seconds"] = round(time.time() - t0)
+    js, md = _save(data)
+    plot(js)
+    print(md.read_text())
+    log(f"vmmemctl histories kept in {tmp} (vmmemctl history --events --db {tmp}/vmmemctl-*/vmmemctl.db)")
+    return 0
+
+
+def _save(data: dict) -> tuple[Path, Path]:
+    data.setdefault("load_after", loadavg())
+    data["finished"] = now_iso()
+    return write_results(data["args"]["out"], data, markdown(data))
+
+
+def plot(js: Path) -> None:
+    venv = ensure_venv(".venv-plot", ["matplotlib"])
+    subprocess.run([str(venv / "bin/python"), str(BENCH / "plot_lab.py"), str(js)], check=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
