@@ -249,6 +249,28 @@ def write_results(stem: str, data: dict, markdown: str) -> tuple[Path, Path]:
     return js, md
 
 
+def save_results(data: dict, markdown) -> tuple[Path, Path]:
+    """Write a bench's JSON and its summary (markdown(data) -> str) under bench/results/, stamped finished now."""
+    data.setdefault("load_after", loadavg())
+    data["finished"] = now_iso()
+    return write_results(data["args"]["out"], data, markdown(data))
+
+
+def rewrite_report(stem: str, markdown, plot_script: str) -> int:
+    """--report-only: the summary and the chart again from bench/results/STEM.json."""
+    js = RESULTS / f"{stem}.json"
+    data = json.loads(js.read_text())
+    write_results(stem, data, markdown(data))
+    plot(js, plot_script)
+    return 0
+
+
+def plot(js: Path, script: str) -> None:
+    """The chart, drawn by bench/SCRIPT in bench/.venv-plot (matplotlib is not a project dependency)."""
+    venv = ensure_venv(".venv-plot", ["matplotlib"])
+    subprocess.run([str(venv / "bin/python"), str(BENCH / script), str(js)], check=True)
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 

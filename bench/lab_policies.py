@@ -47,7 +47,8 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "tests" / "lab"))
 import lab_guest as lg  # noqa: E402
 import vm as labvm  # noqa: E402  (tests/lab/vm.py)
-from common import RESULTS, MiB, REPO, ensure_venv, fmt_bytes, loadavg, machine, median, now_iso, write_results  # noqa: E402
+from common import (MiB, REPO, fmt_bytes, loadavg, machine, median, now_iso, plot, rewrite_report,  # noqa: E402
+                    save_results)
 from reclaim_policies import _median_none_last, _pct, _reason_kind, _secs  # noqa: E402
 
 PY = sys.executable
@@ -609,11 +610,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        js = RESULTS / f"{args.out}.json"
-        data = json.loads(js.read_text())
-        write_results(args.out, data, markdown(data))
-        plot(js)
-        return 0
+        return rewrite_report(args.out, markdown, "plot_lab.py")
     if os.geteuid() != 0:
         print("lab_policies: run it as root (like the other benches; vmmemctl's reclaim lock is in /run/lock)",
               file=sys.stderr)
@@ -635,27 +632,17 @@ def main(argv: list[str] | None = None) -> int:
             run = run_policy(lab, name, args, tmp, f"{name}-{repeat}")
             run["repeat"] = repeat
             data["runs"].append(run)
-            _save(data)
+            save_results(data, markdown)
     finally:
         lab.vm.stop()
     data["load_after"] = loadavg()
     data["wall_seconds"] = round(time.time() - t0)
-    js, md = _save(data)
-    plot(js)
+    js, md = save_results(data, markdown)
+    plot(js, "plot_lab.py")
     print(md.read_text())
     log(f"vmmemctl histories kept in {tmp} (vmmemctl history --events --db {tmp}/vmmemctl-*/vmmemctl.db)")
     return 0
 
-
-def _save(data: dict) -> tuple[Path, Path]:
-    data.setdefault("load_after", loadavg())
-    data["finished"] = now_iso()
-    return write_results(data["args"]["out"], data, markdown(data))
-
-
-def plot(js: Path) -> None:
-    venv = ensure_venv(".venv-plot", ["matplotlib"])
-    subprocess.run([str(venv / "bin/python"), str(BENCH / "plot_lab.py"), str(js)], check=True)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, GiB, MiB, REPO, FileSet, compact_memory, drop_caches, ensure_venv, fmt_bytes,  # noqa: E402
-                    loadavg, machine, machine_markdown, median, now_iso, write_results)
+from common import (RESULTS, GiB, REPO, FileSet, compact_memory, drop_caches, fmt_bytes, loadavg,  # noqa: E402
+                    machine, machine_markdown, median, now_iso, plot, rewrite_report, save_results)
 
 from monitor.probes.guest import GuestProbe  # noqa: E402
 from monitor.procfs import LocalFiles  # noqa: E402
@@ -504,11 +504,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        js = RESULTS / f"{args.out}.json"
-        data = json.loads(js.read_text())
-        write_results(args.out, data, markdown(data))
-        plot(js)
-        return 0
+        return rewrite_report(args.out, markdown, "plot_reclaim.py")
     if os.geteuid() != 0:
         print("reclaim_policies: needs root (drop_caches, compact_memory)", file=sys.stderr)
         return 2
@@ -542,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {foreign} foreign drop_caches write(s) during the run; running it again",
                       file=sys.stderr, flush=True)
             data["runs"].append(run)
-            _save(data)
+            save_results(data, markdown)
     finally:
         cold.close()
         hot.close()
@@ -551,21 +547,11 @@ def main(argv: list[str] | None = None) -> int:
     data["load_after"] = loadavg()
     order = {n: i for i, n in enumerate(POLICIES)}
     data["runs"].sort(key=lambda r: (r.get("repeat", 1), order.get(r["policy"], 99)))
-    js, md = _save(data)
-    plot(js)
+    js, md = save_results(data, markdown)
+    plot(js, "plot_reclaim.py")
     print(md.read_text())
     return 0
 
-
-def _save(data: dict) -> tuple[Path, Path]:
-    data.setdefault("load_after", loadavg())
-    data["finished"] = now_iso()
-    return write_results(data["args"]["out"], data, markdown(data))
-
-
-def plot(js: Path) -> None:
-    venv = ensure_venv(".venv-plot", ["matplotlib"])
-    subprocess.run([str(venv / "bin/python"), str(BENCH / "plot_reclaim.py"), str(js)], check=True)
 
 
 if __name__ == "__main__":
