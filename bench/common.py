@@ -249,6 +249,43 @@ def write_results(stem: str, data: dict, markdown: str) -> tuple[Path, Path]:
     return js, md
 
 
+def log_decision(decisions: list[dict], db: Path, config_path: Path, now: float,
+                 gradual: bool | None = None) -> None:
+    """What vmmemctl's policy says now, and why: the pure decide() over the watcher's own history.
+
+    Appended to `decisions` only when the reason's gist (its words without the numbers) changes.
+    gradual: whether memory.reclaim is there for the watcher (None: look under the config's proc
+    root, as a local watcher does; the lab's host-mode watcher reaches the guest's, so True)."""
+    from monitor import actions
+    from monitor.config import load_config
+    from monitor.policy import decide
+    from monitor.privilege import MEMORY_RECLAIM
+    from monitor.procfs import LocalFiles
+    from monitor.store import Store
+
+    action = None
+    try:
+        config = load_config(config_path)
+        with Store(db, readonly=True) as store:
+            samples = store.recent_samples(actions.history_window(config), now)
+            if not samples:
+                return
+            if gradual is None:
+                gradual = LocalFiles(config.general.proc_root).exists(MEMORY_RECLAIM)
+            decision, _ = decide(samples, config, actions.load_state(store), samples[-1].time,
+                                 gradual_available=gradual)
+        action, reason = decision.action, decision.reason
+    except Exception as exc:  # a locked or half-written db: skip this look
+        reason = f"(could not read: {exc})"
+    if not decisions or decisions[-1]["reason_kind"] != reason_kind(reason):
+        decisions.append({"t": now, "action": action, "reason": reason, "reason_kind": reason_kind(reason)})
+
+
+def reason_kind(reason: str) -> str:
+    """A decision's reason without its changing numbers, to log only changes."""
+    return "".join(c for c in reason if not c.isdigit() and c not in ".,")
+
+
 def save_results(data: dict, markdown) -> tuple[Path, Path]:
     """Write a bench's JSON and its summary (markdown(data) -> str) under bench/results/, stamped finished now."""
     data.setdefault("load_after", loadavg())

@@ -47,9 +47,9 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent / "tests" / "lab"))
 import lab_guest as lg  # noqa: E402
 import vm as labvm  # noqa: E402  (tests/lab/vm.py)
-from common import (MiB, REPO, fmt_bytes, loadavg, machine, median, now_iso, plot, rewrite_report,  # noqa: E402
-                    save_results)
-from reclaim_policies import _median_none_last, _pct, _reason_kind, _secs  # noqa: E402
+from common import (MiB, REPO, fmt_bytes, loadavg, log_decision, machine, median, now_iso, plot,  # noqa: E402
+                    rewrite_report, save_results)
+from reclaim_policies import _median_none_last, _pct, _secs  # noqa: E402
 
 PY = sys.executable
 VMMEMCTL = [str(REPO / ".venv/bin/python"), "-m", "monitor"]
@@ -172,26 +172,9 @@ class Policy:
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=REPO, env=ENV)
 
     def observe(self, now: float) -> None:
-        """vmmemctl only: what its policy says now and why (the pure decide() over its own history, host side)."""
-        if self.name != "vmmemctl" or not self.db.exists():
-            return
-        from monitor import actions
-        from monitor.config import load_config
-        from monitor.policy import decide
-        from monitor.store import Store
-
-        try:
-            config = load_config(self.config_path)
-            with Store(self.db, readonly=True) as store:
-                samples = store.recent_samples(actions.history_window(config), now)
-                if not samples:
-                    return
-                decision, _ = decide(samples, config, actions.load_state(store), samples[-1].time)
-            action, reason = decision.action, decision.reason
-        except Exception as exc:  # a locked or half-written db: skip this look
-            action, reason = None, f"(could not read: {exc})"
-        if not self.decisions or self.decisions[-1]["reason_kind"] != _reason_kind(reason):
-            self.decisions.append({"t": now, "action": action, "reason": reason, "reason_kind": _reason_kind(reason)})
+        """vmmemctl only: what its policy says now and why (the guest has memory.reclaim: gradual is there)."""
+        if self.name == "vmmemctl" and self.db.exists():
+            log_decision(self.decisions, self.db, self.config_path, now, gradual=True)
 
     def stop(self) -> tuple[list[dict], dict]:
         """Stop it; its reclaims (and WSL's polls) as events, and what it cost (channel calls)."""

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (RESULTS, GiB, REPO, FileSet, compact_memory, drop_caches, fmt_bytes, loadavg,  # noqa: E402
-                    machine, machine_markdown, median, now_iso, plot, rewrite_report, save_results)
+                    log_decision, machine, machine_markdown, median, now_iso, plot, rewrite_report, save_results)
 
 from monitor.probes.guest import GuestProbe  # noqa: E402
 from monitor.procfs import LocalFiles  # noqa: E402
@@ -77,34 +77,9 @@ class Policy:
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=REPO)
 
     def observe(self, now: float) -> None:
-        """vmmemctl only: what its policy says now, and why (the pure decide() over its own history)."""
-        if self.name != "vmmemctl" or not self.db.exists():
-            return
-        from monitor import actions
-        from monitor.config import load_config
-        from monitor.policy import decide
-        from monitor.privilege import MEMORY_RECLAIM
-        from monitor.procfs import LocalFiles
-        from monitor.store import Store
-
-        try:
-            config = load_config(self.config_path)
-            with Store(self.db, readonly=True) as store:
-                samples = store.recent_samples(actions.history_window(config), now)
-                if not samples:
-                    return
-                # the watcher's own view: auto is pagecache here, where memory.reclaim is missing
-                gradual = LocalFiles(config.general.proc_root).exists(MEMORY_RECLAIM)
-                decision, _ = decide(samples, config, actions.load_state(store), samples[-1].time,
-                                     gradual_available=gradual)
-        except Exception as exc:  # a locked or half-written db: skip this look
-            decision = None
-            reason = f"(could not read: {exc})"
-        else:
-            reason = decision.reason
-        if not self.decisions or self.decisions[-1]["reason_kind"] != _reason_kind(reason):
-            self.decisions.append({"t": now, "action": decision.action if decision else None, "reason": reason,
-                                   "reason_kind": _reason_kind(reason)})
+        """vmmemctl only: what its policy says now, and why (auto is pagecache here: no memory.reclaim)."""
+        if self.name == "vmmemctl" and self.db.exists():
+            log_decision(self.decisions, self.db, self.config_path, now)
 
     def stop(self) -> list[dict]:
         """Stop it; return its reclaims (and, for WSL, its polls) as events."""
@@ -134,11 +109,6 @@ class Policy:
             except ValueError:
                 events.append({"event": "output", "what": line})
         return events
-
-
-def _reason_kind(reason: str) -> str:
-    """A decision's reason without its changing numbers, to log only changes."""
-    return "".join(c for c in reason if not c.isdigit() and c not in ".,")
 
 
 def vmmemctl_config(scale: float) -> str:
