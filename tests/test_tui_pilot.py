@@ -183,6 +183,19 @@ async def test_a_prompt_the_standalone_watcher_records_pops_up(kernel, tmp_path)
     assert events_of(tmp_path / "new.db", "answer")[-1].data["answer"] == "dismissed"
 
 
+@pilot
+async def test_a_notification_of_the_standalone_watcher_shows_on_screen_and_is_recorded_as_delivered(kernel, tmp_path):
+    rule = Rule(name="tell", metric="page_cache", above=Size(bytes=GiB, text="1GiB"), for_=0.0, action="notify")
+    config = dataclasses.replace(tree_config(kernel.proc), rule=(rule,))
+    app = dashboard(config, tmp_path / "new.db", tmp_path, standalone=True, clock=time.time)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        toasts = [n.message for n in app._notifications]
+        assert any("page cache" in m and "1.0 GiB" in m for m in toasts), toasts
+    notified = events_of(tmp_path / "new.db", "notify")
+    assert notified and notified[-1].data["backend"] == "dashboard", notified
+
+
 # ------------------------------------------------------------------ r: reclaim now
 
 

@@ -30,6 +30,7 @@ from textual.worker import get_current_worker
 from monitor import actions
 from monitor.config import Config, to_toml
 from monitor.errors import UserError
+from monitor.notify import Notification
 from monitor.reclaim import ReclaimResult
 from monitor.units import format_duration
 from tui import data, screens
@@ -98,7 +99,7 @@ class VmmemApp(App):
         super().__init__()
         self.setup = setup
         self.config = setup.config
-        self.source = DataSource(setup, run_async=self._run_async)
+        self.source = DataSource(setup, run_async=self._run_async, show=self._show_notification)
         self.range_name = setup.config.tui.range
         self.snapshot: Snapshot | None = None
         self.reclaiming: str | None = None  # the method of the reclaim in flight
@@ -417,6 +418,10 @@ class VmmemApp(App):
         console.print(self.screen._compositor.render_update(full=True, screen_stack=self._background_screens))
         return console.export_text()
 
+    def _show_notification(self, notification: Notification) -> None:
+        """The standalone watcher notified (from a worker thread): a toast on this screen."""
+        self.post_message(ActionDone(f"{notification.title}: {notification.body}", "warning"))
+
     def _run_async(self, fn: Callable[[], None]) -> None:
         """The standalone watcher's rule reclaims: a worker of their own, beside the refreshes."""
         self.call_from_thread(self.run_worker, fn, thread=True, group="rule-reclaim", exit_on_error=False)
@@ -449,7 +454,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _log_to_file(level: str) -> Iterator[None]:
-    """The core logs (the watcher, the log-only notifier) into tui.log while the screen is Textual's."""
+    """The core logs (the watcher, the notifier) into tui.log while the screen is Textual's."""
     import platformdirs
 
     path = Path(platformdirs.user_log_dir("vmmemctl")) / "tui.log"

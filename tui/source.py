@@ -10,7 +10,8 @@ Modes, said in the header:
     standalone  no watcher holds this history: we take its instance lock (so a
                 later `vmmemctl watch` or a second TUI attaches to us) and
                 record samples through a :class:`~monitor.watcher.Watcher`
-                with a log-only notifier; its prompts appear as modals
+                with a notifier that shows on the dashboard (ScreenBackend);
+                its prompts appear as modals
     live        --standalone while a watcher holds the history: we sample by
                 ourselves for the cards but write no samples (the watcher does)
     attached    a watcher records; we read, and write only what a person
@@ -31,7 +32,7 @@ from monitor import actions, daemon
 from monitor.config import Config
 from monitor.environment import detect_environment
 from monitor.errors import UserError
-from monitor.notify import Notifier
+from monitor.notify import Notification, Notifier
 from monitor.policy import Decision, PolicyState
 from monitor.procfs import LocalFiles
 from monitor.privilege import MEMORY_RECLAIM
@@ -104,9 +105,24 @@ class _Cache:
     decision: Decision | None = None
 
 
+class ScreenBackend:
+    """The standalone dashboard's notifier: the watcher's notifications appear on its own screen."""
+
+    name = "dashboard"
+
+    def __init__(self, show: Callable[[Notification], None]):
+        self.show = show
+
+    def send(self, notification: Notification) -> tuple[bool, str]:
+        self.show(notification)
+        return True, "shown on the dashboard"
+
+
 class DataSource:
-    def __init__(self, setup: Setup, run_async: Callable[[Callable[[], None]], None] | None = None):
+    def __init__(self, setup: Setup, run_async: Callable[[Callable[[], None]], None] | None = None,
+                 show: Callable[[Notification], None] | None = None):
         self.setup = setup
+        self.show = show  # where the standalone watcher's notifications go (else: the log only)
         self.config = setup.config
         self.lock = threading.Lock()
         self.stop = threading.Event()  # set at exit: a reclaim's settle ends early
@@ -157,7 +173,8 @@ class DataSource:
         self.store = Store(db)
         if self.mode == "live":
             return
-        self.watcher = Watcher(self.config, self.probes, self.store, Notifier([]), self._new_reclaimer,
+        notifier = Notifier([ScreenBackend(self.show)] if self.show else [])
+        self.watcher = Watcher(self.config, self.probes, self.store, notifier, self._new_reclaimer,
                                lambda: Store(db), wsl_mode=self.wsl_mode, clock=self.setup.clock,
                                run_async=self.run_async)
         self.store.add_event("watch", "dashboard started recording (standalone, every "
