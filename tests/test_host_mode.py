@@ -53,6 +53,36 @@ def test_hanging_channel_times_out():
     assert files.read(["proc/meminfo"]) == {"proc/meminfo": None}
 
 
+def lossy_channel(tmp_path):
+    """A channel that never answers its first call (a lost request), then runs each command here."""
+    script = tmp_path / "lossy-exec"
+    script.write_text('#!/bin/sh\necho call >> "$0.calls"\n'
+                      '[ "$(wc -l < "$0.calls")" -eq 1 ] && exec sleep 30\nexec "$@"\n')
+    script.chmod(0o755)
+    return ExecFiles([str(script)], timeout=1), tmp_path / "lossy-exec.calls"
+
+
+def test_a_lost_call_that_is_safe_to_repeat_is_tried_once_more(tmp_path):
+    files, calls = lossy_channel(tmp_path)
+    assert files.exists("proc/meminfo")  # lost, then answered
+    assert len(calls.read_text().splitlines()) == 2
+    files.sync()
+    assert len(calls.read_text().splitlines()) == 3  # answered first time: not repeated
+
+
+def test_a_lost_memory_reclaim_step_is_not_repeated(tmp_path):
+    files, calls = lossy_channel(tmp_path)
+    with pytest.raises(OSError) as err:
+        files.write("sys/fs/cgroup/memory.reclaim", "268435456")  # repeating it would free twice
+    assert err.value.errno == errno.ETIMEDOUT and len(calls.read_text().splitlines()) == 1
+
+
+def test_a_sample_read_is_not_repeated(tmp_path):
+    files, calls = lossy_channel(tmp_path)
+    assert files.read(["proc/meminfo"]) == {"proc/meminfo": None}  # the next sample comes anyway
+    assert len(calls.read_text().splitlines()) == 1
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="writes /proc/sys/vm as root")
 def test_writes_go_through_the_channel():
     files = ExecFiles(["env"], timeout=30)

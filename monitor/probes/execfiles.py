@@ -15,6 +15,7 @@ and the answer is each file's text after a line ``NONCE /proc/meminfo``
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import secrets
@@ -23,6 +24,8 @@ from pathlib import PurePosixPath
 from typing import Sequence
 
 from monitor.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # Prints each file after a header line holding the nonce; the nonce and the paths are arguments.
 READ_SCRIPT = 'n=$1; shift; for f; do if [ -r "$f" ]; then echo "$n $f"; cat "$f"; echo; else echo "$n! $f"; fi; done'
@@ -62,14 +65,20 @@ class ExecFiles:
         self.timeout = timeout
         self.description = " ".join(self.prefix) or "exec"
 
-    def _run(self, argv: list[str]) -> subprocess.CompletedProcess:
-        try:
-            return subprocess.run(self.prefix + argv, capture_output=True, timeout=self.timeout,
-                                  stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise OSError(errno.ETIMEDOUT, f"{self.prefix[0]}: no answer within {self.timeout:g}s") from None
-        except OSError as exc:
-            raise OSError(exc.errno, f"{self.prefix[0]}: {exc.strerror}") from None
+    def _run(self, argv: list[str], attempts: int = 1) -> subprocess.CompletedProcess:
+        """One call through the channel; ``attempts=2`` tries once more after a call that never answered
+        (only for what is safe to repeat: a lost `sync` or `test` costs one timeout, not the reclaim)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return subprocess.run(self.prefix + argv, capture_output=True, timeout=self.timeout,
+                                      stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                error = OSError(errno.ETIMEDOUT, f"{self.prefix[0]}: no answer within {self.timeout:g}s")
+            except OSError as exc:
+                raise OSError(exc.errno, f"{self.prefix[0]}: {exc.strerror}") from None
+            if attempt < attempts:
+                log.warning("%s (%s); trying once more", error.strerror, argv[0])
+        raise error
 
     def read(self, paths: Sequence[str]) -> dict[str, str | None]:
         nonce = secrets.token_hex(8)
@@ -97,7 +106,9 @@ class ExecFiles:
         return out
 
     def write(self, path: str, value: str) -> None:
-        done = self._run(["sh", "-c", WRITE_SCRIPT, "sh", value, _guest_path(path)])
+        # drop_caches and compact_memory may run twice; a memory.reclaim step must not (it would free twice)
+        again = 1 if path.endswith("memory.reclaim") else 2
+        done = self._run(["sh", "-c", WRITE_SCRIPT, "sh", value, _guest_path(path)], attempts=again)
         if done.returncode != 0:
             said = done.stderr.decode("utf-8", "replace").strip().splitlines()
             line = next((ln for ln in said if "error" in ln.lower() or ": " in ln), said[-1] if said else "failed")
@@ -106,12 +117,12 @@ class ExecFiles:
     def exists(self, path: str) -> bool:
         """Exists and is writable for the guest command (what gradual reclaim needs)."""
         try:
-            return self._run(["test", "-w", _guest_path(path)]).returncode == 0
+            return self._run(["test", "-w", _guest_path(path)], attempts=2).returncode == 0
         except OSError:
             return False
 
     def sync(self) -> None:
-        self._run(["sync"])
+        self._run(["sync"], attempts=2)
 
 
 def _errno_of(message: str) -> int:
