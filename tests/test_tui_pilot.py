@@ -242,7 +242,8 @@ async def reclaim_from_standalone_dashboard(kernel: FakeKernel, tmp_path: Path) 
         await pilot.pause()
         await pilot.press("enter")  # the configured method (auto: gradual on this tree)
         await pilot.pause(0.3)
-        assert app.reclaiming == "auto" and app.query_one("#activity").display
+        assert app.reclaiming == "auto" and app.query_one("#activity").display, \
+            [n.message for n in app._notifications]  # a reclaim that ended at once says why there
         shown = app.snapshot
         app.refresh_data(tick=True)  # the screen stays live while the reclaim runs
         for _ in range(40):

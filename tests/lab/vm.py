@@ -595,30 +595,39 @@ class LabVM:
             while not os.path.exists(path):
                 self._check_boot(deadline)
                 time.sleep(0.05)
-            with _Channel([path], 5.0, 5.0) as ch:
-                nonces: set[bytes] = set()
-                buf = b""
-                while True:
+            while True:
+                try:
+                    self._ping_until_answered(path, deadline)
+                    break
+                except (ConnectionError, GuestUnreachable):  # QEMU reset the connection during boot: again
                     self._check_boot(deadline)
-                    nonce = secrets.token_hex(8)
-                    nonces.add(nonce.encode())
-                    ch.send(f"\nPING {nonce} .\n".encode())
-                    end = time.monotonic() + 0.2
-                    answered = False
-                    while not answered and time.monotonic() < end:
-                        ch.sock.settimeout(max(0.01, end - time.monotonic()))
-                        try:
-                            chunk = ch.sock.recv(4096)
-                        except socket.timeout:
-                            break
-                        if not chunk:
-                            raise LabError("agent socket closed during boot:\n" + self._diagnostics())
-                        buf += chunk
-                        *lines, buf = buf.split(b"\n")
-                        answered = any(line.rstrip(b"\r").endswith(b" PONG")
-                                       and line.split(b" ")[0] in nonces for line in lines)
-                    if answered:
+                    time.sleep(0.2)
+
+    def _ping_until_answered(self, path: str, deadline: float) -> None:
+        with _Channel([path], 5.0, 5.0) as ch:
+            nonces: set[bytes] = set()
+            buf = b""
+            while True:
+                self._check_boot(deadline)
+                nonce = secrets.token_hex(8)
+                nonces.add(nonce.encode())
+                ch.send(f"\nPING {nonce} .\n".encode())
+                end = time.monotonic() + 0.2
+                answered = False
+                while not answered and time.monotonic() < end:
+                    ch.sock.settimeout(max(0.01, end - time.monotonic()))
+                    try:
+                        chunk = ch.sock.recv(4096)
+                    except socket.timeout:
                         break
+                    if not chunk:
+                        raise LabError("agent socket closed during boot:\n" + self._diagnostics())
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    answered = any(line.rstrip(b"\r").endswith(b" PONG")
+                                   and line.split(b" ")[0] in nonces for line in lines)
+                if answered:
+                    break
 
     def _check_boot(self, deadline: float) -> None:
         if self.proc.poll() is not None:
