@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from helpers import TREES
@@ -66,6 +67,10 @@ class FakeKernel:
             if self._stop:
                 os.close(fd)
                 return
+            # This open may have been met by the last reader, still about to read its EOF: the next
+            # reader, after writing its memory.reclaim request, would then get meminfo from before
+            # that request (a "no progress" step). Wait a moment so the state is the next reader's.
+            time.sleep(0.01)
             self._apply_requests()
             self.ticks += 1
             # rename, so a reader never sees a half-written (truncated) stat
