@@ -67,6 +67,14 @@ class ReclaimDone(Message):
         self.error = error
 
 
+class Notice(Message):
+    """The standalone watcher notified: show it (no refresh: the next tick brings the event)."""
+
+    def __init__(self, words: str):
+        super().__init__()
+        self.words = words
+
+
 class ActionDone(Message):
     """A snooze, pause or answer was recorded (or failed): say so, and refresh."""
 
@@ -420,7 +428,10 @@ class VmmemApp(App):
 
     def _show_notification(self, notification: Notification) -> None:
         """The standalone watcher notified (from a worker thread): a toast on this screen."""
-        self.post_message(ActionDone(f"{notification.title}: {notification.body}", "warning"))
+        self.post_message(Notice(f"{notification.title}: {notification.body}"))
+
+    def on_notice(self, message: Notice) -> None:
+        self.notify(message.words, severity="warning")
 
     def _run_async(self, fn: Callable[[], None]) -> None:
         """The standalone watcher's rule reclaims: a worker of their own, beside the refreshes."""
