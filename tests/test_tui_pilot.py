@@ -173,11 +173,16 @@ async def test_prompt_later_then_a_asks_again(history, tmp_path):
         assert isinstance(app.screen, screens.PromptScreen)
 
 
+def standalone_with_rule(kernel, tmp_path, action: str):
+    """A standalone dashboard whose one rule (page cache above 1 GiB, at once) does ``action``."""
+    rule = Rule(name=action, metric="page_cache", above=Size(bytes=GiB, text="1GiB"), for_=0.0, action=action)
+    config = dataclasses.replace(tree_config(kernel.proc), rule=(rule,))
+    return dashboard(config, tmp_path / "new.db", tmp_path, standalone=True, clock=time.time)
+
+
 @pilot
 async def test_a_prompt_the_standalone_watcher_records_pops_up(kernel, tmp_path):
-    rule = Rule(name="ask", metric="page_cache", above=Size(bytes=GiB, text="1GiB"), for_=0.0, action="prompt")
-    config = dataclasses.replace(tree_config(kernel.proc), rule=(rule,))
-    app = dashboard(config, tmp_path / "new.db", tmp_path, standalone=True, clock=time.time)
+    app = standalone_with_rule(kernel, tmp_path, "prompt")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, screens.PromptScreen)
@@ -189,9 +194,7 @@ async def test_a_prompt_the_standalone_watcher_records_pops_up(kernel, tmp_path)
 
 @pilot
 async def test_a_notification_of_the_standalone_watcher_shows_on_screen_and_is_recorded_as_delivered(kernel, tmp_path):
-    rule = Rule(name="tell", metric="page_cache", above=Size(bytes=GiB, text="1GiB"), for_=0.0, action="notify")
-    config = dataclasses.replace(tree_config(kernel.proc), rule=(rule,))
-    app = dashboard(config, tmp_path / "new.db", tmp_path, standalone=True, clock=time.time)
+    app = standalone_with_rule(kernel, tmp_path, "notify")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         toasts = [n.message for n in app._notifications]
