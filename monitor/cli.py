@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, find_config_path, load_config, to_toml
+from monitor.config import METHODS, Config, ConfigError, find_config_path, load_config, to_toml
 from monitor.errors import UserError
 from monitor.procfs import check_proc_root
 
@@ -87,23 +87,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_reclaim(args: argparse.Namespace) -> int:
-    from monitor import actions, probes, report
-    from monitor.reclaim import make_reclaimer
-    from monitor.store import Store
+    from monitor import actions, report
+    from monitor.wiring import Wiring
 
     config = load(args)
-    p = probes.build(config)
     progress = _progress_printer() if sys.stderr.isatty() else None
-    store = None
-    try:
-        reclaimer = make_reclaimer(config, p, progress, dry_run=args.dry_run)  # refuses early without the right
-        store = None if args.dry_run else Store(actions.db_path(config, args.db))
-        result = actions.reclaim_and_record(reclaimer, store, args.method or config.reclaim.method,
-                                            dry_run=args.dry_run, settle=args.settle)
-    finally:
-        p.close()
-        if store:
-            store.close()
+    wiring = Wiring(config, actions.db_path(config, args.db))
+    result = wiring.reclaim(args.method or config.reclaim.method, progress=progress, dry_run=args.dry_run,
+                            settle=args.settle)
     if progress:
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
@@ -155,44 +146,32 @@ def _set_state(args: argparse.Namespace, what: str) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    import threading
-
-    from monitor import actions, daemon, probes
-    from monitor.errors import PrivilegeError
+    from monitor import actions, daemon
     from monitor.notify import build_notifier
-    from monitor.reclaim import make_reclaimer
-    from monitor.store import Store
-    from monitor.watcher import Watcher
-    from monitor.wslconfig import detect_wsl_reclaim
+    from monitor.recorder import take_instance_lock
+    from monitor.wiring import Wiring
 
     config = load(args)
     if args.interval is not None:
         config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, interval=args.interval))
     listen = args.metrics if args.metrics is not None else config.metrics.listen
-    db = actions.db_path(config, args.db)
-    lock = daemon.instance_lock(db)
-    daemon.setup_logging(config.general.log_level, Path(args.log_file) if args.log_file else daemon.default_log_file())
-    stop = threading.Event()
-    p = probes.build(config)
-    store = Store(db)
-    metrics, server = _start_metrics(listen, p.environment)
-
-    def new_reclaimer():
-        return make_reclaimer(config, probes.build(config), stop=stop)
+    wiring = Wiring(config, actions.db_path(config, args.db))
+    lock = take_instance_lock(wiring.db)
     try:
-        new_reclaimer().sampler.close()
-    except PrivilegeError as exc:
-        store.add_event("error", f"reclaims will fail: {exc}")
-        daemon.log.warning("reclaims will fail: %s", exc)
-    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind)
-    watcher = Watcher(config, p, store, build_notifier(config.notify), new_reclaimer, lambda: Store(db),
-                      metrics=metrics, wsl_mode=wsl.mode if wsl else None)
-    try:
-        p.prime()
-        return daemon.run(config, watcher, db, lambda: Store(db), stop, server)
+        daemon.setup_logging(config.general.log_level,
+                             Path(args.log_file) if args.log_file else daemon.default_log_file())
+        probes = wiring.probes()
+        metrics, server = _start_metrics(listen, probes.environment)
+        recorder = wiring.recorder(build_notifier(config.notify), metrics=metrics, probes=probes)
+        try:
+            refusal = wiring.reclaim_refusal()
+            if refusal:
+                recorder.store.add_event("error", f"reclaims will fail: {refusal}")
+                daemon.log.warning("reclaims will fail: %s", refusal)
+            return daemon.run(recorder, wiring.stop, server)
+        finally:
+            recorder.close()
     finally:
-        p.close()
-        store.close()
         lock.__exit__(None, None, None)
 
 
@@ -334,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("reclaim", parents=[common], help="give memory back now, and report what came back")
-    p.add_argument("--method", choices=["auto", "gradual", "pagecache", "full", "compact"],
+    p.add_argument("--method", choices=METHODS,
                    help="how (default: [reclaim] method, auto)")
     p.add_argument("--dry-run", action="store_true", help="say what would be written; write nothing")
     p.add_argument("--json", action="store_true", help="print the measured result as JSON")

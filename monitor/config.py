@@ -27,6 +27,7 @@ PERCENT = "percent"  # 5, 5.0 or "5%" -> 5.0 (0..100)
 ABSOLUTE = "absolute"  # a Size that may not be a percentage
 
 Method = Literal["auto", "gradual", "pagecache", "full", "compact"]
+METHODS: tuple[str, ...] = typing.get_args(Method)  # the one list of reclaim methods (CLI choices, TUI offers)
 Metric = Literal["page_cache", "reclaimable", "host", "host_gap"]
 Action = Literal["notify", "prompt", "reclaim"]
 

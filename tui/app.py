@@ -32,6 +32,7 @@ from monitor.config import Config, to_toml
 from monitor.errors import UserError
 from monitor.notify import Notification
 from monitor.reclaim import ReclaimResult
+from monitor.store import TIER_WORDS
 from monitor.units import format_duration
 from tui import data, screens
 from tui.source import DataSource, Setup, Snapshot
@@ -223,7 +224,7 @@ class VmmemApp(App):
     def _show_chart(self, snap: Snapshot) -> None:
         chart = snap.chart
         box = self.query_one("#chart-box")
-        title = f"host footprint & page cache · last {snap.range_name} · {data.TIER_WORDS.get(chart.tier, chart.tier)}"
+        title = f"host footprint & page cache · last {snap.range_name} · {TIER_WORDS.get(chart.tier, chart.tier)}"
         if box.border_title != title:
             box.border_title = title
         empty = chart.empty
@@ -451,10 +452,10 @@ def make_app(config: Config, db_path: str | Path, *, standalone: bool, interval:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     """`vmmemctl tui`: attach to the watcher recording ``--db`` if one runs, else record standalone."""
-    from monitor import daemon
+    from monitor.recorder import recording_pid
 
     db = actions.db_path(config, getattr(args, "db", None))
-    watcher = daemon.watcher_running(db)
+    watcher = recording_pid(db)
     # --view: only read (someone's recorded history); otherwise record when nobody else does.
     standalone = not getattr(args, "view", False) and (bool(getattr(args, "standalone", False)) or watcher is None)
     app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None))

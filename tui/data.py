@@ -14,13 +14,15 @@ the config, and returns small records the widgets print as they are:
 
 from __future__ import annotations
 
+import datetime as dt
+
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from monitor.config import Config
+from monitor.config import METHODS, Config, Schedule  # METHODS: re-exported for the app
 from monitor.policy import PolicyState
 from monitor.units import format_bytes, format_duration
 
@@ -30,7 +32,6 @@ RANGE_NAMES = tuple(RANGES)
 TREND_WINDOW = 300.0  # arrows compare the latest sample with the one this long before it
 FLAT_BYTES = 16 * MiB  # a change smaller than this (or 1% of the value) is "steady"
 FLAT_POINTS = 1.0  # percentage points, for PSI and CPU
-TIER_WORDS = {"samples": "every sample", "samples_1m": "1-minute averages", "samples_10m": "10-minute averages"}
 Row = dict[str, Any]
 LocalTime = Callable[[float], time.struct_time]
 
@@ -380,6 +381,15 @@ def until_words(ts: float, now: float, localtime: LocalTime = time.localtime) ->
     return time.strftime(fmt, localtime(ts))
 
 
+def next_schedule(config: Config, now: float) -> tuple[Schedule, dt.datetime] | None:
+    """The next [[schedule]] run by the config's cron lines (a watcher elsewhere runs them)."""
+    from monitor.cron import next_runs
+
+    runs = [(sched, run) for sched in config.schedule
+            for run in next_runs(sched.cron, 1, dt.datetime.fromtimestamp(now).astimezone())]
+    return min(runs, key=lambda r: r[1]) if runs else None
+
+
 def staleness(latest_t: float | None, now: float, interval: float) -> str:
     """Words for an old history ("last sample 2d ago"), or "" when it is live."""
     if latest_t is None:
@@ -394,7 +404,6 @@ def staleness(latest_t: float | None, now: float, interval: float) -> str:
 # ------------------------------------------------------------------ reclaim offers
 
 
-METHODS = ("auto", "gradual", "pagecache", "full", "compact")
 
 
 @dataclass(frozen=True)

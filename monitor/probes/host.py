@@ -31,6 +31,9 @@ T = TypeVar("T")
 
 class HostProbe(Protocol):
     name: str
+    # True when the figure is computed from the guest sample (an estimate, or no VM at all):
+    # nothing to spawn or query, so it is sampled with every guest tick, not on its own clock.
+    cheap: bool
 
     def sample(self, guest: GuestSample | None) -> HostSample: ...
 
@@ -93,6 +96,7 @@ class PsutilProbe:
     """Windows side: the WSL VM process through psutil."""
 
     name = "psutil"
+    cheap = False
 
     def __init__(self, clock: Callable[[], float] = time.time, process_iter=psutil.process_iter):
         self.clock = clock
@@ -118,6 +122,7 @@ class ProcessProbe:
     """A Linux/macOS host: a named VM process (or a PID) and its RSS."""
 
     name = "process"
+    cheap = False
 
     def __init__(self, target: str, clock: Callable[[], float] = time.time):
         self.target = target
@@ -171,6 +176,7 @@ def estimate_host_bytes(guest: GuestSample) -> int | None:
 
 class EstimateProbe:
     name = "estimate"
+    cheap = True
 
     def __init__(self, note: str = "no host reachable; estimated from the guest"):
         self.note = note
@@ -190,6 +196,7 @@ class NoVmProbe:
     """WSL1: Linux syscalls run on the Windows kernel; there is no VM footprint to measure."""
 
     name = "none"
+    cheap = True
 
     def __init__(self, why: str):
         self.why = why
@@ -207,6 +214,7 @@ class ChainProbe:
     def __init__(self, probes: list):
         self.probes = probes
         self.name = "+".join(p.name for p in probes)
+        self.cheap = all(p.cheap for p in probes)
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         errors = []

@@ -1,4 +1,5 @@
-"""The watcher's jobs, called directly; and `vmmemctl watch` as a real process (signals, kill -9)."""
+"""The recorder's jobs, called directly; its two drivers (APScheduler, the Clockwork); and
+`vmmemctl watch` as a real process (signals, kill -9)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAKEBIN, REPO, run_cli
+import builders
+from helpers import FAKEBIN, REPO, run_cli, start_watch, wait_for_samples
 from fakekernel import FakeKernel
 from monitor.config import Config, IdleConfig, PolicyConfig, ReclaimConfig, Rule, SamplingConfig, Schedule
 from monitor.notify import NotifySendBackend, Notifier
 from monitor.probes import build
 from monitor.procfs import LocalFiles, SystemFiles
-from monitor.reclaim import make_reclaimer
+from monitor.recorder import Clockwork, Recorder
 from monitor.store import Store
 from monitor.units import Size
-from monitor.watcher import Watcher
+from monitor.wiring import Wiring
 
 GiB, MiB = 1024**3, 1024**2
 
@@ -36,16 +38,12 @@ def notify_log(tmp_path, monkeypatch):
     return log
 
 
-def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = None) -> Watcher:
-    db = tmp_path / "h.db"
-    probes = build(config, environ={}, files=files or LocalFiles("/proc"))
-    probes.guest.prime()
-    notifier = Notifier([NotifySendBackend(5)])
-    lock = tmp_path / "reclaim.lock"
-
-    def new_reclaimer():
-        return make_reclaimer(config, build(config, environ={}, files=probes.files), lock_path=lock)
-    return Watcher(config, probes, Store(db), notifier, new_reclaimer, lambda: Store(db))
+def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = None, clock=time.time) -> Recorder:
+    """The recorder as `vmmemctl watch` builds it, on this machine's /proc or a given tree."""
+    files = files or LocalFiles("/proc")
+    wiring = Wiring(config, tmp_path / "h.db", environ={}, reclaim_lock=tmp_path / "reclaim.lock",
+                    probes_factory=lambda c, env: build(c, environ={}, files=files))
+    return wiring.recorder(Notifier([NotifySendBackend(5)]), clock=clock)
 
 
 def cfg(*rules: Rule, **kw) -> Config:
@@ -54,9 +52,7 @@ def cfg(*rules: Rule, **kw) -> Config:
 
 def tiny_rule(**kw) -> Rule:
     """A rule that fires at once on this machine: any page cache at all, held for 0 s."""
-    base = dict(name="r", metric="page_cache", above=Size(bytes=1, text="1"), for_=0.0, cooldown=3600.0,
-                action="notify")
-    return Rule(**{**base, **kw})
+    return builders.rule(**{"above": Size(bytes=1, text="1"), "for_": 0.0, "cooldown": 3600.0, **kw})
 
 
 def test_tick_samples_stores_and_decides(tmp_path, notify_log):
@@ -226,8 +222,8 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
     runs = []
     watcher.run_schedule = lambda s: runs.append(s)
     scheduler = BackgroundScheduler()
-    schedule_jobs(scheduler, watcher, config)
-    record_missed_runs(scheduler, lambda: Store(db), config)
+    schedule_jobs(scheduler, watcher)
+    record_missed_runs(scheduler, watcher)
     job = scheduler.get_job("schedule0")
     assert job.coalesce and job.misfire_grace_time == 1
     scheduler.start(paused=True)
@@ -251,7 +247,7 @@ def test_schedule_jobs_use_cron5_weekdays(tmp_path):
     from monitor.daemon import schedule_jobs
     config = cfg(schedule=(Schedule(cron="0 3 * * 0", name="sunday", method="full"),))
     scheduler = BackgroundScheduler()
-    schedule_jobs(scheduler, make_watcher(tmp_path, config), config)
+    schedule_jobs(scheduler, make_watcher(tmp_path, config))
     scheduler.start(paused=True)
     try:
         assert scheduler.get_job("schedule0").next_run_time.strftime("%a %H:%M") == "Sun 03:00"
@@ -261,29 +257,6 @@ def test_schedule_jobs_use_cron5_weekdays(tmp_path):
 
 
 # ------------------------------------------------------------------ `vmmemctl watch` as a process
-
-
-def start_watch(db: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "monitor", "watch", "--db", str(db), "--interval", "0.2s",
-                             "--log-file", str(db.with_suffix(".log")), *extra],
-                            cwd=REPO, env={**os.environ, "VMMEMCTL_CONFIG": "", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_samples(db: Path, n: int, timeout: float = 20) -> int:
-    deadline = time.time() + timeout
-    count = 0
-    while time.time() < deadline:
-        if db.exists():
-            try:
-                with Store(db, readonly=True) as store:
-                    count = store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-            except Exception:
-                count = 0
-            if count >= n:
-                return count
-        time.sleep(0.1)
-    raise AssertionError(f"only {count} samples after {timeout}s")
 
 
 def test_sigterm_exits_cleanly_within_two_seconds(tmp_path):
