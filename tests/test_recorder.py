@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import builders
-from helpers import FAKEBIN, REPO, run_cli, start_watch, wait_for_samples
+from helpers import FAKEBIN, REPO, run_cli, start_watch, tree, wait_for_samples
 from fakekernel import FakeKernel
 from monitor.config import Config, IdleConfig, PolicyConfig, ReclaimConfig, Rule, SamplingConfig, Schedule
 from monitor.notify import NotifySendBackend, Notifier
@@ -334,3 +334,112 @@ def test_history_reads_while_watch_writes(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=5)
+
+
+# ------------------------------------------------------------------ the Clockwork (a recording dashboard's driver)
+
+
+def at(text: str) -> float:
+    """A local wall-clock time as a timestamp: '2030-01-02 03:00:00'."""
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text).astimezone().timestamp()
+
+
+def test_clockwork_runs_a_due_schedule_once_and_says_when_the_next_is(tmp_path):
+    clock = [at("2030-01-02 02:59:58")]
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+    recorder = make_watcher(tmp_path, config, clock=lambda: clock[0])
+    runs = []
+    recorder.run_schedule = lambda s: runs.append(s.name)
+    work = Clockwork(recorder)
+    sched, when = work.next_schedule()
+    assert sched.name == "night" and when.timestamp() == at("2030-01-02 03:00:00")
+    work.run_due()
+    assert runs == []
+    clock[0] = at("2030-01-02 03:00:01")
+    work.run_due()
+    work.run_due()  # the same minute again: not twice
+    assert runs == ["night"]
+    assert work.next_schedule()[1].timestamp() == at("2030-01-03 03:00:00")
+    assert len(recorder.store.recent_samples(3600)) == 3  # and it sampled on every call (at the probe's time)
+
+
+def test_clockwork_skips_and_records_a_run_missed_beyond_its_grace(tmp_path):
+    clock = [at("2030-01-02 02:00:00")]
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+    recorder = make_watcher(tmp_path, config, clock=lambda: clock[0])
+    runs = []
+    recorder.run_schedule = lambda s: runs.append(s.name)
+    work = Clockwork(recorder)
+    clock[0] = at("2030-01-04 09:00:00")  # the laptop slept through two nights
+    work.run_due()
+    assert runs == []
+    (event,) = recorder.store.events(kinds=["schedule"])
+    assert "missed the 03:00 run by more than 60s" in event.message
+    assert work.next_schedule()[1].timestamp() == at("2030-01-05 03:00:00")  # no burst of the missed ones
+
+
+def test_clockwork_maintains_once_a_minute_on_the_recorders_clock(tmp_path):
+    clock = [at("2030-01-02 12:00:00")]
+    recorder = make_watcher(tmp_path, cfg(), clock=lambda: clock[0])
+    done = []
+    recorder.maintain = lambda: done.append(clock[0])
+    work = Clockwork(recorder)
+    for step in range(0, 130, 2):
+        clock[0] = at("2030-01-02 12:00:00") + step
+        work.run_due()
+    assert len(done) == 2  # at 60 s and 120 s
+
+
+def test_a_standalone_dashboard_runs_a_due_schedule(tmp_path):
+    """The bug this design fixed: a dashboard holding the history ran no [[schedule]] reclaims."""
+    from tui.source import DataSource, Setup
+
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=GiB)
+    try:
+        clock = [at("2030-01-02 02:59:59")]
+        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="pagecache"),))
+        files = LocalFiles(kernel.proc)
+        setup = Setup(config, tmp_path / "h.db", True, 2.0, clock=lambda: clock[0], environ={},
+                      reclaim_lock=tmp_path / "reclaim.lock", watcher_pid=lambda db: None,
+                      probes_factory=lambda c, env: build(c, environ={}, files=files))
+        source = DataSource(setup, run_async=lambda fn: fn())
+        source.start()
+        source.tick()
+        assert "next scheduled reclaim: night at 03:00" in source.snapshot("5m", 80).policy
+        clock[0] = at("2030-01-02 03:00:02")
+        source.tick()
+        with Store(tmp_path / "h.db") as store:
+            schedule = [e.message for e in store.events(kinds=["schedule"])]
+            (reclaim,) = store.events(kinds=["reclaim"])
+        source.close()
+        dropped = (kernel.proc / "sys/vm/drop_caches").read_text()
+    finally:
+        kernel.close()
+    assert schedule == ["schedule:night: reclaiming (pagecache)"]
+    assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"][0] == "pagecache"
+    assert dropped.strip() == "1"
+
+
+def test_gradual_available_is_kept_only_once_definitely_known(tmp_path):
+    """A guest that does not answer the first `test -w` must not make `auto` mean pagecache until restart."""
+    from monitor.probes import Probes
+    from monitor.probes.execfiles import ExecFiles
+
+    answers = [None, True]
+
+    class Channel(ExecFiles):
+        def __init__(self):
+            self.asked = 0
+
+        def writable(self, path):
+            self.asked += 1
+            return answers[self.asked - 1]
+
+    probes = build(cfg(), environ={}, files=LocalFiles(tree("linux-vm")))
+    channel = Channel()
+    p = Probes(channel, probes.environment, probes.guest, probes.host, host_mode=True)
+    assert p.gradual_available() is False  # unknown: "no" for now
+    assert p.gradual_available() is True  # asked again, and now known
+    assert p.gradual_available() is True and channel.asked == 2  # kept
