@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from monitor import __version__
-from monitor.config import METHODS, Config, ConfigError, find_config_path, load_config, to_toml
+from monitor.config import METHODS, Config, find_config_path, load_config, to_toml
 from monitor.errors import UserError
 from monitor.procfs import check_proc_root
 
@@ -396,10 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ConfigError) as exc:
-        code = getattr(exc, "exit_code", 2)
-        print(f"vmmemctl: {'config error: ' if isinstance(exc, ConfigError) else ''}{exc}", file=sys.stderr)
-        return code
+    except UserError as exc:  # ConfigError included: one line, its own exit code
+        print(f"vmmemctl: {exc.label}{exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("vmmemctl: interrupted", file=sys.stderr)
         return 130

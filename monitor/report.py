@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any, Iterable, Sequence
 
-from monitor.sample import Environment, GuestSample, HostSample, Sample, diagnose, guest_json, unreturned_bytes
+from monitor.sample import Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
 from monitor.store import TIER_WORDS
 from monitor.units import format_bytes
 

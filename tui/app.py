@@ -28,7 +28,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from monitor import actions
-from monitor.config import Config, to_toml
+from monitor.config import METHODS, Config, to_toml
 from monitor.errors import UserError
 from monitor.notify import Notification
 from monitor.reclaim import ReclaimResult
@@ -268,7 +268,7 @@ class VmmemApp(App):
                         severity="warning")
             return
         row = self.snapshot.latest if self.snapshot else None
-        offers = {m: self.source.offer(m, row) for m in data.METHODS}
+        offers = {m: self.source.offer(m, row) for m in METHODS}
         self._push(screens.ReclaimScreen(offers, self.config.reclaim.method), self._reclaim_chosen)
 
     def _reclaim_chosen(self, method: str | None) -> None:

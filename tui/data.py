@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from monitor.config import METHODS, Config, Schedule  # METHODS: re-exported for the app
+from monitor.config import Config, Schedule
 from monitor.policy import PolicyState
 from monitor.units import format_bytes, format_duration
 
