@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from monitor.config import Config, ReclaimConfig
 from monitor.errors import PrivilegeError, UserError
@@ -34,6 +34,10 @@ from monitor.privilege import COMPACT_MEMORY, DROP_CACHES, MEMORY_RECLAIM
 from monitor.filelock import FileLock, LockHeld
 from monitor.sample import GuestSample, HostSample, Sample, guest_json
 from monitor.units import format_bytes
+
+if TYPE_CHECKING:
+    from monitor.probes import Probes
+    from monitor.procfs import SystemFiles
 
 MAX_GRADUAL_STEPS = 64
 GRADUAL_PAUSE = 0.25  # seconds between steps: lets kswapd and writeback keep up
@@ -347,7 +351,7 @@ def default_lock_path() -> Path:
     return Path(platformdirs.user_runtime_dir("vmmemctl")) / "reclaim.lock"
 
 
-def make_reclaimer(config: Config, probes: Any, progress: Progress | None = None, *,
+def make_reclaimer(config: Config, probes: Probes, progress: Progress | None = None, *,
                    dry_run: bool = False, lock_path: Path | None = None,
                    stop: threading.Event | None = None) -> Reclaimer:
     """A Reclaimer with the narrowest writer that works here; PrivilegeError if none does."""
@@ -356,7 +360,7 @@ def make_reclaimer(config: Config, probes: Any, progress: Progress | None = None
                      sync=getattr(probes.files, "sync", os.sync), progress=progress, stop=stop)
 
 
-def choose_writer(files: Any, dry_run: bool) -> Writer:
+def choose_writer(files: SystemFiles, dry_run: bool) -> Writer:
     """Root (or a tree we own): write directly. Otherwise the sudo path, if a sudoers rule allows it."""
     from monitor.privilege import SudoWriter, missing_right_hint
     from monitor.procfs import LocalFiles
