@@ -92,6 +92,8 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     from monitor.store import Store
 
     config = load(args)
+    if args.path:
+        return _reclaim_paths(args, config)
     p = probes.build(config)
     progress = _progress_printer() if sys.stderr.isatty() else None
     store = None
@@ -111,6 +113,47 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     else:
         print(report.reclaim_text(result))
     return 1 if result.error else 0
+
+
+def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
+    """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
+    from monitor import probes, report
+    from monitor.cache_reclaim import make_path_reclaimer, reclaim_paths_and_record
+    from monitor.store import Store
+
+    paths = [p for group in args.path for p in group]
+    if args.method:
+        raise UserError("reclaim: --path gives back those trees' cache; it takes no --method")
+    missing = [p for p in paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise UserError(f"reclaim --path: {missing[0]}: no such file or directory")
+    tty = sys.stderr.isatty()
+    p = probes.build(config)
+    store = None
+    try:
+        with _stop_on_sigint() as stop:
+            reclaimer = make_path_reclaimer(config, p, _progress_line if tty else None, dry_run=args.dry_run,
+                                            stop=stop)
+            store = None if args.dry_run else Store(actions_db(config, args))
+            result = reclaim_paths_and_record(reclaimer, store, paths, dry_run=args.dry_run, settle=args.settle)
+    finally:
+        p.close()
+        if store:
+            store.close()
+    if tty:
+        print("\r\033[K", end="", file=sys.stderr)
+    print(json.dumps(result.to_json(), indent=2) if args.json else report.reclaim_text(result))
+    return 1 if result.error else 0
+
+
+def actions_db(config: Config, args: argparse.Namespace) -> Path:
+    from monitor import actions
+
+    return actions.db_path(config, args.db)
+
+
+def _progress_line(text: str) -> None:
+    print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
 
 
 def _progress_printer():
@@ -391,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the measured result as JSON")
     p.add_argument("--settle", type=_duration, metavar="DURATION",
                    help="watch the host footprint this long afterwards (default: [reclaim] settle, 10s)")
+    p.add_argument("--path", action="append", nargs="+", metavar="PATH",
+                   help="give back only the page cache of these trees (no root needed for your files), "
+                        "then compact")
     p.set_defaults(func=cmd_reclaim)
 
     p = sub.add_parser("cache", parents=[common], help="what is in the page cache, by directory")
