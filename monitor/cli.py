@@ -91,6 +91,8 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     from monitor.wiring import Wiring
 
     config = load(args)
+    if args.path:
+        return _reclaim_paths(args, config)
     progress = _progress_printer() if sys.stderr.isatty() else None
     wiring = Wiring(config, actions.db_path(config, args.db))
     result = wiring.reclaim(args.method or config.reclaim.method, progress=progress, dry_run=args.dry_run,
@@ -104,10 +106,86 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     return 1 if result.error else 0
 
 
+def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
+    """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
+    from monitor import actions, report
+    from monitor.wiring import Wiring
+
+    paths = [p for group in args.path for p in group]
+    if args.method:
+        raise UserError("reclaim: --path gives back those trees' cache; it takes no --method")
+    missing = [p for p in paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise UserError(f"reclaim --path: {missing[0]}: no such file or directory")
+    tty = sys.stderr.isatty()
+    with _stop_on_sigint() as stop:
+        result = Wiring(config, actions.db_path(config, args.db)).reclaim_paths(
+            paths, progress=_progress_line if tty else None, dry_run=args.dry_run, settle=args.settle, stop=stop)
+    if tty:
+        print("\r\033[K", end="", file=sys.stderr)
+    print(json.dumps(result.to_json(), indent=2) if args.json else report.reclaim_text(result))
+    return 1 if result.error else 0
+
+
+def _progress_line(text: str) -> None:
+    print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
+
+
 def _progress_printer():
     def show(text: str) -> None:
         print(f"\r\033[K{text}", end="" if text.startswith("settling") else "\n", file=sys.stderr, flush=True)
     return show
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from monitor.cache import default_paths, progress_line, scan_json, scan_text, scan_trees
+    from monitor.procfs import LocalFiles
+    from monitor.residency import choose_reader
+
+    config = load(args)
+    paths = args.paths or default_paths()
+    missing = [p for p in paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise UserError(f"cache: {missing[0]}: no such file or directory")
+    tty = sys.stderr.isatty()
+
+    def show(stats, cached) -> None:
+        print(f"\r\033[K{progress_line(stats, cached)} (Ctrl-C: stop and show what was found)",
+              end="", file=sys.stderr, flush=True)
+    with _stop_on_sigint() as stop:
+        result = scan_trees(LocalFiles(config.general.proc_root), paths, depth=args.depth, top=args.top,
+                            one_file_system=args.one_file_system, reader=choose_reader(args.reader),
+                            stop=stop, progress=show if tty else None)
+    if tty:
+        print("\r\033[K", end="", file=sys.stderr)
+    if args.json:
+        print(json.dumps(scan_json(result, args.top), indent=2))
+    else:
+        print(scan_text(result, args.top))
+    return 130 if result.stats.interrupted else 0
+
+
+def _stop_on_sigint():
+    """Ctrl-C sets an event the walk checks, so a long scan stops and still reports what it found."""
+    import contextlib
+    import signal
+    import threading
+
+    @contextlib.contextmanager
+    def handler():
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            yield stop
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return handler()
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return int(text)
 
 
 def cmd_snooze(args: argparse.Namespace) -> int:
@@ -319,7 +397,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the measured result as JSON")
     p.add_argument("--settle", type=_duration, metavar="DURATION",
                    help="watch the host footprint this long afterwards (default: [reclaim] settle, 10s)")
+    p.add_argument("--path", action="append", nargs="+", metavar="PATH",
+                   help="give back only the page cache of these trees (no root needed for your files), "
+                        "then compact")
     p.set_defaults(func=cmd_reclaim)
+
+    p = sub.add_parser("cache", parents=[common], help="what is in the page cache, by directory")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="trees to scan (default: your home; as root also /var and /tmp)")
+    p.add_argument("--depth", type=_positive, default=2, metavar="N",
+                   help="roll up to directories N levels below each PATH (default 2)")
+    p.add_argument("--top", type=_positive, default=15, metavar="N", help="show the N largest (default 15)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (bytes as integers)")
+    p.add_argument("--one-file-system", action="store_true", help="do not cross into other filesystems")
+    p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
+                   help=argparse.SUPPRESS)  # tests and the bench force one; cachestat where the kernel has it
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("tui", parents=[common], help="the dashboard: where the memory is, where it is going; act")
     mode = p.add_mutually_exclusive_group()

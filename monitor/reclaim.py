@@ -222,6 +222,27 @@ class Reclaimer:
         result.ended = self.clock()
         return result
 
+    def run_with(self, result: ReclaimResult, act: Callable[[ReclaimResult], None],
+                 settle: float | None = None) -> ReclaimResult:
+        """Measure a reclaim that ``act`` carries out (``reclaim --path``) as :meth:`run` measures a
+        method: under the lock, the guest before and after, the host over the settle period."""
+        result.started = self.clock()
+        with self._lock():
+            result.before = self.sampler.sample_guest()
+            result.host_before = self.sampler.sample_host(result.before)
+            act(result)
+            result.after = self.sampler.sample_guest()
+            if not result.dry_run:
+                self._settle(result, self.config.settle if settle is None else settle)
+            else:
+                result.host_after = result.host_before
+        result.ended = self.clock()
+        return result
+
+    def compact(self, result: ReclaimResult) -> None:
+        """Compaction as the methods end with it (for :meth:`run_with`'s callers)."""
+        self._run_compact(result)
+
     def _write(self, result: ReclaimResult, path: str, value: str) -> None:
         shown = "/" + path
         if result.dry_run:

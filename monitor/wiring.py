@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from monitor import actions
 from monitor.config import Config
@@ -65,6 +65,27 @@ class Wiring:
                 store = own = self.open_store()
             return actions.reclaim_and_record(reclaimer, store, method, trigger=trigger, dry_run=dry_run,
                                               settle=settle)
+        finally:
+            if own is not None:
+                own.close()
+            probes.close()
+
+    def reclaim_paths(self, paths: Sequence[str], *, trigger: str = "manual", progress: Progress | None = None,
+                      dry_run: bool = False, settle: float | None = None, store: Store | None = None,
+                      stop: threading.Event | None = None) -> ReclaimResult:
+        """`reclaim --path`: the page cache of those trees only (monitor/cache_reclaim.py), measured and
+        recorded as every reclaim; unprivileged works for the files the user can open."""
+        from monitor.cache_reclaim import make_path_reclaimer, reclaim_paths_and_record
+
+        probes = self.probes()
+        own = None
+        try:
+            reclaimer = make_path_reclaimer(self.config, probes, progress, dry_run=dry_run,
+                                            lock_path=self.reclaim_lock, stop=stop or self.stop)
+            if store is None and not dry_run:
+                store = own = self.open_store()
+            return reclaim_paths_and_record(reclaimer, store, paths, dry_run=dry_run, trigger=trigger,
+                                            settle=settle)
         finally:
             if own is not None:
                 own.close()
