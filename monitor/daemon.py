@@ -74,7 +74,7 @@ def default_log_file() -> Path:
 
 def schedule_jobs(scheduler: Any, watcher: Any, config: Config) -> None:
     """Wire time to the watcher's jobs. Coalesce everything; never replay a burst after sleep."""
-    from apscheduler.triggers.interval import IntervalTrigger
+    from monitor.scheduling import IntervalTrigger
 
     from monitor.cron import parse_cron, to_trigger
 
@@ -92,7 +92,7 @@ def schedule_jobs(scheduler: Any, watcher: Any, config: Config) -> None:
 
 def record_missed_runs(scheduler: Any, store_factory: Any, config: Config) -> None:
     """APScheduler skips a scheduled reclaim missed by more than its grace: say so in the history."""
-    from apscheduler.events import EVENT_JOB_MISSED
+    from monitor.scheduling import EVENT_JOB_MISSED
 
     def on_missed(event: Any) -> None:
         if not event.job_id.startswith("schedule"):
@@ -111,8 +111,7 @@ def record_missed_runs(scheduler: Any, store_factory: Any, config: Config) -> No
 def run(config: Config, watcher: Any, db: Path, store_factory: Any, stop: threading.Event,
         metrics_server: Any = None) -> int:
     """Run until SIGTERM/SIGINT (which set ``stop``; a reclaim in flight ends its settle early)."""
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.schedulers.background import BackgroundScheduler
+    from monitor.scheduling import BackgroundScheduler, ThreadPoolExecutor
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
