@@ -51,14 +51,15 @@ def default_log_file() -> Path:
 
 def schedule_jobs(scheduler: Any, recorder: Recorder) -> None:
     """Hand the recorder's job table to APScheduler. Coalesce everything; never replay a burst after sleep."""
+    from monitor.scheduling import JOB_DEFAULTS
+
     for job in recorder.jobs():
-        scheduler.add_job(job.run, job.trigger, id=job.id, misfire_grace_time=max(1, int(job.grace)),
-                          coalesce=True, max_instances=1, replace_existing=True)
+        scheduler.add_job(job.run, job.trigger, id=job.id, misfire_grace_time=max(1, int(job.grace)), **JOB_DEFAULTS)
 
 
 def record_missed_runs(scheduler: Any, recorder: Recorder) -> None:
     """APScheduler skips a scheduled reclaim missed by more than its grace: say so in the history."""
-    from apscheduler.events import EVENT_JOB_MISSED
+    from monitor.scheduling import EVENT_JOB_MISSED
 
     def on_missed(event: Any) -> None:
         if not event.job_id.startswith("schedule"):
@@ -74,15 +75,13 @@ def record_missed_runs(scheduler: Any, recorder: Recorder) -> None:
 
 def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None) -> int:
     """Run until SIGTERM/SIGINT (which set ``stop``; a reclaim in flight ends its settle early)."""
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.schedulers.background import BackgroundScheduler
+    from monitor.scheduling import build_scheduler
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     # One worker runs every job that touches the recorder's store connection, in turn (each takes
     # milliseconds); reclaims, which take seconds, run on their own worker with their own connection.
-    scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1), "reclaim": ThreadPoolExecutor(1)},
-                                    job_defaults={"coalesce": True})
+    scheduler = build_scheduler(workers=1, reclaim_workers=1)
     recorder.run_async = lambda fn: scheduler.add_job(fn, executor="reclaim", misfire_grace_time=30)
     schedule_jobs(scheduler, recorder)
     record_missed_runs(scheduler, recorder)

@@ -112,9 +112,7 @@ class Recorder:
 
     def jobs(self) -> list[Job]:
         """The one table of jobs and their timing (see the module docstring)."""
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        from monitor.cron import parse_cron, to_trigger
+        from monitor.scheduling import IntervalTrigger, cron  # APScheduler without asyncio (bench/results/overhead.md)
 
         def every(seconds: float) -> IntervalTrigger:  # first run one period from now, on our clock
             return IntervalTrigger(seconds=seconds, start_date=dt.datetime.fromtimestamp(self.clock() + seconds))
@@ -127,7 +125,7 @@ class Recorder:
         table.append(Job("maintain", self.maintain, every(MAINTAIN_EVERY), MAINTAIN_EVERY))
         for i, sched in enumerate(self.config.schedule):
             table.append(Job(f"schedule{i}", lambda sched=sched: self.run_schedule(sched),
-                             to_trigger(parse_cron(sched.cron)), max(1.0, sched.grace)))
+                             cron(sched.cron), max(1.0, sched.grace)))
         return table
 
     # ------------------------------------------------------------ jobs

@@ -19,14 +19,29 @@ from. They never raise: an unreachable host gives ``bytes=None`` and an
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Protocol, TypeVar
-
-import psutil
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, TypeVar
 
 from monitor.sample import GuestSample, HostSample
 
+if TYPE_CHECKING:
+    import psutil
+
 WSL_VM_NAMES = ("vmmemwsl", "vmmem")  # preference order, compared case-insensitively
 T = TypeVar("T")
+
+
+def _psutil():
+    """psutil, imported when a psutil or process probe first needs it: a Linux watcher's default
+    (estimate) host probe never does, and the import is 0.9 MiB of its RSS (bench/results/overhead.md)."""
+    import psutil
+
+    return psutil
+
+
+def _lost() -> tuple[type[Exception], ...]:
+    """psutil's errors for a process that went away or is not ours to read."""
+    ps = _psutil()
+    return ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess
 
 
 class HostProbe(Protocol):
@@ -43,7 +58,7 @@ class HostProbe(Protocol):
 def _proc_name(proc) -> str:
     try:
         return proc.name()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+    except _lost():
         return ""
 
 
@@ -79,7 +94,7 @@ def select_vm_process(procs: Iterable) -> tuple[object | None, str]:
 def _rss(proc) -> int:
     try:
         return proc.memory_info().rss
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+    except _lost():
         return -1
 
 
@@ -87,7 +102,7 @@ def private_working_set(proc) -> tuple[int, str]:
     """(bytes, what it is): uss where allowed, else the working set."""
     try:
         return proc.memory_full_info().uss, "private working set"
-    except (psutil.AccessDenied, AttributeError, NotImplementedError):
+    except (_psutil().AccessDenied, AttributeError, NotImplementedError):
         info = proc.memory_info()
         return getattr(info, "wset", info.rss), "working set (private set denied)"
 
@@ -98,19 +113,19 @@ class PsutilProbe:
     name = "psutil"
     cheap = False
 
-    def __init__(self, clock: Callable[[], float] = time.time, process_iter=psutil.process_iter):
+    def __init__(self, clock: Callable[[], float] = time.time, process_iter=None):
         self.clock = clock
-        self.process_iter = process_iter
+        self.process_iter = process_iter or _psutil().process_iter
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         now = self.clock()
-        total = psutil.virtual_memory().total
+        total = _psutil().virtual_memory().total
         proc, why = select_vm_process(self.process_iter())
         if proc is None:
             return HostSample(now, None, "psutil", False, error=why, host_total=total)
         try:
             value, what = private_working_set(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
+        except _lost() as exc:
             return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", host_total=total)
         return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", host_total=total)
 
@@ -131,12 +146,12 @@ class ProcessProbe:
     def find(self) -> list[psutil.Process]:
         if self.target.isdigit():
             try:
-                return [psutil.Process(int(self.target))]
-            except psutil.NoSuchProcess:
+                return [_psutil().Process(int(self.target))]
+            except _psutil().NoSuchProcess:
                 return []
         wanted = self.target
         found = []
-        for proc in psutil.process_iter(["name", "cmdline"]):
+        for proc in _psutil().process_iter(["name", "cmdline"]):
             cmd = proc.info.get("cmdline") or []
             exe_name = cmd[0].rsplit("/", 1)[-1] if cmd else ""
             if wanted in (proc.info.get("name"), exe_name):
@@ -145,7 +160,7 @@ class ProcessProbe:
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         now = self.clock()
-        total = psutil.virtual_memory().total
+        total = _psutil().virtual_memory().total
         procs = self.find()
         if not procs:
             return HostSample(now, None, "process", False, error=f"no process {self.target!r}: is the VM running?",
