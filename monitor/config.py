@@ -152,6 +152,9 @@ class Schedule:
     only_if_idle: bool = field(default=False, metadata=doc("Only run if the idle gate for the method passes."))
     grace: Annotated[float, DURATION] = field(default=300.0, metadata=doc(
         "A run missed by more than this (sleep, suspended VM) is skipped, never run late in a burst."))
+    path: list[str] = field(default_factory=list, metadata=doc(
+        "Give back only the page cache of these trees (files and folders; ~ is the watcher's home), on any "
+        "kernel, instead of a method: as `vmmemctl reclaim --path`."))
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,11 @@ def check_record(obj: Any, file: str, prefix: str) -> None:
         if _size_key(obj.rearm_below) > _size_key(obj.above):
             raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(obj.rearm_below))}; "
                               f"expected at most above ({obj.above})")
+    if isinstance(obj, Schedule) and obj.path and obj.method != "auto":
+        raise ConfigError(f"{file}: {prefix}method: got {show(obj.method)}; expected no method with path "
+                          "(a path schedule gives back those trees' cache)")
+    if isinstance(obj, Schedule) and any(not p.strip() for p in obj.path):
+        raise ConfigError(f'{file}: {prefix}path: got ""; expected a file or folder')
     if isinstance(obj, Schedule):
         from monitor.cron import CronError, parse_cron
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -167,8 +168,9 @@ class Recorder:
             if skip:
                 self.store.add_event("schedule", f"{name}: skipped: {skip}", rule=name)
                 return
-            self.store.add_event("schedule", f"{name}: reclaiming ({schedule.method})", rule=name)
-            self.run_async(lambda: self._reclaim(schedule.method, name))
+            what = "the cache of " + ", ".join(schedule.path) if schedule.path else schedule.method
+            self.store.add_event("schedule", f"{name}: reclaiming ({what})", rule=name)
+            self.run_async(lambda: self._reclaim(schedule.method, name, schedule.path))
         except Exception as exc:
             self._record_error(name, exc)
 
@@ -268,15 +270,20 @@ class Recorder:
             if prompt.rule and state.rule(prompt.rule).armed:
                 self.store.answer_prompt(prompt.id, "expired", "the condition passed")
 
-    def _reclaim(self, method: str, trigger: str) -> None:
-        """One reclaim at a time from this recorder, on the caller's (worker) thread."""
+    def _reclaim(self, method: str, trigger: str, paths: list[str] | None = None) -> None:
+        """One reclaim at a time from this recorder, on the caller's (worker) thread; with ``paths``,
+        only those trees' cache."""
         if not self._reclaiming.acquire(blocking=False):
             log.info("%s: a reclaim is already running here; skipped", trigger)
             return
         store = None
         try:
             store = self.wiring.open_store()  # this thread's own connection
-            result = self.wiring.reclaim(method, trigger=trigger, store=store)
+            if paths:
+                result = self.wiring.reclaim_paths([os.path.expanduser(p) for p in paths], trigger=trigger,
+                                                   store=store)
+            else:
+                result = self.wiring.reclaim(method, trigger=trigger, store=store)
             if self.metrics:
                 self.metrics.observe_reclaim(result)
             log.info("%s", actions.describe_reclaim(result))
@@ -304,8 +311,8 @@ class Recorder:
                 return "page cache unknown"
             if cache <= limit:
                 return f"page cache {format_bytes(cache)} is not above {format_bytes(limit)}"
-        if schedule.only_if_idle:
-            method = effective_method(schedule.method, self.gradual_available())
+        if schedule.only_if_idle:  # a path drop leaves the working set elsewhere alone: the light gate
+            method = "path" if schedule.path else effective_method(schedule.method, self.gradual_available())
             idle = judge_idle(recent, self.config.idle, method, now)
             if not idle.ok:
                 return idle.words

@@ -443,3 +443,28 @@ def test_gradual_available_is_kept_only_once_definitely_known(tmp_path):
     assert p.gradual_available() is False  # unknown: "no" for now
     assert p.gradual_available() is True  # asked again, and now known
     assert p.gradual_available() is True and channel.asked == 2  # kept
+
+
+@pytest.mark.slow  # compacts this machine's memory after the drop
+def test_a_path_schedule_gives_back_that_trees_cache_only(tmp_path):
+    """[[schedule]] path = [...]: the reclaim-by-path of `vmmemctl reclaim --path`, run by the recorder."""
+    tree_dir = tmp_path / "build"
+    tree_dir.mkdir()
+    (tree_dir / "a.o").write_bytes(os.urandom(1 << 20))
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="build", path=[str(tree_dir)]),))
+    recorder = make_watcher(tmp_path, config)
+    recorder.tick()
+    recorder.run_schedule(config.schedule[0])
+    (started,) = recorder.store.events(kinds=["schedule"])
+    (reclaim,) = recorder.store.events(kinds=["reclaim"])
+    assert started.message == f"schedule:build: reclaiming (the cache of {tree_dir})"
+    assert reclaim.rule == "schedule:build" and reclaim.data["methods_run"][0] == "path"
+    assert str(tree_dir) in reclaim.message
+
+
+def test_a_path_schedule_with_a_method_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[schedule]]\ncron = "0 3 * * *"\nmethod = "full"\npath = ["/tmp/x"]\n')
+    done = run_cli("config", "check", str(path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "schedule[0].method" in done.stderr and "expected no method with path" in done.stderr
