@@ -353,7 +353,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
         for i, sched in enumerate(config.schedule):
             runs = ", ".join(t.isoformat(timespec="minutes") for t in next_runs(sched.cron, 3))
-            print(f"  schedule[{i}] {sched.name or sched.cron!r} ({sched.method}): next {runs}")
+            what = "cache of " + ", ".join(sched.path) if sched.path else sched.method
+            print(f"  schedule[{i}] {sched.name or sched.cron!r} ({what}): next {runs}")
     return 0
 
 
