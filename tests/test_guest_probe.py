@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import re
+import shutil
+import threading
 
 import pytest
 
 from helpers import TREES, run_cli, tree
 from monitor.environment import detect_environment
-from monitor.probes.guest import GuestProbe, split_free_blocks
+from monitor.probes.guest import FILES, GuestProbe, _from_meminfo, split_free_blocks
+from monitor.sample import GuestSample
 from monitor.procfs import LocalFiles, parse_buddyinfo, parse_cpu_times, parse_meminfo, parse_pressure
 
 KiB = 1024
@@ -157,3 +163,93 @@ def test_environment_detection(tmp_path, release, version, environ, kind):
 
 def test_windows_platform():
     assert detect_environment(LocalFiles(tree("linux-vm")), {}, platform="win32").kind == "windows"
+
+
+# ------------------------------------------------------------- files kept open and re-read
+
+
+def test_values_stay_right_across_re_reads(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(TREES / "linux-vm/proc", root)
+    files = LocalFiles(root)
+    probe = GuestProbe(files)
+    meminfo = (root / "meminfo").read_text()
+    first = probe.sample()
+    for cached_kb in (1999176, 5, 1999176 * 3):  # longer and shorter texts than before, same descriptor
+        text = re.sub(r"^Cached:\s+\d+ kB", f"Cached:        {cached_kb} kB", meminfo, flags=re.M)
+        (root / "meminfo").write_text(text)  # rewritten in place, as procfs regenerates it
+        s = probe.sample()
+        info, _ = parse_meminfo(text)
+        assert s.cached == cached_kb * KiB and s.free == first.free and s.warnings == ()
+        assert s.page_cache == info["Buffers"] + info["Cached"] - info["Shmem"]
+    (root / "meminfo").write_text(meminfo.replace("MemFree:", "MemFree: lots", 1))  # the layout no longer fits
+    odd = probe.sample()
+    assert odd.free is None and any("malformed" in w for w in odd.warnings)
+    (root / "meminfo").write_text(meminfo)
+    assert probe.sample().free == first.free
+
+
+def test_a_file_that_vanishes_and_comes_back(tmp_path):
+    root = tmp_path / "proc"
+    shutil.copytree(TREES / "linux-vm/proc", root)
+    files = LocalFiles(root)
+    vmstat = (root / "vmstat").read_text()
+    assert files.read(["proc/vmstat"])["proc/vmstat"] == vmstat
+    (root / "vmstat").unlink()
+    assert files.read(["proc/vmstat"])["proc/vmstat"] is None
+    assert any("vmstat: missing" in w for w in GuestProbe(files).sample().warnings)
+    (root / "vmstat").write_text("pgpgin 42\n")
+    assert files.read(["proc/vmstat"])["proc/vmstat"] == "pgpgin 42\n"
+    assert GuestProbe(files).sample().pgpgin == 42
+
+
+def test_a_file_renamed_over_is_read_anew(tmp_path):
+    # a writer that replaces the file (write a temp, rename it over): the kept descriptor would read the old inode
+    root = tmp_path / "proc"
+    shutil.copytree(TREES / "linux-vm/proc", root)
+    files = LocalFiles(root)
+    probe = GuestProbe(files)
+    probe.sample()
+    (tmp_path / "stat.new").write_text("cpu  100 0 0 900 0 0 0 0 0 0\n")
+    os.replace(tmp_path / "stat.new", root / "stat")
+    probe.sample()
+    (tmp_path / "stat.new").write_text("cpu  150 0 0 950 0 0 0 0 0 0\n")  # 50 busy of 100 jiffies
+    os.replace(tmp_path / "stat.new", root / "stat")
+    assert probe.sample().cpu_busy_percent == 50.0
+
+
+def test_a_fifo_is_read_anew_each_time(tmp_path):
+    root = tmp_path / "proc"
+    root.mkdir()
+    os.mkfifo(root / "meminfo")
+    files = LocalFiles(root)
+
+    def serve(text):
+        fd = os.open(root / "meminfo", os.O_WRONLY)  # blocks until the reader opens
+        os.write(fd, text.encode())
+        os.close(fd)
+    for text in ("MemTotal: 1 kB\n", "MemTotal: 2 kB\n"):
+        writer = threading.Thread(target=serve, args=(text,))
+        writer.start()
+        assert files.read(["proc/meminfo"])["proc/meminfo"] == text
+        writer.join(5)
+    files.close()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TREES.iterdir() if p.is_dir()))
+def test_quick_paths_give_what_the_full_parse_gives(name):
+    # the layout, the buddyinfo sums and the sample built without __init__, against the plain parsers
+    files = LocalFiles(tree(name))
+    probe = GuestProbe(files)
+    first, again = probe.sample(), probe.sample()  # the second goes through the learnt layout
+    texts = files.read(FILES)
+    warnings: list[str] = []
+    meminfo = _from_meminfo(texts["proc/meminfo"], warnings)
+    assert {k: getattr(again, k) for k in meminfo} == meminfo
+    if texts["proc/buddyinfo"] is not None:
+        zones, _ = parse_buddyinfo(texts["proc/buddyinfo"])
+        if zones:
+            assert (again.returnable_free, again.fragmented_free) == split_free_blocks(zones, again.page_reporting_order)
+    fields = {f.name: getattr(again, f.name) for f in dataclasses.fields(GuestSample)}
+    assert GuestSample(**fields) == again and repr(GuestSample(**fields)) == repr(again)
+    assert dataclasses.replace(first, time=again.time, cpu_busy_percent=again.cpu_busy_percent) == again

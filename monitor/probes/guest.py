@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import logging
 import time
+from operator import mul
 from typing import Callable
 
 from monitor.procfs import (
+    MAX_PLAUSIBLE_BYTES,
     CpuTimes,
+    MeminfoLayout,
     SystemFiles,
     Zone,
+    meminfo_layout,
     parse_buddyinfo,
     parse_cpu_times,
     parse_meminfo,
     parse_pressure,
     parse_vmstat,
+    read_meminfo_layout,
 )
 from monitor.sample import GuestSample
 
@@ -43,6 +48,7 @@ class GuestProbe:
         self._last_cpu: CpuTimes | None = None
         # WSL sets the reporting order once at boot: read it on the first sample, then keep it.
         self._order_text: str | None = None
+        self._layout: MeminfoLayout | None = None  # learnt from the first clean meminfo
 
     def prime(self) -> None:
         """Take a CPU reading so the next sample's busy % covers a known interval."""
@@ -58,7 +64,7 @@ class GuestProbe:
         now = self.clock()
         warnings: list[str] = []
         values: dict = {}
-        values.update(_from_meminfo(texts["proc/meminfo"], warnings))
+        values.update(self._meminfo(texts["proc/meminfo"], warnings))
         for name in ("memory", "io"):
             text = texts[f"proc/pressure/{name}"]
             if text is None:
@@ -74,7 +80,21 @@ class GuestProbe:
         values.update(_derive(values))
         for w in warnings:
             log.debug("guest sample: %s", w)
-        return GuestSample(time=now, warnings=tuple(warnings), **values)
+        values["time"], values["warnings"] = now, tuple(warnings)
+        return _guest_sample(values)
+
+    def _meminfo(self, text: str | None, warnings: list[str]) -> dict:
+        """The fields used, through the learnt layout when the text fits it, else parsed in full."""
+        if text is not None and self._layout is not None:
+            info = read_meminfo_layout(self._layout, text)
+            if info is not None and _plausible(info):
+                return {ours: info.get(theirs) for ours, theirs in MEMINFO_FIELDS.items()}
+        more: list[str] = []
+        values = _from_meminfo(text, more)
+        warnings += more
+        # learn (again) from a clean file; a file with warnings keeps the full parse, which reports them
+        self._layout = meminfo_layout(text, MEMINFO_FIELDS.values()) if text is not None and not more else None
+        return values
 
     def _cpu_busy(self, text: str | None, warnings: list[str]) -> float | None:
         cpu = parse_cpu_times(text) if text else None
@@ -95,6 +115,23 @@ MEMINFO_FIELDS = {
 }
 # Without these the sample is not worth much; the rest may be missing quietly.
 ESSENTIAL = ("MemTotal", "MemFree", "Cached")
+
+
+def _plausible(info: dict[str, int]) -> bool:
+    """What the full parse would accept without a word: every value sane, no part above the whole."""
+    total = info.get("MemTotal")
+    return total is not None and all(v <= MAX_PLAUSIBLE_BYTES and (v <= total or k.startswith("Swap"))
+                                     for k, v in info.items())
+
+
+def _guest_sample(values: dict) -> GuestSample:
+    """``GuestSample(**values)`` at a fifth of the cost (0.9 µs against 4.3 µs here): the frozen
+    dataclass's __init__ makes one object.__setattr__ call per field, 27 of them. The object is
+    built as pickle and copy rebuild one (a new instance, then its __dict__); unset fields read
+    the class's defaults, as after __init__ (tests/test_guest_probe.py compares both ways)."""
+    sample = object.__new__(GuestSample)
+    sample.__dict__.update(values)
+    return sample
 
 
 def _from_meminfo(text: str | None, warnings: list[str]) -> dict:
@@ -145,6 +182,9 @@ def _from_buddyinfo(text: str | None, order: int, warnings: list[str]) -> dict:
     if text is None:
         warnings.append("buddyinfo: missing; returnable free unknown")
         return {}
+    quick = _buddyinfo_sums(text, order)
+    if quick is not None:
+        return {"returnable_free": quick[0], "fragmented_free": quick[1]}
     zones, more = parse_buddyinfo(text)
     warnings += more
     if not zones:
@@ -152,6 +192,31 @@ def _from_buddyinfo(text: str | None, order: int, warnings: list[str]) -> dict:
         return {}
     big, small = split_free_blocks(zones, order)
     return {"returnable_free": big, "fragmented_free": small}
+
+
+def _buddyinfo_sums(text: str, order: int) -> tuple[int, int] | None:
+    """:func:`split_free_blocks` straight from a well-formed buddyinfo (3 µs against 7 µs for
+    parse + split), or None for anything parse_buddyinfo would warn about.
+
+        Node 0, zone   Normal    406    395    505    718    538    332    183    115     73     35     59
+    """
+    big = small = 0
+    orders = None
+    weights: list[int] = []
+    for line in text.splitlines():
+        parts = line.split()
+        counts = parts[4:]
+        if len(parts) < 6 or parts[0] != "Node" or parts[2] != "zone" or not parts[1].endswith(",") \
+                or not parts[1][:-1].isdigit() or not "".join(counts).isdigit() or max(map(len, counts)) > 9:
+            return None  # 9 digits stay under parse_buddyinfo's bound (2**32)
+        if orders is None:
+            orders, weights = len(counts), [PAGE_SIZE << o for o in range(len(counts))]
+        elif len(counts) != orders:
+            return None
+        sizes = list(map(mul, map(int, counts), weights))
+        small += sum(sizes[:order])
+        big += sum(sizes[order:])
+    return None if orders is None else (big, small)
 
 
 def split_free_blocks(zones: list[Zone], order: int) -> tuple[int, int]:
