@@ -76,7 +76,11 @@ def powershell() -> None:
         sys.exit(1)
     if MODE == "slow":
         time.sleep(30)
+    delay = float(os.environ.get("FAKE_WINDOWS_FIRST_DELAY") or 0)  # a cold start after logon
     for line in sys.stdin:
+        if delay:
+            time.sleep(delay)
+            delay = 0
         nonce = re.search(r"'__END_([0-9a-f]+)__'", line)
         if MODE == "hang":
             time.sleep(3600)
