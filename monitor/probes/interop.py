@@ -104,8 +104,10 @@ class PowerShellSession:
     keeps the process (the answer is picked up by the next query).
     """
 
-    def __init__(self, exe: str, timeout: float, first_timeout: float = FIRST_ANSWER_TIMEOUT):
+    def __init__(self, exe: str, timeout: float, first_timeout: float = FIRST_ANSWER_TIMEOUT,
+                 env: dict[str, str] | None = None):
         self.exe = exe
+        self.env = env
         self.timeout = timeout
         self.first_timeout = max(first_timeout, timeout)
         self.proc: subprocess.Popen | None = None
@@ -120,7 +122,7 @@ class PowerShellSession:
         try:
             self.proc = subprocess.Popen(
                 [self.exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, env=self.env,
                 start_new_session=True,  # a Ctrl-C in our terminal is ours to handle, not PowerShell's
             )
         except OSError as exc:  # ENOEXEC, EACCES: not a crash, an unreachable Windows (issue 17)
