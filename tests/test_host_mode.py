@@ -159,6 +159,6 @@ def test_wsl_exe_messages_are_readable_whatever_their_encoding():
     files = ExecFiles([str(FAKEBIN / "wsl.exe"), "-d", "Nope", "-u", "root", "-e"], timeout=5)
     with pytest.raises(OSError) as info:
         files.write("proc/sys/vm/drop_caches", "1")
-    assert "There is no distribution with the supplied name." in str(info.value)
+    assert "Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND" in str(info.value) and "\x00" not in str(info.value)
     from monitor.windows import decode_windows_text
     assert decode_windows_text("Error: Wsl\r\n".encode("utf-16-le")) == "Error: Wsl\r\n"
