@@ -306,12 +306,21 @@ def cmd_service_install(args: argparse.Namespace) -> int:
         if not distro:
             raise UserError("service install --windows-task: which distro? pass --distro NAME "
                             "(or run it inside that distro)")
-        xml = service.windows_task_xml(distro, vmmemctl_executable())
+        from monitor.windows import find_windows_tool
+
+        user = args.windows_user or service.windows_user(find_windows_tool)
+        xml = service.windows_task_xml(distro, vmmemctl_executable(), user=user)
+        if not user:
+            print("vmmemctl: no Windows user (whoami.exe did not answer; pass --windows-user DOMAIN\\name): "
+                  "only an administrator can register this task", file=sys.stderr)
         if args.output:
             Path(args.output).write_bytes(service.encode_task_xml(xml))
-            print(f"wrote {args.output}; on Windows: schtasks /create /xml {Path(args.output).name} /tn vmmemctl")
+            print(f"wrote {args.output} (UTF-16); register it in Windows with:\n"
+                  f"  schtasks /create /xml {Path(args.output).name} /tn vmmemctl\n{service.SCHTASKS_NOTE}")
         else:
-            print(xml)
+            print(service.task_xml_as_utf8(xml), end="")
+            print("vmmemctl: schtasks wants UTF-16: write the file with --output FILE, then "
+                  "schtasks /create /xml FILE /tn vmmemctl", file=sys.stderr)
         return 0
     scope = "system" if args.system or (not args.user and os.geteuid() == 0) else "user"
     code, text = service.install(scope, args.print, vmmemctl_executable(), ["watch"])
@@ -452,6 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--print", action="store_true", help="print the unit; install nothing")
     c.add_argument("--distro", help="with --windows-task: the WSL distro (default: this one)")
     c.add_argument("--output", metavar="FILE", help="with --windows-task: write the XML (UTF-16) here")
+    c.add_argument("--windows-user", metavar="DOMAIN\\NAME",
+                   help="with --windows-task: the Windows account (default: what whoami.exe says)")
     c.set_defaults(func=cmd_service_install)
 
     p = sub.add_parser("notify", parents=[common], help="notifications")

@@ -237,7 +237,11 @@ def load_config(path: str | Path | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        text = raw_bytes.decode("utf-8")
+        # A UTF-8 BOM (Notepad) or UTF-16 with a BOM (PowerShell 5.1's `>`) is text, not invalid TOML.
+        if raw_bytes.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = raw_bytes.decode("utf-16")
+        else:
+            text = raw_bytes.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a TOML config file") from None
     try:

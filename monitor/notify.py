@@ -99,105 +99,88 @@ def _last_line(data: bytes | str, limit: int = 200) -> str:
 # one exists on every Windows 10/11 (the usual trick of toast scripts).
 TOAST_APP_ID = r"{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\WindowsPowerShell\v1.0\powershell.exe"
 TOAST_OK = "vmmemctl-toast-ok"
+TOAST_OFF = "vmmemctl-toast-off: "
 TOAST_ERROR = "vmmemctl-toast-error: "
 
-# Fixed: nothing in it comes from a notification. stdin holds two lines,
-# base64 of the UTF-8 title and body. Setting InnerText puts them into the
-# ToastText02 template's DOM as text, so no XML is ever parsed from them.
-TOAST_SCRIPT = f"""$ErrorActionPreference = 'Stop'
-try {{
-  $lines = [Console]::In.ReadToEnd().Split([char]10)
-  $utf8 = [System.Text.Encoding]::UTF8
-  $title = $utf8.GetString([Convert]::FromBase64String($lines[0].Trim()))
-  $body = $utf8.GetString([Convert]::FromBase64String($lines[1].Trim()))
-  $null = [Windows.UI.Notifications.ToastNotificationManager, Windows.UI.Notifications, ContentType = WindowsRuntime]
-  $type = [Windows.UI.Notifications.ToastTemplateType]::ToastText02
-  $xml = [Windows.UI.Notifications.ToastNotificationManager]::GetTemplateContent($type)
-  $texts = $xml.GetElementsByTagName('text')
-  $texts.Item(0).InnerText = $title
-  $texts.Item(1).InnerText = $body
-  $toast = New-Object Windows.UI.Notifications.ToastNotification $xml
-  [Windows.UI.Notifications.ToastNotificationManager]::CreateToastNotifier('{TOAST_APP_ID}').Show($toast)
-  '{TOAST_OK}'
-}} catch {{
-  '{TOAST_ERROR}' + $_.Exception.Message
-  exit 1
-}}
-"""
+# One line for ``powershell.exe -Command -`` on stdin (the interop probe's session shape), never
+# ``-EncodedCommand``: "-NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand <b64>" is
+# the shape Microsoft Defender's ML detection kills as malware (mondoohq/mql#9802, inspec/train#707,
+# sindresorhus/open#304). The text arrives as two single-quoted base64 literals ([A-Za-z0-9+/=] only,
+# so no quote can end them), decoded in the script; setting InnerText puts it into the ToastText02
+# template as text, so no XML is parsed from it. ToastNotifier.Setting says when the user (or a
+# policy) turned notifications off for the app: that is reported, not called "delivered".
+TOAST_SCRIPT = (
+    "$ErrorActionPreference='Stop'; try { $utf8=[System.Text.Encoding]::UTF8; "
+    "$title=$utf8.GetString([Convert]::FromBase64String('{title}')); "
+    "$body=$utf8.GetString([Convert]::FromBase64String('{body}')); "
+    "$null=[Windows.UI.Notifications.ToastNotificationManager, Windows.UI.Notifications, ContentType = WindowsRuntime]; "
+    "$xml=[Windows.UI.Notifications.ToastNotificationManager]::GetTemplateContent("
+    "[Windows.UI.Notifications.ToastTemplateType]::ToastText02); "
+    "$texts=$xml.GetElementsByTagName('text'); $texts.Item(0).InnerText=$title; $texts.Item(1).InnerText=$body; "
+    f"$n=[Windows.UI.Notifications.ToastNotificationManager]::CreateToastNotifier('{TOAST_APP_ID}'); "
+    f"if ($n.Setting -ne 'Enabled') {{ '{TOAST_OFF}' + $n.Setting }} else {{ "
+    f"$n.Show((New-Object Windows.UI.Notifications.ToastNotification $xml)); '{TOAST_OK}' }} "
+    f"}} catch {{ '{TOAST_ERROR}' + $_.Exception.Message }}; "
+    "'__END_{nonce}__'"
+)
 
 # Characters XML 1.0 forbids (C0 controls but tab/LF/CR, U+FFFE/U+FFFF): the
 # toast XML document would refuse them, so they are dropped before encoding.
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def encode_toast_command(script: str = TOAST_SCRIPT) -> str:
-    """``-EncodedCommand`` takes base64 of UTF-16LE."""
-    import base64  # base64, html, tempfile: imported by the backends that use them (1 MiB of a watcher's RSS)
+def _b64(text: str) -> str:
+    import base64  # imported where used: base64, html, tempfile are 1 MiB of a watcher's RSS
 
-    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
-
-
-def encode_toast_input(title: str, body: str) -> bytes:
-    """The toast's stdin: base64 of each UTF-8 text, one per line ([A-Za-z0-9+/=] only)."""
-    import base64
-
-    def b64(text: str) -> bytes:
-        return base64.b64encode(_XML_INVALID.sub("", text).encode("utf-8", "replace"))
-    return b64(title) + b"\n" + b64(body) + b"\n"
+    return base64.b64encode(_XML_INVALID.sub("", text).encode("utf-8", "replace")).decode("ascii")
 
 
-def find_powershell(environ: Mapping[str, str]) -> str | None:
-    """powershell.exe on PATH; under /mnt/c only inside WSL (where interop may just be off PATH)."""
-    found = shutil.which("powershell.exe", path=environ.get("PATH", os.defpath))
-    if found or not (environ.get("WSL_INTEROP") or environ.get("WSL_DISTRO_NAME")):
-        return found
-    from monitor.probes.interop import WINDOWS_TOOL_DIRS  # deferred: the plyer child never needs it
+def toast_line(title: str, body: str) -> str:
+    """The fixed script with the two texts as base64 literals (``{nonce}`` left for the session)."""
+    return TOAST_SCRIPT.replace("{title}", _b64(title)).replace("{body}", _b64(body))
 
-    for folder in WINDOWS_TOOL_DIRS:
-        candidate = os.path.join(folder, "powershell.exe")
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
+
+def find_powershell(environ: Mapping[str, str], files=None) -> str | None:
+    """The one Windows-tool finder (monitor.windows), keyed on the WSL2 kernel, not on WSL variables."""
+    from monitor.windows import find_windows_tool  # deferred: the plyer child never needs it
+
+    return find_windows_tool("powershell.exe", environ, files)
 
 
 class ToastBackend:
     name = "toast"
 
-    def __init__(self, timeout: float, environ: Mapping[str, str] | None = None):
+    def __init__(self, timeout: float, environ: Mapping[str, str] | None = None, files=None):
         self.timeout = timeout
         self.environ = os.environ if environ is None else environ
-
-    def argv(self, exe: str) -> list[str]:
-        return [exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass",
-                "-EncodedCommand", encode_toast_command()]
+        self.files = files  # the proc root the finder reads (a test's temporary root); default /proc
 
     def send(self, notification: Notification) -> tuple[bool, str]:
-        exe = find_powershell(self.environ)
+        from monitor.probes.interop import InteropError, PowerShellSession
+
+        exe = find_powershell(self.environ, self.files)
         if exe is None:
             return False, "powershell.exe not found (not WSL2, or Windows interop is off)"
+        # A session of its own, for one toast: the same one-line protocol as the interop probe.
+        session = PowerShellSession(exe, self.timeout, first_timeout=self.timeout, env=dict(self.environ))
         try:
-            done = subprocess.run(self.argv(exe), input=encode_toast_input(notification.title, notification.body),
-                                  capture_output=True, timeout=self.timeout, env=dict(self.environ),
-                                  start_new_session=True)  # a Ctrl-C in our terminal is ours, not PowerShell's
-        except subprocess.TimeoutExpired:
-            return False, f"powershell.exe gave no answer within {self.timeout:g}s"
-        except OSError as exc:
-            return False, f"powershell.exe: {exc.strerror or exc}"
-        return self._judge(done)
+            lines = session.query(toast_line(notification.title, notification.body))
+        except InteropError as exc:
+            return False, str(exc)
+        finally:
+            session.close()
+        return self._judge(lines)
 
     @staticmethod
-    def _judge(done: subprocess.CompletedProcess) -> tuple[bool, str]:
-        out = done.stdout.decode("utf-8", "replace").replace("\ufeff", "")
-        lines = [ln.strip() for ln in out.splitlines()]
-        if done.returncode == 0 and TOAST_OK in lines:
+    def _judge(lines: list[str]) -> tuple[bool, str]:
+        if TOAST_OK in lines:
             return True, "Windows toast shown"
-        errors = [ln[len(TOAST_ERROR):] for ln in lines if ln.startswith(TOAST_ERROR)]
-        if errors:
-            return False, f"Windows toast API: {errors[0][:200]}"
-        said = _last_line(out) or _last_line(done.stderr) or "nothing"
-        if done.returncode != 0:
-            return False, f"powershell.exe exited with {done.returncode}: {said!r}"
-        return False, f"powershell.exe answered garbage: {said!r}"
+        for line in lines:
+            if line.startswith(TOAST_OFF):
+                return False, f"notifications are turned off for this app ({line[len(TOAST_OFF):]})"
+            if line.startswith(TOAST_ERROR):
+                return False, f"Windows toast API: {line[len(TOAST_ERROR):][:200]}"
+        return False, f"powershell.exe answered garbage: {_last_line(chr(10).join(lines)) or 'nothing'!r}"
 
 
 # ------------------------------------------------------------- notify-send

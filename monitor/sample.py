@@ -102,6 +102,7 @@ class HostSample:
     detail: str = ""  # e.g. "vmmemWSL pid 4242, private working set"
     error: str | None = None  # why the value is unknown (or why we fell back)
     host_total: int | None = None  # the host's RAM, for "%"-thresholds about the host
+    starting: bool = False  # the measuring tool is still starting (a cold PowerShell): no figure yet
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping, Sequence
 
 from monitor.errors import UserError
+from monitor.windows import DISTRO_NAME  # one rule for distro names, shared with host mode
 
 Scope = Literal["user", "system"]
 UNIT_NAME = "vmmemctl.service"
@@ -35,7 +36,6 @@ LOCK_DIR = "/run/lock"  # monitor.reclaim.default_lock_path: shared by root and 
 SYSTEM_STATE_DIR = "/var/lib/vmmemctl"
 BOOT_LOG = "/var/log/vmmemctl-boot.log"
 MEMORY_MAX = "64M"  # our target RSS is <= 30 MiB; twice that leaves room for a reclaim's samples
-DISTRO_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 TASK_NAMESPACE = "http://schemas.microsoft.com/windows/2004/02/mit/task"
 
 # For the system scope, platformdirs (which the CLI uses for the history DB, the
@@ -354,6 +354,36 @@ def windows_task_xml(distro: str, exe_in_distro: str, args: Sequence[str] = ("wa
     return '<?xml version="1.0" encoding="UTF-16"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
+def task_xml_as_utf8(xml: str) -> str:
+    """The same task for stdout, whose bytes are UTF-8: a declaration that says so (issue 17.3).
+
+    ``schtasks /create /xml`` wants the UTF-16 file that ``--output`` writes.
+    """
+    return xml.replace('encoding="UTF-16"', 'encoding="UTF-8"', 1)
+
+
+def windows_user(find_tool: Callable[[str], str | None], run: Run = subprocess.run) -> str | None:
+    """``DOMAIN\\name`` from ``whoami.exe`` (for the task's UserId); None when it cannot be asked."""
+    exe = find_tool("whoami.exe")
+    if not exe:
+        return None
+    try:
+        done = run([exe], capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    from monitor.windows import decode_windows_text
+
+    name = decode_windows_text(done.stdout).strip()
+    return name if done.returncode == 0 and name and name.isprintable() and "%" not in name else None
+
+
+SCHTASKS_NOTE = (
+    "conhost.exe --headless does not pass wsl.exe's exit code on, so Task Scheduler's restart-on-failure "
+    "never sees a failure: the logon trigger repeats every 5 minutes instead, and with "
+    "MultipleInstancesPolicy=IgnoreNew a start while the watcher runs is ignored; one that finds it "
+    "gone starts it again.")
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     element = ET.SubElement(parent, tag)
     element.text = text
@@ -368,6 +398,11 @@ def _task_element(command: str, arguments: str, user: str | None) -> ET.Element:
     _sub(info, "URI", "\\vmmemctl")
     trigger = _sub(_sub(root, "Triggers"), "LogonTrigger")
     _sub(trigger, "Enabled", "true")
+    # conhost --headless hides wsl.exe's exit code, so RestartOnFailure never fires: repeat the
+    # trigger instead (IgnoreNew below makes a repeat a no-op while the watcher runs). SCHTASKS_NOTE.
+    repeat = _sub(trigger, "Repetition")
+    _sub(repeat, "Interval", "PT5M")
+    _sub(repeat, "StopAtDurationEnd", "false")
     if user:
         _sub(trigger, "UserId", user)
     principal = _sub(_sub(root, "Principals"), "Principal")

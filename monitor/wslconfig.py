@@ -6,14 +6,14 @@
 WSL reads ``%USERPROFILE%\\.wslconfig``; section, key and value are
 case-insensitive; an unknown value is ignored with a warning and the default
 kept, which is ``dropcache`` since May 2024 (MicrosoftDocs/WSL#2086; see
-docs/wsl-facts.md). From inside WSL the file is under ``/mnt/c/Users/<you>``.
+docs/wsl-facts.md). From inside WSL the file is under ``<C: mount>/Users/<you>``
+(``/mnt/c`` unless ``[automount] root`` moved it).
 """
 
 from __future__ import annotations
 
 import configparser
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -31,33 +31,55 @@ class WslReclaim:
         return f"{self.mode or 'unknown'} ({self.source})"
 
 
-def find_wslconfig(explicit: str, environ: Mapping[str, str], users_dir: Path = Path("/mnt/c/Users"),
+def _is_file(path: Path) -> bool:
+    """is_file() that answers False for what we may not look into (another user's profile, issue 17.4):
+    Python 3.11 raises PermissionError there instead of returning False."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def find_wslconfig(explicit: str, environ: Mapping[str, str], users_dir: Path | None = None,
                    windows: bool = False) -> Path | None:
-    """The .wslconfig to read: the configured path, the Windows profile, or the one match under /mnt/c/Users."""
+    """The .wslconfig to read: the configured path, the Windows profile, or the one match under Users.
+
+    ``USERPROFILE`` may be a Windows path (``C:\\Users\\me``) or, through
+    ``WSLENV=USERPROFILE/p``, already a POSIX one; a Windows path is mapped
+    through /proc/mounts, so a moved ``[automount] root`` is followed.
+    """
     if explicit:
         return Path(explicit)
     if windows:
         return Path(environ.get("USERPROFILE") or Path.home()) / ".wslconfig"
+    from monitor.windows import find_system_drive, windows_to_posix
+
     profile = environ.get("USERPROFILE", "")  # present when WSLENV passes it through
-    if m := re.match(r"^([A-Za-z]):[\\/](.*)$", profile):
-        candidate = Path("/mnt") / m.group(1).lower() / m.group(2).replace("\\", "/") / ".wslconfig"
-        if candidate.is_file():
-            return candidate
+    if profile and (converted := windows_to_posix(profile, environ=environ)) and _is_file(converted / ".wslconfig"):
+        return converted / ".wslconfig"
+    if users_dir is None:
+        drive, _ = find_system_drive(environ=environ)
+        users_dir = (drive or Path("/mnt/c")) / "Users"
     user = environ.get("USER", "")
-    if user and (users_dir / user / ".wslconfig").is_file():
+    if user and _is_file(users_dir / user / ".wslconfig"):
         return users_dir / user / ".wslconfig"
     try:
-        matches = [p / ".wslconfig" for p in users_dir.iterdir() if (p / ".wslconfig").is_file()]
+        entries = list(users_dir.iterdir())
     except OSError:
         return None
+    matches = [p / ".wslconfig" for p in entries if _is_file(p / ".wslconfig")]
     return matches[0] if len(matches) == 1 else None
 
 
 def read_wsl_reclaim(path: Path | None) -> WslReclaim:
     if path is None:
         return WslReclaim(None, f".wslconfig not found; WSL's default since 2024 is {DEFAULT_MODE}")
+    from monitor.windows import decode_windows_text
+
     try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        # Windows PowerShell 5.1's `>` writes UTF-16LE with a BOM, Notepad may write a UTF-8 BOM;
+        # WSL reads both, so do we.
+        text = decode_windows_text(path.read_bytes())
     except OSError as exc:
         return WslReclaim(None, f"{path}: {exc.strerror or exc}")
     parser = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"),

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from helpers import run_cli
+from helpers import FAKEBIN, run_cli
 from monitor.config import Config, GuestConfig, HostConfig
 from monitor.errors import UserError
 from monitor.probes import build
@@ -151,3 +151,14 @@ def test_host_mode_never_reaches_into_a_stopped_vm(tmp_path):
     data = json.loads(result.stdout)
     assert data["host"]["bytes"] is None and data["guest"]["total_bytes"] is None
     assert not log.exists()
+
+
+def test_wsl_exe_messages_are_readable_whatever_their_encoding():
+    # wsl.exe writes its own messages in UTF-16LE unless WSL_UTF8=1; the channel sets it, and
+    # decodes defensively (the fake honours the variable as the real one does).
+    files = ExecFiles([str(FAKEBIN / "wsl.exe"), "-d", "Nope", "-u", "root", "-e"], timeout=5)
+    with pytest.raises(OSError) as info:
+        files.write("proc/sys/vm/drop_caches", "1")
+    assert "Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND" in str(info.value) and "\x00" not in str(info.value)
+    from monitor.windows import decode_windows_text
+    assert decode_windows_text("Error: Wsl\r\n".encode("utf-16-le")) == "Error: Wsl\r\n"

@@ -15,7 +15,7 @@ import pytest
 from helpers import FAKEBIN, tree
 from monitor.config import Config, HostConfig
 from monitor.probes import build, build_host_probe
-from monitor.probes.host import EstimateProbe, ProcessProbe, choose_vm, select_vm_process
+from monitor.probes.host import ChainProbe, EstimateProbe, ProcessProbe, choose_vm, select_vm_process
 from monitor.probes.interop import PowerShellProbe, TasklistProbe, find_windows_tool, parse_tasklist_csv
 from monitor.procfs import LocalFiles
 from monitor.sample import Environment
@@ -86,11 +86,11 @@ def test_powershell_no_vm_running(fake_windows):
     assert sample.bytes is None and "is the WSL VM running" in sample.error
 
 
-@pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("babble", "no answer within 1s"),
+@pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("babble", "babbled"),
                                            ("garbage", "answered garbage"), ("slow", "no answer within 1s")])
 def test_powershell_survives_hangs_and_garbage(fake_windows, mode, message):
     log = fake_windows(mode)
-    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=1, retry_after=60)
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=1, retry_after=60, first_timeout=1)
     try:
         started = time.monotonic()
         first = probe.sample(None)
@@ -110,7 +110,8 @@ def test_powershell_survives_hangs_and_garbage(fake_windows, mode, message):
 def test_powershell_recovers_after_retry_period(fake_windows):
     log = fake_windows("hang")
     now = [1000.0]
-    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=1, retry_after=60, clock=lambda: now[0])
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=1, retry_after=60, clock=lambda: now[0],
+                            first_timeout=1)
     try:
         assert probe.sample(None).bytes is None
         fake_windows("normal")
@@ -183,7 +184,9 @@ def test_auto_in_wsl2_falls_back_from_hung_powershell_to_tasklist(fake_windows, 
     finally:
         probe.close()
     assert sample.estimated and sample.bytes is not None
-    assert "interop: powershell.exe gave no answer" in sample.error and "tasklist: tasklist.exe gave no answer" in sample.error
+    # a fresh PowerShell that has not answered yet is "starting" (its first answer may take 15 s)
+    assert "interop: powershell.exe starting" in sample.error and "tasklist: tasklist.exe gave no answer" in sample.error
+    assert sample.starting
 
 
 def test_status_in_a_recorded_wsl2_tree_uses_interop(fake_windows):
@@ -277,3 +280,89 @@ def test_wsl1_has_no_vm():
     sample = probes.sample()
     assert probes.environment.kind == "wsl1"
     assert sample.host.bytes is None and "without a VM" in sample.host.error
+
+
+# ------------------------------------------------------------- issue 17 / 12: first contact with Windows
+
+
+def test_a_powershell_that_cannot_be_executed_falls_through_the_chain(tmp_path, fake_windows):
+    # systemd-binfmt replacing WSL's interop entry makes every .exe fail with ENOEXEC
+    # (microsoft/WSL#8843); a file without the run bit fails the same way, with EACCES.
+    denied = tmp_path / "powershell.exe"
+    denied.write_text("#!/bin/sh\n")
+    garbage = tmp_path / "tasklist.exe"
+    garbage.write_bytes(b"MZ\x90\x00 not an ELF")  # the kernel refuses it: ENOEXEC
+    garbage.chmod(0o755)
+    guest = __import__("monitor.probes.guest", fromlist=["GuestProbe"]).GuestProbe(LocalFiles(tree("wsl2-ubuntu"))).sample()
+    chain = ChainProbe([PowerShellProbe(str(denied), timeout=1), TasklistProbe(str(garbage), timeout=1),
+                        EstimateProbe("interop unreachable")])
+    try:
+        first = chain.sample(guest)
+        second = chain.sample(guest)
+    finally:
+        chain.close()
+    assert first.estimated and first.bytes is not None
+    assert "Windows interop stopped working" in first.error and "estimate" in first.error
+    assert second.estimated and second.error == first.error  # latched: one clear state, not a new error
+
+
+def test_exec_errors_are_interop_errors_in_words(tmp_path):
+    denied = tmp_path / "powershell.exe"
+    denied.write_text("#!/bin/sh\n")
+    sample = PowerShellProbe(str(denied), timeout=1).sample(None)
+    assert sample.bytes is None and sample.error.startswith("cannot run powershell.exe: Permission denied")
+
+
+def test_a_probe_that_raises_leaves_the_next_one_a_chance():
+    class Broken:
+        name, unreachable, cheap = "broken", False, False
+
+        def sample(self, guest):
+            raise RuntimeError("boom")
+
+        def close(self):
+            pass
+    guest = __import__("monitor.probes.guest", fromlist=["GuestProbe"]).GuestProbe(LocalFiles(tree("wsl2-ubuntu"))).sample()
+    sample = ChainProbe([Broken(), EstimateProbe()]).sample(guest)
+    assert sample.bytes is not None and "broken: RuntimeError: boom" in sample.error
+
+
+def test_a_cold_powershell_is_starting_not_killed(fake_windows, monkeypatch):
+    log = fake_windows("normal")
+    monkeypatch.setenv("FAKE_WINDOWS_FIRST_DELAY", "1.5")
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=0.5, first_timeout=10)
+    try:
+        first = probe.sample(None)
+        time.sleep(1.2)
+        second = probe.sample(None)
+    finally:
+        probe.close()
+    assert first.bytes is None and first.starting and "starting" in first.error
+    assert second.bytes == 7812345856 and not second.starting
+    assert spawns(log, "powershell.exe") == 1
+
+
+class _Proc:
+    """A psutil process as vmmem answers it on Windows: the address-space walk fails."""
+
+    pid = 4242
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def memory_full_info(self):
+        raise self.exc
+
+    def memory_info(self):
+        return type("mem", (), {"rss": 100, "wset": 7 << 30})()
+
+
+@pytest.mark.parametrize("exc, words", [
+    (psutil.AccessDenied(4242), "denied"),
+    (RuntimeError("NtQueryVirtualMemory failed"), "RuntimeError: NtQueryVirtualMemory failed"),
+    (OSError(22, "Invalid argument"), "OSError"),
+])
+def test_psutil_errors_on_vmmem_fall_back_to_the_working_set(exc, words):
+    from monitor.probes.host import private_working_set
+    value, what = private_working_set(_Proc(exc))
+    assert value == 7 << 30 and what.startswith("working set (private set") and words in what

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAKEBIN, REPO
+from helpers import FAKEBIN, REPO, tree
 from monitor.config import Config, NotifyConfig
+from monitor.procfs import LocalFiles
 from monitor.notify import (TOAST_SCRIPT, Delivery, Notification, Notifier, NotifySendBackend, PlyerBackend,
                             RateLimiter, ToastBackend, build_notifier, notify_test)
 
@@ -154,38 +157,52 @@ HOSTILE = {
 }
 
 
+B64 = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
 @pytest.mark.parametrize("text", HOSTILE.values(), ids=HOSTILE.keys())
-def test_hostile_text_reaches_the_toast_only_as_base64_data(fakes, text):
+def test_hostile_text_reaches_the_toast_only_as_base64_literals(fakes, text):
     fakes.install("powershell.exe")
     backend = ToastBackend(5, fakes.env())
     assert backend.send(Notification(text, text[::-1])) == (True, "Windows toast shown")
     [record] = fakes.toasts()
-    assert record["argv"] == backend.argv("powershell.exe")[1:]  # fixed flags and the fixed script only
-    assert record["script"] == TOAST_SCRIPT
-    title, body, rest = record["stdin"].split("\n")
-    assert rest == "" and all(set(line) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-                              for line in (title, body))
+    # the fixed script, with only the two literals filled in (and the session's end marker)
+    assert re.sub(r"__END_[0-9a-f]+__", "__END_{nonce}__", record["script"]) == \
+        TOAST_SCRIPT.replace("{title}", "").replace("{body}", "")
+    title, body = record["texts"]
+    assert set(title) <= B64 and set(body) <= B64
     assert base64.b64decode(title).decode("utf-8") == text
     assert base64.b64decode(body).decode("utf-8") == text[::-1]
 
 
+def test_the_toast_never_uses_encoded_command(fakes):
+    # The fake plays Defender: -EncodedCommand is refused; the toast goes through -Command - on stdin.
+    fakes.install("powershell.exe")
+    assert ToastBackend(5, fakes.env()).send(NOTE)[0]
+    done = subprocess.run([str(fakes.bin / "powershell.exe"), "-NoProfile", "-EncodedCommand", "AAAA"],
+                          capture_output=True, env=fakes.env())
+    assert done.returncode == 1 and b"virus" in done.stderr
+
+
 def test_the_toast_script_uses_the_toast_api_and_builds_no_xml_from_text():
     assert "ToastText02" in TOAST_SCRIPT and "CreateToastNotifier" in TOAST_SCRIPT
-    assert "FromBase64String" in TOAST_SCRIPT and "InnerText = $title" in TOAST_SCRIPT
-    assert "LoadXml" not in TOAST_SCRIPT and "Invoke-Expression" not in TOAST_SCRIPT
+    assert "FromBase64String('{title}')" in TOAST_SCRIPT and "InnerText=$title" in TOAST_SCRIPT
+    assert "$n.Setting -ne 'Enabled'" in TOAST_SCRIPT
+    assert "LoadXml" not in TOAST_SCRIPT and "Invoke-Expression" not in TOAST_SCRIPT and "\n" not in TOAST_SCRIPT
 
 
 def test_characters_xml_cannot_hold_are_dropped_from_the_toast(fakes):
     fakes.install("powershell.exe")
     assert ToastBackend(5, fakes.env()).send(Notification("a\x00b\x07c\td", "\ufffe"))[0]
     [record] = fakes.toasts()
-    title, body, _ = record["stdin"].split("\n")
+    title, body = record["texts"]
     assert base64.b64decode(title).decode() == "abc\td" and base64.b64decode(body) == b""
 
 
 @pytest.mark.parametrize("mode, why", [
     ("garbage", "powershell.exe answered garbage: \"The term 'ToastNotificationManager' is not recognized\""),
     ("denied", "Windows toast API: Access is denied."),
+    ("off", "notifications are turned off for this app (DisabledForUser)"),
 ])
 def test_a_toast_that_fails_says_why(fakes, mode, why):
     fakes.install("powershell.exe")
@@ -201,10 +218,34 @@ def test_a_hanging_toast_times_out_and_the_next_backend_delivers(fakes):
     assert delivery.failures == (("toast", "powershell.exe gave no answer within 0.5s"),)
 
 
-def test_toast_finds_powershell_under_mnt_c_only_inside_wsl(fakes):
-    # Not on PATH and not WSL: not offered (a dual-boot /mnt/c must not be tried).
-    assert ToastBackend(5, fakes.env()).send(NOTE) == (
+def test_toast_finds_no_powershell_off_path_outside_wsl2(fakes):
+    # Not on PATH and not a WSL2 kernel: not offered (a dual-boot /mnt/c must not be tried).
+    assert ToastBackend(5, fakes.env(), files=LocalFiles(tree("linux-vm"))).send(NOTE) == (
         False, "powershell.exe not found (not WSL2, or Windows interop is off)")
+
+
+def wsl2_root(tmp_path: Path, mount_point: Path) -> LocalFiles:
+    """A WSL2 kernel whose C: is mounted at ``mount_point`` (a moved [automount] root)."""
+    proc = tmp_path / "proc"
+    shutil.copytree(tree("wsl2-ubuntu"), proc)
+    (proc / "mounts").write_text(
+        "none /usr/lib/wsl/drivers 9p ro,nosuid,nodev,noatime,dirsync,aname=drivers;fmask=222 0 0\n"
+        f"C:\\134 {mount_point} 9p rw,noatime,dirsync,aname=drvfs;path=C:\\134;uid=1000;gid=1000;"
+        "symlinkroot=/mnt/,mmap,access=client,msize=65536,trans=fd,rfd=5,wfd=5 0 0\n")
+    return LocalFiles(proc)
+
+
+def test_the_service_environment_finds_the_toast_under_the_system_drive(fakes, tmp_path):
+    # Issue 17.2: under systemd (and a unit installed with sudo) no WSL_* variable is set and PATH
+    # has no Windows folders; the WSL2 kernel and /proc/mounts still say where Windows is.
+    drive = tmp_path / "windir" / "c"
+    tools = drive / "Windows/System32/WindowsPowerShell/v1.0"
+    tools.mkdir(parents=True)
+    for name in ("powershell.exe", "_fake_windows.py"):
+        (tools / name).symlink_to(FAKEBIN / name)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "FAKE_WINDOWS_TOAST_RECORD": str(fakes.toast_record)}
+    assert ToastBackend(5, env, files=wsl2_root(tmp_path, drive)).send(NOTE) == (True, "Windows toast shown")
+    assert len(fakes.toasts()) == 1
 
 
 # ------------------------------------------------------------- notify-send

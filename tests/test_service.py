@@ -463,3 +463,52 @@ def test_unit_files_are_not_world_writable(isolated_home, tmp_path):
     install("user", False, "/usr/bin/vmmemctl", root=tmp_path)
     unit_file = Path(isolated_home["XDG_CONFIG_HOME"]) / "systemd/user/vmmemctl.service"
     assert not unit_file.stat().st_mode & stat.S_IWOTH
+
+
+# ------------------------------------------------------------------ issue 17.3, 12.5: the task from the CLI
+
+
+def _parse_as_declared(data: bytes) -> ET.Element:
+    """Parse bytes with the declaration they carry, as schtasks would (expat honours encoding=)."""
+    parser = ET.XMLParser()
+    parser.feed(data)
+    return parser.close()
+
+
+def _fake_tools_env(tmp_path) -> dict:
+    fake = tmp_path / "win"
+    fake.mkdir()
+    for name in ("whoami.exe", "_fake_windows.py"):
+        (fake / name).symlink_to(Path(__file__).parent / "fakebin" / name)
+    return {"PATH": f"{fake}:{os.environ['PATH']}", "WSL_DISTRO_NAME": "Ubuntu"}
+
+
+def test_printed_and_written_task_files_parse_as_what_they_declare(tmp_path, isolated_home):
+    from helpers import run_cli
+
+    env = _fake_tools_env(tmp_path)
+    printed = run_cli("service", "install", "--windows-task", env=env)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    assert "--output" in printed.stderr
+    root = _parse_as_declared(printed.stdout.encode("utf-8"))
+    assert root.findtext("t:Principals/t:Principal/t:UserId", namespaces=NS) == "DESKTOP-4F2K9\\alice"
+    out = tmp_path / "task.xml"
+    written = run_cli("service", "install", "--windows-task", "--output", str(out), env=env)
+    assert written.returncode == 0 and "schtasks /create /xml task.xml /tn vmmemctl" in written.stdout
+    data = out.read_bytes()
+    assert data.startswith(b"\xff\xfe") and data.decode("utf-16").startswith('<?xml version="1.0" encoding="UTF-16"?>')
+    assert ET.tostring(_parse_as_declared(data)) == ET.tostring(root)
+
+
+def test_task_user_from_the_command_line_wins_and_the_trigger_repeats(tmp_path, isolated_home):
+    from helpers import run_cli
+
+    out = tmp_path / "task.xml"
+    result = run_cli("service", "install", "--windows-task", "--output", str(out), "--windows-user", "CORP\\bob",
+                     env=_fake_tools_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    root = ET.fromstring(out.read_bytes())
+    assert root.findtext("t:Triggers/t:LogonTrigger/t:UserId", namespaces=NS) == "CORP\\bob"
+    # conhost --headless hides the exit code: restarts come from a repeating trigger
+    assert root.findtext("t:Triggers/t:LogonTrigger/t:Repetition/t:Interval", namespaces=NS) == "PT5M"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,58 @@ def test_status_outside_wsl_has_no_wsl_line(tmp_path):
     data = json.loads(run_cli("status", "--json", "--cpu-window", "0", "--db", str(tmp_path / "x.db")).stdout)
     assert data["wsl_auto_memory_reclaim"] is None
     assert data["decision"]["action"] == "none" and data["decision"]["reason"]
+
+
+def test_an_unreadable_profile_does_not_hide_the_users_wslconfig():
+    # Issue 17.4: is_file() on another user's profile raises PermissionError (Python ignores only
+    # ENOENT, ENOTDIR, EBADF, ELOOP). Root reads everything, so as root the lookup runs with
+    # the effective uid of nobody (and back), as a normal user it is chmod 000.
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="vmmemctl-users-"))
+    users = top / "Users"
+    try:
+        (users / "alice").mkdir(parents=True)
+        (users / "alice" / ".wslconfig").write_text("[experimental]\nautoMemoryReclaim=gradual\n")
+        (users / "bob").mkdir()
+        for d in (top, users, users / "alice"):
+            d.chmod(0o755)
+        (users / "bob").chmod(0o700 if os.geteuid() == 0 else 0o000)  # another profile: not ours to read
+        as_root = os.geteuid() == 0
+        if as_root:
+            os.seteuid(65534)
+        try:
+            by_name = find_wslconfig("", {"USER": "bob"}, users)  # the $USER check meets the unreadable one
+            by_scan = find_wslconfig("", {"USER": "carol"}, users)
+        finally:
+            if as_root:
+                os.seteuid(0)
+        assert by_name == by_scan == users / "alice" / ".wslconfig"
+    finally:
+        (users / "bob").chmod(0o700)
+        shutil.rmtree(top)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig", "utf-16-be"])
+def test_a_wslconfig_written_by_windows_tools_is_read(tmp_path, encoding):
+    path = tmp_path / ".wslconfig"
+    data = "[experimental]\r\nautoMemoryReclaim=gradual\r\n".encode(encoding)
+    if encoding == "utf-16-be":
+        data = b"\xfe\xff" + data
+    path.write_bytes(data)
+    assert read_wsl_reclaim(path).mode == "gradual"
+
+
+def test_a_posix_userprofile_from_wslenv_is_accepted(tmp_path):
+    (tmp_path / "Me").mkdir()
+    (tmp_path / "Me" / ".wslconfig").write_text("")
+    assert find_wslconfig("", {"USERPROFILE": str(tmp_path / "Me")}, tmp_path / "nowhere") == tmp_path / "Me" / ".wslconfig"
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_vmmemctl_config_saved_by_windows_tools_is_read(tmp_path, encoding):
+    from monitor.config import load_config
+    path = tmp_path / "config.toml"
+    path.write_bytes("[host]\r\ntimeout = 7\r\n".encode(encoding))  # both write a BOM
+    assert load_config(path).host.timeout == 7

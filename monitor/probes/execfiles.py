@@ -17,13 +17,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import secrets
 import subprocess
 from pathlib import PurePosixPath
 from typing import Sequence
 
 from monitor.errors import UserError
+from monitor.windows import DISTRO_NAME, decode_windows_text
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ READ_SCRIPT = 'n=$1; shift; for f; do if [ -r "$f" ]; then echo "$n $f"; cat "$f
 # One write(2) of the whole value, as the kernel's knobs want; dd (coreutils or busybox) names
 # the errno in words ("Resource temporarily unavailable"), where dash's printf only says "I/O error".
 WRITE_SCRIPT = 'printf "%s" "$1" | dd of="$2" bs=4096 conv=notrunc'
-DISTRO_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# wsl.exe prints its own messages ("There is no distribution with the supplied name.") in UTF-16LE
+# unless WSL_UTF8=1 (microsoft/WSL#4607); the guest's own output is never re-encoded. Set it for every
+# call, and still decode stderr defensively. On Windows, CREATE_NO_WINDOW: no console flashes up.
+CHANNEL_ENV = {"WSL_UTF8": "1"}
+NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
 _STRERRORS = {os.strerror(code).lower(): code for code in errno.errorcode}
 
 
@@ -71,7 +75,7 @@ class ExecFiles:
         for attempt in range(1, attempts + 1):
             try:
                 return subprocess.run(self.prefix + argv, capture_output=True, timeout=self.timeout,
-                                      stdin=subprocess.DEVNULL)
+                                      stdin=subprocess.DEVNULL, env={**os.environ, **CHANNEL_ENV}, creationflags=NO_WINDOW)
             except subprocess.TimeoutExpired:
                 error = OSError(errno.ETIMEDOUT, f"{self.prefix[0]}: no answer within {self.timeout:g}s")
             except OSError as exc:
@@ -110,7 +114,7 @@ class ExecFiles:
         again = 1 if path.endswith("memory.reclaim") else 2
         done = self._run(["sh", "-c", WRITE_SCRIPT, "sh", value, _guest_path(path)], attempts=again)
         if done.returncode != 0:
-            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            said = decode_windows_text(done.stderr).strip().splitlines()
             line = next((ln for ln in said if "error" in ln.lower() or ": " in ln), said[-1] if said else "failed")
             raise OSError(_errno_of(" ".join(said)), f"{path}: {line}")
 

@@ -18,6 +18,8 @@ from. They never raise: an unreachable host gives ``bytes=None`` and an
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, TypeVar
 
@@ -26,6 +28,7 @@ from monitor.sample import GuestSample, HostSample
 if TYPE_CHECKING:
     import psutil
 
+log = logging.getLogger(__name__)
 WSL_VM_NAMES = ("vmmemwsl", "vmmem")  # preference order, compared case-insensitively
 T = TypeVar("T")
 
@@ -49,6 +52,7 @@ class HostProbe(Protocol):
     # True when the figure is computed from the guest sample (an estimate, or no VM at all):
     # nothing to spawn or query, so it is sampled with every guest tick, not on its own clock.
     cheap: bool
+    unreachable: bool  # its last failure says the host cannot be reached at all (Windows interop down)
 
     def sample(self, guest: GuestSample | None) -> HostSample: ...
 
@@ -99,12 +103,25 @@ def _rss(proc) -> int:
 
 
 def private_working_set(proc) -> tuple[int, str]:
-    """(bytes, what it is): uss where allowed, else the working set."""
+    """(bytes, what it is): uss where allowed, else the working set, saying why.
+
+    On Windows ``memory_full_info()`` walks the process's address space:
+    vmmem refuses the handle even to an administrator (AccessDenied), and the
+    walk itself can fail with ``RuntimeError`` ("NtQueryVirtualMemory ...")
+    or an ``OSError`` (giampaolo/psutil#1346, #2069). The working set from
+    ``memory_info()`` needs less and is what Task Manager's "Memory" shows
+    on older builds.
+    """
     try:
         return proc.memory_full_info().uss, "private working set"
-    except (_psutil().AccessDenied, AttributeError, NotImplementedError):
-        info = proc.memory_info()
-        return getattr(info, "wset", info.rss), "working set (private set denied)"
+    except _psutil().NoSuchProcess:
+        raise
+    except (_psutil().AccessDenied, AttributeError, NotImplementedError) as exc:
+        why = "denied" if isinstance(exc, _psutil().AccessDenied) else "not available"
+    except (RuntimeError, OSError) as exc:
+        why = f"unreadable: {type(exc).__name__}: {str(exc)[:80]}"
+    info = proc.memory_info()
+    return getattr(info, "wset", info.rss), f"working set (private set {why})"
 
 
 class PsutilProbe:
@@ -112,6 +129,7 @@ class PsutilProbe:
 
     name = "psutil"
     cheap = False
+    unreachable = False
 
     def __init__(self, clock: Callable[[], float] = time.time, process_iter=None):
         self.clock = clock
@@ -125,7 +143,7 @@ class PsutilProbe:
             return HostSample(now, None, "psutil", False, error=why, host_total=total)
         try:
             value, what = private_working_set(proc)
-        except _lost() as exc:
+        except (_psutil().Error, OSError) as exc:  # gone, or even the working set refused
             return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", host_total=total)
         return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", host_total=total)
 
@@ -138,6 +156,7 @@ class ProcessProbe:
 
     name = "process"
     cheap = False
+    unreachable = False
 
     def __init__(self, target: str, clock: Callable[[], float] = time.time):
         self.target = target
@@ -192,6 +211,7 @@ def estimate_host_bytes(guest: GuestSample) -> int | None:
 class EstimateProbe:
     name = "estimate"
     cheap = True
+    unreachable = False
 
     def __init__(self, note: str = "no host reachable; estimated from the guest"):
         self.note = note
@@ -212,6 +232,7 @@ class NoVmProbe:
 
     name = "none"
     cheap = True
+    unreachable = False
 
     def __init__(self, why: str):
         self.why = why
@@ -223,27 +244,77 @@ class NoVmProbe:
         pass
 
 
-class ChainProbe:
-    """First probe that gives a number wins; the sample keeps why the earlier ones failed."""
+RECHECK_DOWN = 600.0  # a latched-down interop is tried again this often, quietly
 
-    def __init__(self, probes: list):
+
+def interop_down_message(estimated: bool) -> str:
+    what = "an estimate" if estimated else "unknown"
+    return (f"Windows interop stopped working; host figure is {what} until the VM restarts "
+            "(microsoft/WSL#41283; `vmmemctl doctor` shows what failed)")
+
+
+class ChainProbe:
+    """First probe that gives a number wins; the sample keeps why the earlier ones failed.
+
+    A probe that raises is a failure like any other (issue 17: an exec error
+    once escaped and the estimate was never tried). When every probe that
+    failed says Windows is unreachable (``unreachable``: exec failed, WSL's
+    interop server gone), interop is taken to be dead for the VM's lifetime
+    (microsoft/WSL#41283): that is logged once, and those probes are skipped
+    (tried again every ``RECHECK_DOWN`` s) instead of failing every sample.
+    """
+
+    unreachable = False
+
+    def __init__(self, probes: list, clock: Callable[[], float] = time.time):
         self.probes = probes
         self.name = "+".join(p.name for p in probes)
         self.cheap = all(p.cheap for p in probes)
+        self.clock = clock
+        self.down_since: float | None = None
+        self._checked_at = 0.0
 
     def sample(self, guest: GuestSample | None) -> HostSample:
-        errors = []
+        now = self.clock()
+        recheck = self.down_since is None or now - self._checked_at >= RECHECK_DOWN
+        failures: list[tuple[object, HostSample]] = []
         result = None
         for probe in self.probes:
-            result = probe.sample(guest)
+            if not recheck and probe.unreachable:
+                continue
+            result = self._one(probe, guest)
             if result.bytes is not None:
                 break
-            errors.append(f"{probe.name}: {result.error}")
+            failures.append((probe, result))
         assert result is not None
-        if errors and result.bytes is not None:
-            result = HostSample(result.time, result.bytes, result.source, result.estimated, result.detail,
-                                error="; ".join(errors), host_total=result.host_total)
+        if recheck:
+            self._judge_down([p for p, _ in failures], now)
+        if self.down_since is not None:
+            errors = [interop_down_message(result.estimated)]
+        else:
+            errors = [f"{p.name}: {r.error}" for p, r in failures]
+        starting = any(r.starting for _, r in failures)
+        if errors:
+            result = dataclasses.replace(result, error="; ".join(errors), starting=starting or result.starting)
         return result
+
+    @staticmethod
+    def _one(probe, guest: GuestSample | None) -> HostSample:
+        try:
+            return probe.sample(guest)
+        except Exception as exc:  # a bug or an odd OS error in one probe must leave the others a chance
+            log.exception("host probe %s raised", probe.name)
+            return HostSample(time.time(), None, "estimate", False, error=f"{type(exc).__name__}: {exc}")
+
+    def _judge_down(self, failed: list, now: float) -> None:
+        down = bool(failed) and all(p.unreachable for p in failed)
+        self._checked_at = now
+        if down and self.down_since is None:
+            self.down_since = now
+            log.warning("%s", interop_down_message(True))
+        elif not down and self.down_since is not None:
+            self.down_since = None
+            log.warning("Windows interop answers again")
 
     def close(self) -> None:
         for probe in self.probes:

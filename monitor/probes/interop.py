@@ -22,116 +22,202 @@ host value unknown for that sample and is retried later, never a stall.
 from __future__ import annotations
 
 import csv
+import errno
+import logging
 import os
+import re
 import secrets
 import selectors
-import shutil
 import subprocess
+import tempfile
 import time
 from typing import Callable
 
 from monitor.probes.host import choose_vm
 from monitor.sample import GuestSample, HostSample
+from monitor.windows import decode_clixml, decode_windows_text
+from monitor.windows import find_windows_tool as find_windows_tool  # the one finder; re-exported for probes.build
 
-WINDOWS_TOOL_DIRS = ("/mnt/c/Windows/System32/WindowsPowerShell/v1.0", "/mnt/c/Windows/System32")
+log = logging.getLogger(__name__)
 
-# One line of PowerShell. Nothing from config or samples is ever put in it;
-# only the nonce, which we generate.
+# A cold Windows PowerShell 5.1 after logon, plus loading the CIM module and a first perf-class
+# query, takes several seconds (far past the 3 s per-query limit); a session killed then would be
+# started cold again a minute later. So a fresh session gets this long for its first answer, and
+# a sample taken meanwhile says "starting" instead of killing it.
+FIRST_ANSWER_TIMEOUT = 15.0
+
+# One line of PowerShell. Nothing from config or samples is ever put in it; only the nonce, which
+# we generate. The private working set comes from one PerformanceCounter per VM process, kept in
+# the session ($global:vmc, keyed by pid, so a restarted VM gets a new one): reading it costs
+# nothing, where a Get-CimInstance Win32_PerfRawData query every sample costs the WMI provider CPU.
+# English counter names; where the counter cannot be made or read, the CIM query is the fallback.
 PS_QUERY = (
     "$ErrorActionPreference='SilentlyContinue'; "
-    "foreach($p in (Get-Process -Name vmmemWSL,vmmem)){"
-    "$w=(Get-CimInstance Win32_PerfRawData_PerfProc_Process -Filter \"IDProcess=$($p.Id)\").WorkingSetPrivate; "
+    "if($null -eq $global:vmc){$global:vmc=@{}}; "
+    "$procs=@(Get-Process -Name vmmemWSL,vmmem); "
+    "foreach($k in @($global:vmc.Keys)){if(-not ($procs.Id -contains $k)){$global:vmc.Remove($k)}}; "
+    "foreach($p in $procs){$w=$null; "
+    "try{$c=$global:vmc[$p.Id]; "
+    "if($null -eq $c){$c=New-Object System.Diagnostics.PerformanceCounter('Process','Working Set - Private',"
+    "$p.ProcessName,$true); $global:vmc[$p.Id]=$c}; $w=$c.RawValue}catch{$global:vmc.Remove($p.Id)}; "
+    "if($null -eq $w){$w=(Get-CimInstance Win32_PerfRawData_PerfProc_Process -Filter \"IDProcess=$($p.Id)\").WorkingSetPrivate}; "
     "\"VMPROC`t$($p.ProcessName)`t$($p.Id)`t$($p.WorkingSet64)`t$w\"}; "
     "{total}"
     "'__END_{nonce}__'"
 )
 PS_TOTAL = "\"VMTOTAL`t$((Get-CimInstance Win32_ComputerSystem).TotalPhysicalMemory)\"; "
 
+# What a Windows tool prints when the .exe ran but WSL's interop server is gone
+# ("<3>WSL (1234) ERROR: UtilConnectVsock:..."); with an exec failure, a sign that interop is down.
+_INTEROP_BROKEN = re.compile(r"Util(Connect|Accept|Bind)\w*|interop", re.IGNORECASE)
+
 
 class InteropError(Exception):
-    pass
+    """A Windows tool could not answer. ``unreachable``: Windows itself cannot be reached (exec failed,
+    WSL's interop server gone), not just this tool; ``starting``: a cold PowerShell still warming up."""
+
+    def __init__(self, message: str, *, unreachable: bool = False, starting: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+        self.starting = starting
 
 
-def find_windows_tool(name: str) -> str | None:
-    """``powershell.exe`` on PATH (WSL appends Windows' PATH), else its usual place under /mnt/c."""
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in WINDOWS_TOOL_DIRS:
-        candidate = os.path.join(folder, name)
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return None
+def exec_error(exe: str, exc: OSError) -> InteropError:
+    """An exec failure in words; ENOEXEC is the usual sign of a broken interop registration."""
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ENOEXEC:
+        why += (" (WSL's interop entry in binfmt_misc is gone, often replaced by systemd-binfmt: "
+                "microsoft/WSL#8843)")
+    return InteropError(f"cannot run {os.path.basename(exe)}: {why}", unreachable=True)
+
+
+def stderr_line(data: bytes) -> str:
+    """A Windows tool's stderr as one line (PowerShell's CLIXML decoded)."""
+    return decode_clixml(decode_windows_text(data))[:200]
 
 
 class PowerShellSession:
-    """One long-lived ``powershell.exe -Command -`` answering queries line by line."""
+    """One long-lived ``powershell.exe -Command -`` answering queries line by line.
 
-    def __init__(self, exe: str, timeout: float):
+    Its first answer may take ``first_timeout``: until then a query that
+    gets no answer within ``timeout`` raises a ``starting`` InteropError and
+    keeps the process (the answer is picked up by the next query).
+    """
+
+    def __init__(self, exe: str, timeout: float, first_timeout: float = FIRST_ANSWER_TIMEOUT,
+                 env: dict[str, str] | None = None):
         self.exe = exe
+        self.env = env
         self.timeout = timeout
+        self.first_timeout = max(first_timeout, timeout)
         self.proc: subprocess.Popen | None = None
         self._buffer = b""
+        self._errors = None  # a temp file: PowerShell's stderr (CLIXML), read when it fails
+        self._started = 0.0
+        self._answered = False
+        self._pending: str | None = None  # the end marker of a query still unanswered
 
-    def _start(self) -> subprocess.Popen:
-        return subprocess.Popen(
-            [self.exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in our terminal is ours to handle, not PowerShell's
-        )
+    def _start(self) -> None:
+        self._errors = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(
+                [self.exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, env=self.env,
+                start_new_session=True,  # a Ctrl-C in our terminal is ours to handle, not PowerShell's
+            )
+        except OSError as exc:  # ENOEXEC, EACCES: not a crash, an unreachable Windows (issue 17)
+            self._errors.close()
+            self._errors = None
+            raise exec_error(self.exe, exc) from None
+        self._buffer, self._started, self._answered, self._pending = b"", time.monotonic(), False, None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def query(self, line_template: str) -> list[str]:
         """Run one line; return its output lines (before the end marker)."""
-        nonce = secrets.token_hex(8)
-        marker = f"__END_{nonce}__"
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = self._start()
-            self._buffer = b""
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(line_template.replace("{nonce}", nonce).encode() + b"\r\n")
-            self.proc.stdin.flush()
-        except OSError as exc:
+        if not self.running:
             self.close()
-            raise InteropError(f"powershell.exe stdin: {exc}") from None
-        return self._read_until(marker)
+            self._start()
+        if self._pending is None:
+            nonce = secrets.token_hex(8)
+            try:
+                assert self.proc is not None and self.proc.stdin is not None
+                self.proc.stdin.write(line_template.replace("{nonce}", nonce).encode() + b"\r\n")
+                self.proc.stdin.flush()
+            except OSError as exc:
+                self.close()
+                raise InteropError(f"powershell.exe stdin: {exc}") from None
+            self._pending = f"__END_{nonce}__"
+        lines = self._read_until(self._pending, self._wait())
+        if lines is None:
+            self._no_answer()
+        self._pending, self._answered = None, True
+        return lines
 
-    def _read_until(self, marker: str) -> list[str]:
+    def _wait(self) -> float:
+        if self._answered:
+            return self.timeout
+        return max(0.0, min(self.timeout, self._started + self.first_timeout - time.monotonic()))
+
+    def _no_answer(self):
+        elapsed = time.monotonic() - self._started
+        if not self._answered and elapsed < self.first_timeout:
+            raise InteropError(f"powershell.exe starting: no first answer after {elapsed:.0f}s (a cold start after "
+                               f"logon can take up to {self.first_timeout:g}s)", starting=True)
+        limit = self.timeout if self._answered else self.first_timeout
+        said = self.close()
+        raise InteropError(f"powershell.exe gave no answer within {limit:g}s" + (f": {said}" if said else ""))
+
+    def _read_until(self, marker: str, wait: float) -> list[str] | None:
+        """The lines before ``marker``; None when ``wait`` ran out. Raises when PowerShell exited or babbled."""
         assert self.proc is not None and self.proc.stdout is not None
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + wait
         fd = self.proc.stdout.fileno()
         with selectors.DefaultSelector() as sel:
             sel.register(fd, selectors.EVENT_READ)
             while True:
-                lines = self._buffer.decode("utf-8", "replace").replace("\ufeff", "").splitlines()
-                if marker in (ln.strip() for ln in lines):
-                    self._buffer = b""
-                    return [ln.strip() for ln in lines[: [ln.strip() for ln in lines].index(marker)]]
-                left = deadline - time.monotonic()
-                if left <= 0 or len(self._buffer) > 1 << 20:
+                lines = [ln.strip() for ln in self._buffer.decode("utf-8", "replace").replace("\ufeff", "").splitlines()]
+                if marker in lines:
+                    self._buffer = b"".join(self._buffer.partition(marker.encode())[2].splitlines(True)[1:])
+                    return lines[: lines.index(marker)]
+                if len(self._buffer) > 1 << 20:
                     self.close()
-                    raise InteropError(f"powershell.exe gave no answer within {self.timeout:g}s")
+                    raise InteropError("powershell.exe babbled: over 1 MiB without an answer")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
                 if not sel.select(left):
                     continue
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    self.close()
-                    raise InteropError("powershell.exe exited")
+                    said = self.close()
+                    raise InteropError("powershell.exe exited" + (f": {said}" if said else ""),
+                                       unreachable=bool(_INTEROP_BROKEN.search(said)))
                 self._buffer += chunk
 
-    def close(self) -> None:
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream:
-                try:
-                    stream.close()
-                except OSError:
-                    pass  # a broken pipe on close changes nothing: the process is gone
+    def close(self) -> str:
+        """Stop PowerShell; returns the last thing it said on stderr (one line, CLIXML decoded)."""
+        said = ""
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream:
+                    try:
+                        stream.close()
+                    except OSError:
+                        pass  # a broken pipe on close changes nothing: the process is gone
+        if self._errors is not None:
+            self._errors.seek(0)
+            said = stderr_line(self._errors.read(65536))
+            self._errors.close()
+            self._errors = None
+        self._pending = None
+        return said
 
 
 def parse_powershell_answer(lines: list[str]) -> tuple[list[tuple[str, int, int, int | None]], int | None]:
@@ -153,12 +239,13 @@ class PowerShellProbe:
     cheap = False
 
     def __init__(self, exe: str | None, timeout: float, retry_after: float = 60.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, first_timeout: float = FIRST_ANSWER_TIMEOUT):
         self.exe = exe
-        self.session = PowerShellSession(exe, timeout) if exe else None
+        self.session = PowerShellSession(exe, timeout, first_timeout) if exe else None
         self.retry_after = retry_after
         self.clock = clock
         self.host_total: int | None = None
+        self.unreachable = False  # the last failure says Windows cannot be reached at all
         self._failed_at: float | None = None
         self._last_error = ""
 
@@ -171,8 +258,14 @@ class PowerShellProbe:
         try:
             lines = self.session.query(PS_QUERY.replace("{total}", "" if self.host_total else PS_TOTAL))
         except InteropError as exc:
-            self._failed_at, self._last_error = now, str(exc)
-            return HostSample(now, None, "interop", False, error=str(exc))
+            self.unreachable = exc.unreachable
+            if not exc.starting:
+                self._failed_at, self._last_error = now, str(exc)
+            return HostSample(now, None, "interop", False, error=str(exc), starting=exc.starting)
+        self.unreachable = False
+        return self._judge(now, lines)
+
+    def _judge(self, now: float, lines: list[str]) -> HostSample:
         rows, total = parse_powershell_answer(lines)
         self.host_total = self.host_total or total
         if not rows and any(line and not line.startswith("VMTOTAL") for line in lines):
@@ -212,19 +305,27 @@ class TasklistProbe:
         self.exe = exe
         self.timeout = timeout
         self.clock = clock
+        self.unreachable = False  # the last failure says Windows cannot be reached at all
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         now = self.clock()
         if not self.exe:
             return HostSample(now, None, "interop", False, error="tasklist.exe not found (interop off?)")
+        self.unreachable = False
         try:
             done = subprocess.run([self.exe, "/fo", "csv", "/nh", "/fi", "IMAGENAME eq vmmem*"],
                                   capture_output=True, timeout=self.timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return HostSample(now, None, "interop", False, error=f"tasklist.exe gave no answer within {self.timeout:g}s")
         except OSError as exc:
-            return HostSample(now, None, "interop", False, error=f"tasklist.exe: {exc.strerror or exc}")
-        text = done.stdout.decode("utf-8", "replace")
+            self.unreachable = True
+            return HostSample(now, None, "interop", False, error=str(exec_error(self.exe, exc)))
+        text = decode_windows_text(done.stdout)
+        if done.returncode != 0 and not text.strip():
+            said = stderr_line(done.stderr)
+            self.unreachable = bool(_INTEROP_BROKEN.search(said))
+            return HostSample(now, None, "interop", False,
+                              error=f"tasklist.exe exited with {done.returncode}: {said or 'no message'}")
         rows = parse_tasklist_csv(text)
         if not rows and text.strip() and '"' in text:
             return HostSample(now, None, "interop", False, error=f"tasklist.exe answered garbage: {text.strip()[:60]!r}")

@@ -7,7 +7,6 @@ of the real tools: tasklist's CSV as printed by Windows 10/11 in en-US, de-DE
 and fr-FR locales, and the tab-separated lines our own PowerShell query prints.
 """
 
-import base64
 import json
 import os
 import re
@@ -31,53 +30,85 @@ def out(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-# What monitor.notify.TOAST_SCRIPT prints on success and before an error.
+# What monitor.notify.TOAST_SCRIPT prints on success, when toasts are off, and before an error.
 TOAST_OK = "vmmemctl-toast-ok"
+TOAST_OFF = "vmmemctl-toast-off: "
 TOAST_ERROR = "vmmemctl-toast-error: "
-BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+LITERAL = re.compile(r"FromBase64String\('([^']*)'\)")
+# The cmdlets our scripts use; the fake leaves on any other (the real one prints an error and goes on,
+# which for a one-line script is the same: no answer).
+KNOWN_CMDLETS = {"Get-Process", "Get-CimInstance", "New-Object"}
+CMDLET = re.compile(r"\b[A-Z][a-z]+-[A-Z][A-Za-z]+\b")
 
 
-def toast() -> None:
-    """``powershell.exe ... -EncodedCommand B64``: the toast script, its data on stdin.
+def clixml_error(message: str) -> None:
+    """An error as a PowerShell with redirected stderr writes it."""
+    body = message.replace("\r\n", "_x000D__x000A_")
+    sys.stderr.buffer.write(
+        b"#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\">"
+        + f'<S S="Error">{body}_x000D__x000A_</S><S S="Error">At line:1 char:1_x000D__x000A_</S>'.encode()
+        + b"</Objs>")
+    sys.stderr.buffer.flush()
 
-    Appends {"argv", "script", "stdin"} (one JSON object a line) to
-    $FAKE_WINDOWS_TOAST_RECORD, then answers as the script would: the success
-    line, or its error line when the data is not two base64 lines (the real
-    FromBase64String throws) or in mode "denied" (toasts disabled). Modes
-    hang/slow never answer; garbage answers something else.
+
+def toast(line: str, nonce: str | None) -> None:
+    """One line of monitor.notify.TOAST_SCRIPT: the two texts are base64 literals in it.
+
+    Appends {"script", "title", "body"} to $FAKE_WINDOWS_TOAST_RECORD, then
+    answers as the script would: the success line; the "off" line in mode
+    "off" (ToastNotifier.Setting is DisabledForUser); the error line in mode
+    "denied" or when a literal is not base64 (the real FromBase64String
+    throws). Modes hang/slow never answer; garbage answers something else.
     """
-    argv = sys.argv[1:]
-    script = base64.b64decode(argv[argv.index("-EncodedCommand") + 1]).decode("utf-16-le")
-    data = sys.stdin.buffer.read().decode("ascii", "replace")
+    texts = LITERAL.findall(line)
     record = os.environ.get("FAKE_WINDOWS_TOAST_RECORD")
     if record:
         with open(record, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"argv": argv, "script": script, "stdin": data}) + "\n")
+            fh.write(json.dumps({"script": LITERAL.sub("FromBase64String('')", line.rstrip("\r\n")), "texts": texts}) + "\n")
     if MODE in ("hang", "slow"):
         time.sleep(3600)
     if MODE == "garbage":
-        out(b"\xef\xbb\xbf#< CLIXML\r\nThe term 'ToastNotificationManager' is not recognized\r\n")
-        return
-    lines = data.split("\n")
-    if MODE == "denied" or len(lines) < 2 or not all(BASE64_LINE.fullmatch(ln.strip()) for ln in lines[:2]):
+        out(b"\xef\xbb\xbfThe term 'ToastNotificationManager' is not recognized\r\n")
+    elif MODE == "off":
+        out(f"{TOAST_OFF}DisabledForUser\r\n".encode())
+    elif MODE == "denied" or len(texts) != 2 or not all(BASE64_LINE.fullmatch(t) for t in texts):
         why = "Access is denied." if MODE == "denied" else "The input is not a valid Base-64 string."
         out(f"{TOAST_ERROR}{why}\r\n".encode())
-        sys.exit(1)
-    out(f"{TOAST_OK}\r\n".encode())
+    else:
+        out(f"{TOAST_OK}\r\n".encode())
+    if nonce:
+        out(f"__END_{nonce}__\r\n".encode())
+
+
+BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 def powershell() -> None:
     log_start("powershell.exe")
     if "-EncodedCommand" in sys.argv[1:]:
-        toast()
-        return
+        # Playing Microsoft Defender: this command-line shape is killed as malware (mondoohq/mql#9802).
+        sys.stderr.write("Program 'powershell.exe' failed to run: Operation did not complete successfully "
+                         "because the file contains a virus or potentially unwanted software\r\n")
+        sys.exit(1)
     if sys.argv[1:] != ["-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"]:
         out(b"fake powershell: unexpected arguments\r\n")
         sys.exit(1)
     if MODE == "slow":
         time.sleep(30)
+    delay = float(os.environ.get("FAKE_WINDOWS_FIRST_DELAY") or 0)  # a cold start after logon
     for line in sys.stdin:
+        if delay:
+            time.sleep(delay)
+            delay = 0
         nonce = re.search(r"'__END_([0-9a-f]+)__'", line)
+        unknown = set(CMDLET.findall(line)) - KNOWN_CMDLETS
+        if unknown:
+            clixml_error(f"{sorted(unknown)[0]} : The term '{sorted(unknown)[0]}' is not recognized as the name "
+                         "of a cmdlet, function, script file, or operable program.")
+            sys.exit(1)
+        if "ToastNotificationManager" in line:
+            toast(line, nonce.group(1) if nonce else None)
+            continue
         if MODE == "hang":
             time.sleep(3600)
         if MODE == "babble":
@@ -94,6 +125,12 @@ def powershell() -> None:
             out(f"__END_{nonce.group(1)}__\r\n".encode())
 
 
+def whoami() -> None:
+    """``whoami.exe``: DOMAIN\\user, as Windows prints it (CRLF)."""
+    log_start("whoami.exe")
+    out(os.environ.get("FAKE_WINDOWS_USER", "DESKTOP-4F2K9\\alice").encode() + b"\r\n")
+
+
 def tasklist() -> None:
     log_start("tasklist.exe")
     if MODE == "hang":
@@ -105,4 +142,4 @@ def tasklist() -> None:
 
 
 if __name__ == "__main__":
-    {"powershell.exe": powershell, "tasklist.exe": tasklist}[Path(sys.argv[0]).name]()
+    {"powershell.exe": powershell, "tasklist.exe": tasklist, "whoami.exe": whoami}[Path(sys.argv[0]).name]()
