@@ -250,6 +250,15 @@ def test_unprivileged_user_gets_one_line_and_exit_3(shared_dir):
 
 
 @needs_nobody
+def test_unprivileged_reclaim_json_prints_the_error_as_json(shared_dir):
+    result = as_nobody("reclaim", "--json", "--db", str(shared_dir / "h.db"))
+    assert result.returncode == 3 and result.stderr.count("\n") == 1  # the one line, as without --json
+    answer = json.loads(result.stdout)  # and a script gets JSON on stdout
+    assert answer["error"] == "reclaim needs root to write /proc/sys/vm/drop_caches"
+    assert "NOPASSWD:" in answer["hint"] and answer["hint"] in result.stderr
+
+
+@needs_nobody
 @pytest.mark.skipif(not shutil.which("sudo"), reason="sudo is not installed")
 def test_sudo_rule_lets_an_unprivileged_user_reclaim(shared_dir):
     tmp_path = shared_dir

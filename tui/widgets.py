@@ -19,7 +19,7 @@ THRESHOLD_STYLE = {"page_cache": "#ff875f", "reclaimable": "#d75f87", "host": "#
 RECLAIM_STYLE = "#af87ff"
 MOOD_STYLE = {"good": "green", "bad": "yellow", "neutral": ""}
 KIND_STYLE = {"reclaim": "green", "error": "red", "prompt": "yellow", "answer": "cyan", "crossing": "magenta",
-              "notified": "blue", "schedule": "green", "state": "", "watcher": "dim"}
+              "notify": "blue", "schedule": "green", "state": "", "watch": "dim"}
 
 
 def show_if_changed(widget: Static, content: Text, layout: bool = False) -> None:
