@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Callable, NoReturn, Sequence
 
 from monitor import __version__
 from monitor.config import METHODS, Config, find_config_path, load_config, to_toml
-from monitor.errors import UserError
+from monitor.errors import PrivilegeError, UserError
 from monitor.procfs import check_proc_root
 
 Command = Callable[[argparse.Namespace], int]
@@ -95,8 +96,13 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
         return _reclaim_paths(args, config)
     progress = _progress_printer() if sys.stderr.isatty() else None
     wiring = Wiring(config, actions.db_path(config, args.db))
-    result = wiring.reclaim(args.method or config.reclaim.method, progress=progress, dry_run=args.dry_run,
-                            settle=args.settle)
+    try:
+        result = wiring.reclaim(args.method or config.reclaim.method, progress=progress, dry_run=args.dry_run,
+                                settle=args.settle)
+    except PrivilegeError as exc:
+        if args.json:  # a script reads stdout: give it JSON too; the one line still goes to stderr
+            print(json.dumps(_privilege_json(exc), indent=2))
+        raise
     if progress:
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
@@ -129,6 +135,14 @@ def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
 
 def _progress_line(text: str) -> None:
     print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
+
+
+def _privilege_json(exc: PrivilegeError) -> dict:
+    from monitor.privilege import missing_right_hint
+
+    hint = missing_right_hint()
+    error = str(exc).removesuffix(hint).rstrip(": ")
+    return {"error": error, "hint": hint if error != str(exc) else "run it as root (README: Reclaim without root)"}
 
 
 def _progress_printer():
@@ -274,6 +288,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     config = load(args)
     path = actions.db_path(config, args.db)
     if not path.exists():
+        if args.db:  # they chose this file: advising --db again would be no help
+            raise UserError(f"no history at {path} (--db): check the path, or record one there with "
+                            f"`vmmemctl watch --db {args.db}`")
         raise UserError(f"no history at {path}: start `vmmemctl watch` (or `vmmemctl tui`) first, or pass --db PATH")
     now = time.time()
     with Store(path) as store:
@@ -290,6 +307,9 @@ def cmd_notify(args: argparse.Namespace) -> int:
     from monitor.notify import notify_test
 
     config = load(args)
+    # The reasons are the report, on stdout; the notifier also logs them (for the watcher's log),
+    # which with no handler set would print them a second time on stderr (issue 18).
+    logging.getLogger("monitor").addHandler(logging.NullHandler())
     code, text = notify_test(config)
     print(text)
     return code
@@ -352,11 +372,14 @@ def cmd_privileged_write(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from monitor.report import rule_action_words
+
     path = args.file or find_config_path(args.config)
     config = load_config(path)
     print(f"{path or 'no config file'}: OK" + ("" if path else " (all defaults)"))
     for i, rule in enumerate(config.rule):
-        print(f"  rule[{i}] {rule.label}: {rule.action} when {rule.metric} > {rule.above} for {rule.for_:g}s")
+        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} > {rule.above} "
+              f"for {rule.for_:g}s")
     if config.schedule:
         from monitor.cron import next_runs
 
@@ -368,9 +391,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    from monitor import actions
+    from monitor.report import config_toml
+
     config = load(args)
     print(f"# effective config ({config.path or 'defaults: no config file'})")
-    print(to_toml(config), end="")
+    print(config_toml(config, actions.db_path(config, args.db)), end="")
     return 0
 
 

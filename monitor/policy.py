@@ -147,8 +147,7 @@ def _act(status: RuleStatus, samples: Sequence[Sample], config: Config, state: P
     if rule.method == "auto" and effective == "pagecache":
         words += " (auto: no memory.reclaim here)"
     if not config.policy.auto_reclaim:
-        return Decision("none", f"{status.why}; would reclaim {words}, but auto-reclaim is off "
-                        "([policy] auto_reclaim)", **common)
+        return Decision("none", f"{status.why}; would reclaim (auto-reclaim is off): {words}", **common)
     if state.paused_until and now < state.paused_until:
         return Decision("none", f"{status.why}; auto-reclaim paused until {_clock(state.paused_until)}", **common)
     idle = judge_idle(samples, config.idle, effective, now)

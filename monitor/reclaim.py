@@ -151,11 +151,13 @@ def _delta(before: GuestSample | None, after: GuestSample | None, name: str) -> 
 Progress = Callable[[str], None]
 
 
-def plan_methods(method: str, gradual_available: bool, compact: bool) -> tuple[list[str], list[str]]:
-    """The methods ``method`` runs here, in order, and notes about fallbacks (no I/O)."""
+def plan_methods(method: str, gradual_available: bool, compact: bool, ran: bool = False) -> tuple[list[str], list[str]]:
+    """The methods ``method`` runs here, in order, and notes about fallbacks (no I/O). The notes speak
+    of the future for a preview (a dry run, the dashboard's confirm) and of the past with ``ran``."""
     notes = []
     if method in ("auto", "gradual") and not gradual_available:
-        notes.append(f"{method}: memory.reclaim is missing (no cgroup v2 memory controller): used pagecache instead")
+        notes.append(f"{method}: {'used' if ran else 'will use'} pagecache (no memory.reclaim here: "
+                     "no cgroup v2 memory controller)")
         method = "pagecache"
     elif method == "auto":
         method = "gradual"
@@ -193,8 +195,8 @@ class Reclaimer:
     def gradual_available(self) -> bool:
         return self.sampler.gradual_available()  # the probes own this fact
 
-    def plan(self, method: str) -> tuple[list[str], list[str]]:
-        return plan_methods(method, self.gradual_available(), self.config.compact)
+    def plan(self, method: str, ran: bool = False) -> tuple[list[str], list[str]]:
+        return plan_methods(method, self.gradual_available(), self.config.compact, ran)
 
     # ---------------------------------------------------------------- running
 
@@ -204,7 +206,7 @@ class Reclaimer:
         with self._lock():
             result.before = self.sampler.sample_guest()
             result.host_before = self.sampler.sample_host(result.before)
-            chain, result.notes = self.plan(method)
+            chain, result.notes = self.plan(method, ran=not dry_run)
             result.methods_run = chain
             try:
                 for name in chain:

@@ -197,3 +197,31 @@ def _csv(records: list[dict]) -> str:
         writer.writeheader()
         writer.writerows(records)
     return out.getvalue().rstrip("\n")
+
+
+# ------------------------------------------------------------------ words shared by the CLI and the dashboard
+
+
+def rule_action_words(action: str, config: Any) -> str:
+    """A rule's action as it stands: a reclaim rule does nothing by itself while [policy]
+    auto_reclaim is off (the default), so it must not read as if it would act (issue 18)."""
+    if action == "reclaim" and not config.policy.auto_reclaim:
+        return "would reclaim (auto-reclaim is off)"
+    return action
+
+
+def config_toml(config: Any, db: Any) -> str:
+    """``to_toml`` with the history path actually used where the config leaves ``db`` empty."""
+    from monitor.config import to_toml
+
+    text = to_toml(config)
+    if config.general.db and str(db) == config.general.db:
+        return text
+    why = "from --db" if config.general.db or str(db) != str(_default_db()) else "the default: history.db in the user data dir"
+    return text.replace(f"db = {json.dumps(config.general.db)}\n", f"db = {json.dumps(str(db))}  # {why}\n", 1)
+
+
+def _default_db() -> Any:
+    from monitor.store import default_db_path
+
+    return default_db_path()

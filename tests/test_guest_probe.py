@@ -119,12 +119,33 @@ def test_cpu_busy_over_an_interval(tmp_path):
     (root / "meminfo").write_text("MemTotal: 1000 kB\n")
     stat = root / "stat"
     stat.write_text("cpu  100 0 0 900 0 0 0 0 0 0\n")
-    probe = GuestProbe(LocalFiles(root))
+    clock = [1000.0]
+    probe = GuestProbe(LocalFiles(root), clock=lambda: clock[0])
     assert probe.sample().cpu_busy_percent is None
+    clock[0] += 2
     stat.write_text("cpu  130 0 20 950 0 0 0 0 0 0\n")  # 50 busy of 100 jiffies
     assert probe.sample().cpu_busy_percent == 50.0
-    stat.write_text("cpu  130 0 20 950 0 0 0 0 0 0\n")  # no time passed: unknown, not a division by zero
+    clock[0] += 2
+    stat.write_text("cpu  130 0 20 950 0 0 0 0 0 0\n")  # no jiffy passed: unknown, not a division by zero
     assert probe.sample().cpu_busy_percent is None
+
+
+def test_a_sample_right_after_priming_leaves_cpu_busy_unknown(tmp_path):
+    """The dashboard primed and sampled 3 ms apart: 1 busy jiffy of 2 read as 50 % (issue 18)."""
+    root = tmp_path / "proc"
+    root.mkdir()
+    (root / "meminfo").write_text("MemTotal: 1000 kB\n")
+    stat = root / "stat"
+    stat.write_text("cpu  100 0 0 900 0 0 0 0 0 0\n")
+    clock = [1000.0]
+    probe = GuestProbe(LocalFiles(root), clock=lambda: clock[0])
+    probe.prime()
+    clock[0] += 0.003
+    stat.write_text("cpu  101 0 0 901 0 0 0 0 0 0\n")
+    assert probe.sample().cpu_busy_percent is None  # unknown, not 50 %
+    clock[0] += 2
+    stat.write_text("cpu  111 0 0 991 0 0 0 0 0 0\n")  # one interval later: 10 busy of 100 jiffies
+    assert probe.sample().cpu_busy_percent == 10.0
 
 
 def test_pressure_parser():

@@ -60,7 +60,7 @@ CASES = [
     ("prompt beats notify", series(T0, NOW, 8),
      config(rule(name="n"), rule(name="p", action="prompt", method="gradual")), PolicyState(), "prompt", "8.0 GiB"),
     ("auto-reclaim off", series(T0, NOW, 8), config(rule(action="reclaim"), auto=False), PolicyState(), "none",
-     "would reclaim gradually, but auto-reclaim is off"),
+     "would reclaim (auto-reclaim is off): gradually"),
     ("reclaim when idle", series(T0, NOW, 8, cpu=2.0), config(rule(action="reclaim", method="gradual")),
      PolicyState(), "reclaim", "page cache 8.0 GiB above 6.0 GiB for 10m; CPU 2% (idle); reclaiming gradually"),
     ("light editor load is idle enough", series(T0, NOW, 8, cpu=12.0), config(rule(action="reclaim")),

@@ -81,7 +81,7 @@ def test_gradual_falls_back_to_pagecache_without_memory_reclaim(fake_kernel, tmp
     kernel = fake_kernel(cached=2 * GiB, hot=0, with_reclaim=False)
     result = reclaimer_for(kernel.root, tmp_path).run("gradual")
     assert result.methods_run == ["pagecache", "compact"]
-    assert "memory.reclaim is missing" in result.notes[0] and "used pagecache instead" in result.notes[0]
+    assert result.notes[0] == "gradual: used pagecache (no memory.reclaim here: no cgroup v2 memory controller)"
     assert (kernel.proc / "sys/vm/drop_caches").read_text() == "1"
 
 
@@ -90,6 +90,14 @@ def test_auto_prefers_gradual_where_available(fake_kernel, tmp_path):
     assert reclaimer_for(kernel.root, tmp_path).run("auto").methods_run == ["gradual", "compact"]
     kernel = fake_kernel(cached=2 * GiB, hot=0, with_reclaim=False)
     assert reclaimer_for(kernel.root, tmp_path).run("auto", dry_run=True).methods_run == ["pagecache", "compact"]
+
+
+def test_a_dry_run_says_what_it_will_use_not_what_it_used(fake_kernel, tmp_path):
+    kernel = fake_kernel(cached=2 * GiB, hot=0, with_reclaim=False)
+    result = run_cli("reclaim", "--dry-run", "--proc-root", str(kernel.proc), "--db", str(tmp_path / "h.db"))
+    assert result.returncode == 0, result.stderr
+    assert "auto: will use pagecache (no memory.reclaim here: no cgroup v2 memory controller)" in result.stdout
+    assert "used pagecache" not in result.stdout and "instead" not in result.stdout
 
 
 def test_dry_run_writes_nothing(fake_kernel, tmp_path):
@@ -247,6 +255,15 @@ def test_unprivileged_user_gets_one_line_and_exit_3(shared_dir):
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "reclaim needs root" in result.stderr and "NOPASSWD:" in result.stderr and "_privileged-write *" in result.stderr
     assert as_nobody("reclaim", "--dry-run", "--db", str(db)).returncode == 0  # a dry run needs no right
+
+
+@needs_nobody
+def test_unprivileged_reclaim_json_prints_the_error_as_json(shared_dir):
+    result = as_nobody("reclaim", "--json", "--db", str(shared_dir / "h.db"))
+    assert result.returncode == 3 and result.stderr.count("\n") == 1  # the one line, as without --json
+    answer = json.loads(result.stdout)  # and a script gets JSON on stdout
+    assert answer["error"] == "reclaim needs root to write /proc/sys/vm/drop_caches"
+    assert "NOPASSWD:" in answer["hint"] and answer["hint"] in result.stderr
 
 
 @needs_nobody

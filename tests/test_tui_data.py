@@ -288,3 +288,19 @@ def test_the_tui_package_keeps_textual_out_of_data_and_source():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=Path(__file__).parent.parent)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("hour", [3.0, 14.33, 20.1])  # at night, before the afternoon reclaim, just after the evening one
+def test_the_demos_waiting_prompt_is_true_of_its_own_series(tmp_path, hour):
+    """`python -m tui.demo` wrote "page cache 0.7 GiB above 8.0 GiB (50%) for 5m" at night (issue 18)."""
+    import re
+
+    now = 1_800_000_000.0 - 1_800_000_000.0 % 86400 + hour * 3600
+    with Store(write_history(tmp_path / "d.db", now, days=1, step=60.0)) as store:
+        (prompt,) = store.pending_prompts()
+        said = re.match(r"page cache ([\d.]+) GiB above ([\d.]+) GiB \(50%\) for (\d+)m", prompt.message)
+        cache, above, minutes = float(said[1]), float(said[2]), int(said[3])
+        rows = store.series(prompt.t - minutes * 60, prompt.t, tier="samples")[1]
+    assert rows and all(r["page_cache"] > above * 1024**3 for r in rows)  # above it for the whole window
+    assert cache == round(rows[-1]["page_cache"] / 1024**3, 1)
+    assert above == 8.0 and minutes == 5  # the default cache-prompt rule of a 16 GiB guest

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 from helpers import TREES
 from fakekernel import FakeKernel
 from monitor import recorder as recorder_mod
-from monitor.config import Config, GeneralConfig, PolicyConfig, ReclaimConfig, Rule
+from monitor.config import METHODS, Config, GeneralConfig, PolicyConfig, ReclaimConfig, Rule
 from monitor.reclaim import ReclaimLock
 from monitor.recorder import recording_pid, take_instance_lock
 from monitor.store import Store
@@ -220,7 +221,13 @@ async def test_r_confirm_shows_methods_and_expected_gain_and_escape_cancels(hist
             assert words in text, words
         await pilot.press("down")
         await pilot.pause()
-        assert "gradual: memory.reclaim is missing" in screen(app)  # the offer follows the highlighted method
+        text = screen(app)  # the offer follows the highlighted method, and speaks of what it will do
+        assert "gradual: will use pagecache (no memory.reclaim here" in text and "used pagecache" not in text
+        rows = {m[1]: m[0] for m in (re.search(r"│ (\w+) .*~", line) for line in app.screen_text().splitlines())
+                if m and m[1] in METHODS}
+        assert set(rows) == set(METHODS)
+        assert "pagecache + compact (fallback)" in rows["gradual"] and "(fallback)" not in rows["pagecache"]
+        assert len({row.index("~") for row in rows.values()}) == 1  # the expected gains line up
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, screens.ReclaimScreen) and app.reclaiming is None
@@ -516,3 +523,30 @@ def test_run_attaches_when_a_watcher_runs_and_records_otherwise(tmp_path, monkey
         (True, 5.0, tmp_path / "h.db"), (False, 5.0, tmp_path / "h.db"), (True, 5.0, tmp_path / "h.db")]
     monitor_log = logging.getLogger("monitor")
     assert monitor_log.propagate and not any(isinstance(h, logging.FileHandler) for h in monitor_log.handlers)
+
+
+# ------------------------------------------------------------------ words (issue 18)
+
+
+@pilot
+async def test_a_reclaim_rule_reads_as_inactive_while_auto_reclaim_is_off(history, tmp_path):
+    config = tree_config()
+    config = dataclasses.replace(config, rule=tuple(r for r in config.rule if r.action == "reclaim"))
+    app = dashboard(config, history, tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await main_screen(pilot)
+        text = screen(app)
+        assert "policy: nothing to do: reclaimable" in text and "would reclaim (auto-reclaim is off)" in text
+        assert "╌ reclaim-idle-cache 1.6G would reclaim (auto-reclaim is off)" in text  # the chart legend
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        app.refresh_data()
+        await settle(pilot)
+        assert "(off)" in app.query_one("#chart-legend").render().plain
+    on = dataclasses.replace(config, policy=dataclasses.replace(config.policy, auto_reclaim=True))
+    app = dashboard(on, history, tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await main_screen(pilot)
+        text = screen(app)
+        assert "╌ reclaim-idle-cache 1.6G" in text
+        assert "auto-reclaim is off" not in text and "(off)" not in text

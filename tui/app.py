@@ -194,7 +194,7 @@ class VmmemApp(App):
         else:
             plot.show(chart)
         legend_box = self.query_one("#chart-legend", Static)
-        show_if_changed(legend_box, legend(chart, legend_box.size.width - 2))
+        show_if_changed(legend_box, legend(chart, legend_box.size.width - 1))
         show_if_changed(self.query_one("#ranges", Static), range_keys(snap.range_name))
 
     def _maybe_prompt(self, snap: Snapshot) -> None:

@@ -39,12 +39,28 @@ class Reclaim:
     method: str
 
 
-def cache_at(t: float, now: float, reclaims: list[Reclaim]) -> float:
-    """Page cache in bytes: grows while people work (09-19 h), flat at night, dropped by reclaims."""
+PROMPT_ABOVE = TOTAL // 2  # the default cache-prompt rule: page cache above 50 % for 5 minutes
+PROMPT_FOR = 300.0
+BUILD_CACHE = 8.8 * GiB  # what the last build leaves cached: above PROMPT_ABOVE, whatever the hour
+
+
+def cache_at(t: float, now: float, reclaims: list[Reclaim], build_at: float | None = None) -> float:
+    """Page cache in bytes: grows while people work (09-19 h), flat at night, dropped by reclaims;
+    from ``build_at`` a build has read enough to hold it above the prompt's threshold."""
     last = max((r.t for r in reclaims if r.t <= t), default=now - 30 * 86400)
     grow_start = max(last, t - 3 * 86400)
     working = _working_seconds(grow_start, t)
-    return min(11.5 * GiB, 0.6 * GiB + working * 1.5 * GiB / 3600) + 90 * MiB * math.sin(t / 900)
+    cache = min(11.5 * GiB, 0.6 * GiB + working * 1.5 * GiB / 3600)
+    if build_at is not None and t >= build_at:
+        cache = max(cache, BUILD_CACHE)
+    return cache + 90 * MiB * math.sin(t / 900)
+
+
+def build_time(now: float, reclaims: list[Reclaim]) -> float:
+    """The last build: 15 minutes ago, or just after the last reclaim when that was later, so the
+    waiting prompt (4 minutes ago) is true of the series: above the threshold for 5 minutes."""
+    last = max((r.t for r in reclaims), default=now - 86400)
+    return max(now - 900, last + 30)
 
 
 def _working_seconds(since: float, until: float) -> float:
@@ -89,19 +105,20 @@ def write_history(path: str | Path, now: float, *, days: float = 2.0, step: floa
     history = history or HistoryConfig()
     rng = random.Random(4166)
     reclaims = demo_reclaims(now, days)
+    build_at = build_time(now, reclaims) if pending_prompt else None
     with Store(path) as store:
         t = now - days * 86400
         with store.transaction():
             while t <= now:
-                store.add_sample(sample_at(t, cache_at(t, now, reclaims), rng))
+                store.add_sample(sample_at(t, cache_at(t, now, reclaims, build_at), rng))
                 t += raw_step if t >= now - raw_for else step
         store.roll_up(now)
         store.prune(history.raw_for, history.minute_for, history.ten_minute_for, history.events_for, now)
-        _write_events(store, now, reclaims, pending_prompt)
+        _write_events(store, now, reclaims, build_at)
     return Path(path)
 
 
-def _write_events(store: Store, now: float, reclaims: list[Reclaim], pending_prompt: bool) -> None:
+def _write_events(store: Store, now: float, reclaims: list[Reclaim], build_at: float | None) -> None:
     for r in reclaims:
         before, after = cache_at(r.t - 1, now, reclaims), cache_at(r.t + 1, now, reclaims)
         freed = int(before - after)
@@ -125,10 +142,12 @@ def _write_events(store: Store, now: float, reclaims: list[Reclaim], pending_pro
     store.add_event("error", "host sample: TimeoutError: powershell.exe did not answer within 3s",
                     t=now - 5 * 3600)
     store.add_event("state", "snoozed for 1h", t=now - 26 * 3600)
-    if pending_prompt:
-        cache = cache_at(now - 240, now, reclaims)
-        store.add_event("prompt", f"page cache {cache / GiB:.1f} GiB above 8.0 GiB (50%) for 5m. Reclaim (auto)?",
-                        rule="cache-prompt", status="pending", t=now - 240,
+    if build_at is not None:  # the prompt of the last build, in the words and numbers of the series
+        t = now - 240
+        cache = cache_at(t, now, reclaims, build_at)
+        store.add_event("prompt", f"page cache {cache / GiB:.1f} GiB above {PROMPT_ABOVE / GiB:.1f} GiB (50%) "
+                        f"for {PROMPT_FOR / 60:g}m. Reclaim (auto)?",
+                        rule="cache-prompt", status="pending", t=t,
                         data={"method": "auto", "metric_bytes": int(cache)})
 
 

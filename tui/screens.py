@@ -51,8 +51,11 @@ class ReclaimScreen(Modal):
             yield Static(id="offer", classes="offer")
 
     def _label(self, offer: data.Offer) -> Text:
-        gain = "" if offer.gain is None else f"  ~{format_bytes(offer.gain)}"
-        return Text.assemble((f"{offer.method:<10}", "bold"), (" + ".join(offer.chain), "dim"), (gain, "green"))
+        """Three columns: the method, what runs here (a fallback marked), the expected gain right-aligned."""
+        runs = max(len(o.runs) for o in self.offers.values())
+        gain = "" if offer.gain is None else f"~{format_bytes(offer.gain)}"
+        return Text.assemble((f"{offer.method:<10}", "bold"), (f"{offer.runs:<{runs}}", "dim"),
+                             (f"{gain:>11}", "green"))
 
     def on_mount(self) -> None:
         methods = self.query_one("#methods", OptionList)

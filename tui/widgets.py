@@ -16,10 +16,11 @@ from tui import data
 HOST_STYLE = "#5fafff"
 CACHE_STYLE = "#ffaf00"
 THRESHOLD_STYLE = {"page_cache": "#ff875f", "reclaimable": "#d75f87", "host": "#5fd7d7"}
+INACTIVE_STYLE = "#808080"  # a reclaim rule while auto-reclaim is off: drawn, but grey
 RECLAIM_STYLE = "#af87ff"
 MOOD_STYLE = {"good": "green", "bad": "yellow", "neutral": ""}
 KIND_STYLE = {"reclaim": "green", "error": "red", "prompt": "yellow", "answer": "cyan", "crossing": "magenta",
-              "notified": "blue", "schedule": "green", "state": "", "watcher": "dim"}
+              "notify": "blue", "schedule": "green", "state": "", "watch": "dim"}
 
 
 def show_if_changed(widget: Static, content: Text, layout: bool = False) -> None:
@@ -141,7 +142,7 @@ class TrendChart(PlotWidget, can_focus=False):
         cell = (chart.until - chart.since) / self.columns
         for th in chart.thresholds:  # first, so the data lines draw over them
             xs = [chart.since + (i + 0.5) * cell for i in range(0, self.columns, 2)]
-            self.scatter(xs, [th.bytes] * len(xs), marker="╌", marker_style=THRESHOLD_STYLE[th.metric])
+            self.scatter(xs, [th.bytes] * len(xs), marker="╌", marker_style=threshold_style(th))
         for runs, style in ((chart.cache, CACHE_STYLE), (chart.host, HOST_STYLE)):
             for run in runs:
                 xs, ys = [p[0] for p in run], [p[1] for p in run]
@@ -153,21 +154,32 @@ class TrendChart(PlotWidget, can_focus=False):
             self.add_v_line(t, line_style=RECLAIM_STYLE)
 
 
+# How a reclaim rule that cannot act (auto-reclaim off) is named, longest first, as room allows.
+INACTIVE_WORDS = (" would reclaim (auto-reclaim is off)", " (auto-reclaim off)", " (off)")
+
+
+def threshold_style(th: data.Threshold) -> str:
+    return INACTIVE_STYLE if th.inactive else THRESHOLD_STYLE[th.metric]
+
+
 def legend(chart: data.ChartData, width: int = 200) -> Text:
-    """One line under the chart: what each line is, the thresholds (by rule name when there is room)."""
-    for named in (True, False):
+    """One line under the chart: what each line is, the thresholds (by rule name when there is room);
+    a reclaim rule that cannot act says so, in as many words as fit."""
+    for named, off in ((True, 0), (True, 1), (True, 2), (False, 2)):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("━ host", style=HOST_STYLE)
         text.append("  ━ page cache" if named else " ━ cache", style=CACHE_STYLE)
-        text.append("  " if named else " ")
+        text.append(" ")
         for th in chart.thresholds:
             label = f"{th.label} {data.short_bytes(th.bytes)}" if named else data.short_bytes(th.bytes)
-            text.append(f"╌ {label} " if named else f"╌{label} ", style=THRESHOLD_STYLE[th.metric])
+            label += INACTIVE_WORDS[off] if th.inactive else ""
+            text.append(f"╌ {label} " if named else f"╌{label} ", style=threshold_style(th))
         for th in chart.above:
-            text.append(f"↑ {th.label} {data.short_bytes(th.bytes)} " if named else f"↑{data.short_bytes(th.bytes)} ",
-                        style="dim")
+            label = data.short_bytes(th.bytes) + (INACTIVE_WORDS[off] if th.inactive else "")
+            text.append(f"↑ {th.label} {label} " if named else f"↑{label} ", style="dim")
         if chart.reclaims:
             text.append("│ reclaim", style=RECLAIM_STYLE)
+        text.rstrip()
         if text.cell_len <= width:
             break
     return text

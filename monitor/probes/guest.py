@@ -39,6 +39,11 @@ FILES = ("proc/meminfo", "proc/pressure/memory", "proc/pressure/io", "proc/vmsta
 VMSTAT_FIELDS = ("workingset_refault_file", "pgpgin", "drop_pagecache")
 
 
+# Below this, busy % is unknown rather than noise: /proc/stat counts in jiffies (USER_HZ = 100), so
+# a dashboard that primed and sampled 3 ms apart read 1 busy jiffy of 2 and recorded 50 % (issue 18).
+MIN_CPU_INTERVAL = 0.1  # seconds; `status` waits 0.25 s (--cpu-window), the recorder a sampling interval
+
+
 class GuestProbe:
     """Samples the guest; remembers the last CPU times so busy % covers the interval."""
 
@@ -46,6 +51,7 @@ class GuestProbe:
         self.files = files
         self.clock = clock
         self._last_cpu: CpuTimes | None = None
+        self._last_cpu_at = 0.0  # when _last_cpu was read (self.clock)
         # WSL sets the reporting order once at boot: read it on the first sample, then keep it.
         self._order_text: str | None = None
         self._layout: MeminfoLayout | None = None  # learnt from the first clean meminfo
@@ -54,6 +60,7 @@ class GuestProbe:
         """Take a CPU reading so the next sample's busy % covers a known interval."""
         text = self.files.read(["proc/stat"])["proc/stat"]
         self._last_cpu = parse_cpu_times(text) if text else None
+        self._last_cpu_at = self.clock()
 
     def sample(self) -> GuestSample:
         wanted = FILES if self._order_text is None else FILES[:-1]
@@ -76,7 +83,7 @@ class GuestProbe:
         order = _reporting_order(texts[REPORTING_ORDER_PATH], warnings)
         values["page_reporting_order"] = order
         values.update(_from_buddyinfo(texts["proc/buddyinfo"], order, warnings))
-        values["cpu_busy_percent"] = self._cpu_busy(texts["proc/stat"], warnings)
+        values["cpu_busy_percent"] = self._cpu_busy(texts["proc/stat"], warnings, now)
         values.update(_derive(values))
         for w in warnings:
             log.debug("guest sample: %s", w)
@@ -96,14 +103,14 @@ class GuestProbe:
         self._layout = meminfo_layout(text, MEMINFO_FIELDS.values()) if text is not None and not more else None
         return values
 
-    def _cpu_busy(self, text: str | None, warnings: list[str]) -> float | None:
+    def _cpu_busy(self, text: str | None, warnings: list[str], now: float) -> float | None:
         cpu = parse_cpu_times(text) if text else None
         if cpu is None:
             warnings.append("stat: no readable 'cpu' line; CPU busy unknown")
             return None
-        last, self._last_cpu = self._last_cpu, cpu
-        if last is None or cpu.total <= last.total:
-            return None
+        (last, self._last_cpu), (last_at, self._last_cpu_at) = (self._last_cpu, cpu), (self._last_cpu_at, now)
+        if last is None or cpu.total <= last.total or now - last_at < MIN_CPU_INTERVAL:
+            return None  # a reading milliseconds after the last is a jiffy or two: 0, 50 or 100 %, noise
         return round(100.0 * max(0, cpu.busy - last.busy) / (cpu.total - last.total), 2)
 
 

@@ -20,6 +20,7 @@ class Threshold:
     label: str  # the rule's name
     metric: str  # page_cache | reclaimable | host
     bytes: int
+    inactive: bool = False  # a reclaim rule while [policy] auto_reclaim is off: it would reclaim, but will not
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def thresholds(config: Config, row: Row | None) -> list[Threshold]:
         total = row.get("host_total") if rule.metric == "host" else row.get("total")
         limit = rule.above.resolve(total)
         if limit is not None:
-            out.append(Threshold(rule.label, rule.metric, limit))
+            inactive = rule.action == "reclaim" and not config.policy.auto_reclaim
+            out.append(Threshold(rule.label, rule.metric, limit, inactive))
     return sorted(out, key=lambda th: th.bytes)
 
 

@@ -22,6 +22,16 @@ class Offer:
     words: str  # "frees about 3.1 GiB of page cache, then compacts"
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def falls_back(self) -> bool:
+        """auto/gradual that will run pagecache here (no memory.reclaim): the dialog marks it."""
+        return self.method in ("auto", "gradual") and bool(self.chain) and self.chain[0] == "pagecache"
+
+    @property
+    def runs(self) -> str:
+        """What runs, in words for the dialog's middle column: ``pagecache + compact (fallback)``."""
+        return " + ".join(self.chain) + (" (fallback)" if self.falls_back else "")
+
 
 def expected_gain(method: str, chain: Sequence[str], row: Row | None, config: Config) -> tuple[int | None, str]:
     """What a reclaim with ``chain`` should give, from the latest row: the promise the confirm shows."""

@@ -16,8 +16,10 @@ from tui.data.common import LocalTime
 
 
 
-KIND_WORDS = {"crossing": "crossing", "notify": "notified", "prompt": "prompt", "answer": "answer",
-              "reclaim": "reclaim", "schedule": "schedule", "error": "error", "state": "state", "watch": "watcher"}
+# The kind as stored, so what the events list shows is what `vmmemctl history --events` prints
+# (they differed: "watcher" here, "watch" there, issue 18).
+KIND_WORDS = {"crossing": "crossing", "notify": "notify", "prompt": "prompt", "answer": "answer",
+              "reclaim": "reclaim", "schedule": "schedule", "error": "error", "state": "state", "watch": "watch"}
 
 
 def clock_text(ts: float, now: float, localtime: LocalTime = time.localtime) -> str:
