@@ -68,8 +68,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         gradual = p.gradual_available()
     finally:
         p.close()
+    from monitor.health import history_words
+
     wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind)
-    store = open_existing(actions.db_path(config, args.db))
+    db = actions.db_path(config, args.db)
+    unwritten = history_words(db)  # "history not written since 14:02: disk full (...)" or ""
+    store = open_existing(db)
     try:
         decision, _ = actions.decision_now(config, store, sample, wsl_mode=wsl.mode if wsl else None,
                                            gradual_available=gradual)
@@ -77,9 +81,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if store:
             store.close()
     extra = [("WSL autoMemoryReclaim", wsl.describe())] if wsl else []
+    extra += [("history", unwritten)] if unwritten else []
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
+        data["history_not_written"] = unwritten or None
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))
