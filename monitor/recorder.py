@@ -259,6 +259,29 @@ class Recorder:
         if self._health is not None:
             self._health.write(self.health())
 
+    # ------------------------------------------------------------ reload
+
+    def reconfigure(self, config: Config, notifier: Notifier) -> list[str]:
+        """Take a reloaded config from the next tick on; returns what changed, in words. Called on the
+        jobs' thread (no tick runs meanwhile); the caller re-schedules :meth:`jobs`."""
+        old, changed = self.config, []
+        for name in ("sampling", "rule", "schedule", "notify", "policy", "idle", "reclaim", "history", "metrics",
+                     "host", "guest", "general"):
+            if getattr(old, name) != getattr(config, name):
+                changed.append(name)
+        self.config = self.wiring.config = config
+        self.notifier = notifier
+        labels = {r.label for r in config.rule}
+        self._above = {k: v for k, v in self._above.items() if k in labels}
+        if not self._backlog:
+            self._recent = None  # the window's span may have changed: read it again from the store
+        if {"host", "guest", "general"} & set(changed):  # the probes read these: build them again
+            self.probes.close()
+            self.probes = self.wiring.probes()
+            self.probes.prime()
+            self.last_host = None
+        return changed
+
     # ------------------------------------------------------------ derived facts, asked of their owners
 
     def gradual_available(self) -> bool:
