@@ -69,8 +69,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         gradual = p.gradual_available()
     finally:
         p.close()
+    from monitor.health import history_words
+
     wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind)
-    store = open_existing(actions.db_path(config, args.db))
+    db = actions.db_path(config, args.db)
+    unwritten = history_words(db)  # "history not written since 14:02: disk full (...)" or ""
+    store = open_existing(db)
     try:
         decision, _ = actions.decision_now(config, store, sample, wsl_mode=wsl.mode if wsl else None,
                                            gradual_available=gradual)
@@ -78,9 +82,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if store:
             store.close()
     extra = [("WSL autoMemoryReclaim", wsl.describe())] if wsl else []
+    extra += [("history", unwritten)] if unwritten else []
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
+        data["history_not_written"] = unwritten or None
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))
@@ -243,10 +249,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from monitor.recorder import take_instance_lock
     from monitor.wiring import Wiring
 
-    config = load(args)
-    if args.interval is not None:
-        config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, interval=args.interval))
-    listen = args.metrics if args.metrics is not None else config.metrics.listen
+    config, listen = watch_config(args)
     wiring = Wiring(config, actions.db_path(config, args.db))
     lock = take_instance_lock(wiring.db)
     try:
@@ -255,16 +258,58 @@ def cmd_watch(args: argparse.Namespace) -> int:
         probes = wiring.probes()
         metrics, server = _start_metrics(listen, probes.environment)
         recorder = wiring.recorder(build_notifier(config.notify), metrics=metrics, probes=probes)
+        reloader = daemon.Reloader(lambda: watch_config(args), probes.environment, listen, server)
         try:
             refusal = wiring.reclaim_refusal()
             if refusal:
                 recorder.store.add_event("error", f"reclaims will fail: {refusal}")
                 daemon.log.warning("reclaims will fail: %s", refusal)
-            return daemon.run(recorder, wiring.stop, server)
+            return daemon.run(recorder, wiring.stop, server, reloader)
         finally:
             recorder.close()
     finally:
         lock.__exit__(None, None, None)
+
+
+def watch_config(args: argparse.Namespace) -> tuple[Config, str]:
+    """The watcher's config and metrics address: the file, then the command line (again on SIGHUP)."""
+    config = load(args)
+    if args.interval is not None:
+        config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, interval=args.interval))
+    return config, args.metrics if args.metrics is not None else config.metrics.listen
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """SIGHUP to the watcher recording this history, found through its lock file."""
+    import os
+    import signal
+
+    from monitor import actions
+    from monitor.recorder import instance_lock_path, recording_pid
+
+    config = load(args)
+    db = actions.db_path(config, args.db)
+    pid = recording_pid(db)
+    if pid is None:
+        raise UserError(f"no watcher is recording to {db} (start `vmmemctl watch`, or pass --db PATH)")
+    try:
+        holder = instance_lock_path(db).read_text().partition(" ")[2].strip()
+    except OSError:
+        holder = ""
+    if holder and holder != "vmmemctl watch":  # SIGHUP would end a dashboard, not reload it
+        raise UserError(f"{db} is recorded by {holder} (pid {pid}), which reads its config at start: restart it")
+    if pid == 0:
+        raise UserError(f"the lock of {db} does not say which process holds it; reload it by hand (kill -HUP)")
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise UserError(f"the watcher of {db} (pid {pid}) is gone") from None
+    except PermissionError:
+        raise UserError(f"not allowed to signal the watcher of {db} (pid {pid}): run as its user "
+                        "(or `systemctl reload vmmemctl`)") from None
+    print(f"asked the watcher (pid {pid}) to re-read its config; its log and `vmmemctl history --events` "
+          "say whether it took it")
+    return 0
 
 
 def _start_metrics(listen: str, environment):
@@ -467,6 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus metrics, e.g. 127.0.0.1:9469 (default: [metrics] listen, off)")
     p.add_argument("--log-file", metavar="PATH", help="log here (default: watch.log in the user log dir)")
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("reload", parents=[common], help="make the running watcher re-read its config (SIGHUP)")
+    p.set_defaults(func=cmd_reload)
 
     p = sub.add_parser("history", parents=[common], help="export the recorded history")
     p.add_argument("--since", type=_duration, default=3600.0, metavar="DURATION", help="how far back (default 1h)")

@@ -13,12 +13,14 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from monitor.errors import UserError
 
 if TYPE_CHECKING:
+    from monitor.config import Config
     from monitor.recorder import Recorder
 
 log = logging.getLogger("monitor")
@@ -73,8 +75,68 @@ def record_missed_runs(scheduler: Any, recorder: Recorder) -> None:
     scheduler.add_listener(on_missed, EVENT_JOB_MISSED)
 
 
-def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None) -> int:
-    """Run until SIGTERM/SIGINT (which set ``stop``; a reclaim in flight ends its settle early)."""
+@dataclass
+class Reloader:
+    """What SIGHUP re-reads: ``load()`` gives the config and the metrics listen address as at start
+    (the file again, then the command line's overrides again); raises a one-line UserError."""
+
+    load: Callable[[], tuple[Config, str]]
+    environment: Any = None  # for a Metrics made when a reload turns metrics on
+    listen: str = ""
+    server: Any = None
+
+
+def reload(scheduler: Any, recorder: Recorder, reloader: Reloader) -> None:
+    """SIGHUP, on the jobs' thread: a valid config takes effect at the next tick; an invalid one is
+    refused (one line in the log, one event) and the old config stays."""
+    from monitor.notify import build_notifier
+
+    try:
+        config, listen = reloader.load()
+    except UserError as exc:
+        log.error("reload refused: %s; the old config stays", exc)
+        recorder.store.add_event("watch", f"reload refused: {exc}; the old config stays")
+        return
+    old_ids = {job.id for job in recorder.jobs()}
+    changed = recorder.reconfigure(config, build_notifier(config.notify))
+    for job_id in old_ids:
+        if scheduler.get_job(job_id):
+            scheduler.remove_job(job_id)
+    schedule_jobs(scheduler, recorder)
+    if listen != reloader.listen:
+        changed.append(_relisten(recorder, reloader, listen))
+    words = f"config reloaded from {config.path or 'defaults'}: " + (", ".join(changed) or "nothing changed") + \
+        f" (every {config.sampling.interval:g}s, {len(config.rule)} rules, {len(config.schedule)} schedules)"
+    log.info("%s", words)
+    recorder.store.add_event("watch", words, data={"changed": changed})
+
+
+def _relisten(recorder: Recorder, reloader: Reloader, listen: str) -> str:
+    from monitor.config import split_listen
+    from monitor.metrics import Metrics
+
+    if reloader.server is not None:
+        reloader.server.close()
+        reloader.server = None
+    reloader.listen = listen
+    if not listen:
+        return "metrics off"
+    try:
+        host, port = split_listen(listen)
+        if recorder.metrics is None:
+            recorder.metrics = Metrics(reloader.environment)
+        reloader.server = recorder.metrics.serve(host, port)
+        return f"metrics on {listen}"
+    except (ValueError, UserError) as exc:
+        log.error("metrics: %s", exc)
+        recorder.store.add_event("error", f"metrics on reload: {exc}")
+        return f"metrics not served ({exc})"
+
+
+def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
+        reloader: Reloader | None = None) -> int:
+    """Run until SIGTERM/SIGINT (which set ``stop``; a reclaim in flight ends its settle early);
+    SIGHUP re-reads the config (:func:`reload`)."""
     from monitor.scheduling import build_scheduler
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,13 +152,19 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None) -
     log.info("watching: sample every %gs, history %s", config.sampling.interval, db)
     recorder.tick()  # the first sample now, not one interval from now
     scheduler.start()
+    if reloader is not None:
+        reloader.server = reloader.server or metrics_server
+        # The handler only queues the reload on the jobs' worker, so it runs between ticks, never in one.
+        signal.signal(signal.SIGHUP, lambda *_: scheduler.add_job(
+            reload, args=(scheduler, recorder, reloader), id="reload", replace_existing=True, misfire_grace_time=60))
     try:
         while not stop.wait(1.0):
             pass
     finally:
         scheduler.shutdown(wait=True)  # quick: ticks take milliseconds, a reclaim sees `stop` and ends
-        if metrics_server is not None:
-            metrics_server.close()
+        server = reloader.server if reloader is not None else metrics_server
+        if server is not None:
+            server.close()
         recorder.store.add_event("watch", "watcher stopped")
         log.info("stopped")
     return 0

@@ -209,7 +209,11 @@ class Reclaimer:
             chain, result.notes = self.plan(method, ran=not dry_run)
             result.methods_run = chain
             try:
-                for name in chain:
+                for i, name in enumerate(chain):
+                    if i and self.stop.is_set():  # shutting down: what ran is the result
+                        result.notes.append(f"stopped before {'+'.join(chain[i:])} (vmmemctl is shutting down)")
+                        result.methods_run = chain[:i]
+                        break
                     getattr(self, f"_run_{name}")(result)
             except OSError as exc:
                 result.error = f"{self.writer.description}: {exc.strerror or exc}"

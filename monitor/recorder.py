@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from monitor import actions
 from monitor.config import Config, Schedule
 from monitor.errors import UserError
 from monitor.filelock import FileLock, LockHeld
+from monitor.health import Health, HealthRecord, failure_reason
 from monitor.notify import Notification, Notifier, RateLimiter
 from monitor.policy import METRIC_NAMES, Decision, PolicyState, decide, effective_method, judge_idle, rule_status
 from monitor.reclaim import ReclaimBusy
@@ -51,6 +53,9 @@ RATE_STATE_KEY = "notify_rate"
 ERROR_EVENT_PERIOD = 300.0  # the same error is recorded at most every 5 minutes
 MAINTAIN_EVERY = 60.0
 SAMPLE_GRACE = 5.0  # a sampling run late by more than this is dropped (the next one is due soon anyway)
+# Samples held in memory while the history cannot be written (disk full): 1 h at 1 s, 2 h at the
+# default 2 s; ~1 KiB each as Python objects, so at most ~4 MiB. Past that the oldest go first.
+BACKLOG_MAX = 3600
 
 
 class AlreadyRecording(UserError):
@@ -108,6 +113,13 @@ class Recorder:
     # The policy's window of recent samples, in memory: reading it back from SQLite every tick
     # was 70% of a tick's cost (bench/results/overhead.md). Filled from the store once.
     _recent: deque[Sample] | None = None
+    # While the history cannot be written: the samples not yet written, and since when / why.
+    _backlog: deque[Sample] = field(default_factory=lambda: deque(maxlen=BACKLOG_MAX))
+    _dropped: int = 0
+    _unwritten_since: float | None = None
+    _unwritten_reason: str | None = None
+    _health: HealthRecord | None = None
+    _warnings: frozenset[str] | None = None  # the last sample's: a file that goes missing mid-run is news
 
     # ------------------------------------------------------------ what runs when
 
@@ -135,7 +147,8 @@ class Recorder:
         """Sample the guest, store it, decide, act. Never raises."""
         try:
             sample = self._sample()
-            self.store.add_sample(sample)
+            self._record_new_warnings(sample)
+            self._write(sample)
             if self.metrics:
                 self.metrics.observe_sample(sample)
             self._record_crossings(sample)
@@ -180,6 +193,93 @@ class Recorder:
         (store or self.store).add_event(
             "schedule", f"{name}: missed the {when:%H:%M} run by more than {schedule.grace:g}s (asleep?): "
             "skipped, not run late", rule=name)
+
+    # ------------------------------------------------------------ writing the history, whatever the disk does
+
+    def _write(self, sample: Sample) -> None:
+        """Store ``sample`` and any backlog; when the history cannot take them (disk full, read-only,
+        deleted, replaced), keep them in memory (bounded) and say so in the health record."""
+        if self._health is None and not self.store.readonly:
+            try:
+                self._health = HealthRecord(self.store.path)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", self.store.path, exc)
+        if len(self._backlog) == self._backlog.maxlen:
+            self._dropped += 1
+        self._backlog.append(sample)
+        try:
+            self._follow_file()
+            self.store.add_samples(self._backlog)
+        except (sqlite3.Error, OSError, UserError) as exc:
+            self._history_failing(exc, sample.time)
+            return
+        if self._unwritten_since is not None:
+            self._history_resumed()
+        self._backlog.clear()
+
+    def _follow_file(self) -> None:
+        change = self.store.file_changed()
+        if change:
+            words = self.store.follow_file(change)  # UserError when the path holds something else now
+            log.warning("%s", words)
+            self.store.add_event("error", words)
+
+    def _history_failing(self, exc: BaseException, t: float) -> None:
+        reason = failure_reason(exc) if not isinstance(exc, UserError) else str(exc)
+        if self._unwritten_since is None:
+            self._unwritten_since, self._unwritten_reason = t, reason
+            log.error("history %s not written: %s; keeping up to %d samples in memory until it can be",
+                      self.store.path, exc, BACKLOG_MAX)
+        self._unwritten_reason = reason
+        if self.metrics:
+            self.metrics.observe_error()
+        self._say_health()
+
+    def _history_resumed(self) -> None:
+        since, reason, n, dropped = self._unwritten_since, self._unwritten_reason, len(self._backlog), self._dropped
+        self._unwritten_since, self._unwritten_reason, self._dropped = None, None, 0
+        at = dt.datetime.fromtimestamp(since or 0).strftime("%H:%M:%S")
+        words = f"history written again: the {n} samples held since {at} ({reason}) are in it" + (
+            f"; {dropped} oldest were dropped (backlog full)" if dropped else "")
+        log.warning("%s", words)
+        try:
+            self.store.add_event("error", words, data={"written": n, "dropped": dropped})
+        except (sqlite3.Error, OSError) as exc:
+            log.error("could not record that: %s", exc)
+        self._say_health()
+
+    def health(self) -> Health:
+        """Whether the history is being written (`status` and the TUI read it from the health record)."""
+        if self._unwritten_since is None:
+            return Health(os.getpid())
+        return Health(os.getpid(), self._unwritten_since, self._unwritten_reason, len(self._backlog), self._dropped)
+
+    def _say_health(self) -> None:
+        if self._health is not None:
+            self._health.write(self.health())
+
+    # ------------------------------------------------------------ reload
+
+    def reconfigure(self, config: Config, notifier: Notifier) -> list[str]:
+        """Take a reloaded config from the next tick on; returns what changed, in words. Called on the
+        jobs' thread (no tick runs meanwhile); the caller re-schedules :meth:`jobs`."""
+        old, changed = self.config, []
+        for name in ("sampling", "rule", "schedule", "notify", "policy", "idle", "reclaim", "history", "metrics",
+                     "host", "guest", "general"):
+            if getattr(old, name) != getattr(config, name):
+                changed.append(name)
+        self.config = self.wiring.config = config
+        self.notifier = notifier
+        labels = {r.label for r in config.rule}
+        self._above = {k: v for k, v in self._above.items() if k in labels}
+        if not self._backlog:
+            self._recent = None  # the window's span may have changed: read it again from the store
+        if {"host", "guest", "general"} & set(changed):  # the probes read these: build them again
+            self.probes.close()
+            self.probes = self.wiring.probes()
+            self.probes.prime()
+            self.last_host = None
+        return changed
 
     # ------------------------------------------------------------ derived facts, asked of their owners
 
@@ -332,18 +432,42 @@ class Recorder:
                 self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {format_bytes(status.value)} {word} "
                                      f"{format_bytes(status.threshold)} ({rule.label})", rule=rule.label)
 
+    def _record_new_warnings(self, sample: Sample) -> None:
+        """A /proc file that vanished or came back cut short since the last sample: an error event
+        (warnings there from the start, like no PSI on WSL2, are the machine, not news)."""
+        now = frozenset(sample.guest.warnings)
+        new = now - self._warnings if self._warnings is not None else frozenset()
+        self._warnings = now
+        for words in sorted(new):
+            log.warning("sample: %s", words)
+            if self._errors.allow(f"sample:{words}", self.clock()):
+                try:
+                    self.store.add_event("error", f"sample: {words}")
+                except (sqlite3.Error, OSError) as exc:
+                    log.error("could not record that: %s", exc)
+
     def _record_error(self, where: str, exc: BaseException, store: Store | None = None) -> None:
-        log.error("%s failed: %s", where, exc, exc_info=exc)
         if self.metrics:
             self.metrics.observe_error()
         key = f"{where}:{type(exc).__name__}"
-        if self._errors.allow(key, self.clock()):
-            try:
-                (store or self.store).add_event("error", f"{where}: {type(exc).__name__}: {exc}")
-            except Exception as again:  # the history itself is failing (disk full?): the log still has it
-                log.error("could not record the error: %s", again)
+        if not self._errors.allow(key, self.clock()):  # the same failure again: one line, no traceback
+            log.error("%s failed again: %s", where, exc)
+            return
+        log.error("%s failed: %s", where, exc, exc_info=exc)
+        try:
+            (store or self.store).add_event("error", f"{where}: {type(exc).__name__}: {exc}")
+        except Exception as again:  # the history itself is failing (disk full?): the log still has it
+            log.error("could not record the error: %s", again)
 
     def close(self) -> None:
+        if self._backlog:  # a last try: the disk may have room again
+            try:
+                self.store.add_samples(self._backlog)
+                self._backlog.clear()
+            except (sqlite3.Error, OSError) as exc:
+                log.error("stopping with %d samples not written (%s): they are lost", len(self._backlog), exc)
+        if self._health is not None:
+            self._health.close()
         self.probes.close()
         self.store.close()
 

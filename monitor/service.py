@@ -173,6 +173,8 @@ def systemd_unit(exe: str, args: Sequence[str], scope: Scope, paths: Mapping[str
         "[Service]",
         "Type=exec",
         f"ExecStart={command}",
+        "# `systemctl reload vmmemctl`: the watcher re-reads its config (README: Reloading the config).",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ]
     for key, value in (environment or {}).items():
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):

@@ -17,6 +17,7 @@ so every tier covers up to "now" and a range query reads exactly one tier.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -80,8 +81,11 @@ class Store:
         """One connection. The watcher hands it between its main thread and one worker thread,
         never using it from two at once, hence ``check_same_thread=False`` below."""
         self.path = Path(path)
+        self.readonly, self.timeout = readonly, timeout
+        self._saved: Path | None = None  # where our content went when the file was replaced under us
         try:
             self.db = self._connect(readonly, timeout)
+            self._identity = None if readonly else _file_identity(self.path)
         except (OSError, sqlite3.Error) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise UserError(f"history database {self.path}: {reason} (expected a vmmemctl SQLite file; "
@@ -107,6 +111,61 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    # ------------------------------------------------------------- the file under us
+
+    def file_changed(self) -> str | None:
+        """"deleted" or "replaced" when the file at our path is no longer the one we write, else None.
+        (SQLite would go on writing an unlinked file: every sample after `rm` would be lost.)"""
+        if self.readonly:
+            return None
+        try:
+            now = _file_identity(self.path)
+        except FileNotFoundError:
+            return "deleted"
+        return None if now == self._identity else "replaced"
+
+    def follow_file(self, change: str) -> str:
+        """Go on recording at our path after its file was deleted or replaced; says what was done.
+
+        Deleted: a new file at the path with everything we had (SQLite's online backup of our open
+        connection). Replaced: our content saved beside it (``NAME.replaced-TIME``) and the new file
+        opened; a UserError (one line) when the new file is not a history.
+        """
+        if change == "deleted":
+            fresh = self.path.with_name(self.path.name + ".restoring")
+            self._backup_to(fresh)
+            self._close_orphan()
+            os.replace(fresh, self.path)
+            self.db = self._connect(False, self.timeout)
+            self._identity = _file_identity(self.path)
+            return f"{self.path} was deleted while recording: made it again with the whole history"
+        if self._saved is None:
+            self._saved = self.path.with_name(f"{self.path.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            self._backup_to(self._saved)
+            self._close_orphan()
+        try:
+            self.db = self._connect(False, self.timeout)
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"{self.path} was replaced while recording by something that is not a vmmemctl "
+                            f"history ({exc}); what we had is in {self._saved}") from None
+        self._identity = _file_identity(self.path)
+        saved, self._saved = self._saved, None
+        return f"{self.path} was replaced while recording: recording into the new file; what it held is in {saved}"
+
+    def _backup_to(self, target: Path) -> None:
+        dest = sqlite3.connect(target)
+        try:
+            self.db.backup(dest)
+        finally:
+            dest.close()
+
+    def _close_orphan(self) -> None:
+        """Close the connection to a file no longer at our path, and remove its -wal/-shm: they are
+        found by name, and SQLite would read the old file's pages into whatever is at the path now."""
+        self.db.close()
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
     def __enter__(self) -> Store:
         return self
 
@@ -114,6 +173,12 @@ class Store:
         self.close()
 
     # ------------------------------------------------------------- samples
+
+    def add_samples(self, samples: Sequence[Sample]) -> None:
+        """Several samples in one transaction: all are written, or (disk full) none."""
+        with self.transaction():
+            for sample in samples:
+                self.add_sample(sample)
 
     def add_sample(self, sample: Sample) -> None:
         row = sample_row(sample)
@@ -263,7 +328,20 @@ class _Transaction:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        elif self.db.in_transaction:  # SQLite may have rolled back itself (disk full): do not mask the cause
+            self.db.execute("ROLLBACK")
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def sample_row(sample: Sample) -> dict[str, Any]:

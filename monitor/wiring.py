@@ -8,6 +8,7 @@ probes, a private reclaim lock, an injected clock), never the assembly.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -50,8 +51,10 @@ class Wiring:
 
     def reclaimer(self, probes: Probes, progress: Progress | None = None, dry_run: bool = False) -> Reclaimer:
         """PrivilegeError (one line) when no writer works here: before anything is opened."""
-        return make_reclaimer(self.config, probes, progress, dry_run=dry_run, lock_path=self.reclaim_lock,
-                              stop=self.stop)
+        environ = os.environ if self.environ is None else self.environ
+        lock = self.reclaim_lock or (Path(environ["VMMEMCTL_RECLAIM_LOCK"]) if environ.get("VMMEMCTL_RECLAIM_LOCK")
+                                     else None)  # a private lock: tests of real processes, on a shared machine
+        return make_reclaimer(self.config, probes, progress, dry_run=dry_run, lock_path=lock, stop=self.stop)
 
     def reclaim(self, method: str, *, trigger: str = "manual", progress: Progress | None = None,
                 dry_run: bool = False, settle: float | None = None, store: Store | None = None) -> ReclaimResult:

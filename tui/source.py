@@ -38,6 +38,7 @@ from monitor.policy import Decision, PolicyState
 from monitor.probes import Probes
 from monitor.procfs import LocalFiles
 from monitor.reclaim import ReclaimResult, plan_methods
+from monitor.health import history_words
 from monitor.recorder import AlreadyRecording, Clockwork, Recorder, recording_pid, take_instance_lock
 from monitor.sample import Environment, Sample
 from monitor.store import TIERS, Event, Store, sample_row
@@ -305,7 +306,8 @@ class DataSource:
         return data.Header(env, data.host_words(row), self.mode_words(),
                            data.auto_words(self.config, state, now, self.setup.localtime),
                            data.snooze_words(state, now, self.setup.localtime),
-                           data.staleness(latest_t, now, self.setup.interval))
+                           " · ".join(filter(None, [data.staleness(latest_t, now, self.setup.interval),
+                                                    history_words(self.setup.db_path)])))  # disk full, ...
 
     def mode_words(self) -> str:
         every = f"{self.setup.interval:g}s"
