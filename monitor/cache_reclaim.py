@@ -133,10 +133,11 @@ def _compact(reclaimer: Reclaimer, result: ReclaimResult) -> None:
 
 def reclaim_paths_and_record(reclaimer: Reclaimer, store: Any, paths: Sequence[str], *, dry_run: bool = False,
                              trigger: str = "manual", settle: float | None = None,
-                             progress: Progress | None = None,
-                             stop: threading.Event | None = None) -> PathReclaimResult:
+                             progress: Progress | None = None, stop: threading.Event | None = None,
+                             reader: Reader | None = None) -> PathReclaimResult:
     """As :func:`monitor.actions.reclaim_and_record`: run, then record the result as a reclaim event."""
-    result = reclaim_paths(reclaimer, paths, dry_run, progress, stop, trigger=trigger, settle=settle)
+    result = reclaim_paths(reclaimer, paths, dry_run, progress, stop, trigger=trigger, settle=settle,
+                           reader=reader)
     if store is not None and not dry_run:
         where = ", ".join(t.to_json()["path"] for t in result.paths)
         store.add_event("reclaim", f"{describe_reclaim(result)} (paths: {where})", rule=trigger,

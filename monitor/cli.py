@@ -119,6 +119,7 @@ def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
     """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
     from monitor import probes, report
     from monitor.cache_reclaim import make_path_reclaimer, reclaim_paths_and_record
+    from monitor.residency import choose_reader
     from monitor.store import Store
 
     paths = [p for group in args.path for p in group]
@@ -135,7 +136,8 @@ def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
             reclaimer = make_path_reclaimer(config, p, _progress_line if tty else None, dry_run=args.dry_run,
                                             stop=stop)
             store = None if args.dry_run else Store(actions_db(config, args))
-            result = reclaim_paths_and_record(reclaimer, store, paths, dry_run=args.dry_run, settle=args.settle)
+            result = reclaim_paths_and_record(reclaimer, store, paths, dry_run=args.dry_run, settle=args.settle,
+                                              reader=choose_reader(args.reader))
     finally:
         p.close()
         if store:
@@ -437,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", action="append", nargs="+", metavar="PATH",
                    help="give back only the page cache of these trees (no root needed for your files), "
                         "then compact")
+    p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
+                   help=argparse.SUPPRESS)  # with --path: tests force mincore
     p.set_defaults(func=cmd_reclaim)
 
     p = sub.add_parser("cache", parents=[common], help="what is in the page cache, by directory")
