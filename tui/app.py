@@ -99,6 +99,7 @@ class VmmemApp(App):
         Binding("3", "range('24h')", "24 h", show=False),
         Binding("4", "range('7d')", "7 days", show=False),
         Binding("c", "config", "Config"),
+        Binding("w", "cache", "Cache"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -333,6 +334,12 @@ class VmmemApp(App):
     def action_config(self) -> None:
         self._push(screens.config_screen(to_toml(self.config), self.config.path))
 
+    def action_cache(self) -> None:
+        from tui.cache_view import CacheScreen  # what is in the page cache (tui/cache_view.py)
+
+        self._push(CacheScreen(self.config, self.setup.db_path, reclaim_lock=self.setup.reclaim_lock),
+                   lambda gave_back: gave_back and self.refresh_data())
+
     def action_help(self) -> None:
         self._push(screens.help_screen())
 
@@ -354,6 +361,8 @@ class VmmemApp(App):
                                 lambda name=name: self.action_range(name))
         yield SystemCommand("Show the effective config", "As TOML, as `vmmemctl config show` prints it",
                             self.action_config)
+        yield SystemCommand("What is in the page cache", "Top directories; give one tree's cache back",
+                            self.action_cache)
         yield SystemCommand("Keys and help", "What each key does and how to read the numbers", self.action_help)
 
     # ------------------------------------------------------------ workers that write
