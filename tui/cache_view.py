@@ -197,7 +197,9 @@ class CacheScreen(Screen):
         """Relative to its tree (the title names the trees): 80 columns leave ~40 for a path."""
         root = next((r for r in roots if path == r or path.startswith(r.rstrip("/") + "/")), "")
         rel = path[len(root):].lstrip("/") or "."
-        return rel if len(roots) == 1 else f"{short(root)}/{rel}".replace("//", "/")
+        if len(roots) == 1:
+            return rel
+        return short(root) if rel == "." else f"{short(root).rstrip('/')}/{rel}"
 
     def _say(self, text: str) -> None:
         self.query_one("#cache-progress", Static).update(Text(text, no_wrap=True, overflow="ellipsis"))
