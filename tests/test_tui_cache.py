@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
+import shlex
+import shutil
+import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from monitor.config import Config, ReclaimConfig
 from monitor.store import Store
+from helpers import REPO
 from test_cache import cold_file, disk, kernel_cached, warm  # noqa: F401 (a fixture)
 from test_tui_pilot import pilot
+from test_tui_tmux import Tmux
 from tui.app import make_app
 from tui.cache_view import CacheScreen, ConfirmScreen
 
@@ -83,3 +89,33 @@ async def test_escape_in_the_confirm_gives_nothing_back(disk, isolated_home):
         await until(p, lambda: app.screen is screen)
         await p.pause(0.2)
     assert kernel_cached(disk / "t" / "a" / "f") > 3 * MiB and not screen.gave_back
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_the_view_in_tmux_at_80x24(disk, isolated_home):
+    """As a person: w, the scan's result, a directory chosen, the confirm, cancelled; back; quit."""
+    warm(cold_file(Path(isolated_home["HOME"]) / "proj" / "out" / "a.o", 4 * MiB))
+    tmux = Tmux(disk)
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in isolated_home.items())
+    command = f"cd {shlex.quote(str(REPO))} && env {env} {shlex.quote(sys.executable)} -m monitor tui --view " \
+              f"--db {shlex.quote(str(disk / 'h.db'))}"
+    try:
+        tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", command)
+        tmux.wait_for("Quit")
+        tmux.keys("w")
+        screen = tmux.wait_for("what is in the page cache", "directory", "files in", timeout=60)
+        assert all(len(line) <= 80 for line in screen.splitlines())
+        tmux.keys("Enter")
+        tmux.wait_for("Give this cache back?", "Cancel")
+        tmux.keys("Escape")
+        time.sleep(0.5)
+        assert "Give this cache back?" not in tmux.screen()
+        tmux.keys("Escape")
+        tmux.wait_for("events, newest first")
+        tmux.keys("q")
+        deadline = time.monotonic() + 10
+        while tmux("list-sessions") and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        tmux("kill-server")

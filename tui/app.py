@@ -99,7 +99,7 @@ class VmmemApp(App):
         Binding("3", "range('24h')", "24 h", show=False),
         Binding("4", "range('7d')", "7 days", show=False),
         Binding("c", "config", "Config"),
-        Binding("w", "cache", "Cache"),
+        Binding("w", "cache", "Cache", show=False),  # the footer is full at 80 columns; in help and palette
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
