@@ -94,7 +94,8 @@ def one_run(reader: str, cold: bool) -> dict:
 def report(runs: list[dict], m: dict, load: tuple[str, str], files: int) -> str:
     lines = ["# `vmmemctl cache` on a tree of %s files\n" % f"{files:,}", f"Measured {now_iso()}. " +
              machine_markdown(m, *load), "",
-             "| reader | metadata | wall (median) | of which scanning | page cache change | slab change | found | peak RSS |",
+             "| reader | metadata | wall (median) | of which scanning | page cache change | slab change | found "
+             "| peak RSS |",
              "|---|---|---|---|---|---|---|---|"]
     for reader in ("cachestat", "mincore"):
         for cold in (False, True):

@@ -174,7 +174,7 @@ class CacheScreen(Screen):
         self._show(message.result)
 
     def _show(self, result: Any) -> None:
-        from monitor.cache import _found_words
+        from monitor.cache import found_words
 
         s = result.stats
         share = f" · {100 * result.share:.0f} % of the page cache ({format_bytes(result.page_cache)})" \
@@ -188,9 +188,10 @@ class CacheScreen(Screen):
         self.rows = [(path, t.cached) for path, t in top]
         for path, t in top:
             pct = f"{100 * t.cached / result.page_cache:.1f}%" if result.page_cache else "-"
-            table.add_row(format_bytes(t.cached), pct, bar(t.cached / biggest), f"{t.files:,}", self._shown(path, result.roots))
+            table.add_row(format_bytes(t.cached), pct, bar(t.cached / biggest), f"{t.files:,}",
+                          self._shown(path, result.roots))
         summary = self.query_one("#cache-summary", Static)
-        summary.update(Text("\n".join(_found_words(result)) or "nothing skipped", overflow="ellipsis"))
+        summary.update(Text("\n".join(found_words(result)) or "nothing skipped", overflow="ellipsis"))
 
     @staticmethod
     def _shown(path: str, roots: list[str]) -> str:
