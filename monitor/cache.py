@@ -26,6 +26,10 @@ from monitor.treewalk import SKIP_WORDS, FileAt, Walker, WalkStats, display, res
 from monitor.units import format_bytes
 
 SHMEM_FS = frozenset({"tmpfs", "devtmpfs", "shmem"})
+# Filesystems whose files are not page cache (and where opening a file can do something): never walked.
+PSEUDO_FS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "devpts",
+                       "mqueue", "bpf", "pstore", "configfs", "fusectl", "binfmt_misc", "autofs", "efivarfs",
+                       "rpc_pipefs", "nsfs", "selinuxfs"})
 
 
 @dataclass
@@ -99,7 +103,8 @@ class Scan:
         self.top = top
         self.fstypes = fstypes or {}
         self.user_progress = progress
-        self.walker = Walker(depth, one_file_system, stop, self._progress)
+        self.walker = Walker(depth, one_file_system, stop, self._progress,
+                             pseudo=lambda dev: self.fstypes.get(dev) in PSEUDO_FS)
         self.result = ScanResult(self.roots, depth, self.reader.name, stats=self.walker.stats)
         self._heap: list[tuple[int, str]] = []
         self._euid = os.geteuid()

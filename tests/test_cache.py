@@ -181,6 +181,15 @@ def test_hostile_tree_is_counted_and_skipped_never_followed(hostile, reader):
     assert "caf\\xe9.bin" in text.stdout and "Traceback" not in text.stderr
 
 
+def test_pseudo_filesystems_are_not_walked():
+    """/proc holds no page cache, and opening its files can act: a scan of / never enters it."""
+    from monitor.cache import scan_trees
+    from monitor.procfs import LocalFiles
+
+    result = scan_trees(LocalFiles(), ["/proc"], depth=1)
+    assert result.stats.files == 0 and result.stats.skipped["pseudo-fs"] == 1
+
+
 def test_a_file_deleted_during_the_scan_is_counted(disk):
     many = disk / "many"
     for i in range(300):
