@@ -99,7 +99,7 @@ def micro(calls: int, rounds: int) -> dict:
 
 
 def watcher_tick(ticks: int, tmp: Path) -> dict:
-    """One Watcher.tick with a full history window behind it (default config), timed, and where it goes.
+    """One Recorder.tick with a full history window behind it (default config), timed, and where it goes.
 
     A fake clock advances 2 s a tick so the policy's window (the longest rule's `for`, 5 min)
     fills as it does after 5 minutes of `vmmemctl watch`; the kernel files read are the real ones.
@@ -111,18 +111,14 @@ def watcher_tick(ticks: int, tmp: Path) -> dict:
     from monitor import probes as probes_mod
     from monitor.config import Config
     from monitor.notify import build_notifier
-    from monitor.store import Store
-    from monitor.watcher import Watcher
+    from monitor.wiring import Wiring
 
     clock = _StepClock(time.time() - 2 * (ticks + 400))
     config = Config()
     p = probes_mod.build(config)
     p.guest = GuestProbe(p.files, clock=clock)
     p.guest.prime()
-    db = tmp / "tick.db"
-    store = Store(db)
-    watcher = Watcher(config, p, store, build_notifier(config.notify), make_reclaimer=lambda: None,
-                      open_store=lambda: Store(db), clock=clock)
+    watcher = Wiring(config, tmp / "tick.db").recorder(build_notifier(config.notify), clock=clock, probes=p)
     for _ in range(200):  # fill the policy's history window
         clock.step()
         watcher.tick()

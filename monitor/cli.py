@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from monitor import __version__
-from monitor.config import Config, ConfigError, find_config_path, load_config, to_toml
+from monitor.config import METHODS, Config, find_config_path, load_config, to_toml
 from monitor.errors import UserError
 from monitor.procfs import check_proc_root
 
@@ -87,25 +87,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_reclaim(args: argparse.Namespace) -> int:
-    from monitor import actions, probes, report
-    from monitor.reclaim import make_reclaimer
-    from monitor.store import Store
+    from monitor import actions, report
+    from monitor.wiring import Wiring
 
     config = load(args)
     if args.path:
         return _reclaim_paths(args, config)
-    p = probes.build(config)
     progress = _progress_printer() if sys.stderr.isatty() else None
-    store = None
-    try:
-        reclaimer = make_reclaimer(config, p, progress, dry_run=args.dry_run)  # refuses early without the right
-        store = None if args.dry_run else Store(actions.db_path(config, args.db))
-        result = actions.reclaim_and_record(reclaimer, store, args.method or config.reclaim.method,
-                                            dry_run=args.dry_run, settle=args.settle)
-    finally:
-        p.close()
-        if store:
-            store.close()
+    wiring = Wiring(config, actions.db_path(config, args.db))
+    result = wiring.reclaim(args.method or config.reclaim.method, progress=progress, dry_run=args.dry_run,
+                            settle=args.settle)
     if progress:
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
@@ -117,10 +108,9 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
 
 def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
     """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
-    from monitor import probes, report
-    from monitor.cache_reclaim import make_path_reclaimer, reclaim_paths_and_record
+    from monitor import actions, report
     from monitor.residency import choose_reader
-    from monitor.store import Store
+    from monitor.wiring import Wiring
 
     paths = [p for group in args.path for p in group]
     if args.method:
@@ -129,29 +119,14 @@ def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
     if missing:
         raise UserError(f"reclaim --path: {missing[0]}: no such file or directory")
     tty = sys.stderr.isatty()
-    p = probes.build(config)
-    store = None
-    try:
-        with _stop_on_sigint() as stop:
-            reclaimer = make_path_reclaimer(config, p, _progress_line if tty else None, dry_run=args.dry_run,
-                                            stop=stop)
-            store = None if args.dry_run else Store(actions_db(config, args))
-            result = reclaim_paths_and_record(reclaimer, store, paths, dry_run=args.dry_run, settle=args.settle,
-                                              reader=choose_reader(args.reader))
-    finally:
-        p.close()
-        if store:
-            store.close()
+    with _stop_on_sigint() as stop:
+        result = Wiring(config, actions.db_path(config, args.db)).reclaim_paths(
+            paths, progress=_progress_line if tty else None, dry_run=args.dry_run, settle=args.settle, stop=stop,
+            reader=choose_reader(args.reader))
     if tty:
         print("\r\033[K", end="", file=sys.stderr)
     print(json.dumps(result.to_json(), indent=2) if args.json else report.reclaim_text(result))
     return 1 if result.error else 0
-
-
-def actions_db(config: Config, args: argparse.Namespace) -> Path:
-    from monitor import actions
-
-    return actions.db_path(config, args.db)
 
 
 def _progress_line(text: str) -> None:
@@ -251,44 +226,32 @@ def _set_state(args: argparse.Namespace, what: str) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    import threading
-
-    from monitor import actions, daemon, probes
-    from monitor.errors import PrivilegeError
+    from monitor import actions, daemon
     from monitor.notify import build_notifier
-    from monitor.reclaim import make_reclaimer
-    from monitor.store import Store
-    from monitor.watcher import Watcher
-    from monitor.wslconfig import detect_wsl_reclaim
+    from monitor.recorder import take_instance_lock
+    from monitor.wiring import Wiring
 
     config = load(args)
     if args.interval is not None:
         config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, interval=args.interval))
     listen = args.metrics if args.metrics is not None else config.metrics.listen
-    db = actions.db_path(config, args.db)
-    lock = daemon.instance_lock(db)
-    daemon.setup_logging(config.general.log_level, Path(args.log_file) if args.log_file else daemon.default_log_file())
-    stop = threading.Event()
-    p = probes.build(config)
-    store = Store(db)
-    metrics, server = _start_metrics(listen, p.environment)
-
-    def new_reclaimer():
-        return make_reclaimer(config, probes.build(config), stop=stop)
+    wiring = Wiring(config, actions.db_path(config, args.db))
+    lock = take_instance_lock(wiring.db)
     try:
-        new_reclaimer().sampler.close()
-    except PrivilegeError as exc:
-        store.add_event("error", f"reclaims will fail: {exc}")
-        daemon.log.warning("reclaims will fail: %s", exc)
-    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind)
-    watcher = Watcher(config, p, store, build_notifier(config.notify), new_reclaimer, lambda: Store(db),
-                      metrics=metrics, wsl_mode=wsl.mode if wsl else None)
-    try:
-        p.prime()
-        return daemon.run(config, watcher, db, lambda: Store(db), stop, server)
+        daemon.setup_logging(config.general.log_level,
+                             Path(args.log_file) if args.log_file else daemon.default_log_file())
+        probes = wiring.probes()
+        metrics, server = _start_metrics(listen, probes.environment)
+        recorder = wiring.recorder(build_notifier(config.notify), metrics=metrics, probes=probes)
+        try:
+            refusal = wiring.reclaim_refusal()
+            if refusal:
+                recorder.store.add_event("error", f"reclaims will fail: {refusal}")
+                daemon.log.warning("reclaims will fail: %s", refusal)
+            return daemon.run(recorder, wiring.stop, server)
+        finally:
+            recorder.close()
     finally:
-        p.close()
-        store.close()
         lock.__exit__(None, None, None)
 
 
@@ -392,7 +355,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
         for i, sched in enumerate(config.schedule):
             runs = ", ".join(t.isoformat(timespec="minutes") for t in next_runs(sched.cron, 3))
-            print(f"  schedule[{i}] {sched.name or sched.cron!r} ({sched.method}): next {runs}")
+            what = "cache of " + ", ".join(sched.path) if sched.path else sched.method
+            print(f"  schedule[{i}] {sched.name or sched.cron!r} ({what}): next {runs}")
     return 0
 
 
@@ -430,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("reclaim", parents=[common], help="give memory back now, and report what came back")
-    p.add_argument("--method", choices=["auto", "gradual", "pagecache", "full", "compact"],
+    p.add_argument("--method", choices=METHODS,
                    help="how (default: [reclaim] method, auto)")
     p.add_argument("--dry-run", action="store_true", help="say what would be written; write nothing")
     p.add_argument("--json", action="store_true", help="print the measured result as JSON")
@@ -530,10 +494,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ConfigError) as exc:
-        code = getattr(exc, "exit_code", 2)
-        print(f"vmmemctl: {'config error: ' if isinstance(exc, ConfigError) else ''}{exc}", file=sys.stderr)
-        return code
+    except UserError as exc:  # ConfigError included: one line, its own exit code
+        print(f"vmmemctl: {exc.label}{exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("vmmemctl: interrupted", file=sys.stderr)
         return 130

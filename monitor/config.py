@@ -2,41 +2,29 @@
 
 Every field is declared once, here, with its default and its documentation
 (the ``doc`` metadata); ``config.example.toml`` repeats them for people and a
-test keeps the two equal. Loading is strict: an unknown key, a wrong type or
-a value out of range is a :class:`ConfigError` whose message is one line
-naming the file, the key path, the value and what was expected.
+test keeps the two equal. Loading is strict (:mod:`monitor.tomlrecord` turns
+TOML into these records): an unknown key, a wrong type or a value out of
+range is a :class:`ConfigError` whose message is one line naming the file,
+the key path, the value and what was expected.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from monitor.units import DURATION_EXPECTED, Size, UnitError, format_duration, parse_duration, parse_size
-
-# Markers for Annotated fields: how a raw TOML value becomes a Python one.
-DURATION = "duration"  # "30s" -> 30.0 seconds
-PERCENT = "percent"  # 5, 5.0 or "5%" -> 5.0 (0..100)
-ABSOLUTE = "absolute"  # a Size that may not be a percentage
+from monitor.tomlrecord import ABSOLUTE, DURATION, PERCENT, ConfigError, RecordLoader, doc, public_fields, show, table_lines
+from monitor.units import DURATION_EXPECTED, Size
 
 Method = Literal["auto", "gradual", "pagecache", "full", "compact"]
+METHODS: tuple[str, ...] = typing.get_args(Method)  # the one list of reclaim methods (CLI choices, TUI offers)
 Metric = Literal["page_cache", "reclaimable", "host", "host_gap"]
 Action = Literal["notify", "prompt", "reclaim"]
-
-
-class ConfigError(Exception):
-    """A config problem, already phrased as the one line a user sees."""
-
-
-def doc(text: str, **extra: Any) -> dict[str, Any]:
-    return {"doc": text, **extra}
 
 
 @dataclass(frozen=True)
@@ -164,6 +152,9 @@ class Schedule:
     only_if_idle: bool = field(default=False, metadata=doc("Only run if the idle gate for the method passes."))
     grace: Annotated[float, DURATION] = field(default=300.0, metadata=doc(
         "A run missed by more than this (sleep, suspended VM) is skipped, never run late in a burst."))
+    path: list[str] = field(default_factory=list, metadata=doc(
+        "Give back only the page cache of these trees (files and folders; ~ is the watcher's home), on any "
+        "kernel, instead of a method: as `vmmemctl reclaim --path`."))
 
 
 @dataclass(frozen=True)
@@ -253,111 +244,12 @@ def load_config(path: str | Path | None) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    config = _build(Config, data, str(path), "")
+    config = LOADER.build(Config, data, str(path), "")
     return dataclasses.replace(config, path=str(path))
 
 
-def _key_of(f: dataclasses.Field) -> str:
-    return f.metadata.get("key", f.name)
-
-
-def _public_fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
-
-
-def _build(cls: type, table: Any, file: str, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "the top level"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{file}: {where}: got {_show(table)}; expected a table")
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {_key_of(f): f for f in _public_fields(cls)}
-    for key in table:
-        if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
-            raise ConfigError(f"{file}: {prefix}{key}: unknown key{hint}")
-    values = {}
-    for key, f in fields.items():
-        if key in table:
-            values[f.name] = _convert(hints[f.name], table[key], file, f"{prefix}{key}", f)
-    obj = cls(**values)
-    _check_record(obj, file, prefix)
-    return obj
-
-
-def _convert(tp: Any, value: Any, file: str, key: str, f: dataclasses.Field) -> Any:
-    def fail(expected: str) -> typing.NoReturn:
-        raise ConfigError(f"{file}: {key}: got {_show(value)}; expected {expected}")
-
-    origin = typing.get_origin(tp)
-    if origin is Annotated:
-        base, marker = typing.get_args(tp)[:2]
-        try:
-            if marker == DURATION:
-                return parse_duration(value)
-            if marker == PERCENT:
-                return _parse_percent(value)
-            if marker == ABSOLUTE:
-                return parse_size(value, allow_percent=False)
-        except UnitError as exc:
-            fail(str(exc))
-        return _convert(base, value, file, key, f)
-    if origin in (types.UnionType, typing.Union):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(options[0], value, file, key, f)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            fail("one of " + ", ".join(f'"{c}"' for c in choices) + hint)
-        return value
-    if origin is tuple:  # arrays of tables: [[rule]], [[schedule]]
-        item = typing.get_args(tp)[0]
-        if not isinstance(value, list):
-            fail(f"an array of tables ([[{key}]])")
-        return tuple(_build(item, v, file, f"{key}[{i}].") for i, v in enumerate(value))
-    if origin is list:
-        item = typing.get_args(tp)[0]
-        if not isinstance(value, list):
-            fail("a list")
-        return [_convert(item, v, file, f"{key}[{i}]", f) for i, v in enumerate(value)]
-    if tp is Size:
-        try:
-            return parse_size(value)
-        except UnitError as exc:
-            fail(str(exc))
-    if tp is bool:
-        if not isinstance(value, bool):
-            fail("true or false")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            fail("a string")
-        if "\x00" in value:
-            fail("a string without NUL characters")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, file, f"{key}.")
-    raise TypeError(f"config field type {tp!r} has no converter")  # a programming error, not user input
-
-
-def _parse_percent(value: Any) -> float:
-    if isinstance(value, bool):
-        raise UnitError("a percentage from 0 to 100")
-    if isinstance(value, str) and value.strip().endswith("%"):
-        value = value.strip()[:-1]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UnitError("a percentage from 0 to 100, such as 5 or \"5%\"") from None
-    if not 0 <= number <= 100:
-        raise UnitError("a percentage from 0 to 100")
-    return number
-
-
-def _check_record(obj: Any, file: str, prefix: str) -> None:
-    """Checks that involve more than one field of a record."""
+def check_record(obj: Any, file: str, prefix: str) -> None:
+    """Checks that involve more than one field of a record, or another module's rules (cron, exec)."""
     if isinstance(obj, ReclaimConfig):
         if obj.gradual_step_min.bytes > obj.gradual_step_max.bytes:
             raise ConfigError(f"{file}: {prefix}gradual_step_min: got {obj.gradual_step_min}; "
@@ -368,18 +260,23 @@ def _check_record(obj: Any, file: str, prefix: str) -> None:
                 raise ConfigError(f"{file}: {prefix}{name}: got {getattr(obj, name)}s; expected at least 0.1s")
     if isinstance(obj, Rule) and obj.rearm_below is not None:
         if (obj.above.percent is None) != (obj.rearm_below.percent is None):
-            raise ConfigError(f"{file}: {prefix}rearm_below: got {_show(str(obj.rearm_below))}; "
+            raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(obj.rearm_below))}; "
                               f"expected the same kind as above ({obj.above}): both sizes or both percentages")
         if _size_key(obj.rearm_below) > _size_key(obj.above):
-            raise ConfigError(f"{file}: {prefix}rearm_below: got {_show(str(obj.rearm_below))}; "
+            raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(obj.rearm_below))}; "
                               f"expected at most above ({obj.above})")
+    if isinstance(obj, Schedule) and obj.path and obj.method != "auto":
+        raise ConfigError(f"{file}: {prefix}method: got {show(obj.method)}; expected no method with path "
+                          "(a path schedule gives back those trees' cache)")
+    if isinstance(obj, Schedule) and any(not p.strip() for p in obj.path):
+        raise ConfigError(f'{file}: {prefix}path: got ""; expected a file or folder')
     if isinstance(obj, Schedule):
         from monitor.cron import CronError, parse_cron
 
         try:
             parse_cron(obj.cron)
         except CronError as exc:
-            raise ConfigError(f"{file}: {prefix}cron: got {_show(obj.cron)}; expected {exc}") from None
+            raise ConfigError(f"{file}: {prefix}cron: got {show(obj.cron)}; expected {exc}") from None
     if isinstance(obj, GuestConfig) and obj.exec:
         if not obj.exec[0]:
             raise ConfigError(f"{file}: {prefix}exec[0]: got \"\"; expected a program name")
@@ -397,7 +294,10 @@ def _check_record(obj: Any, file: str, prefix: str) -> None:
         try:
             split_listen(obj.listen)
         except ValueError as exc:
-            raise ConfigError(f"{file}: {prefix}listen: got {_show(obj.listen)}; expected {exc}") from None
+            raise ConfigError(f"{file}: {prefix}listen: got {show(obj.listen)}; expected {exc}") from None
+
+
+LOADER = RecordLoader(check_record)
 
 
 def _size_key(size: Size) -> float:
@@ -413,66 +313,26 @@ def split_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _show(value: Any) -> str:
-    """A value as it appears in an error line: short, printable, one line."""
-    if isinstance(value, dict):
-        return "a table"
-    text = repr(value) if not isinstance(value, str) else '"' + value + '"'
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 # ------------------------------------------------------------------- showing
 
 
 def to_toml(config: Config) -> str:
     """The effective config as TOML that :func:`load_config` reads back equal."""
     lines: list[str] = []
-    for f in _public_fields(Config):
+    for f in public_fields(Config):
         value = getattr(config, f.name)
         if isinstance(value, tuple):
             if not value:
                 lines += [f"# no [[{f.name}]] entries", ""]
             for item in value:
                 lines.append(f"[[{f.name}]]")
-                lines += _table_lines(item)
+                lines += table_lines(item)
                 lines.append("")
         else:
             lines.append(f"[{f.name}]")
-            lines += _table_lines(value)
+            lines += table_lines(value)
             lines.append("")
     return "\n".join(lines)
-
-
-def _table_lines(record: Any) -> list[str]:
-    hints = typing.get_type_hints(type(record), include_extras=True)
-    out = []
-    for f in _public_fields(type(record)):
-        value = getattr(record, f.name)
-        if value is None:
-            continue
-        out.append(f"{_key_of(f)} = {_toml_value(value, hints[f.name])}")
-    return out
-
-
-def _toml_value(value: Any, tp: Any) -> str:
-    if typing.get_origin(tp) is Annotated and typing.get_args(tp)[1] == DURATION:
-        return _toml_str(format_duration(value) if value >= 1 or value == 0 else f"{value * 1000:g}ms")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Size):
-        return _toml_str(str(value)) if value.text and not value.text.isdigit() else str(value.bytes)
-    if isinstance(value, (int, float)):
-        return f"{value:g}" if isinstance(value, float) else str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v, type(v)) for v in value) + "]"
-    return _toml_str(str(value))
-
-
-def _toml_str(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
-    return f'"{escaped}"'
 
 
 # durations for messages elsewhere, kept here so callers need one import

@@ -95,6 +95,7 @@ def _number(text: str, name: str, names: list[str] | None, base: int) -> int:
 
 def to_trigger(spec: CronSpec, timezone: dt.tzinfo | None = None):
     """An APScheduler 3 trigger that fires exactly when cron(5) would."""
+    import monitor.scheduling  # noqa: F401  (first: it loads APScheduler without asyncio)
     from apscheduler.triggers.combining import OrTrigger
     from apscheduler.triggers.cron import CronTrigger
 

@@ -7,6 +7,7 @@ class UserError(Exception):
     """Bad input (a config, an argument, an unusable proc root): exit 2, one line."""
 
     exit_code = 2
+    label = ""  # printed before the message ("config error: ")
 
 
 class PrivilegeError(UserError):

@@ -18,8 +18,6 @@ could deliver: toast: ...; notify-send: no session bus; plyer: ...".
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import logging
 import math
@@ -29,7 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,11 +132,15 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 def encode_toast_command(script: str = TOAST_SCRIPT) -> str:
     """``-EncodedCommand`` takes base64 of UTF-16LE."""
+    import base64  # base64, html, tempfile: imported by the backends that use them (1 MiB of a watcher's RSS)
+
     return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
 
 
 def encode_toast_input(title: str, body: str) -> bytes:
     """The toast's stdin: base64 of each UTF-8 text, one per line ([A-Za-z0-9+/=] only)."""
+    import base64
+
     def b64(text: str) -> bytes:
         return base64.b64encode(_XML_INVALID.sub("", text).encode("utf-8", "replace"))
     return b64(title) + b"\n" + b64(body) + b"\n"
@@ -218,6 +219,8 @@ class NotifySendBackend:
             return False, "notify-send not found on PATH (package libnotify-bin)"
         # The body may hold markup (<b>, <a href>) per the freedesktop spec,
         # so it is escaped; the summary is plain text. NUL cannot be in argv.
+        import html
+
         argv = [exe, f"--app-name={APP_NAME}", f"--urgency={notification.urgency}", "--",
                 notification.title.replace("\x00", ""), html.escape(notification.body.replace("\x00", ""), quote=False)]
         try:
@@ -280,6 +283,8 @@ def _run_helper(argv: list[str], request: bytes, env: dict, timeout: float) -> t
     waits for it so we neither block nor leave a zombie. Threads, not
     selectors, because Windows cannot select on pipes.
     """
+    import tempfile
+
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env,
@@ -343,6 +348,8 @@ def run_plyer_child() -> None:
     """
     request = json.loads(sys.stdin.buffer.read())
     answer = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    import tempfile
+
     with tempfile.TemporaryFile() as noise:
         os.dup2(noise.fileno(), 1)
         os.dup2(noise.fileno(), 2)

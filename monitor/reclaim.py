@@ -22,19 +22,22 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from monitor.config import Config, ReclaimConfig
 from monitor.errors import PrivilegeError, UserError
 from monitor.privilege import COMPACT_MEMORY, DROP_CACHES, MEMORY_RECLAIM
-from monitor.report import guest_json
-from monitor.sample import GuestSample, HostSample, Sample
+from monitor.filelock import FileLock, LockHeld
+from monitor.sample import GuestSample, HostSample, Sample, guest_json
 from monitor.units import format_bytes
+
+if TYPE_CHECKING:
+    from monitor.probes import Probes
+    from monitor.procfs import SystemFiles
 
 MAX_GRADUAL_STEPS = 64
 GRADUAL_PAUSE = 0.25  # seconds between steps: lets kswapd and writeback keep up
@@ -52,11 +55,17 @@ class Writer(Protocol):
 
 
 class Sampler(Protocol):
+    """What a reclaim measures with (:class:`monitor.probes.Probes`)."""
+
     def sample(self) -> Sample: ...
 
     def sample_guest(self) -> GuestSample: ...
 
     def sample_host(self, guest: GuestSample | None) -> HostSample: ...
+
+    def gradual_available(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class ReclaimBusy(UserError):
@@ -182,7 +191,7 @@ class Reclaimer:
     # ---------------------------------------------------------------- planning
 
     def gradual_available(self) -> bool:
-        return self.writer.exists(MEMORY_RECLAIM)
+        return self.sampler.gradual_available()  # the probes own this fact
 
     def plan(self, method: str) -> tuple[list[str], list[str]]:
         return plan_methods(method, self.gradual_available(), self.config.compact)
@@ -333,62 +342,26 @@ class Reclaimer:
 
 
 class ReclaimLock:
-    """An exclusive lock on a file: two reclaims, in any two processes, never overlap.
+    """One reclaim at a time, in any two processes (a :class:`~monitor.filelock.FileLock`).
 
     The default file is /run/lock/vmmemctl-reclaim.lock (sticky and
     world-writable on Debian/Ubuntu), so a root reclaim and a user's sudo
-    reclaim share it; a user who cannot write a root-created lock file opens
-    it read-only, which is enough to lock it.
+    reclaim share it.
     """
 
     def __init__(self, path: Path, holder: str = ""):
-        self.path = path
-        self.holder = holder  # who holds it, in words ("vmmemctl watch"), for the next one's message
-        self.fd: int | None = None
+        self.lock = FileLock(path, holder)
 
     def __enter__(self) -> ReclaimLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-            writable = True
-        except PermissionError:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
-            writable = False
-        if not _try_lock(fd):
-            pid, _, holder = os.pread(fd, 200, 0).decode(errors="replace").strip().partition(" ")
-            os.close(fd)
-            raise ReclaimBusy(f"another reclaim is running (pid {pid or '?'}); try again when it ends",
-                              pid=int(pid) if pid.isdigit() else None, holder=holder)
-        if writable:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {self.holder}".strip().encode(), 0)
-        self.fd, self.writable = fd, writable
+            self.lock.__enter__()
+        except LockHeld as held:
+            raise ReclaimBusy(f"another reclaim is running (pid {held.pid or '?'}); try again when it ends",
+                              pid=held.pid, holder=held.holder) from None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            if self.writable:
-                os.ftruncate(self.fd, 0)
-            os.close(self.fd)  # closing releases the lock
-            self.fd = None
-
-
-def _try_lock(fd: int) -> bool:
-    if sys.platform == "win32":  # the Windows-side mode: no fcntl there
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+        self.lock.__exit__(*exc)
 
 
 def default_lock_path() -> Path:
@@ -399,7 +372,7 @@ def default_lock_path() -> Path:
     return Path(platformdirs.user_runtime_dir("vmmemctl")) / "reclaim.lock"
 
 
-def make_reclaimer(config: Config, probes: Any, progress: Progress | None = None, *,
+def make_reclaimer(config: Config, probes: Probes, progress: Progress | None = None, *,
                    dry_run: bool = False, lock_path: Path | None = None,
                    stop: threading.Event | None = None) -> Reclaimer:
     """A Reclaimer with the narrowest writer that works here; PrivilegeError if none does."""
@@ -408,7 +381,7 @@ def make_reclaimer(config: Config, probes: Any, progress: Progress | None = None
                      sync=getattr(probes.files, "sync", os.sync), progress=progress, stop=stop)
 
 
-def choose_writer(files: Any, dry_run: bool) -> Writer:
+def choose_writer(files: SystemFiles, dry_run: bool) -> Writer:
     """Root (or a tree we own): write directly. Otherwise the sudo path, if a sudoers rule allows it."""
     from monitor.privilege import SudoWriter, missing_right_hint
     from monitor.procfs import LocalFiles

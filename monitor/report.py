@@ -7,7 +7,8 @@ import json
 import re
 from typing import Any, Iterable, Sequence
 
-from monitor.sample import Environment, GuestSample, HostSample, Sample, diagnose, unreturned_bytes
+from monitor.sample import Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
+from monitor.store import TIER_WORDS
 from monitor.units import format_bytes
 
 
@@ -100,24 +101,6 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
     return "\n".join(out)
 
 
-def guest_json(g: GuestSample) -> dict[str, Any]:
-    return {
-        "total_bytes": g.total, "free_bytes": g.free, "available_bytes": g.available,
-        "anon_bytes": g.anon, "used_bytes": g.used, "page_cache_bytes": g.page_cache,
-        "shmem_bytes": g.shmem, "slab_reclaimable_bytes": g.slab_reclaimable, "dirty_bytes": g.dirty,
-        "mapped_bytes": g.mapped, "reclaimable_bytes": g.reclaimable,
-        "returnable_free_bytes": g.returnable_free, "fragmented_free_bytes": g.fragmented_free,
-        "page_reporting_order": g.page_reporting_order,
-        "psi_memory_some_avg10": g.psi_memory_some_avg10, "psi_io_some_avg10": g.psi_io_some_avg10,
-        "psi_memory_full_avg10": g.psi_memory.full_avg10 if g.psi_memory else None,
-        "psi_io_full_avg10": g.psi_io.full_avg10 if g.psi_io else None,
-        "cpu_busy_percent": g.cpu_busy_percent,
-        "workingset_refault_file": g.workingset_refault_file, "pgpgin": g.pgpgin,
-        "drop_pagecache": g.drop_pagecache,
-        "warnings": list(g.warnings),
-    }
-
-
 def host_json(h: HostSample) -> dict[str, Any]:
     return {"bytes": h.bytes, "source": h.source, "estimated": h.estimated, "detail": h.detail,
             "error": h.error, "host_total_bytes": h.host_total}
@@ -173,8 +156,6 @@ def reclaim_text(r: Any) -> str:
     return "\n".join(out)
 
 
-TIER_WORDS = {"samples": "every sample", "samples_1m": "one row a minute (averages)",
-              "samples_10m": "one row per 10 minutes (averages)"}
 
 
 def samples_export(rows: list[dict], fmt: str, tier: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from monitor.procfs import Pressure
 
@@ -163,3 +163,22 @@ def guest_fields() -> list[str]:
     """Names of the integer/float guest fields, in declaration order (for storage and JSON)."""
     skip = {"psi_memory", "psi_io", "warnings"}
     return [f.name for f in dataclasses.fields(GuestSample) if f.name not in skip]
+
+
+def guest_json(g: GuestSample) -> dict[str, Any]:
+    """A guest sample as JSON: bytes as integers, unknown as null (status --json, reclaim results)."""
+    return {
+        "total_bytes": g.total, "free_bytes": g.free, "available_bytes": g.available,
+        "anon_bytes": g.anon, "used_bytes": g.used, "page_cache_bytes": g.page_cache,
+        "shmem_bytes": g.shmem, "slab_reclaimable_bytes": g.slab_reclaimable, "dirty_bytes": g.dirty,
+        "mapped_bytes": g.mapped, "reclaimable_bytes": g.reclaimable,
+        "returnable_free_bytes": g.returnable_free, "fragmented_free_bytes": g.fragmented_free,
+        "page_reporting_order": g.page_reporting_order,
+        "psi_memory_some_avg10": g.psi_memory_some_avg10, "psi_io_some_avg10": g.psi_io_some_avg10,
+        "psi_memory_full_avg10": g.psi_memory.full_avg10 if g.psi_memory else None,
+        "psi_io_full_avg10": g.psi_io.full_avg10 if g.psi_io else None,
+        "cpu_busy_percent": g.cpu_busy_percent,
+        "workingset_refault_file": g.workingset_refault_file, "pgpgin": g.pgpgin,
+        "drop_pagecache": g.drop_pagecache,
+        "warnings": list(g.warnings),
+    }

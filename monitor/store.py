@@ -37,6 +37,7 @@ VALUE_COLUMNS = (
 REAL_COLUMNS = {"psi_memory_some_avg10", "psi_io_some_avg10", "cpu_busy_percent"}
 COUNTERS = {"workingset_refault_file", "pgpgin", "drop_pagecache"}  # roll-ups keep the last value, not the mean
 TIERS = (("samples", 0), ("samples_1m", 60), ("samples_10m", 600))
+TIER_WORDS = {"samples": "every sample", "samples_1m": "1-minute averages", "samples_10m": "10-minute averages"}
 EVENT_KINDS = ("crossing", "notify", "prompt", "answer", "reclaim", "schedule", "error", "state", "watch")
 
 

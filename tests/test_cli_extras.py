@@ -9,7 +9,7 @@ import time
 import urllib.request
 
 from helpers import FAKEBIN, run_cli
-from test_watcher import start_watch, wait_for_samples
+from helpers import start_watch, wait_for_samples
 
 
 def free_port() -> int:

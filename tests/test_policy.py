@@ -8,22 +8,22 @@ import pytest
 
 from monitor.config import Config, IdleConfig, PolicyConfig, Rule
 from monitor.policy import PolicyState, RuleState, decide
+import builders
+from builders import GiB, config, rule
 from monitor.procfs import Pressure
 from monitor.sample import GuestSample, HostSample, Sample
 from monitor.units import Size
 
-GiB = 1024**3
 T0 = 1_000_000.0
 
 
 def sample(t: float, cache_gib: float, cpu: float | None = 2.0, *, host_gib: float | None = None,
            host_total_gib: float | None = None, psi_io: float | None = None, used_gib: float = 2.0) -> Sample:
-    cache = int(cache_gib * GiB)
-    guest = GuestSample(time=t, total=16 * GiB, free=GiB, page_cache=cache, reclaimable=cache, used=int(used_gib * GiB),
-                        cpu_busy_percent=cpu, psi_io=Pressure(some_avg10=psi_io) if psi_io is not None else None)
-    host = HostSample(t, int(host_gib * GiB) if host_gib is not None else None, "interop", False,
-                      host_total=int(host_total_gib * GiB) if host_total_gib else None)
-    return Sample(guest, host)
+    """builders.sample with sizes in GiB, as the tables are written."""
+    def gib(x: float | None) -> int | None:
+        return int(x * GiB) if x else None
+    return builders.sample(t, int(cache_gib * GiB), cpu, host=gib(host_gib), host_total=gib(host_total_gib),
+                           psi_io=psi_io, used=int(used_gib * GiB))
 
 
 def series(start: float, end: float, cache_gib, cpu=2.0, step: float = 10.0, **kw) -> list[Sample]:
@@ -36,16 +36,6 @@ def series(start: float, end: float, cache_gib, cpu=2.0, step: float = 10.0, **k
         out.append(sample(t, c, u, **kw))
         t += step
     return out
-
-
-def rule(**kw) -> Rule:
-    base = dict(name="r", metric="page_cache", above=Size(bytes=6 * GiB, text="6GiB"), for_=120.0, cooldown=600.0,
-                action="notify")
-    return Rule(**{**base, **kw})
-
-
-def config(*rules: Rule, auto: bool = True, **idle) -> Config:
-    return Config(rule=rules, policy=PolicyConfig(auto_reclaim=auto), idle=IdleConfig(**idle) if idle else IdleConfig())
 
 
 NOW = T0 + 600

@@ -17,7 +17,7 @@ from test_cache import cold_file, disk, kernel_cached, warm  # noqa: F401 (a fix
 from test_tui_pilot import pilot
 from test_tui_tmux import Tmux
 from tui.app import make_app
-from tui.cache_view import CacheScreen, ConfirmScreen
+from tui.cache_view import CacheScreen, ConfirmScreen, wiring_give_back
 
 MiB = 1024**2
 
@@ -54,8 +54,7 @@ async def test_the_view_shows_the_hot_tree_and_gives_its_cache_back(disk, isolat
     work_before = sum(kernel_cached(f) for f in work.iterdir())
     app = app_for(disk)
     async with app.run_test(size=(80, 24)) as p:
-        screen = CacheScreen(app.config, disk / "h.db", paths=[str(disk / "src")], depth=1,
-                             reclaim_lock=disk / "lock")
+        screen = CacheScreen(app.config, wiring_give_back(app.source.wiring), paths=[str(disk / "src")], depth=1)
         app.push_screen(screen)
         await until(p, lambda: screen.result is not None)
         await p.pause(0.1)
@@ -80,7 +79,7 @@ async def test_escape_in_the_confirm_gives_nothing_back(disk, isolated_home):
     warm(cold_file(disk / "t" / "a" / "f", 4 * MiB))
     app = app_for(disk)
     async with app.run_test(size=(80, 24)) as p:
-        screen = CacheScreen(app.config, disk / "h.db", paths=[str(disk / "t")], reclaim_lock=disk / "lock")
+        screen = CacheScreen(app.config, wiring_give_back(app.source.wiring), paths=[str(disk / "t")])
         app.push_screen(screen)
         await until(p, lambda: screen.result is not None)
         await p.press("enter")

@@ -19,9 +19,10 @@ import pytest
 
 from helpers import TREES
 from fakekernel import FakeKernel
-from monitor import daemon
+from monitor import recorder as recorder_mod
 from monitor.config import Config, GeneralConfig, PolicyConfig, ReclaimConfig, Rule
 from monitor.reclaim import ReclaimLock
+from monitor.recorder import recording_pid, take_instance_lock
 from monitor.store import Store
 from monitor.units import Size
 from textual.command import CommandPalette
@@ -454,17 +455,17 @@ async def test_attached_mode_reads_and_never_writes_samples(history, tmp_path):
 async def test_standalone_records_samples_and_holds_the_watchers_lock(kernel, tmp_path):
     db = tmp_path / "s.db"
     app = dashboard(tree_config(kernel.proc), db, tmp_path, standalone=True, clock=time.time,
-                    watcher_pid=daemon.watcher_running)
+                    watcher_pid=recording_pid)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         for _ in range(2):
             app.refresh_data(tick=True)
             await settle(pilot)
         assert "standalone: recording every 2s" in screen(app)
-        assert daemon.watcher_running(db) is not None  # a `vmmemctl watch` or second TUI attaches to us
+        assert recording_pid(db) is not None  # a `vmmemctl watch` or second TUI attaches to us
         with Store(db) as store:
             assert store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 3
-    assert daemon.watcher_running(db) is None
+    assert recording_pid(db) is None
     assert [e.message for e in events_of(db, "watch")][-1] == "dashboard stopped recording"
 
 
@@ -472,10 +473,10 @@ async def test_standalone_records_samples_and_holds_the_watchers_lock(kernel, tm
 async def test_standalone_beside_a_running_watcher_samples_live_but_records_nothing(kernel, tmp_path):
     db = tmp_path / "w.db"
     Store(db).close()
-    lock = daemon.instance_lock(db)  # a watcher holds this history
+    lock = take_instance_lock(db)  # a watcher holds this history
     try:
         app = dashboard(tree_config(kernel.proc), db, tmp_path, standalone=True, clock=time.time,
-                        watcher_pid=daemon.watcher_running)
+                        watcher_pid=recording_pid)
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot)
             app.refresh_data(tick=True)
@@ -508,7 +509,7 @@ def test_run_attaches_when_a_watcher_runs_and_records_otherwise(tmp_path, monkey
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # tui.log goes there
     args = argparse.Namespace(db=str(tmp_path / "h.db"), standalone=False, interval=5.0, proc_root=None, config=None)
     assert tui_app.run(Config(), args) == 0
-    monkeypatch.setattr(daemon, "watcher_running", lambda db: 99)
+    monkeypatch.setattr(recorder_mod, "recording_pid", lambda db: 99)
     tui_app.run(Config(), args)
     tui_app.run(Config(), argparse.Namespace(**{**vars(args), "standalone": True}))
     assert [(s.standalone, s.interval, s.db_path) for s in started] == [

@@ -10,11 +10,10 @@ and call :meth:`VmmemApp.refresh_data` themselves.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from rich.text import Text
 from textual import events, work
@@ -22,66 +21,25 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.geometry import Size
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from monitor import actions
-from monitor.config import Config, to_toml
+from monitor.config import METHODS, Config, to_toml
 from monitor.errors import UserError
 from monitor.notify import Notification
-from monitor.reclaim import ReclaimResult
+from monitor.store import TIER_WORDS
 from monitor.units import format_duration
 from tui import data, screens
+from tui.logfile import log_to_file
+from tui.messages import ActionDone, Notice, ReclaimDone, ReclaimProgress, RefreshFailed, SnapshotReady
 from tui.source import DataSource, Setup, Snapshot
 from tui.widgets import Cards, EventList, HeaderLine, TrendChart, legend, range_keys, show_if_changed
 
 log = logging.getLogger("monitor.tui")
 PAUSE_SECONDS = 3600.0
 TALL = 34  # rows from which cards get borders and a detail line
-
-
-class SnapshotReady(Message):
-    def __init__(self, snapshot: Snapshot):
-        super().__init__()
-        self.snapshot = snapshot
-
-
-class RefreshFailed(Message):
-    def __init__(self, error: str):
-        super().__init__()
-        self.error = error
-
-
-class ReclaimProgress(Message):
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-
-class ReclaimDone(Message):
-    def __init__(self, result: ReclaimResult | None, error: str | None = None):
-        super().__init__()
-        self.result = result
-        self.error = error
-
-
-class Notice(Message):
-    """The standalone watcher notified: show it (no refresh: the next tick brings the event)."""
-
-    def __init__(self, words: str):
-        super().__init__()
-        self.words = words
-
-
-class ActionDone(Message):
-    """A snooze, pause or answer was recorded (or failed): say so, and refresh."""
-
-    def __init__(self, words: str, severity: str = "information"):
-        super().__init__()
-        self.words = words
-        self.severity = severity
 
 
 class VmmemApp(App):
@@ -224,7 +182,7 @@ class VmmemApp(App):
     def _show_chart(self, snap: Snapshot) -> None:
         chart = snap.chart
         box = self.query_one("#chart-box")
-        title = f"host footprint & page cache · last {snap.range_name} · {data.TIER_WORDS.get(chart.tier, chart.tier)}"
+        title = f"host footprint & page cache · last {snap.range_name} · {TIER_WORDS.get(chart.tier, chart.tier)}"
         if box.border_title != title:
             box.border_title = title
         empty = chart.empty
@@ -268,7 +226,7 @@ class VmmemApp(App):
                         severity="warning")
             return
         row = self.snapshot.latest if self.snapshot else None
-        offers = {m: self.source.offer(m, row) for m in data.METHODS}
+        offers = {m: self.source.offer(m, row) for m in METHODS}
         self._push(screens.ReclaimScreen(offers, self.config.reclaim.method), self._reclaim_chosen)
 
     def _reclaim_chosen(self, method: str | None) -> None:
@@ -335,9 +293,9 @@ class VmmemApp(App):
         self._push(screens.config_screen(to_toml(self.config), self.config.path))
 
     def action_cache(self) -> None:
-        from tui.cache_view import CacheScreen  # what is in the page cache (tui/cache_view.py)
+        from tui.cache_view import CacheScreen, wiring_give_back  # what is in the page cache (tui/cache_view.py)
 
-        self._push(CacheScreen(self.config, self.setup.db_path, reclaim_lock=self.setup.reclaim_lock),
+        self._push(CacheScreen(self.config, wiring_give_back(self.source.wiring)),
                    lambda gave_back: gave_back and self.refresh_data())
 
     def action_help(self) -> None:
@@ -460,39 +418,13 @@ def make_app(config: Config, db_path: str | Path, *, standalone: bool, interval:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     """`vmmemctl tui`: attach to the watcher recording ``--db`` if one runs, else record standalone."""
-    from monitor import daemon
+    from monitor.recorder import recording_pid
 
     db = actions.db_path(config, getattr(args, "db", None))
-    watcher = daemon.watcher_running(db)
+    watcher = recording_pid(db)
     # --view: only read (someone's recorded history); otherwise record when nobody else does.
     standalone = not getattr(args, "view", False) and (bool(getattr(args, "standalone", False)) or watcher is None)
     app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None))
-    with _log_to_file(config.general.log_level):
+    with log_to_file(config.general.log_level):
         app.run()
     return app.return_code or 0
-
-
-@contextlib.contextmanager
-def _log_to_file(level: str) -> Iterator[None]:
-    """The core logs (the watcher, the notifier) into tui.log while the screen is Textual's."""
-    import platformdirs
-
-    path = Path(platformdirs.user_log_dir("vmmemctl")) / "tui.log"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(path)
-    except OSError:  # no log dir: drop the records rather than print them over the screen
-        handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("monitor")
-    saved = root.level, root.propagate
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    root.propagate = False
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-        root.setLevel(saved[0])
-        root.propagate = saved[1]

@@ -3,8 +3,8 @@
 A screen of its own (key ``w``, palette "What is in the page cache"). The
 scan (:mod:`monitor.cache`) runs in a thread worker and reports progress by
 message; Esc stops it and leaves. Enter on a directory asks first, then gives
-that tree's cache back in a worker (:mod:`monitor.cache_reclaim`), which
-records a reclaim event like every reclaim; the dashboard shows it in the
+that tree's cache back in a worker (``Wiring.reclaim_paths``: monitor/cache_reclaim.py),
+which records a reclaim event like every reclaim; the dashboard shows it in the
 events and on the chart when the view closes.
 """
 
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import work
@@ -31,6 +30,12 @@ from monitor.units import format_bytes
 
 log = logging.getLogger("monitor.tui")
 BAR = 12
+# (paths, progress, stop) -> the recorded ReclaimResult: Wiring.reclaim_paths, the one composition root
+GiveBack = Callable[[list[str], Callable[[str], None], threading.Event], Any]
+
+
+def wiring_give_back(wiring: Any) -> GiveBack:
+    return lambda paths, progress, stop: wiring.reclaim_paths(paths, progress=progress, stop=stop)
 
 
 class ScanProgress(Message):
@@ -107,12 +112,11 @@ class CacheScreen(Screen):
                 Binding("enter", "give_back", "Give back", show=True, priority=True),
                 Binding("g", "rescan", "Rescan")]
 
-    def __init__(self, config: Config, db_path: Path, paths: list[str] | None = None, depth: int = 2,
-                 reclaim_lock: Path | None = None):
+    def __init__(self, config: Config, give_back: GiveBack, paths: list[str] | None = None, depth: int = 2):
         super().__init__()
         from monitor.cache import default_paths
 
-        self.config, self.db_path, self.depth, self.reclaim_lock = config, db_path, depth, reclaim_lock
+        self.config, self.give_back, self.depth = config, give_back, depth
         self.paths = paths or default_paths()
         self.stop = threading.Event()
         self.result: Any = None
@@ -225,17 +229,8 @@ class CacheScreen(Screen):
 
     @work(thread=True, exclusive=True, group="cache-reclaim", exit_on_error=False)
     def _reclaim(self, path: str) -> None:
-        from monitor import probes as probes_mod
-        from monitor.cache_reclaim import make_path_reclaimer, reclaim_paths_and_record
-        from monitor.store import Store
-
-        probes = probes_mod.build(self.config)
-        store = None
         try:
-            reclaimer = make_path_reclaimer(self.config, probes, lambda text: self.post_message(ScanProgress(text)),
-                                            lock_path=self.reclaim_lock, stop=self.stop)
-            store = Store(self.db_path)
-            result = reclaim_paths_and_record(reclaimer, store, [path])
+            result = self.give_back([path], lambda text: self.post_message(ScanProgress(text)), self.stop)
         except UserError as exc:  # another reclaim running
             self.post_message(GiveBackDone(error=str(exc)))
             return
@@ -243,10 +238,6 @@ class CacheScreen(Screen):
             log.exception("reclaim --path failed")
             self.post_message(GiveBackDone(error=f"{type(exc).__name__}: {exc}"))
             return
-        finally:
-            probes.close()
-            if store is not None:
-                store.close()
         self.post_message(GiveBackDone(result))
 
     def on_give_back_done(self, message: GiveBackDone) -> None:

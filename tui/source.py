@@ -9,9 +9,10 @@ Modes, said in the header:
 
     standalone  no watcher holds this history: we take its instance lock (so a
                 later `vmmemctl watch` or a second TUI attaches to us) and
-                record samples through a :class:`~monitor.watcher.Watcher`
-                with a notifier that shows on the dashboard (ScreenBackend);
-                its prompts appear as modals
+                record through the same :class:`~monitor.recorder.Recorder` the
+                watcher uses (its jobs, schedules included, run from our refresh
+                worker by a :class:`~monitor.recorder.Clockwork`), with a notifier
+                that shows on the dashboard (ScreenBackend); its prompts appear as modals
     live        --standalone while a watcher holds the history: we sample by
                 ourselves for the cards but write no samples (the watcher does)
     attached    a watcher records; we read, and write only what a person
@@ -28,30 +29,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from monitor import actions, daemon
+from monitor import actions
 from monitor.config import Config
 from monitor.environment import detect_environment
 from monitor.errors import UserError
 from monitor.notify import Notification, Notifier
 from monitor.policy import Decision, PolicyState
+from monitor.probes import Probes
 from monitor.procfs import LocalFiles
-from monitor.privilege import MEMORY_RECLAIM
-from monitor.reclaim import ReclaimResult, Reclaimer, make_reclaimer, plan_methods
+from monitor.reclaim import ReclaimResult, plan_methods
+from monitor.recorder import AlreadyRecording, Clockwork, Recorder, recording_pid, take_instance_lock
 from monitor.sample import Environment, Sample
 from monitor.store import TIERS, Event, Store, sample_row
-from monitor.watcher import Watcher
-from monitor.wslconfig import detect_wsl_reclaim
+from monitor.wiring import Wiring, build_probes
 from tui import data
 
-HOST_PROBE_CHEAP = ("estimate", "none")  # computed from the guest: no Windows tool to spawn
-MAINTAIN_EVERY = 60.0  # roll-ups and retention, as the watcher's maintenance job
 LONG_RELOAD = 60.0  # a rolled-up tier gains a row a minute: re-read it no more often
-
-
-def build_probes(config: Config, environ: Mapping[str, str] | None = None) -> Any:
-    from monitor import probes
-
-    return probes.build(config, environ=environ)
 
 
 @dataclass
@@ -66,8 +59,8 @@ class Setup:
     timers: bool = True  # False in tests: refresh only when asked
     environ: Mapping[str, str] | None = None  # None: os.environ
     reclaim_lock: Path | None = None  # None: the machine-wide reclaim lock
-    watcher_pid: Callable[[Path], int | None] = daemon.watcher_running
-    probes_factory: Callable[[Config, Mapping[str, str] | None], Any] = build_probes
+    watcher_pid: Callable[[Path], int | None] = recording_pid
+    probes_factory: Callable[[Config, Mapping[str, str] | None], Probes] = build_probes
     localtime: Callable[[float], time.struct_time] = time.localtime
 
 
@@ -131,13 +124,15 @@ class DataSource:
         self.environment: Environment | None = None
         self.wsl_mode: str | None = None
         self.mode = "standalone" if setup.standalone else "viewing"
-        self.watcher: Watcher | None = None
-        self.probes: Any = None
+        self.wiring = Wiring(setup.config, setup.db_path, setup.environ, setup.probes_factory,
+                             setup.reclaim_lock, self.stop)
+        self.recorder: Recorder | None = None
+        self.clockwork: Clockwork | None = None
+        self.probes: Probes | None = None  # standalone and live: ours; else built when a reclaim is planned
         self.live: Sample | None = None  # live mode: the sample we took but did not store
         self.error: str | None = None  # why the history cannot be read, for the screen
         self._instance_lock: Any = None
         self._other_pid: int | None = None
-        self._last_host = self._last_maintain = float("-inf")
         self._cache = _Cache()
 
     # ------------------------------------------------------------ starting and stopping
@@ -148,8 +143,7 @@ class DataSource:
             files = LocalFiles(self.config.general.proc_root)
             environ = os.environ if self.setup.environ is None else self.setup.environ
             self.environment = detect_environment(files, environ)
-            wsl = detect_wsl_reclaim(self.config.policy.wslconfig, self.environment.kind, self.setup.environ)
-            self.wsl_mode = wsl.mode if wsl else None
+            self.wsl_mode = self.wiring.wsl_mode(self.environment.kind)
             try:
                 if self.setup.standalone:
                     self._start_sampling()
@@ -164,26 +158,27 @@ class DataSource:
 
     def _start_sampling(self) -> None:
         db = self.setup.db_path
-        self.probes = self.setup.probes_factory(self.config, self.setup.environ)
-        self.probes.prime()
+        self.probes = self.wiring.probes()
         try:
-            self._instance_lock = daemon.instance_lock(db, "a standalone `vmmemctl tui`")
-        except daemon.AlreadyRunning:
+            self._instance_lock = take_instance_lock(db, "a standalone `vmmemctl tui`")
+        except AlreadyRecording:
             self.mode, self._other_pid = "live", self.setup.watcher_pid(db)
-        self.store = Store(db)
         if self.mode == "live":
+            self.probes.prime()
+            self.store = Store(db)
             return
         notifier = Notifier([ScreenBackend(self.show)] if self.show else [])
-        self.watcher = Watcher(self.config, self.probes, self.store, notifier, self._new_reclaimer,
-                               lambda: Store(db), wsl_mode=self.wsl_mode, clock=self.setup.clock,
-                               run_async=self.run_async)
+        self.recorder = self.wiring.recorder(notifier, clock=self.setup.clock, run_async=self.run_async,
+                                             probes=self.probes)
+        self.store = self.recorder.store  # used under self.lock only, by the jobs and the reads alike
+        self.clockwork = Clockwork(self.recorder)
         self.store.add_event("watch", "dashboard started recording (standalone, every "
                                       f"{self.setup.interval:g}s)")
 
     def close(self) -> None:
         self.stop.set()
         with self.lock:
-            if self.store is not None and self.watcher is not None:
+            if self.store is not None and self.recorder is not None:
                 self.store.add_event("watch", "dashboard stopped recording")
             if self.store is not None:
                 self.store.close()
@@ -198,26 +193,12 @@ class DataSource:
     # ------------------------------------------------------------ sampling (standalone)
 
     def tick(self) -> None:
-        """One sampling step in standalone/live mode: guest sample, host when due, maintenance when due."""
-        if self.probes is None:
-            return
-        now = time.monotonic()
+        """One step of recording (standalone: the recorder's jobs that are due) or of live sampling."""
         with self.lock:
-            if self.watcher is None:  # live: for the cards only
-                self.live = self.probes.sample()
-                return
-            if getattr(self.probes.host, "name", "") not in HOST_PROBE_CHEAP and \
-                    now - self._last_host >= self.config.sampling.host_interval:
-                self.watcher.sample_host()
-                self._last_host = now
-            self.watcher.tick()
-            if now - self._last_maintain >= MAINTAIN_EVERY:
-                self.watcher.maintain()
-                self._last_maintain = now
-
-    def _new_reclaimer(self) -> Reclaimer:
-        return make_reclaimer(self.config, self.setup.probes_factory(self.config, self.setup.environ),
-                              lock_path=self.setup.reclaim_lock, stop=self.stop)
+            if self.clockwork is not None:
+                self.clockwork.run_due()
+            elif self.mode == "live" and self.probes is not None:
+                self.live = self.probes.sample()  # for the cards only: the watcher records
 
     # ------------------------------------------------------------ reading
 
@@ -288,8 +269,8 @@ class DataSource:
 
     def _policy(self, latest: Sample | None, state: PolicyState) -> str:
         """What the policy says now, in words (the watcher's own decision when we are the watcher)."""
-        if self.watcher is not None and self.watcher.last_decision is not None:
-            decision = self.watcher.last_decision
+        if self.recorder is not None and self.recorder.last_decision is not None:
+            decision = self.recorder.last_decision
         elif self.store is None:
             return f"cannot read the history: {self.error}" if self.error else "no history"
         elif latest is None:
@@ -304,7 +285,19 @@ class DataSource:
         assert decision is not None
         verb = {"none": "nothing to do", "notify": "would notify", "prompt": "would ask",
                 "reclaim": "would reclaim"}[decision.action]
-        return f"{verb}: {decision.reason}"
+        return f"{verb}: {decision.reason}" + self._next_schedule_words()
+
+    def _next_schedule_words(self) -> str:
+        """" · next scheduled reclaim: nightly at 03:00" (ours when we record, else from the config)."""
+        if self.clockwork is not None:
+            upcoming = self.clockwork.next_schedule()
+        else:
+            upcoming = data.next_schedule(self.config, self.setup.clock())
+        if upcoming is None:
+            return ""
+        sched, when = upcoming
+        at = data.until_words(when.timestamp(), self.setup.clock(), self.setup.localtime)
+        return f" · next scheduled reclaim: {sched.name or sched.cron} at {at}"
 
     def _header(self, row: dict | None, state: PolicyState, now: float) -> data.Header:
         env = self.environment.label() if self.environment else "?"
@@ -354,25 +347,21 @@ class DataSource:
         return self.store
 
     def _gradual(self) -> bool:
-        files = self.probes.files if self.probes is not None else LocalFiles(self.config.general.proc_root)
-        return files.exists(MEMORY_RECLAIM)
+        return self._planning_probes().gradual_available()
+
+    def _planning_probes(self) -> Probes:
+        """Ours when we sample; else built once, when a reclaim is first planned (the probes own the facts)."""
+        if self.probes is None:
+            self.probes = self.wiring.probes()
+        return self.probes
 
     def plan(self, method: str) -> tuple[list[str], list[str]]:
         """The methods a reclaim would run (gradual falls back to pagecache without memory.reclaim)."""
-        files = self.probes.files if self.probes is not None else LocalFiles(self.config.general.proc_root)
-        return plan_methods(method, files.exists(MEMORY_RECLAIM), self.config.reclaim.compact)
+        return plan_methods(method, self._gradual(), self.config.reclaim.compact)
 
     def offer(self, method: str, row: dict | None) -> data.Offer:
         return data.make_offer(method, self.plan, row, self.config)
 
     def reclaim(self, method: str, trigger: str, progress: Callable[[str], None]) -> ReclaimResult:
         """Run and record one reclaim with fresh probes and a store of its own (seconds; in a worker)."""
-        probes = self.setup.probes_factory(self.config, self.setup.environ)
-        store = Store(self.setup.db_path)
-        try:
-            reclaimer = make_reclaimer(self.config, probes, progress, lock_path=self.setup.reclaim_lock,
-                                       stop=self.stop)
-            return actions.reclaim_and_record(reclaimer, store, method, trigger=trigger)
-        finally:
-            store.close()
-            probes.close()
+        return self.wiring.reclaim(method, trigger=trigger, progress=progress)

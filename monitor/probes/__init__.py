@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from monitor.config import Config
@@ -21,11 +21,12 @@ class Probes:
     guest: GuestProbe
     host: HostProbe
     host_mode: bool = False  # the guest is reached through [guest] exec
+    _gradual: bool | None = field(default=None, repr=False)  # memory.reclaim, once definitely known
 
     @property
     def gated(self) -> bool:
         """Host mode with a real host probe: look at the VM process before reaching into the guest."""
-        return self.host_mode and getattr(self.host, "name", "") not in ("estimate", "none")
+        return self.host_mode and not self.host.cheap
 
     def sample(self) -> Sample:
         if self.gated:
@@ -35,11 +36,29 @@ class Probes:
         return Sample(guest, self.host.sample(guest))
 
     def gradual_available(self) -> bool:
-        """Is cgroup v2 memory.reclaim writable in the guest (what `auto` needs for gradual)?"""
+        """Is cgroup v2 memory.reclaim writable in the guest (what `auto` needs for gradual)?
+
+        The one owner of this fact. A definite answer is kept for the process's life; an
+        unknown one (the VM is down, the guest did not answer) reads as "no" for now and is
+        asked again next time, so one lost call does not make `auto` mean pagecache until restart.
+        """
+        if self._gradual is None:
+            known = self._memory_reclaim_writable()
+            if known is None:
+                return False
+            self._gradual = known
+        return self._gradual
+
+    def _memory_reclaim_writable(self) -> bool | None:
         from monitor.privilege import MEMORY_RECLAIM
 
         if self.gated and self.host.sample(None).bytes is None:
-            return False  # the VM is down: do not start it to look
+            return None  # the VM is down: do not start it to look
+        if self.host_mode:
+            from monitor.probes.execfiles import ExecFiles
+
+            assert isinstance(self.files, ExecFiles)
+            return self.files.writable(MEMORY_RECLAIM)
         return self.files.exists(MEMORY_RECLAIM)
 
     def prime(self) -> None:

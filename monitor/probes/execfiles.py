@@ -116,10 +116,14 @@ class ExecFiles:
 
     def exists(self, path: str) -> bool:
         """Exists and is writable for the guest command (what gradual reclaim needs)."""
+        return bool(self.writable(path))
+
+    def writable(self, path: str) -> bool | None:
+        """As :meth:`exists`, but None when the guest did not answer (unknown, not "no")."""
         try:
             return self._run(["test", "-w", _guest_path(path)], attempts=2).returncode == 0
         except OSError:
-            return False
+            return None
 
     def sync(self) -> None:
         self._run(["sync"], attempts=2)

@@ -19,18 +19,36 @@ from. They never raise: an unreachable host gives ``bytes=None`` and an
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Protocol, TypeVar
-
-import psutil
+from typing import TYPE_CHECKING, Callable, Iterable, Protocol, TypeVar
 
 from monitor.sample import GuestSample, HostSample
+
+if TYPE_CHECKING:
+    import psutil
 
 WSL_VM_NAMES = ("vmmemwsl", "vmmem")  # preference order, compared case-insensitively
 T = TypeVar("T")
 
 
+def _psutil():
+    """psutil, imported when a psutil or process probe first needs it: a Linux watcher's default
+    (estimate) host probe never does, and the import is 0.9 MiB of its RSS (bench/results/overhead.md)."""
+    import psutil
+
+    return psutil
+
+
+def _lost() -> tuple[type[Exception], ...]:
+    """psutil's errors for a process that went away or is not ours to read."""
+    ps = _psutil()
+    return ps.NoSuchProcess, ps.AccessDenied, ps.ZombieProcess
+
+
 class HostProbe(Protocol):
     name: str
+    # True when the figure is computed from the guest sample (an estimate, or no VM at all):
+    # nothing to spawn or query, so it is sampled with every guest tick, not on its own clock.
+    cheap: bool
 
     def sample(self, guest: GuestSample | None) -> HostSample: ...
 
@@ -40,7 +58,7 @@ class HostProbe(Protocol):
 def _proc_name(proc) -> str:
     try:
         return proc.name()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+    except _lost():
         return ""
 
 
@@ -76,7 +94,7 @@ def select_vm_process(procs: Iterable) -> tuple[object | None, str]:
 def _rss(proc) -> int:
     try:
         return proc.memory_info().rss
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+    except _lost():
         return -1
 
 
@@ -84,7 +102,7 @@ def private_working_set(proc) -> tuple[int, str]:
     """(bytes, what it is): uss where allowed, else the working set."""
     try:
         return proc.memory_full_info().uss, "private working set"
-    except (psutil.AccessDenied, AttributeError, NotImplementedError):
+    except (_psutil().AccessDenied, AttributeError, NotImplementedError):
         info = proc.memory_info()
         return getattr(info, "wset", info.rss), "working set (private set denied)"
 
@@ -93,20 +111,21 @@ class PsutilProbe:
     """Windows side: the WSL VM process through psutil."""
 
     name = "psutil"
+    cheap = False
 
-    def __init__(self, clock: Callable[[], float] = time.time, process_iter=psutil.process_iter):
+    def __init__(self, clock: Callable[[], float] = time.time, process_iter=None):
         self.clock = clock
-        self.process_iter = process_iter
+        self.process_iter = process_iter or _psutil().process_iter
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         now = self.clock()
-        total = psutil.virtual_memory().total
+        total = _psutil().virtual_memory().total
         proc, why = select_vm_process(self.process_iter())
         if proc is None:
             return HostSample(now, None, "psutil", False, error=why, host_total=total)
         try:
             value, what = private_working_set(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess) as exc:
+        except _lost() as exc:
             return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", host_total=total)
         return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", host_total=total)
 
@@ -118,6 +137,7 @@ class ProcessProbe:
     """A Linux/macOS host: a named VM process (or a PID) and its RSS."""
 
     name = "process"
+    cheap = False
 
     def __init__(self, target: str, clock: Callable[[], float] = time.time):
         self.target = target
@@ -126,12 +146,12 @@ class ProcessProbe:
     def find(self) -> list[psutil.Process]:
         if self.target.isdigit():
             try:
-                return [psutil.Process(int(self.target))]
-            except psutil.NoSuchProcess:
+                return [_psutil().Process(int(self.target))]
+            except _psutil().NoSuchProcess:
                 return []
         wanted = self.target
         found = []
-        for proc in psutil.process_iter(["name", "cmdline"]):
+        for proc in _psutil().process_iter(["name", "cmdline"]):
             cmd = proc.info.get("cmdline") or []
             exe_name = cmd[0].rsplit("/", 1)[-1] if cmd else ""
             if wanted in (proc.info.get("name"), exe_name):
@@ -140,7 +160,7 @@ class ProcessProbe:
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         now = self.clock()
-        total = psutil.virtual_memory().total
+        total = _psutil().virtual_memory().total
         procs = self.find()
         if not procs:
             return HostSample(now, None, "process", False, error=f"no process {self.target!r}: is the VM running?",
@@ -171,6 +191,7 @@ def estimate_host_bytes(guest: GuestSample) -> int | None:
 
 class EstimateProbe:
     name = "estimate"
+    cheap = True
 
     def __init__(self, note: str = "no host reachable; estimated from the guest"):
         self.note = note
@@ -190,6 +211,7 @@ class NoVmProbe:
     """WSL1: Linux syscalls run on the Windows kernel; there is no VM footprint to measure."""
 
     name = "none"
+    cheap = True
 
     def __init__(self, why: str):
         self.why = why
@@ -207,6 +229,7 @@ class ChainProbe:
     def __init__(self, probes: list):
         self.probes = probes
         self.name = "+".join(p.name for p in probes)
+        self.cheap = all(p.cheap for p in probes)
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         errors = []

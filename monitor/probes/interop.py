@@ -150,6 +150,7 @@ def parse_powershell_answer(lines: list[str]) -> tuple[list[tuple[str, int, int,
 
 class PowerShellProbe:
     name = "interop"
+    cheap = False
 
     def __init__(self, exe: str | None, timeout: float, retry_after: float = 60.0,
                  clock: Callable[[], float] = time.time):
@@ -205,6 +206,7 @@ def parse_tasklist_csv(text: str) -> list[tuple[str, int, int]]:
 
 class TasklistProbe:
     name = "tasklist"
+    cheap = False
 
     def __init__(self, exe: str | None, timeout: float, clock: Callable[[], float] = time.time):
         self.exe = exe

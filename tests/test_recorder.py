@@ -1,4 +1,5 @@
-"""The watcher's jobs, called directly; and `vmmemctl watch` as a real process (signals, kill -9)."""
+"""The recorder's jobs, called directly; its two drivers (APScheduler, the Clockwork); and
+`vmmemctl watch` as a real process (signals, kill -9)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FAKEBIN, REPO, run_cli
+import builders
+from helpers import FAKEBIN, REPO, run_cli, start_watch, tree, wait_for_samples
 from fakekernel import FakeKernel
 from monitor.config import Config, IdleConfig, PolicyConfig, ReclaimConfig, Rule, SamplingConfig, Schedule
 from monitor.notify import NotifySendBackend, Notifier
 from monitor.probes import build
 from monitor.procfs import LocalFiles, SystemFiles
-from monitor.reclaim import make_reclaimer
+from monitor.recorder import Clockwork, Recorder
 from monitor.store import Store
 from monitor.units import Size
-from monitor.watcher import Watcher
+from monitor.wiring import Wiring
 
 GiB, MiB = 1024**3, 1024**2
 
@@ -36,16 +38,12 @@ def notify_log(tmp_path, monkeypatch):
     return log
 
 
-def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = None) -> Watcher:
-    db = tmp_path / "h.db"
-    probes = build(config, environ={}, files=files or LocalFiles("/proc"))
-    probes.guest.prime()
-    notifier = Notifier([NotifySendBackend(5)])
-    lock = tmp_path / "reclaim.lock"
-
-    def new_reclaimer():
-        return make_reclaimer(config, build(config, environ={}, files=probes.files), lock_path=lock)
-    return Watcher(config, probes, Store(db), notifier, new_reclaimer, lambda: Store(db))
+def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = None, clock=time.time) -> Recorder:
+    """The recorder as `vmmemctl watch` builds it, on this machine's /proc or a given tree."""
+    files = files or LocalFiles("/proc")
+    wiring = Wiring(config, tmp_path / "h.db", environ={}, reclaim_lock=tmp_path / "reclaim.lock",
+                    probes_factory=lambda c, env: build(c, environ={}, files=files))
+    return wiring.recorder(Notifier([NotifySendBackend(5)]), clock=clock)
 
 
 def cfg(*rules: Rule, **kw) -> Config:
@@ -54,9 +52,7 @@ def cfg(*rules: Rule, **kw) -> Config:
 
 def tiny_rule(**kw) -> Rule:
     """A rule that fires at once on this machine: any page cache at all, held for 0 s."""
-    base = dict(name="r", metric="page_cache", above=Size(bytes=1, text="1"), for_=0.0, cooldown=3600.0,
-                action="notify")
-    return Rule(**{**base, **kw})
+    return builders.rule(**{"above": Size(bytes=1, text="1"), "for_": 0.0, "cooldown": 3600.0, **kw})
 
 
 def test_tick_samples_stores_and_decides(tmp_path, notify_log):
@@ -226,8 +222,8 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
     runs = []
     watcher.run_schedule = lambda s: runs.append(s)
     scheduler = BackgroundScheduler()
-    schedule_jobs(scheduler, watcher, config)
-    record_missed_runs(scheduler, lambda: Store(db), config)
+    schedule_jobs(scheduler, watcher)
+    record_missed_runs(scheduler, watcher)
     job = scheduler.get_job("schedule0")
     assert job.coalesce and job.misfire_grace_time == 1
     scheduler.start(paused=True)
@@ -251,7 +247,7 @@ def test_schedule_jobs_use_cron5_weekdays(tmp_path):
     from monitor.daemon import schedule_jobs
     config = cfg(schedule=(Schedule(cron="0 3 * * 0", name="sunday", method="full"),))
     scheduler = BackgroundScheduler()
-    schedule_jobs(scheduler, make_watcher(tmp_path, config), config)
+    schedule_jobs(scheduler, make_watcher(tmp_path, config))
     scheduler.start(paused=True)
     try:
         assert scheduler.get_job("schedule0").next_run_time.strftime("%a %H:%M") == "Sun 03:00"
@@ -261,29 +257,6 @@ def test_schedule_jobs_use_cron5_weekdays(tmp_path):
 
 
 # ------------------------------------------------------------------ `vmmemctl watch` as a process
-
-
-def start_watch(db: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "monitor", "watch", "--db", str(db), "--interval", "0.2s",
-                             "--log-file", str(db.with_suffix(".log")), *extra],
-                            cwd=REPO, env={**os.environ, "VMMEMCTL_CONFIG": "", **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_samples(db: Path, n: int, timeout: float = 20) -> int:
-    deadline = time.time() + timeout
-    count = 0
-    while time.time() < deadline:
-        if db.exists():
-            try:
-                with Store(db, readonly=True) as store:
-                    count = store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-            except Exception:
-                count = 0
-            if count >= n:
-                return count
-        time.sleep(0.1)
-    raise AssertionError(f"only {count} samples after {timeout}s")
 
 
 def test_sigterm_exits_cleanly_within_two_seconds(tmp_path):
@@ -361,3 +334,137 @@ def test_history_reads_while_watch_writes(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=5)
+
+
+# ------------------------------------------------------------------ the Clockwork (a recording dashboard's driver)
+
+
+def at(text: str) -> float:
+    """A local wall-clock time as a timestamp: '2030-01-02 03:00:00'."""
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text).astimezone().timestamp()
+
+
+def test_clockwork_runs_a_due_schedule_once_and_says_when_the_next_is(tmp_path):
+    clock = [at("2030-01-02 02:59:58")]
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+    recorder = make_watcher(tmp_path, config, clock=lambda: clock[0])
+    runs = []
+    recorder.run_schedule = lambda s: runs.append(s.name)
+    work = Clockwork(recorder)
+    sched, when = work.next_schedule()
+    assert sched.name == "night" and when.timestamp() == at("2030-01-02 03:00:00")
+    work.run_due()
+    assert runs == []
+    clock[0] = at("2030-01-02 03:00:01")
+    work.run_due()
+    work.run_due()  # the same minute again: not twice
+    assert runs == ["night"]
+    assert work.next_schedule()[1].timestamp() == at("2030-01-03 03:00:00")
+    assert len(recorder.store.recent_samples(3600)) == 3  # and it sampled on every call (at the probe's time)
+
+
+def test_clockwork_skips_and_records_a_run_missed_beyond_its_grace(tmp_path):
+    clock = [at("2030-01-02 02:00:00")]
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+    recorder = make_watcher(tmp_path, config, clock=lambda: clock[0])
+    runs = []
+    recorder.run_schedule = lambda s: runs.append(s.name)
+    work = Clockwork(recorder)
+    clock[0] = at("2030-01-04 09:00:00")  # the laptop slept through two nights
+    work.run_due()
+    assert runs == []
+    (event,) = recorder.store.events(kinds=["schedule"])
+    assert "missed the 03:00 run by more than 60s" in event.message
+    assert work.next_schedule()[1].timestamp() == at("2030-01-05 03:00:00")  # no burst of the missed ones
+
+
+def test_clockwork_maintains_once_a_minute_on_the_recorders_clock(tmp_path):
+    clock = [at("2030-01-02 12:00:00")]
+    recorder = make_watcher(tmp_path, cfg(), clock=lambda: clock[0])
+    done = []
+    recorder.maintain = lambda: done.append(clock[0])
+    work = Clockwork(recorder)
+    for step in range(0, 130, 2):
+        clock[0] = at("2030-01-02 12:00:00") + step
+        work.run_due()
+    assert len(done) == 2  # at 60 s and 120 s
+
+
+def test_a_standalone_dashboard_runs_a_due_schedule(tmp_path):
+    """The bug this design fixed: a dashboard holding the history ran no [[schedule]] reclaims."""
+    from tui.source import DataSource, Setup
+
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=GiB)
+    try:
+        clock = [at("2030-01-02 02:59:59")]
+        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="pagecache"),))
+        files = LocalFiles(kernel.proc)
+        setup = Setup(config, tmp_path / "h.db", True, 2.0, clock=lambda: clock[0], environ={},
+                      reclaim_lock=tmp_path / "reclaim.lock", watcher_pid=lambda db: None,
+                      probes_factory=lambda c, env: build(c, environ={}, files=files))
+        source = DataSource(setup, run_async=lambda fn: fn())
+        source.start()
+        source.tick()
+        assert "next scheduled reclaim: night at 03:00" in source.snapshot("5m", 80).policy
+        clock[0] = at("2030-01-02 03:00:02")
+        source.tick()
+        with Store(tmp_path / "h.db") as store:
+            schedule = [e.message for e in store.events(kinds=["schedule"])]
+            (reclaim,) = store.events(kinds=["reclaim"])
+        source.close()
+        dropped = (kernel.proc / "sys/vm/drop_caches").read_text()
+    finally:
+        kernel.close()
+    assert schedule == ["schedule:night: reclaiming (pagecache)"]
+    assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"][0] == "pagecache"
+    assert dropped.strip() == "1"
+
+
+def test_gradual_available_is_kept_only_once_definitely_known(tmp_path):
+    """A guest that does not answer the first `test -w` must not make `auto` mean pagecache until restart."""
+    from monitor.probes import Probes
+    from monitor.probes.execfiles import ExecFiles
+
+    answers = [None, True]
+
+    class Channel(ExecFiles):
+        def __init__(self):
+            self.asked = 0
+
+        def writable(self, path):
+            self.asked += 1
+            return answers[self.asked - 1]
+
+    probes = build(cfg(), environ={}, files=LocalFiles(tree("linux-vm")))
+    channel = Channel()
+    p = Probes(channel, probes.environment, probes.guest, probes.host, host_mode=True)
+    assert p.gradual_available() is False  # unknown: "no" for now
+    assert p.gradual_available() is True  # asked again, and now known
+    assert p.gradual_available() is True and channel.asked == 2  # kept
+
+
+@pytest.mark.slow  # compacts this machine's memory after the drop
+def test_a_path_schedule_gives_back_that_trees_cache_only(tmp_path):
+    """[[schedule]] path = [...]: the reclaim-by-path of `vmmemctl reclaim --path`, run by the recorder."""
+    tree_dir = tmp_path / "build"
+    tree_dir.mkdir()
+    (tree_dir / "a.o").write_bytes(os.urandom(1 << 20))
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="build", path=[str(tree_dir)]),))
+    recorder = make_watcher(tmp_path, config)
+    recorder.tick()
+    recorder.run_schedule(config.schedule[0])
+    (started,) = recorder.store.events(kinds=["schedule"])
+    (reclaim,) = recorder.store.events(kinds=["reclaim"])
+    assert started.message == f"schedule:build: reclaiming (the cache of {tree_dir})"
+    assert reclaim.rule == "schedule:build" and reclaim.data["methods_run"][0] == "path"
+    assert str(tree_dir) in reclaim.message
+
+
+def test_a_path_schedule_with_a_method_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[schedule]]\ncron = "0 3 * * *"\nmethod = "full"\npath = ["/tmp/x"]\n')
+    done = run_cli("config", "check", str(path))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "schedule[0].method" in done.stderr and "expected no method with path" in done.stderr

@@ -1,0 +1,408 @@
+"""The recorder: the one object that records a history and acts on it.
+
+It owns sampling, the policy window, the policy state, the [[schedule]]s and
+the store's maintenance. :meth:`Recorder.jobs` is the one table of what runs
+when:
+
+    job        when                             what
+    host       every [sampling] host_interval   the host footprint (only when it costs a Windows tool)
+    tick       every [sampling] interval        guest sample -> store -> crossings -> decide -> act
+    maintain   every minute                     roll-ups and retention
+    scheduleN  its cron(5) line                 a scheduled reclaim, if its conditions hold
+
+Two drivers run that table and nothing else: `vmmemctl watch` hands it to
+APScheduler (:mod:`monitor.daemon`), and a recording dashboard calls
+:meth:`Clockwork.run_due` from its refresh worker. So schedules run wherever
+recording runs. Every job is a method a test can call directly; none raises:
+an odd sample is logged and recorded as an error event, and the next tick
+carries on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from monitor import actions
+from monitor.config import Config, Schedule
+from monitor.errors import UserError
+from monitor.filelock import FileLock, LockHeld
+from monitor.notify import Notification, Notifier, RateLimiter
+from monitor.policy import METRIC_NAMES, Decision, PolicyState, decide, effective_method, judge_idle, rule_status
+from monitor.reclaim import ReclaimBusy
+from monitor.sample import HostSample, Sample
+from monitor.store import Store
+from monitor.units import format_bytes
+
+if TYPE_CHECKING:
+    from monitor.metrics import Metrics
+    from monitor.probes import Probes
+    from monitor.wiring import Wiring
+
+log = logging.getLogger(__name__)
+RATE_STATE_KEY = "notify_rate"
+ERROR_EVENT_PERIOD = 300.0  # the same error is recorded at most every 5 minutes
+MAINTAIN_EVERY = 60.0
+SAMPLE_GRACE = 5.0  # a sampling run late by more than this is dropped (the next one is due soon anyway)
+
+
+class AlreadyRecording(UserError):
+    exit_code = 1
+
+
+def instance_lock_path(db: Path) -> Path:
+    return db.with_name(db.name + ".watch.lock")
+
+
+def take_instance_lock(db: Path, holder: str = "vmmemctl watch") -> FileLock:
+    """One recorder per history: an flock beside the database, released when the process dies.
+    ``holder`` names the recorder (the watcher, or a standalone dashboard) for whoever comes next."""
+    lock = FileLock(instance_lock_path(db), holder)
+    try:
+        return lock.__enter__()
+    except LockHeld as held:
+        raise AlreadyRecording(f"{held.holder or 'vmmemctl watch'} is already recording to {db} "
+                               f"(pid {held.pid if held.pid is not None else '?'})") from None
+
+
+def recording_pid(db: Path) -> int | None:
+    """The PID of the process recording to ``db`` (watcher or standalone dashboard), or None (0: unknown)."""
+    from monitor.filelock import holder_pid
+
+    return holder_pid(instance_lock_path(db))
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    run: Callable[[], None]
+    trigger: Any  # an APScheduler 3 trigger: IntervalTrigger, or cron's CronTrigger/OrTrigger
+    grace: float  # seconds late it may still run; later than that it is skipped (a schedule: recorded)
+
+
+@dataclass
+class Recorder:
+    config: Config
+    probes: Probes
+    store: Store  # used by the jobs' thread only; a reclaim opens its own
+    notifier: Notifier
+    wiring: Wiring  # builds what a reclaim needs (fresh probes, its own store connection)
+    metrics: Metrics | None = None
+    wsl_mode: str | None = None
+    clock: Callable[[], float] = time.time
+    run_async: Callable[[Callable[[], None]], None] = field(default=lambda fn: fn())
+    last_host: HostSample | None = None
+    last_decision: Decision | None = None
+    # Crossings are a property of this process's sample stream, so they stay in memory: kept in
+    # the store, a restart would report a "crossing" for whatever changed while nothing watched.
+    _above: dict[str, bool] = field(default_factory=dict)
+    _errors: RateLimiter = field(default_factory=lambda: RateLimiter(ERROR_EVENT_PERIOD))
+    _reclaiming: threading.Lock = field(default_factory=threading.Lock)
+    # The policy's window of recent samples, in memory: reading it back from SQLite every tick
+    # was 70% of a tick's cost (bench/results/overhead.md). Filled from the store once.
+    _recent: deque[Sample] | None = None
+
+    # ------------------------------------------------------------ what runs when
+
+    def jobs(self) -> list[Job]:
+        """The one table of jobs and their timing (see the module docstring)."""
+        from monitor.scheduling import IntervalTrigger, cron  # APScheduler without asyncio (bench/results/overhead.md)
+
+        def every(seconds: float) -> IntervalTrigger:  # first run one period from now, on our clock
+            return IntervalTrigger(seconds=seconds, start_date=dt.datetime.fromtimestamp(self.clock() + seconds))
+
+        s = self.config.sampling
+        table = []
+        if not self.probes.host.cheap:
+            table.append(Job("host", self.sample_host, every(s.host_interval), SAMPLE_GRACE))
+        table.append(Job("tick", self.tick, every(s.interval), SAMPLE_GRACE))
+        table.append(Job("maintain", self.maintain, every(MAINTAIN_EVERY), MAINTAIN_EVERY))
+        for i, sched in enumerate(self.config.schedule):
+            table.append(Job(f"schedule{i}", lambda sched=sched: self.run_schedule(sched),
+                             cron(sched.cron), max(1.0, sched.grace)))
+        return table
+
+    # ------------------------------------------------------------ jobs
+
+    def tick(self) -> Sample | None:
+        """Sample the guest, store it, decide, act. Never raises."""
+        try:
+            sample = self._sample()
+            self.store.add_sample(sample)
+            if self.metrics:
+                self.metrics.observe_sample(sample)
+            self._record_crossings(sample)
+            self.last_decision = self._decide_and_act(sample)
+            return sample
+        except Exception as exc:  # the daemon must outlive any one odd sample
+            self._record_error("tick", exc)
+            return None
+
+    def sample_host(self) -> None:
+        """The host footprint on its own (slower) clock; the guest ticks reuse the latest."""
+        try:
+            self.last_host = self.probes.sample_host(None)
+        except Exception as exc:
+            self._record_error("host sample", exc)
+
+    def maintain(self) -> None:
+        try:
+            h = self.config.history
+            self.store.roll_up(self.clock())
+            self.store.prune(h.raw_for, h.minute_for, h.ten_minute_for, h.events_for, self.clock())
+        except Exception as exc:
+            self._record_error("maintenance", exc)
+
+    def run_schedule(self, schedule: Schedule) -> None:
+        """A scheduled reclaim, if its conditions hold now."""
+        name = schedule_name(schedule)
+        try:
+            skip = self._schedule_skip_reason(schedule)
+            if skip:
+                self.store.add_event("schedule", f"{name}: skipped: {skip}", rule=name)
+                return
+            what = "the cache of " + ", ".join(schedule.path) if schedule.path else schedule.method
+            self.store.add_event("schedule", f"{name}: reclaiming ({what})", rule=name)
+            self.run_async(lambda: self._reclaim(schedule.method, name, schedule.path))
+        except Exception as exc:
+            self._record_error(name, exc)
+
+    def schedule_missed(self, schedule: Schedule, when: dt.datetime, store: Store | None = None) -> None:
+        """A scheduled reclaim missed by more than its grace (asleep?): skipped, and said so."""
+        name = schedule_name(schedule)
+        (store or self.store).add_event(
+            "schedule", f"{name}: missed the {when:%H:%M} run by more than {schedule.grace:g}s (asleep?): "
+            "skipped, not run late", rule=name)
+
+    # ------------------------------------------------------------ derived facts, asked of their owners
+
+    def gradual_available(self) -> bool:
+        return self.probes.gradual_available()
+
+    # ------------------------------------------------------------ pieces
+
+    def _sample(self) -> Sample:
+        guest = self.probes.sample_guest()
+        if self.probes.host.cheap:
+            return Sample(guest, self.probes.sample_host(guest))  # computed from the guest
+        if self.last_host is None:
+            self.last_host = self.probes.sample_host(guest)
+        host = self.last_host
+        if guest.time - host.time > 3 * self.config.sampling.host_interval:
+            host = HostSample(guest.time, None, host.source, host.estimated,
+                              error=f"stale: last host reading {guest.time - host.time:.0f}s old")
+        return Sample(guest, host)
+
+    def window(self, now: float, sample: Sample | None = None) -> list[Sample]:
+        """The policy's recent samples (read from the store once, then kept), with ``sample`` added."""
+        span = actions.history_window(self.config)
+        if self._recent is None:
+            self._recent = deque(s for s in self.store.recent_samples(span, now) if sample is None or
+                                 s.time < sample.time)
+        if sample is not None:
+            self._recent.append(sample)
+        while self._recent and self._recent[0].time < now - span:
+            self._recent.popleft()
+        return list(self._recent)
+
+    def _decide_and_act(self, sample: Sample) -> Decision:
+        now = self.clock()
+        history = self.window(sample.time, sample)
+        with self.store.transaction():  # a snooze from the TUI between our read and write is not lost
+            state = actions.load_state(self.store)  # read once a tick ...
+            decision, new_state = decide(history, self.config, state, now, self.wsl_mode,
+                                         self.gradual_available())
+            if new_state != state:
+                actions.save_state(self.store, new_state)  # ... and saved once, when it changed
+        self._log_decision(decision)
+        if decision.action == "notify":
+            self._notify(decision, f"rule:{decision.rule}")
+        elif decision.action == "prompt":
+            self._prompt(decision)
+        elif decision.action == "reclaim":
+            self.run_async(lambda: self._reclaim(decision.method or "auto", f"rule:{decision.rule}"))
+        self._expire_prompts(new_state)
+        return decision
+
+    def _log_decision(self, decision: Decision) -> None:
+        """Every decision at debug level; at info whenever its gist changes ("why did it not reclaim?")."""
+        gist = (decision.action, decision.rule, decision.reason.endswith(": waiting"))
+        last = self.last_decision
+        changed = last is None or gist != (last.action, last.rule, last.reason.endswith(": waiting"))
+        log.log(logging.INFO if changed else logging.DEBUG, "decision: %s: %s", decision.action, decision.reason)
+
+    def _notify(self, decision: Decision, key: str, body: str | None = None) -> None:
+        limiter = RateLimiter.from_json(self.config.notify.rate_limit, self.store.get_state(RATE_STATE_KEY))
+        if not limiter.allow(key, self.clock()):
+            log.info("notification for %s held back by the rate limit", key)
+            return
+        limiter.prune(self.clock())
+        self.store.set_state(RATE_STATE_KEY, limiter.to_json())
+        note = Notification("vmmemctl: WSL memory", body or decision.reason, key=key)
+        delivery = self.notifier.send(note)
+        self.store.add_event("notify", f"{note.body} [{delivery.summary()}]", rule=decision.rule,
+                             data={"backend": delivery.backend, "failures": list(delivery.failures)})
+        if self.metrics:
+            self.metrics.observe_notification(delivery.backend)
+
+    def _prompt(self, decision: Decision) -> None:
+        if any(p.rule == decision.rule for p in self.store.pending_prompts()):
+            return  # one open question per rule is enough
+        size = format_bytes(decision.metric_bytes)
+        message = f"{decision.reason}. Reclaim ({decision.method or 'auto'})?"
+        self.store.add_event("prompt", message, rule=decision.rule, status="pending",
+                             data={"method": decision.method or "auto", "metric_bytes": decision.metric_bytes})
+        if self.metrics:
+            self.metrics.observe_prompt()
+        self._notify(decision, f"prompt:{decision.rule}",
+                     body=f"page cache {size}; open `vmmemctl tui` or run `vmmemctl reclaim`")
+
+    def _expire_prompts(self, state: PolicyState) -> None:
+        """A prompt whose condition has passed (its rule re-armed) is no longer a question."""
+        for prompt in self.store.pending_prompts():
+            if prompt.rule and state.rule(prompt.rule).armed:
+                self.store.answer_prompt(prompt.id, "expired", "the condition passed")
+
+    def _reclaim(self, method: str, trigger: str, paths: list[str] | None = None) -> None:
+        """One reclaim at a time from this recorder, on the caller's (worker) thread; with ``paths``,
+        only those trees' cache."""
+        if not self._reclaiming.acquire(blocking=False):
+            log.info("%s: a reclaim is already running here; skipped", trigger)
+            return
+        store = None
+        try:
+            store = self.wiring.open_store()  # this thread's own connection
+            if paths:
+                result = self.wiring.reclaim_paths([os.path.expanduser(p) for p in paths], trigger=trigger,
+                                                   store=store)
+            else:
+                result = self.wiring.reclaim(method, trigger=trigger, store=store)
+            if self.metrics:
+                self.metrics.observe_reclaim(result)
+            log.info("%s", actions.describe_reclaim(result))
+        except ReclaimBusy as exc:
+            if store is not None:
+                store.add_event("reclaim", f"{trigger}: skipped: {exc}", rule=trigger, status="skipped")
+        except Exception as exc:
+            self._record_error(trigger, exc, store)
+        finally:
+            if store is not None:
+                store.close()
+            self._reclaiming.release()
+
+    def _schedule_skip_reason(self, schedule: Schedule) -> str | None:
+        now = self.clock()
+        state = actions.load_state(self.store)
+        if state.paused_until and now < state.paused_until:
+            return "auto-reclaim is paused"
+        recent = self.window(now)
+        if schedule.if_page_cache_above is not None:
+            latest = recent[-1] if recent else None
+            limit = schedule.if_page_cache_above.resolve(latest.guest.total if latest else None)
+            cache = latest.guest.page_cache if latest else None
+            if limit is None or cache is None:
+                return "page cache unknown"
+            if cache <= limit:
+                return f"page cache {format_bytes(cache)} is not above {format_bytes(limit)}"
+        if schedule.only_if_idle:  # a path drop leaves the working set elsewhere alone: the light gate
+            method = "path" if schedule.path else effective_method(schedule.method, self.gradual_available())
+            idle = judge_idle(recent, self.config.idle, method, now)
+            if not idle.ok:
+                return idle.words
+        return None
+
+    def _record_crossings(self, sample: Sample) -> None:
+        """Threshold crossings, both ways, as events (the TUI lists them)."""
+        for rule in self.config.rule:
+            status = rule_status(rule, [sample], PolicyState(), sample.time)
+            if status.value is None or status.threshold is None:
+                continue
+            above = status.value > status.threshold
+            before = self._above.get(rule.label)
+            self._above[rule.label] = above
+            if before is not None and above != before:
+                word = "rose above" if above else "fell below"
+                self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {format_bytes(status.value)} {word} "
+                                     f"{format_bytes(status.threshold)} ({rule.label})", rule=rule.label)
+
+    def _record_error(self, where: str, exc: BaseException, store: Store | None = None) -> None:
+        log.error("%s failed: %s", where, exc, exc_info=exc)
+        if self.metrics:
+            self.metrics.observe_error()
+        key = f"{where}:{type(exc).__name__}"
+        if self._errors.allow(key, self.clock()):
+            try:
+                (store or self.store).add_event("error", f"{where}: {type(exc).__name__}: {exc}")
+            except Exception as again:  # the history itself is failing (disk full?): the log still has it
+                log.error("could not record the error: %s", again)
+
+    def close(self) -> None:
+        self.probes.close()
+        self.store.close()
+
+
+def schedule_name(schedule: Schedule) -> str:
+    return f"schedule:{schedule.name or schedule.cron}"
+
+
+class Clockwork:
+    """Runs a recorder's jobs when they are due, on the caller's thread, with APScheduler's own
+    triggers and its coalescing: a job late by more than its grace is skipped (a schedule is
+    recorded as missed), and however many runs were missed, at most one runs now.
+
+    A recording dashboard calls :meth:`run_due` from its refresh worker; ``every_call`` names
+    jobs that run on every call instead (the dashboard samples on each refresh).
+    """
+
+    def __init__(self, recorder: Recorder, every_call: frozenset[str] = frozenset({"tick"})):
+        self.recorder = recorder
+        self.jobs = recorder.jobs()
+        self.every_call = every_call
+        now = self._now()
+        self.next: dict[str, dt.datetime | None] = {
+            j.id: None if j.id in every_call else j.trigger.get_next_fire_time(None, now) for j in self.jobs}
+        if "host" in self.next:
+            self.next["host"] = now  # the first host figure with the first sample, as the watcher
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.recorder.clock()).astimezone()
+
+    def run_due(self) -> None:
+        now = self._now()
+        for job in self.jobs:
+            if job.id in self.every_call:
+                job.run()
+                continue
+            due = self.next.get(job.id)
+            if due is None or due > now:
+                continue
+            if (now - due).total_seconds() > job.grace:
+                self._missed(job, due)
+            else:
+                job.run()
+            self.next[job.id] = self._after(job, due, now)
+
+    @staticmethod
+    def _after(job: Job, due: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+        """The next fire time after ``now`` (missed runs coalesce into none)."""
+        nxt = job.trigger.get_next_fire_time(due, now)
+        while nxt is not None and nxt <= now:
+            nxt = job.trigger.get_next_fire_time(nxt, now)
+        return nxt
+
+    def _missed(self, job: Job, due: dt.datetime) -> None:
+        if job.id.startswith("schedule"):
+            self.recorder.schedule_missed(self.recorder.config.schedule[int(job.id.removeprefix("schedule"))], due)
+
+    def next_schedule(self) -> tuple[Schedule, dt.datetime] | None:
+        """The next scheduled reclaim and when (the dashboard shows it)."""
+        runs = [(self.recorder.config.schedule[int(j.removeprefix("schedule"))], t)
+                for j, t in self.next.items() if j.startswith("schedule") and t is not None]
+        return min(runs, key=lambda r: r[1]) if runs else None

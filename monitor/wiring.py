@@ -1,0 +1,124 @@
+"""The one composition root: how a run builds its probes, store, reclaims and recorder.
+
+The CLI (`watch`, `reclaim`), the daemon and the dashboard ask a
+:class:`Wiring` for finished objects; none of them puts probes, a reclaimer
+and a store together by hand. Tests change the fields (a recorded tree's
+probes, a private reclaim lock, an injected clock), never the assembly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from monitor import actions
+from monitor.config import Config
+from monitor.errors import PrivilegeError
+from monitor.reclaim import Progress, ReclaimResult, Reclaimer, make_reclaimer
+from monitor.store import Store
+
+if TYPE_CHECKING:
+    from monitor.metrics import Metrics
+    from monitor.notify import Notifier
+    from monitor.probes import Probes
+    from monitor.recorder import Recorder
+
+
+def build_probes(config: Config, environ: Mapping[str, str] | None = None) -> Probes:
+    from monitor import probes
+
+    return probes.build(config, environ=environ)
+
+
+@dataclass
+class Wiring:
+    config: Config
+    db: Path
+    environ: Mapping[str, str] | None = None  # None: os.environ
+    probes_factory: Callable[[Config, Mapping[str, str] | None], Probes] = build_probes
+    reclaim_lock: Path | None = None  # None: the machine-wide reclaim lock
+    stop: threading.Event = field(default_factory=threading.Event)  # set at shutdown: a settle ends early
+
+    def probes(self) -> Probes:
+        return self.probes_factory(self.config, self.environ)
+
+    def open_store(self) -> Store:
+        return Store(self.db)
+
+    def reclaimer(self, probes: Probes, progress: Progress | None = None, dry_run: bool = False) -> Reclaimer:
+        """PrivilegeError (one line) when no writer works here: before anything is opened."""
+        return make_reclaimer(self.config, probes, progress, dry_run=dry_run, lock_path=self.reclaim_lock,
+                              stop=self.stop)
+
+    def reclaim(self, method: str, *, trigger: str = "manual", progress: Progress | None = None,
+                dry_run: bool = False, settle: float | None = None, store: Store | None = None) -> ReclaimResult:
+        """One measured reclaim with fresh probes (so the ticks' CPU readings stay undisturbed),
+        recorded in ``store`` (or a connection of its own; none for a dry run)."""
+        probes = self.probes()
+        own = None
+        try:
+            reclaimer = self.reclaimer(probes, progress, dry_run)
+            if store is None and not dry_run:
+                store = own = self.open_store()
+            return actions.reclaim_and_record(reclaimer, store, method, trigger=trigger, dry_run=dry_run,
+                                              settle=settle)
+        finally:
+            if own is not None:
+                own.close()
+            probes.close()
+
+    def reclaim_paths(self, paths: Sequence[str], *, trigger: str = "manual", progress: Progress | None = None,
+                      dry_run: bool = False, settle: float | None = None, store: Store | None = None,
+                      stop: threading.Event | None = None, reader: Any = None) -> ReclaimResult:
+        """`reclaim --path`: the page cache of those trees only (monitor/cache_reclaim.py), measured and
+        recorded as every reclaim; unprivileged works for the files the user can open."""
+        from monitor.cache_reclaim import make_path_reclaimer, reclaim_paths_and_record
+
+        probes = self.probes()
+        own = None
+        try:
+            reclaimer = make_path_reclaimer(self.config, probes, progress, dry_run=dry_run,
+                                            lock_path=self.reclaim_lock, stop=stop or self.stop)
+            if store is None and not dry_run:
+                store = own = self.open_store()
+            return reclaim_paths_and_record(reclaimer, store, paths, dry_run=dry_run, trigger=trigger,
+                                            settle=settle, reader=reader)  # reader: tests force mincore
+        finally:
+            if own is not None:
+                own.close()
+            probes.close()
+
+    def reclaim_refusal(self) -> str | None:
+        """Why reclaims would fail here (no root, no sudo rule), or None: the watcher says so at start."""
+        probes = self.probes()
+        try:
+            self.reclaimer(probes)
+            return None
+        except PrivilegeError as exc:
+            return str(exc)
+        finally:
+            probes.close()
+
+    def wsl_mode(self, kind: str) -> str | None:
+        """WSL's own autoMemoryReclaim mode from .wslconfig (the policy defers to it), or None."""
+        from monitor.wslconfig import detect_wsl_reclaim
+
+        wsl = detect_wsl_reclaim(self.config.policy.wslconfig, kind, self.environ)
+        return wsl.mode if wsl else None
+
+    def recorder(self, notifier: Notifier, *, metrics: Metrics | None = None, clock: Callable[[], float] = time.time,
+                 run_async: Callable[[Callable[[], None]], None] | None = None,
+                 probes: Probes | None = None) -> Recorder:
+        """The recorder of this history, its probes primed (the first CPU figure covers a known interval)."""
+        from monitor.recorder import Recorder
+
+        probes = probes or self.probes()
+        probes.prime()
+        recorder = Recorder(self.config, probes, self.open_store(), notifier, self,
+                            metrics=metrics, wsl_mode=self.wsl_mode(probes.environment.kind), clock=clock)
+        if run_async is not None:
+            recorder.run_async = run_async
+        return recorder

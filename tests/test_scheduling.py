@@ -1,0 +1,81 @@
+"""monitor.scheduling: APScheduler 3 without asyncio or ssl, in a fresh interpreter (like test_headless)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+
+RUN_A_JOB = """
+import json, sys, threading
+from monitor.scheduling import build_scheduler, interval, cron, EVENT_JOB_MISSED, JOB_DEFAULTS
+ran = threading.Event()
+scheduler = build_scheduler()
+scheduler.add_job(ran.set, interval(0.05), id="tick", **JOB_DEFAULTS)
+scheduler.add_job(print, cron("0 3 * * 0"), id="weekly", **JOB_DEFAULTS)
+scheduler.add_job(ran.set, executor="reclaim")
+scheduler.add_listener(lambda event: None, EVENT_JOB_MISSED)
+scheduler.start()
+ok = ran.wait(10)
+scheduler.shutdown(wait=True)
+loaded = sorted(m for m in ("asyncio", "ssl", "_ssl") if m in sys.modules)
+{after}
+print(json.dumps({{"ran": ok, "loaded": loaded, **extra}}))
+"""
+
+REAL_ASYNCIO_AFTER = """
+import asyncio, apscheduler.util
+async def coro(): pass
+extra = {"real": hasattr(asyncio, "run") and hasattr(asyncio, "get_running_loop"),
+         "sees_coroutines": apscheduler.util.iscoroutinefunction_partial(coro),
+         "sees_plain": apscheduler.util.iscoroutinefunction_partial(print)}
+"""
+
+
+def run_child(code: str, prelude: str = "") -> dict:
+    done = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, cwd=REPO,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_job_runs_without_asyncio_or_ssl():
+    result = run_child(RUN_A_JOB.format(after="extra = {}"))
+    assert result == {"ran": True, "loaded": []}
+
+
+def test_asyncio_imported_later_is_the_real_one():
+    result = run_child(RUN_A_JOB.format(after=REAL_ASYNCIO_AFTER))
+    assert result["real"] and result["sees_coroutines"] and not result["sees_plain"]
+
+
+def test_asyncio_already_loaded_is_left_alone():
+    # The dashboard imports Textual (and asyncio) first: the plain import runs, with the real asyncio.
+    result = run_child(RUN_A_JOB.format(after=REAL_ASYNCIO_AFTER), prelude="import asyncio\n")
+    assert result["ran"] and "asyncio" in result["loaded"] and result["sees_coroutines"]
+
+
+def test_the_watch_command_path_loads_no_asyncio():
+    code = ("import sys, monitor.cli, monitor.daemon, monitor.recorder, monitor.wiring, monitor.scheduling\n"
+            "print(sorted(m for m in ('asyncio', 'ssl', 'psutil') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("expr, after, expected", [
+    ("0 3 * * 0", dt.datetime(2026, 12, 2, 12, 0), dt.datetime(2026, 12, 6, 3, 0)),  # a Wednesday -> Sunday 03:00
+    ("*/15 9-17 * * 1-5", dt.datetime(2026, 12, 4, 17, 50), dt.datetime(2026, 12, 7, 9, 0)),  # Friday -> Monday
+])
+def test_cron_trigger_fires_when_cron_would(expr, after, expected):
+    from monitor.scheduling import cron, interval
+
+    tz = dt.timezone.utc
+    trigger = cron(expr, timezone=tz)
+    assert trigger.get_next_fire_time(None, after.replace(tzinfo=tz)) == expected.replace(tzinfo=tz)
+    start = after.replace(tzinfo=tz)
+    assert interval(2.0).get_next_fire_time(start, start) == start + dt.timedelta(seconds=2)

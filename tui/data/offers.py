@@ -1,0 +1,56 @@
+"""Reclaim offers: what each method would run here and about how much it would free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from monitor.config import Config
+from monitor.units import format_bytes
+from tui.data.common import Row
+
+
+
+
+
+
+@dataclass(frozen=True)
+class Offer:
+    method: str
+    chain: list[str]  # what runs, in order ("gradual", "compact")
+    gain: int | None  # bytes of page cache expected to be freed (compact: free memory made returnable)
+    words: str  # "frees about 3.1 GiB of page cache, then compacts"
+    notes: list[str] = field(default_factory=list)
+
+
+def expected_gain(method: str, chain: Sequence[str], row: Row | None, config: Config) -> tuple[int | None, str]:
+    """What a reclaim with ``chain`` should give, from the latest row: the promise the confirm shows."""
+    row = row or {}
+    reclaimable, cache, total = row.get("reclaimable"), row.get("page_cache"), row.get("total")
+    first = chain[0] if chain else method
+    then = ", then compacts" if "compact" in chain[1:] else ""
+    if first == "compact":
+        frag = row.get("fragmented_free")
+        return frag, f"makes up to {format_bytes(frag)} of fragmented free memory returnable"
+    if first == "gradual":
+        floor = config.reclaim.gradual_floor.resolve(total) or 0
+        gain = None if cache is None else max(0, min(cache - floor, reclaimable if reclaimable is not None else cache))
+        return gain, (f"frees about {format_bytes(gain)} of cold page cache in steps, keeping "
+                      f"{format_bytes(floor)} (the hot set){then}")
+    if first == "full":
+        slab = row.get("slab_reclaimable") or 0
+        gain = None if reclaimable is None else reclaimable + slab
+        return gain, f"frees about {format_bytes(gain)} (page cache + dentries/inodes){then}"
+    return reclaimable, f"frees about {format_bytes(reclaimable)} of page cache at once{then}"
+
+
+def make_offer(method: str, plan: Callable[[str], tuple[list[str], list[str]]], row: Row | None,
+               config: Config) -> Offer:
+    chain, notes = plan(method)
+    gain, words = expected_gain(method, chain, row, config)
+    return Offer(method, chain, gain, words, notes)
+
+
+def describe_gain(offer: Offer) -> str:
+    steps = " + ".join(offer.chain)
+    return f"{offer.method} ({steps}): {offer.words}"
