@@ -26,6 +26,10 @@ from monitor.treewalk import SKIP_WORDS, FileAt, Walker, WalkStats, display, res
 from monitor.units import format_bytes
 
 SHMEM_FS = frozenset({"tmpfs", "devtmpfs", "shmem"})
+# Filesystems whose files are not page cache (and where opening a file can do something): never walked.
+PSEUDO_FS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "devpts",
+                       "mqueue", "bpf", "pstore", "configfs", "fusectl", "binfmt_misc", "autofs", "efivarfs",
+                       "rpc_pipefs", "nsfs", "selinuxfs"})
 
 
 @dataclass
@@ -99,7 +103,8 @@ class Scan:
         self.top = top
         self.fstypes = fstypes or {}
         self.user_progress = progress
-        self.walker = Walker(depth, one_file_system, stop, self._progress)
+        self.walker = Walker(depth, one_file_system, stop, self._progress,
+                             pseudo=lambda dev: self.fstypes.get(dev) in PSEUDO_FS)
         self.result = ScanResult(self.roots, depth, self.reader.name, stats=self.walker.stats)
         self._heap: list[tuple[int, str]] = []
         self._euid = os.geteuid()
@@ -224,11 +229,11 @@ def scan_text(result: ScanResult, top: int) -> str:
         lines += ["", "largest cached files:"]
         lines += [f"  {format_bytes(c):>9}  {display(p)}" for c, p in result.top_files[:min(top, 5)]]
     lines.append("")
-    lines += _found_words(result)
+    lines += found_words(result)
     return "\n".join(lines)
 
 
-def _found_words(result: ScanResult) -> list[str]:
+def found_words(result: ScanResult) -> list[str]:
     words = []
     if result.shmem:
         words.append(f"on tmpfs (shmem, outside the page-cache figure; no cache drop frees it): "
@@ -257,7 +262,8 @@ def scan_json(result: ScanResult, top: int) -> dict[str, Any]:
         "found_share": None if result.share is None else round(result.share, 4),
         "not_found_bytes": result.not_found, "shmem_bytes": result.shmem,
         "total": result.total.to_json(detailed),
-        "dirs": [{"path": display(p), "share": None if not result.page_cache else round(t.cached / result.page_cache, 4),
+        "dirs": [{"path": display(p),
+                  "share": None if not result.page_cache else round(t.cached / result.page_cache, 4),
                   **t.to_json(detailed)} for p, t in result.top_dirs(top)],
         "top_files": [{"path": display(p), "cached_bytes": c} for c, p in result.top_files[:top]],
         "skipped": dict(s.skipped), "skipped_examples": s.examples,

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from monitor.actions import describe_reclaim
+from monitor.cache import PSEUDO_FS, device_fstypes
 from monitor.config import Config
 from monitor.errors import PrivilegeError
+from monitor.procfs import LocalFiles
 from monitor.reclaim import Progress, ReclaimResult, Reclaimer, choose_writer, default_lock_path
 from monitor.residency import Reader, can_inspect, choose_reader, drop_file_cache
 from monitor.treewalk import FileAt, Walker, display, resolve_roots
@@ -133,10 +135,11 @@ def _compact(reclaimer: Reclaimer, result: ReclaimResult) -> None:
 
 def reclaim_paths_and_record(reclaimer: Reclaimer, store: Any, paths: Sequence[str], *, dry_run: bool = False,
                              trigger: str = "manual", settle: float | None = None,
-                             progress: Progress | None = None,
-                             stop: threading.Event | None = None) -> PathReclaimResult:
+                             progress: Progress | None = None, stop: threading.Event | None = None,
+                             reader: Reader | None = None) -> PathReclaimResult:
     """As :func:`monitor.actions.reclaim_and_record`: run, then record the result as a reclaim event."""
-    result = reclaim_paths(reclaimer, paths, dry_run, progress, stop, trigger=trigger, settle=settle)
+    result = reclaim_paths(reclaimer, paths, dry_run, progress, stop, trigger=trigger, settle=settle,
+                           reader=reader)
     if store is not None and not dry_run:
         where = ", ".join(t.to_json()["path"] for t in result.paths)
         store.add_event("reclaim", f"{describe_reclaim(result)} (paths: {where})", rule=trigger,
@@ -149,10 +152,12 @@ class _Dropper:
         self.reader, self.dry_run, self.progress, self.stop = reader, dry_run, progress, stop
         self._next = 0.0
         self._euid = os.geteuid()
+        # the real mount table (the paths are this machine's), through the one /proc seam
+        self.fstypes = device_fstypes(LocalFiles().read(["proc/self/mountinfo"])["proc/self/mountinfo"])
 
     def drop_tree(self, root: str) -> TreeDrop:
         tree = TreeDrop(root)
-        walker = Walker(depth=0, stop=self.stop)
+        walker = Walker(depth=0, stop=self.stop, pseudo=lambda dev: self.fstypes.get(dev) in PSEUDO_FS)
         walker.walk(root, lambda fd, st, where: self._file(tree, fd, st, where))
         tree.files = walker.stats.files
         tree.skipped = dict(walker.stats.skipped)

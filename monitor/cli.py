@@ -121,6 +121,7 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
 def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
     """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
     from monitor import actions, report
+    from monitor.residency import choose_reader
     from monitor.wiring import Wiring
 
     paths = [p for group in args.path for p in group]
@@ -132,7 +133,8 @@ def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
     tty = sys.stderr.isatty()
     with _stop_on_sigint() as stop:
         result = Wiring(config, actions.db_path(config, args.db)).reclaim_paths(
-            paths, progress=_progress_line if tty else None, dry_run=args.dry_run, settle=args.settle, stop=stop)
+            paths, progress=_progress_line if tty else None, dry_run=args.dry_run, settle=args.settle, stop=stop,
+            reader=choose_reader(args.reader))
     if tty:
         print("\r\033[K", end="", file=sys.stderr)
     print(json.dumps(result.to_json(), indent=2) if args.json else report.reclaim_text(result))
@@ -481,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", action="append", nargs="+", metavar="PATH",
                    help="give back only the page cache of these trees (no root needed for your files), "
                         "then compact")
+    p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
+                   help=argparse.SUPPRESS)  # with --path: tests force mincore
     p.set_defaults(func=cmd_reclaim)
 
     p = sub.add_parser("cache", parents=[common], help="what is in the page cache, by directory")

@@ -170,27 +170,31 @@ def can_inspect(st: os.stat_result, writable: bool, euid: int) -> bool:
 # ------------------------------------------------------------------ giving back
 
 
-def _sync_file_range():
-    fn = _libc().sync_file_range
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return fn
+class _WriteBack:
+    """sync_file_range(fd, 0, 0, WAIT_BEFORE|WRITE|WAIT_AFTER), looked up once; fdatasync where libc lacks it."""
+
+    def __init__(self) -> None:
+        try:
+            self.fn = _libc().sync_file_range
+            self.fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        except AttributeError:
+            self.fn = None
+
+    def __call__(self, fd: int) -> None:
+        flags = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER
+        if self.fn is None or self.fn(fd, 0, 0, flags) != 0:
+            os.fdatasync(fd)
 
 
-_SFR = None
+_write_back: _WriteBack | None = None
 
 
 def write_back(fd: int) -> None:
-    """Write the file's dirty pages and wait for them (sync_file_range; fdatasync where it is missing)."""
-    global _SFR
-    if _SFR is None:
-        try:
-            _SFR = _sync_file_range()
-        except AttributeError:
-            _SFR = False
-    flags = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER
-    if _SFR and _SFR(fd, 0, 0, flags) == 0:
-        return
-    os.fdatasync(fd)
+    """Write the file's dirty pages and wait for them."""
+    global _write_back
+    if _write_back is None:
+        _write_back = _WriteBack()
+    _write_back(fd)
 
 
 def drop_file_cache(fd: int, dirty: int | None) -> None:

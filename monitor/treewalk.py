@@ -37,6 +37,7 @@ SKIP_WORDS = {
     "unreadable-dir": "directories you cannot read",
     "vanished": "entries deleted during the walk",
     "other-fs": "directories on other filesystems (--one-file-system)",
+    "pseudo-fs": "directories on filesystems that hold no page cache (proc, sysfs, ...)",
     "loop": "directory loops (bind mounts)",
     "too-deep": f"directories deeper than {MAX_DEPTH} levels",
     "hardlink": "extra hard links (counted once)",
@@ -91,9 +92,11 @@ class Walker:
     """Walks trees, calling ``visit(fd, stat, where)`` for each regular file, with the file open."""
 
     def __init__(self, depth: int = 3, one_file_system: bool = False, stop: threading.Event | None = None,
-                 progress: Callable[[WalkStats], None] | None = None):
+                 progress: Callable[[WalkStats], None] | None = None,
+                 pseudo: Callable[[int], bool] | None = None):
         self.depth = depth  # roll-up depth: keys are directories at most this far below a root
         self.one_file_system = one_file_system
+        self.pseudo = pseudo or (lambda dev: False)  # st_dev of /proc, /sys...: not walked (opens there can act)
         self.stop = stop or threading.Event()
         self.progress = progress
         self.stats = WalkStats()
@@ -114,6 +117,9 @@ class Walker:
             return
         try:
             st = os.fstat(fd)
+            if self.pseudo(st.st_dev):
+                self.stats.skip("pseudo-fs", root)
+                return
             self._dir(fd, root, root, 0, st.st_dev, {(st.st_dev, st.st_ino)}, visit)
         finally:
             os.close(fd)
@@ -173,6 +179,8 @@ class Walker:
             ident = (st.st_dev, st.st_ino)
             if self.one_file_system and st.st_dev != dev:
                 self.stats.skip("other-fs", path)
+            elif st.st_dev != dev and self.pseudo(st.st_dev):
+                self.stats.skip("pseudo-fs", path)
             elif ident in ancestors:
                 self.stats.skip("loop", path)
             else:

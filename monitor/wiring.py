@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from monitor import actions
 from monitor.config import Config
@@ -75,7 +75,7 @@ class Wiring:
 
     def reclaim_paths(self, paths: Sequence[str], *, trigger: str = "manual", progress: Progress | None = None,
                       dry_run: bool = False, settle: float | None = None, store: Store | None = None,
-                      stop: threading.Event | None = None) -> ReclaimResult:
+                      stop: threading.Event | None = None, reader: Any = None) -> ReclaimResult:
         """`reclaim --path`: the page cache of those trees only (monitor/cache_reclaim.py), measured and
         recorded as every reclaim; unprivileged works for the files the user can open."""
         from monitor.cache_reclaim import make_path_reclaimer, reclaim_paths_and_record
@@ -88,7 +88,7 @@ class Wiring:
             if store is None and not dry_run:
                 store = own = self.open_store()
             return reclaim_paths_and_record(reclaimer, store, paths, dry_run=dry_run, trigger=trigger,
-                                            settle=settle)
+                                            settle=settle, reader=reader)  # reader: tests force mincore
         finally:
             if own is not None:
                 own.close()

@@ -57,6 +57,7 @@ class VmmemApp(App):
         Binding("3", "range('24h')", "24 h", show=False),
         Binding("4", "range('7d')", "7 days", show=False),
         Binding("c", "config", "Config"),
+        Binding("w", "cache", "Cache", show=False),  # the footer is full at 80 columns; in help and palette
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -291,6 +292,12 @@ class VmmemApp(App):
     def action_config(self) -> None:
         self._push(screens.config_screen(to_toml(self.config), self.config.path))
 
+    def action_cache(self) -> None:
+        from tui.cache_view import CacheScreen, wiring_give_back  # what is in the page cache (tui/cache_view.py)
+
+        self._push(CacheScreen(self.config, wiring_give_back(self.source.wiring)),
+                   lambda gave_back: gave_back and self.refresh_data())
+
     def action_help(self) -> None:
         self._push(screens.help_screen())
 
@@ -312,6 +319,8 @@ class VmmemApp(App):
                                 lambda name=name: self.action_range(name))
         yield SystemCommand("Show the effective config", "As TOML, as `vmmemctl config show` prints it",
                             self.action_config)
+        yield SystemCommand("What is in the page cache", "Top directories; give one tree's cache back",
+                            self.action_cache)
         yield SystemCommand("Keys and help", "What each key does and how to read the numbers", self.action_help)
 
     # ------------------------------------------------------------ workers that write
