@@ -55,7 +55,7 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from monitor import actions, probes, report
+    from monitor import actions, probes, report, workingset
     from monitor.store import open_existing
     from monitor.wslconfig import detect_wsl_reclaim
 
@@ -73,13 +73,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         decision, _ = actions.decision_now(config, store, sample, wsl_mode=wsl.mode if wsl else None,
                                            gradual_available=gradual)
+        ws = workingset.load(store)
     finally:
         if store:
             store.close()
     extra = [("WSL autoMemoryReclaim", wsl.describe())] if wsl else []
+    extra.append(("working set", workingset.status_words(ws, config.reclaim, time.time())))
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
+        data["working_set"] = workingset.status_json(ws, config.reclaim, time.time())
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))

@@ -163,7 +163,9 @@ DEFAULT_RULES = (
          cooldown=3600.0, action="notify"),
     Rule(name="cache-prompt", metric="page_cache", above=Size(percent=50.0, text="50%"), for_=300.0,
          cooldown=3600.0, action="prompt", method="auto"),
-    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(percent=10.0, text="10%"), for_=60.0,
+    # An absolute minimum, not a share of MemTotal: 10% of a 24 GiB VM (2.4 GiB) let a 3 GiB cold read
+    # slip under the threshold (a background page-out) before the lull gate opened (issue 11).
+    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(bytes=512 * 2**20, text="512MiB"), for_=30.0,
          cooldown=600.0, action="reclaim", method="auto"),
 )
 

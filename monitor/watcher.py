@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from monitor import actions
 from monitor.config import Config, Schedule
+from monitor.cost import CostMeter
 from monitor.notify import Notification, Notifier, RateLimiter
 from monitor.policy import METRIC_NAMES, Decision, PolicyState, effective_method, judge_idle, rule_status
 from monitor.reclaim import ReclaimBusy, Reclaimer
@@ -61,6 +62,7 @@ class Watcher:
     _recent: deque[Sample] | None = None
     _gradual: bool | None = None  # memory.reclaim in the guest: looked up once, on the first decision
     last_decision: Decision | None = None
+    _costs: CostMeter | None = None  # what each reclaim cost afterwards (monitor.cost)
 
     # ------------------------------------------------------------ jobs
 
@@ -73,6 +75,7 @@ class Watcher:
                 self.metrics.observe_sample(sample)
             self._record_crossings(sample)
             self.last_decision = self._decide_and_act(sample)
+            self._measure_costs(sample)  # issue 11: the lead moves this into the recorder's tick
             return sample
         except Exception as exc:  # the daemon must outlive any one odd sample
             self._record_error("tick", exc)
@@ -254,6 +257,13 @@ class Watcher:
                 word = "rose above" if above else "fell below"
                 self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {format_bytes(status.value)} {word} "
                                      f"{format_bytes(status.threshold)} ({rule.label})", rule=rule.label)
+
+    def _measure_costs(self, sample: Sample) -> None:
+        if self._costs is None:
+            self._costs = CostMeter(self.config.reclaim.cost_window)
+        for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim):
+            if self.metrics:
+                self.metrics.observe_cost(cost)
 
     def _record_error(self, where: str, exc: BaseException, store: Store | None = None) -> None:
         log.error("%s failed: %s", where, exc, exc_info=exc)

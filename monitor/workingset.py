@@ -142,3 +142,19 @@ def remember(store: Any, result: Any, config: ReclaimConfig, now: float) -> Work
     ws = learn(load(store), result.working_set_learned, config, now)
     save(store, ws)
     return ws
+
+
+def status_words(ws: WorkingSet | None, config: ReclaimConfig, now: float) -> str:
+    if ws is None:
+        return "not learned yet (a gradual reclaim learns it where refaults begin)"
+    return ws.describe(now, config.working_set_half_life)
+
+
+def status_json(ws: WorkingSet | None, config: ReclaimConfig, now: float) -> dict[str, Any] | None:
+    if ws is None:
+        return None
+    half_life = config.working_set_half_life
+    return {"bytes": ws.estimate(now, half_life), "learned_bytes": ws.bytes, "learned": ws.learned,
+            "age_s": round(max(0.0, now - ws.learned), 1), "margin": ws.margin,
+            "start_level_bytes": ws.start_level(now, half_life), "why": ws.why,
+            "words": ws.describe(now, half_life)}
