@@ -78,7 +78,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if store:
             store.close()
     extra = [("WSL autoMemoryReclaim", wsl.describe())] if wsl else []
-    extra.append(("working set", workingset.status_words(ws, config.reclaim, time.time())))
+    extra.append(("gradual", workingset.status_words(ws, config.reclaim, time.time())))
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None

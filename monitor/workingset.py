@@ -146,7 +146,7 @@ def remember(store: Any, result: Any, config: ReclaimConfig, now: float) -> Work
 
 def status_words(ws: WorkingSet | None, config: ReclaimConfig, now: float) -> str:
     if ws is None:
-        return "not learned yet (a gradual reclaim learns it where refaults begin)"
+        return "working set not learned yet (a gradual reclaim learns it where refaults begin)"
     return ws.describe(now, config.working_set_half_life)
 
 
