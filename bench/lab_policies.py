@@ -1,6 +1,7 @@
 """Giving memory back in the QEMU lab: reclaim policies measured by the VM's real footprint on the host.
 
     sudo .venv/bin/python bench/lab_policies.py        # ~45 min; writes bench/results/lab_policies.{json,md,png}
+    sudo .venv/bin/python bench/lab_policies.py --case 4g --out lab_policies_4g   # 4 GiB guest, 300 MiB working set
 
 bench/reclaim_policies.py runs on this machine's own kernel, which has no
 cgroup v2 memory.reclaim, so neither WSL's `gradual` mode nor vmmemctl's
@@ -568,8 +569,17 @@ def _phase_at(m: dict, t: float) -> str:
 # ------------------------------------------------------------------ main
 
 
+# Named cases (issue 11): --case sets the guest and the workload; explicit flags still win.
+CASES = {
+    "2g": dict(memory="2G", cold_mib=1024, hot_mib=128, hot_skip_mib=1280),  # the original lab case
+    "4g": dict(memory="4G", cold_mib=1100, hot_mib=300, hot_skip_mib=1200),  # 4 GiB guest, 300 MiB working set
+}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--case", choices=sorted(CASES), help="a named guest + workload: 2g (2 GiB, 128 MiB working "
+                   "set) or 4g (4 GiB, read 1.1 GiB once, 300 MiB working set); run each with its own --out")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {','.join(POLICIES)}")
     p.add_argument("--repeat", type=int, default=2, help="run the policy list this many times (interleaved)")
     p.add_argument("--memory", default="2G", help="guest RAM (QEMU -m)")
@@ -587,7 +597,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vmmemctl-interval", type=float, default=5.0, help="vmmemctl's guest sampling interval, s")
     p.add_argument("--out", default="lab_policies", help="results file stem under bench/results/")
     p.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the chart from OUT.json")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.case:
+        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
+        for key, value in CASES[args.case].items():
+            if key not in given:
+                setattr(args, key, value)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

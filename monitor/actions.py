@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from monitor import workingset
 from monitor.config import Config
 from monitor.policy import Decision, PolicyState, decide
 from monitor.reclaim import ReclaimResult, Reclaimer
@@ -53,8 +54,10 @@ def decision_now(config: Config, store: Store | None, sample: Sample, now: float
 def reclaim_and_record(reclaimer: Reclaimer, store: Store | None, method: str, *, trigger: str = "manual",
                        dry_run: bool = False, settle: float | None = None) -> ReclaimResult:
     """Run a reclaim, then record its measured result as an event (not for dry runs)."""
-    result = reclaimer.run(method, dry_run=dry_run, trigger=trigger, settle=settle)
+    hint = workingset.start_hint(store, reclaimer.config, time.time()) if store is not None else None
+    result = reclaimer.run(method, dry_run=dry_run, trigger=trigger, settle=settle, working_set=hint)
     if store is not None and not dry_run:
+        workingset.remember(store, result, reclaimer.config, time.time())
         store.add_event("reclaim", describe_reclaim(result), rule=trigger, data=result.to_json(),
                         status="error" if result.error else "ok")
     return result

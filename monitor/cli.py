@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from monitor import __version__
-from monitor.config import METHODS, Config, find_config_path, load_config, to_toml
+from monitor.config import METHODS, Config, find_config_path, load_config
 from monitor.errors import PrivilegeError, UserError
 from monitor.procfs import check_proc_root
 
@@ -56,7 +56,7 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from monitor import actions, probes, report
+    from monitor import actions, probes, report, workingset
     from monitor.store import open_existing
     from monitor.wslconfig import detect_wsl_reclaim
 
@@ -78,15 +78,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         decision, _ = actions.decision_now(config, store, sample, wsl_mode=wsl.mode if wsl else None,
                                            gradual_available=gradual)
+        ws = workingset.load(store)
     finally:
         if store:
             store.close()
     extra = [("WSL autoMemoryReclaim", wsl.describe())] if wsl else []
     extra += [("history", unwritten)] if unwritten else []
+    extra.append(("gradual", workingset.status_words(ws, config.reclaim, time.time())))
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
         data["history_not_written"] = unwritten or None
+        data["working_set"] = workingset.status_json(ws, config.reclaim, time.time())
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))

@@ -78,7 +78,21 @@ class ReclaimConfig:
     gradual_step_max: Annotated[Size, ABSOLUTE] = field(default=Size(2**30, text="1GiB"), metadata=doc(
         "Largest gradual step."))
     gradual_floor: Size = field(default=Size(percent=5.0, text="5%"), metadata=doc(
-        "Gradual stops when page cache is at or below this (percent of guest MemTotal): the hot set stays."))
+        "A safety minimum: gradual never takes the page cache below this (percent of guest MemTotal). "
+        "Where it really stops is the working set, found by listening for refaults."))
+    refault_window: Annotated[float, DURATION] = field(default=5.0, metadata=doc(
+        "After each gradual step, how long to listen for refaults (and PSI memory stalls): long enough for "
+        "a program that re-reads its files every few seconds to show it lost them."))
+    refault_share: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
+        "Gradual stops when a window's refaults pass this share of the step: the working set begins there."))
+    working_set_margin: Annotated[float, PERCENT] = field(default=25.0, metadata=doc(
+        "The next reclaim stops this much above the remembered working set."))
+    working_set_half_life: Annotated[float, DURATION] = field(default=3600.0, metadata=doc(
+        "The remembered working set halves every this long, so a later reclaim probes lower again."))
+    cost_window: Annotated[float, DURATION] = field(default=300.0, metadata=doc(
+        "How long after a reclaim to count what was read back (its cost, shown in the history)."))
+    cost_share: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
+        "A reclaim that re-read more than this share of what it freed doubles the margin for the next one."))
     compact: bool = field(default=True, metadata=doc(
         "After auto/gradual/pagecache, write compact_memory so freed pages form blocks the host can take."))
 
@@ -137,7 +151,9 @@ DEFAULT_RULES = (
          cooldown=3600.0, action="notify"),
     Rule(name="cache-prompt", metric="page_cache", above=Size(percent=50.0, text="50%"), for_=300.0,
          cooldown=3600.0, action="prompt", method="auto"),
-    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(percent=10.0, text="10%"), for_=60.0,
+    # An absolute minimum, not a share of MemTotal: 10% of a 24 GiB VM (2.4 GiB) let a 3 GiB cold read
+    # slip under the threshold (a background page-out) before the lull gate opened (issue 11).
+    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(bytes=512 * 2**20, text="512MiB"), for_=30.0,
          cooldown=600.0, action="reclaim", method="auto"),
 )
 

@@ -107,6 +107,10 @@ class Metrics:
         self.host_returned = prom.Counter("vmmemctl_host_returned_bytes", "Host footprint given back after "
                                           "reclaims, as measured on the host (estimates are not counted).",
                                           unit="bytes", registry=reg)
+        self.reread_after = prom.Counter("vmmemctl_reread_after_reclaim_bytes", "What was read back from disk "
+                                         "in the cost window after reclaims ([reclaim] cost_window): refaults after "
+                                         "gradual, pgpgin after a drop; by what counted it.", ["source"],
+                                         unit="bytes", registry=reg)
         self.notifications = prom.Counter("vmmemctl_notifications", "Notifications sent, by the backend that "
                                           "delivered them (none: only the log and the history got it).",
                                           ["backend"], registry=reg)
@@ -135,6 +139,11 @@ class Metrics:
         # An estimated host number is computed from the guest: it "returns" at once, which measures nothing.
         if returned is not None and result.host_before is not None and not result.host_before.estimated:
             self.host_returned.inc(max(0, returned))
+
+    def observe_cost(self, cost: Any) -> None:
+        """Count a :class:`monitor.cost.Cost` (what a reclaim's window read back)."""
+        if cost.reread_bytes is not None:
+            self.reread_after.labels(cost.source).inc(max(0, cost.reread_bytes))
 
     def observe_notification(self, backend: str | None) -> None:
         self.notifications.labels(backend or "none").inc()

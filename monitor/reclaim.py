@@ -5,9 +5,10 @@ Methods (what is written, in order):
     pagecache  sync; 1 > /proc/sys/vm/drop_caches
     full       sync; 3 > /proc/sys/vm/drop_caches      (page cache, dentries, inodes)
     compact    1 > /proc/sys/vm/compact_memory         (free pages into blocks the host can take)
-    gradual    "<bytes> swappiness=0" > /sys/fs/cgroup/memory.reclaim, in steps of
-               MemTotal/32 clamped to [gradual_step_min, gradual_step_max], until the page cache
-               is at the floor; cold pages go first, the hot set stays (drop_caches cannot do that)
+    gradual    "<bytes> swappiness=0" > /sys/fs/cgroup/memory.reclaim, in steps that
+               monitor.controller sizes, each followed by a window listening for refaults; it
+               stops where the working set begins (or at the remembered one, or the floor);
+               cold pages go first, the hot set stays (drop_caches cannot do that)
     auto       gradual where memory.reclaim is writable, else pagecache; then compact
 
 Free page reporting only hands the host free blocks of at least the
@@ -15,7 +16,9 @@ reporting order, hence compaction after a drop (``[reclaim] compact``).
 
 A reclaim records a :class:`ReclaimResult`: the guest before and after, the
 host footprint before and over a settle period (reporting works in ~2 s
-batches), and the refault counters so the cost can be computed later.
+batches), gradual's steps with the refaults seen after each and why it
+stopped. What it cost afterwards is measured later (monitor.cost) from the
+counters in ``after``.
 """
 
 from __future__ import annotations
@@ -29,19 +32,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from monitor.config import Config, ReclaimConfig
+from monitor.controller import Observation, Plan, lower_bound, next_step
 from monitor.errors import PrivilegeError, UserError
 from monitor.privilege import COMPACT_MEMORY, DROP_CACHES, MEMORY_RECLAIM
 from monitor.filelock import FileLock, LockHeld
 from monitor.sample import GuestSample, HostSample, Sample, guest_json
 from monitor.units import format_bytes
+from monitor.workingset import Hint
 
 if TYPE_CHECKING:
     from monitor.probes import Probes
     from monitor.procfs import SystemFiles
 
-MAX_GRADUAL_STEPS = 64
-GRADUAL_PAUSE = 0.25  # seconds between steps: lets kswapd and writeback keep up
-NO_PROGRESS = 1 << 20  # a step that frees less than 1 MiB means the rest is hot or unreclaimable
+GRADUAL_PAUSE = 0.25  # shortest wait after a step: lets kswapd and writeback keep up
+PAGE = 4096  # workingset_refault_file counts pages; pgpgin counts KiB
 
 
 class Writer(Protocol):
@@ -94,6 +98,12 @@ class ReclaimResult:
     host_after: HostSample | None = None
     host_trace: list[tuple[float, int | None]] = field(default_factory=list)  # (seconds after the writes, bytes)
     error: str | None = None
+    # gradual only: what the controller saw and why it stopped (monitor.controller)
+    gradual_steps: list[Observation] = field(default_factory=list)
+    stop_reason: str | None = None  # refaults | pressure | target | floor | no progress | stopped | steps | fallback
+    working_set_hint: Hint | None = None  # the remembered working set this run started from
+    working_set_learned: int | None = None  # the estimate this run learned (a refaults/pressure stop)
+    working_set_bytes: int | None = None  # the estimate used: learned, else the remembered one
 
     @property
     def freed_bytes(self) -> int | None:
@@ -138,7 +148,34 @@ class ReclaimResult:
             "host_return_s": None if self.host_return_seconds is None else round(self.host_return_seconds, 2),
             "host_trace": [[round(t, 2), v] for t, v in self.host_trace],
             "before": guest_json(b) if b else None, "after": guest_json(a) if a else None,
+            "stop_reason": self.stop_reason, "working_set_bytes": self.working_set_bytes,
+            "working_set_learned_bytes": self.working_set_learned,
+            "working_set_start_bytes": self.working_set_hint.target if self.working_set_hint else None,
+            "gradual_steps": [o.to_json() for o in self.gradual_steps],
         }
+
+
+def _counter_bytes(a: GuestSample, b: GuestSample, name: str, unit: int) -> int | None:
+    """A cumulative counter's growth from ``a`` to ``b`` in bytes; None if unknown or reset (a reboot)."""
+    x, y = getattr(a, name), getattr(b, name)
+    return None if x is None or y is None or y < x else (y - x) * unit
+
+
+def _stall_us(a: GuestSample | None, b: GuestSample) -> int | None:
+    x = a.psi_memory.some_total if a is not None and a.psi_memory else None
+    y = b.psi_memory.some_total if b.psi_memory else None
+    return None if x is None or y is None or y < x else y - x
+
+
+def _step_words(n: int, o: Observation) -> str:
+    text = f"step {n}: asked {format_bytes(o.asked)}, page cache {format_bytes(o.cache_before)} -> " \
+           f"{format_bytes(o.cache_after)}"
+    if o.eagain:
+        text += " (EAGAIN: the kernel freed what it could)"
+    if o.reread_bytes is not None:
+        what = "refaults" if o.refault_bytes is not None else "read from disk"
+        text += f"; {what} {format_bytes(o.reread_bytes)} in {o.window_s:.1f}s"
+    return text
 
 
 def _delta(before: GuestSample | None, after: GuestSample | None, name: str) -> int | None:
@@ -201,8 +238,9 @@ class Reclaimer:
     # ---------------------------------------------------------------- running
 
     def run(self, method: str, *, dry_run: bool = False, trigger: str = "manual",
-            settle: float | None = None) -> ReclaimResult:
-        result = ReclaimResult(method=method, trigger=trigger, dry_run=dry_run, started=self.clock())
+            settle: float | None = None, working_set: Hint | None = None) -> ReclaimResult:
+        result = ReclaimResult(method=method, trigger=trigger, dry_run=dry_run, started=self.clock(),
+                               working_set_hint=working_set)
         with self._lock():
             result.before = self.sampler.sample_guest()
             result.host_before = self.sampler.sample_host(result.before)
@@ -278,25 +316,42 @@ class Reclaimer:
         self._write(result, COMPACT_MEMORY, "1")
 
     def _run_gradual(self, result: ReclaimResult) -> None:
+        """Steps chosen by monitor.controller, each followed by a window that listens for refaults."""
         guest = result.before
-        step, floor = gradual_plan(guest.total or 0, self.config)
-        suffix = " swappiness=0"
+        plan = self._gradual_plan(result)
         self._sync(result)
+        if result.working_set_hint is not None:
+            result.notes.append(f"gradual: {result.working_set_hint.words}")
         if result.dry_run:
-            todo = max(0, (guest.page_cache or 0) - floor)
-            result.steps.append(f"would write '{step}{suffix}' to /{MEMORY_RECLAIM} about {-(-todo // step)} "
-                                f"time(s), until page cache <= {format_bytes(floor)}")
+            todo = max(0, (guest.page_cache or 0) - lower_bound(plan))
+            result.steps.append(f"would write up to '{plan.step} swappiness=0' to /{MEMORY_RECLAIM} about "
+                                f"{-(-todo // plan.step)} time(s), listening {self.config.refault_window:g}s after "
+                                f"each for refaults, until page cache <= {format_bytes(lower_bound(plan))}")
             return
-        cache = guest.page_cache or 0
-        for n in range(1, MAX_GRADUAL_STEPS + 1):
-            if cache <= floor:
-                result.notes.append(f"gradual: page cache {format_bytes(cache)} at the floor {format_bytes(floor)}")
-                break
-            amount = min(step, cache - floor)
+        self._gradual_loop(result, plan)
+
+    def _gradual_plan(self, result: ReclaimResult) -> Plan:
+        step, floor = gradual_plan(result.before.total or 0, self.config)
+        hint = result.working_set_hint
+        return Plan(cache_start=result.before.page_cache or 0, step=step, floor=floor,
+                    target=hint.target if hint else None, refault_share=self.config.refault_share / 100)
+
+    def _gradual_loop(self, result: ReclaimResult, plan: Plan) -> None:
+        suffix = " swappiness=0"
+        last = result.before
+        while True:
+            decision = next_step(result.gradual_steps, plan)
+            if decision.size is None:
+                self._gradual_stop(result, decision.reason, decision.words, decision.working_set)
+                return
+            if self.stop.is_set():
+                self._gradual_stop(result, "stopped", "stopped early (vmmemctl is shutting down)")
+                return
+            eagain = False
             try:
-                self.writer.write(MEMORY_RECLAIM, f"{amount}{suffix}")
+                self.writer.write(MEMORY_RECLAIM, f"{decision.size}{suffix}")
             except OSError as exc:
-                if exc.errno == errno.EINVAL and suffix and (guest.swap_total or 0) == 0:
+                if exc.errno == errno.EINVAL and suffix and (last.swap_total or 0) == 0:
                     # Kernels before 6.9 refuse the swappiness argument. With no swap,
                     # anonymous memory cannot be reclaimed anyway, so the plain form is the same.
                     result.notes.append("kernel refused swappiness=0; no swap, so retried without it")
@@ -305,27 +360,37 @@ class Reclaimer:
                 if exc.errno == errno.EINVAL and suffix:
                     result.notes.append("kernel refused swappiness=0 and swap is on (gradual would swap out "
                                         "programs): fell back to pagecache")
+                    result.stop_reason = "fallback"
                     self._run_pagecache(result)
                     return
                 if exc.errno != errno.EAGAIN:
                     raise
                 # EAGAIN: "it attempted, but was unable to evict sufficient pages" (WSL treats it as success)
-                result.steps.append(f"step {n}: asked {format_bytes(amount)}: kernel freed what it could (EAGAIN)")
-                self.progress(result.steps[-1])
-                break
-            now = self.sampler.sample_guest()
-            freed = cache - (now.page_cache or 0)
-            result.steps.append(f"step {n}: asked {format_bytes(amount)}, page cache {format_bytes(cache)} -> "
-                                f"{format_bytes(now.page_cache)}")
+                eagain = True
+            obs, last = self._listen(decision.size, last, eagain)
+            result.gradual_steps.append(obs)
+            result.steps.append(_step_words(len(result.gradual_steps), obs))
             self.progress(result.steps[-1])
-            cache = now.page_cache or 0
-            if freed < NO_PROGRESS:
-                result.notes.append("gradual: a step freed almost nothing; the rest is hot or pinned")
-                break
-            if self.stop.is_set():
-                result.notes.append("gradual: stopped early (vmmemctl is shutting down)")
-                break
-            self.sleep(GRADUAL_PAUSE)
+
+    def _listen(self, asked: int, last: GuestSample, eagain: bool) -> tuple[Observation, GuestSample]:
+        """The window after one write: what came back, and the sample it ended with."""
+        start = self.clock()
+        # PSI counts the writer's own reclaim as a stall: only the window after the write is the signal.
+        mark = self.sampler.sample_guest() if last.psi_memory is not None else None
+        self.sleep(max(GRADUAL_PAUSE, self.config.refault_window))
+        end = self.sampler.sample_guest()
+        obs = Observation(asked=asked, cache_before=last.page_cache or 0, cache_after=end.page_cache or 0,
+                          refault_bytes=_counter_bytes(last, end, "workingset_refault_file", PAGE),
+                          pgpgin_bytes=_counter_bytes(last, end, "pgpgin", 1024),
+                          psi_stall_us=_stall_us(mark, end), window_s=self.clock() - start, eagain=eagain)
+        return obs, end
+
+    def _gradual_stop(self, result: ReclaimResult, reason: str, words: str, learned: int | None = None) -> None:
+        result.stop_reason = reason
+        result.working_set_learned = learned
+        hint = result.working_set_hint
+        result.working_set_bytes = learned if learned is not None else hint.estimate if hint else None
+        result.notes.append(f"gradual stopped ({reason}): {words}")
 
     def _settle(self, result: ReclaimResult, settle: float) -> None:
         """Watch the host footprint for ``settle`` seconds after the writes."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from monitor import actions
 from monitor.config import Config, Schedule
+from monitor.cost import CostMeter
 from monitor.errors import UserError
 from monitor.filelock import FileLock, LockHeld
 from monitor.health import Health, HealthRecord, failure_reason
@@ -113,6 +114,7 @@ class Recorder:
     # The policy's window of recent samples, in memory: reading it back from SQLite every tick
     # was 70% of a tick's cost (bench/results/overhead.md). Filled from the store once.
     _recent: deque[Sample] | None = None
+    _costs: CostMeter | None = None  # what each reclaim cost afterwards (monitor.cost)
     # While the history cannot be written: the samples not yet written, and since when / why.
     _backlog: deque[Sample] = field(default_factory=lambda: deque(maxlen=BACKLOG_MAX))
     _dropped: int = 0
@@ -153,6 +155,7 @@ class Recorder:
                 self.metrics.observe_sample(sample)
             self._record_crossings(sample)
             self.last_decision = self._decide_and_act(sample)
+            self._measure_costs(sample)
             return sample
         except Exception as exc:  # the daemon must outlive any one odd sample
             self._record_error("tick", exc)
@@ -445,6 +448,14 @@ class Recorder:
                     self.store.add_event("error", f"sample: {words}")
                 except (sqlite3.Error, OSError) as exc:
                     log.error("could not record that: %s", exc)
+
+    def _measure_costs(self, sample: Sample) -> None:
+        """Each reclaim's cost after the fact: what was read back within [reclaim] cost_window."""
+        if self._costs is None:
+            self._costs = CostMeter(self.config.reclaim.cost_window)
+        for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim):
+            if self.metrics:
+                self.metrics.observe_cost(cost)
 
     def _record_error(self, where: str, exc: BaseException, store: Store | None = None) -> None:
         if self.metrics:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 from monitor.sample import Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
 from monitor.store import TIER_WORDS
-from monitor.units import format_bytes
+from monitor.units import format_bytes, format_duration
 
 
 _NUMBER = re.compile(r"^([+-]?[\d.]+( ?[KMGT]?i?B|%|s)?|\?)$")
@@ -149,6 +149,9 @@ def reclaim_text(r: Any) -> str:
     if r.host_return_seconds is not None:
         out.append(f"  host had 90% of it back {r.host_return_seconds:.1f}s after the writes")
     out += ["", "steps:"] + [f"  {s}" for s in r.steps]
+    if r.stop_reason:
+        ws = f"; working set ~ {format_bytes(r.working_set_bytes)}" if r.working_set_bytes is not None else ""
+        out.append(f"gradual stopped: {r.stop_reason}{ws}")
     if r.notes:
         out += ["notes:"] + [f"  {n}" for n in r.notes]
     if r.error:
@@ -183,8 +186,21 @@ def events_export(events: list[Any], fmt: str) -> str:
                      for r in records])
     if not records:
         return "no events in that range"
-    return table([(r["time"], r["kind"], r["status"] or "", r["message"]) for r in records],
-                 header=("time", "kind", "status", "message"))
+    return table([(r["time"], r["kind"], r["status"] or "", r["message"] + cost_words(r["data"]))
+                  for r in records], header=("time", "kind", "status", "message"))
+
+
+def cost_words(data: dict | None) -> str:
+    """A reclaim event's cost after the fact (monitor.cost), as a suffix for its message."""
+    if not data or "freed_bytes" not in data:
+        return ""
+    out = f"; stopped: {data['stop_reason']}" if data.get("stop_reason") else ""
+    if "reread_bytes_after" not in data:
+        return out + ("; cost: measuring" if not data.get("dry_run") and not data.get("error") else "")
+    reread, freed = data["reread_bytes_after"], data.get("freed_bytes")
+    share = f" ({100 * reread / freed:.1f}% of freed)" if reread is not None and freed else ""
+    window = format_duration(data.get("cost_window_s") or 0)
+    return out + f"; re-read {format_bytes(reread)} in {window} after{share} [{data.get('reread_source')}]"
 
 
 def _csv(records: list[dict]) -> str:

@@ -283,6 +283,16 @@ class Store:
         rows = self.db.execute(sql, (*args, limit)).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows][::-1]
 
+    def update_event_data(self, event_id: int, patch: dict) -> bool:
+        """Merge ``patch`` into an event's data (a reclaim's cost, measured after it); False if it is gone."""
+        with self.transaction():
+            row = self.db.execute("SELECT data FROM events WHERE id = ?", (event_id,)).fetchone()
+            if row is None:
+                return False
+            data = {**(json.loads(row[0]) if row[0] else {}), **patch}
+            self.db.execute("UPDATE events SET data = ? WHERE id = ?", (json.dumps(data), event_id))
+        return True
+
     def events_version(self) -> tuple[int | None, int]:
         """(highest event id, number of events): changes whenever an event is added, answered away or pruned."""
         top, count = self.db.execute("SELECT MAX(id), COUNT(*) FROM events").fetchone()

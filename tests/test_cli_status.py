@@ -57,3 +57,31 @@ def test_bad_arguments_are_one_line():
 
 def test_python_dash_m_and_version():
     assert run_cli("--version").stdout.startswith("vmmemctl ")
+
+
+def test_status_and_history_show_the_working_set_and_each_reclaims_cost(tmp_path):
+    import time
+
+    from monitor import workingset
+    from monitor.store import Store
+
+    MiB = 1024**2
+    db = tmp_path / "h.db"
+    now = time.time()
+    with Store(db) as store:
+        workingset.save(store, workingset.WorkingSet(310 * MiB, now - 12 * 60, 0.25))
+        data = {"methods_run": ["gradual", "compact"], "freed_bytes": 1000 * MiB, "stop_reason": "refaults",
+                "reread_bytes_after": 2 * MiB, "reread_source": "refaults", "cost_window_s": 300.0}
+        store.add_event("reclaim", "reclaim gradual+compact (manual): freed 1000 MiB", data=data, t=now - 600)
+        store.add_event("reclaim", "reclaim gradual+compact (manual): freed 10 MiB",
+                        data={"freed_bytes": 10 * MiB, "stop_reason": "target"}, t=now - 60)
+    args = ("--proc-root", str(tree("linux-vm")), "--cpu-window", "0", "--db", str(db))
+    text = run_cli("status", *args)
+    assert text.returncode == 0, text.stderr
+    assert "gradual: working set ~ 270 MiB, learned 12m ago (learned as 310 MiB, decaying)" in text.stdout  # 0.5 ** (12/60)
+    ws = json.loads(run_cli("status", "--json", *args).stdout)["working_set"]
+    assert ws["learned_bytes"] == 310 * MiB and ws["start_level_bytes"] == int(ws["bytes"] * 1.25)
+    history = run_cli("history", "--events", "--db", str(db), "--since", "1h")
+    assert history.returncode == 0, history.stderr
+    assert "stopped: refaults; re-read 2.0 MiB in 5m after (0.2% of freed) [refaults]" in history.stdout
+    assert "stopped: target; cost: measuring" in history.stdout

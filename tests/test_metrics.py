@@ -247,3 +247,15 @@ def test_importing_the_module_does_not_load_prometheus_client():
     code = "import sys, monitor.metrics; print('prometheus_client' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_reread_after_reclaims_is_counted_by_source(metrics, server):
+    from monitor.cost import Cost
+
+    assert value(families(server), "vmmemctl_reread_after_reclaim_bytes_total", source="refaults") is None
+    metrics.observe_cost(Cost(1, 0.0, 300.0, refault_bytes=3 * 2**20, pgpgin_bytes=5 * 2**20, source="refaults"))
+    metrics.observe_cost(Cost(2, 0.0, 300.0, refault_bytes=0, pgpgin_bytes=7 * 2**20, source="pgpgin"))
+    metrics.observe_cost(Cost(3, 0.0, 300.0, refault_bytes=2**20, pgpgin_bytes=None, source="refaults"))
+    fams = families(server)
+    assert value(fams, "vmmemctl_reread_after_reclaim_bytes_total", source="refaults") == 4 * 2**20
+    assert value(fams, "vmmemctl_reread_after_reclaim_bytes_total", source="pgpgin") == 7 * 2**20

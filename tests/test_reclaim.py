@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,14 @@ def test_gradual_reclaims_in_steps_down_to_the_floor(fake_kernel, tmp_path):
     assert result.methods_run == ["gradual", "compact"] and result.error is None
     sizes = [int(r.split()[0]) for r in kernel.requests]
     assert all(r.endswith(" swappiness=0") for r in kernel.requests)
-    assert sizes[:-1] == [step] * (len(sizes) - 1) and 0 < sizes[-1] <= step
-    assert abs(result.after.page_cache - floor) < MiB  # stopped at the floor, not below
+    whole = sizes.index(next(s for s in sizes if s != step))
+    assert whole >= 1 and sizes[:whole] == [step] * whole  # whole steps while far from the floor ...
+    assert sizes[whole:] == sorted(sizes[whole:], reverse=True) and all(0 < s < step for s in sizes[whole:])
+    assert abs(result.after.page_cache - floor) < MiB  # ... then smaller ones: stopped at the floor, not below
+    data = result.to_json()
+    assert data["stop_reason"] == "floor" and data["working_set_bytes"] is None
+    assert [s["asked_bytes"] for s in data["gradual_steps"]] == sizes
+    assert all(s["refault_bytes"] == 0 for s in data["gradual_steps"])  # the recorded vmstat does not move
     assert kernel.cached >= kernel.hot
     assert result.freed_bytes == result.before.page_cache - result.after.page_cache > 6 * GiB
     assert (kernel.proc / "sys/vm/compact_memory").read_text() == "1"
@@ -116,8 +123,10 @@ def test_dry_run_writes_nothing(fake_kernel, tmp_path):
 def test_cli_gradual_json_and_history(fake_kernel, tmp_path):
     kernel = fake_kernel(cached=5 * GiB, hot=0)
     db = tmp_path / "h.db"
+    conf = tmp_path / "c.toml"
+    conf.write_text('[reclaim]\nrefault_window = "0s"\n')  # listen 0.25 s (the shortest pause) after each step
     result = run_cli("reclaim", "--method", "gradual", "--json", "--settle", "0", "--proc-root", str(kernel.proc),
-                     "--db", str(db))
+                     "--db", str(db), "--config", str(conf))
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     for key in ("method", "freed_bytes", "page_cache_before_bytes", "page_cache_after_bytes",
@@ -127,9 +136,27 @@ def test_cli_gradual_json_and_history(fake_kernel, tmp_path):
     assert data["method"] == "gradual" and data["error"] is None
     assert data["freed_bytes"] == data["page_cache_before_bytes"] - data["page_cache_after_bytes"] > 3 * GiB
     assert data["before"]["workingset_refault_file"] is not None and data["after"]["pgpgin"] is not None
+    assert data["stop_reason"] == "floor" and data["working_set_bytes"] is None and data["gradual_steps"]
+    assert all(s["refault_bytes"] == 0 and s["pgpgin_bytes"] == 0 for s in data["gradual_steps"])
     with Store(db) as store:
         (event,) = store.events(kinds=["reclaim"])
     assert event.data["freed_bytes"] == data["freed_bytes"] and "freed" in event.message
+
+
+def test_gradual_stops_at_the_remembered_working_set_and_says_so(fake_kernel, tmp_path):
+    from monitor import actions, workingset
+
+    kernel = fake_kernel(cached=4 * GiB, hot=0)
+    with Store(tmp_path / "h.db") as store:
+        workingset.save(store, workingset.WorkingSet(int(1.2 * GiB), time.time(), 0.25))
+        result = actions.reclaim_and_record(reclaimer_for(kernel.root, tmp_path), store, "gradual")
+        (event,) = store.events(kinds=["reclaim"])
+    data = result.to_json()
+    start = data["working_set_start_bytes"]
+    assert abs(start - 1.5 * GiB) < MiB and data["stop_reason"] == "target"
+    assert start <= result.after.page_cache < start + MiB  # stopped at the start level, not the floor
+    assert abs(data["working_set_bytes"] - 1.2 * GiB) < MiB and event.data["stop_reason"] == "target"
+    assert any("working set ~ 1.2 GiB" in n for n in result.notes)
 
 
 # ------------------------------------------------------------------ the real kernel
