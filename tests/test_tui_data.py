@@ -304,3 +304,22 @@ def test_the_demos_waiting_prompt_is_true_of_its_own_series(tmp_path, hour):
     assert rows and all(r["page_cache"] > above * 1024**3 for r in rows)  # above it for the whole window
     assert cache == round(rows[-1]["page_cache"] / 1024**3, 1)
     assert above == 8.0 and minutes == 5  # the default cache-prompt rule of a 16 GiB guest
+
+
+def test_the_dashboard_shows_each_reclaims_cost_and_the_learned_working_set(tmp_path):
+    """Issue 11: the cost after the fact in the events, the working set in the policy line."""
+    from monitor import workingset
+    from monitor.config import ReclaimConfig
+
+    db = write_history(tmp_path / "h.db", NOW, days=0.01, step=2.0)
+    with Store(db) as store:
+        rid = store.add_event("reclaim", "reclaim gradual (manual): freed 1.0 GiB of page cache", data={"freed": 1})
+        store.update_event_data(rid, {"reread_bytes_after": 6 * 1024**2, "cost_window_s": 300.0})
+        workingset.save(store, workingset.learn(None, 310 * 1024**2, ReclaimConfig(), NOW - 720))
+    source = DataSource(Setup(Config(), db, False, 2.0, clock=lambda: NOW, environ={}))
+    source.start()
+    snap = source.snapshot("5m", 80)
+    source.close()
+    (line,) = [e for e in snap.events if e.id == rid]
+    assert line.text.endswith("; cost: 6.0 MiB read back in 5m")
+    assert "working set ~ 270 MiB, learned 12m ago (learned as 310 MiB, decaying)" in snap.policy  # it decays

@@ -286,7 +286,14 @@ class DataSource:
         assert decision is not None
         verb = {"none": "nothing to do", "notify": "would notify", "prompt": "would ask",
                 "reclaim": "would reclaim"}[decision.action]
-        return f"{verb}: {decision.reason}" + self._next_schedule_words()
+        return f"{verb}: {decision.reason}" + self._working_set_words() + self._next_schedule_words()
+
+    def _working_set_words(self) -> str:
+        """" · working set ~ 310 MiB, learned 12 min ago", once a gradual reclaim learned it."""
+        from monitor import workingset
+
+        ws = workingset.load(self.store) if self.store is not None else None
+        return f" · {workingset.status_words(ws, self.config.reclaim, self.setup.clock())}" if ws else ""
 
     def _next_schedule_words(self) -> str:
         """" · next scheduled reclaim: nightly at 03:00" (ours when we record, else from the config)."""

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from monitor.config import Config, Schedule
 from monitor.policy import PolicyState
-from monitor.units import format_duration
+from monitor.units import format_bytes, format_duration
 from tui.data.common import LocalTime
 
 
@@ -47,8 +47,20 @@ def event_lines(events: Sequence[Any], now: float, localtime: LocalTime = time.l
         text = " ".join(e.message.split())  # one line, whatever the message held
         if e.kind == "prompt" and e.status:
             text = f"[{e.status}] {text}"
+        if e.kind == "reclaim":
+            text += cost_words(e.data or {})
         out.append(EventLine(e.id, clock_text(e.t, now, localtime), KIND_WORDS.get(e.kind, e.kind), text, e.status))
     return out
+
+
+def cost_words(data: dict) -> str:
+    """A reclaim's cost, once its window is over (monitor/cost.py records it on the event)."""
+    reread = data.get("reread_bytes_after")
+    if not isinstance(reread, int):
+        return ""
+    window = data.get("cost_window_s")
+    within = f" in {format_duration(window)}" if isinstance(window, (int, float)) else ""
+    return f"; cost: {format_bytes(reread)} read back{within}"
 
 
 @dataclass(frozen=True)
