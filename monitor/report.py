@@ -44,8 +44,10 @@ def percent(value: float | None) -> str:
 
 def host_line(host: HostSample) -> str:
     if host.bytes is None:
-        return f"unknown ({host.source}: {host.error})"
+        return f"{'starting' if host.starting else 'unknown'} ({host.source}: {host.error})"
     how = "estimated" if host.estimated else f"measured by {host.source}"
+    if host.starting:
+        how = f"starting: PowerShell's first answer is pending; {how}"
     return f"{format_bytes(host.bytes)}  ({how}: {host.detail})"
 
 
@@ -120,7 +122,7 @@ def guest_json(g: GuestSample) -> dict[str, Any]:
 
 def host_json(h: HostSample) -> dict[str, Any]:
     return {"bytes": h.bytes, "source": h.source, "estimated": h.estimated, "detail": h.detail,
-            "error": h.error, "host_total_bytes": h.host_total}
+            "error": h.error, "host_total_bytes": h.host_total, "starting": h.starting}
 
 
 def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[str, Any]:

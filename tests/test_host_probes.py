@@ -366,3 +366,16 @@ def test_psutil_errors_on_vmmem_fall_back_to_the_working_set(exc, words):
     from monitor.probes.host import private_working_set
     value, what = private_working_set(_Proc(exc))
     assert value == 7 << 30 and what.startswith("working set (private set") and words in what
+
+
+def test_status_says_the_host_figure_is_starting(fake_windows, monkeypatch):
+    from monitor.report import host_line, host_json
+    fake_windows("normal")
+    monkeypatch.setenv("FAKE_WINDOWS_FIRST_DELAY", "3")
+    chain = ChainProbe([PowerShellProbe(find_windows_tool("powershell.exe"), timeout=0.3, first_timeout=10)])
+    try:
+        sample = chain.sample(None)
+    finally:
+        chain.close()
+    assert sample.starting and host_line(sample).startswith("starting (interop: ")
+    assert host_json(sample)["starting"] is True
