@@ -61,7 +61,9 @@ def fake_path(mode: str) -> dict:
 
 
 def test_wsl2_with_working_interop(isolated_home, tmp_path):
-    result, data = doctor("--proc-root", str(tree("wsl2-ubuntu")), env=fake_path("normal"), tmp_path=tmp_path)
+    # a generous timeout: "slow answers" is a warning at half of it, and this machine is shared
+    result, data = doctor("--proc-root", str(tree("wsl2-ubuntu")), env=fake_path("normal"), tmp_path=tmp_path,
+                          config="[host]\ntimeout = 5\n")
     checks = by_name(data)
     assert checks["environment"]["detail"].startswith("WSL2")
     assert checks["interop: powershell"]["status"] == "ok" and "first answer" in checks["interop: powershell"]["detail"]
