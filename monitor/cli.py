@@ -401,6 +401,33 @@ def cmd_service_install(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+    import os
+
+    from monitor import doctor
+    from monitor.environment import detect_environment
+    from monitor.procfs import LocalFiles
+
+    config_check = doctor.check_config(args.config)
+    try:
+        config = load_config(find_config_path(args.config))
+    except ConfigError:
+        config = Config()  # the config check says what is wrong; the rest runs on the defaults
+    if args.proc_root:
+        config = dc.replace(config, general=dc.replace(config.general, proc_root=args.proc_root))
+    problem = check_proc_root(config.general.proc_root)
+    if problem:
+        raise UserError(f"proc root {problem}")
+    if args.db:
+        config = dc.replace(config, general=dc.replace(config.general, db=args.db))
+    files = LocalFiles(config.general.proc_root)
+    ctx = doctor.Context(config, files, os.environ, detect_environment(files, os.environ), notify=args.notify)
+    checks = doctor.run_checks(ctx, config_check)
+    print(json.dumps(doctor.as_json(checks), indent=2) if args.json else doctor.as_table(checks))
+    return 0 if doctor.as_json(checks)["ok"] else 1
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     # The only place the core reaches the TUI, and only for this command: `watch` and the
     # rest never import textual (tests/test_headless.py).
@@ -545,6 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--windows-user", metavar="DOMAIN\\NAME",
                    help="with --windows-task: the Windows account (default: what whoami.exe says)")
     c.set_defaults(func=cmd_service_install)
+
+    p = sub.add_parser("doctor", parents=[common], help="check everything vmmemctl depends on, on this machine")
+    p.add_argument("--json", action="store_true", help='{"checks": [{name, status, detail, hint}], "ok": bool}')
+    p.add_argument("--notify", action="store_true", help="also send a test toast")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("notify", parents=[common], help="notifications")
     p.add_argument("--test", action="store_true", required=True,

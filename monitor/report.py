@@ -45,8 +45,10 @@ def percent(value: float | None) -> str:
 
 def host_line(host: HostSample) -> str:
     if host.bytes is None:
-        return f"unknown ({host.source}: {host.error})"
+        return f"{'starting' if host.starting else 'unknown'} ({host.source}: {host.error})"
     how = "estimated" if host.estimated else f"measured by {host.source}"
+    if host.starting:
+        how = f"starting: PowerShell's first answer is pending; {how}"
     return f"{format_bytes(host.bytes)}  ({how}: {host.detail})"
 
 
@@ -103,7 +105,7 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
 
 def host_json(h: HostSample) -> dict[str, Any]:
     return {"bytes": h.bytes, "source": h.source, "estimated": h.estimated, "detail": h.detail,
-            "error": h.error, "host_total_bytes": h.host_total}
+            "error": h.error, "host_total_bytes": h.host_total, "starting": h.starting}
 
 
 def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[str, Any]:

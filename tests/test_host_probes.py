@@ -366,3 +366,39 @@ def test_psutil_errors_on_vmmem_fall_back_to_the_working_set(exc, words):
     from monitor.probes.host import private_working_set
     value, what = private_working_set(_Proc(exc))
     assert value == 7 << 30 and what.startswith("working set (private set") and words in what
+
+
+def test_status_says_the_host_figure_is_starting(fake_windows, monkeypatch):
+    from monitor.report import host_line, host_json
+    fake_windows("normal")
+    monkeypatch.setenv("FAKE_WINDOWS_FIRST_DELAY", "3")
+    chain = ChainProbe([PowerShellProbe(find_windows_tool("powershell.exe"), timeout=0.3, first_timeout=10)])
+    try:
+        sample = chain.sample(None)
+    finally:
+        chain.close()
+    assert sample.starting and host_line(sample).startswith("starting (interop: ")
+    assert host_json(sample)["starting"] is True
+
+
+def test_powershell_errors_arrive_as_clixml_and_read_as_one_line(fake_windows):
+    from monitor.probes.interop import InteropError, PowerShellSession
+    fake_windows("normal")
+    session = PowerShellSession(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        with pytest.raises(InteropError) as info:
+            session.query("Get-Nothing; '__END_{nonce}__'")  # the fake leaves on an unknown cmdlet
+    finally:
+        session.close()
+    assert str(info.value) == ("powershell.exe exited: Get-Nothing : The term 'Get-Nothing' is not recognized as "
+                               "the name of a cmdlet, function, script file, or operable program.")
+
+
+def test_decode_clixml_keeps_the_message_and_drops_the_position():
+    from monitor.windows import decode_clixml
+    text = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+            '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T></TN></Obj>'
+            '<S S="Error">Access is denied_x000D__x000A_</S><S S="Error">At line:1 char:1_x000D__x000A_</S>'
+            '<S S="Error">+ Get-Thing_x000D__x000A_</S></Objs>')
+    assert decode_clixml(text) == "Access is denied"
+    assert decode_clixml("plain words\r\nmore") == "plain words"

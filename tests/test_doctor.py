@@ -1,0 +1,108 @@
+"""`vmmemctl doctor` against recorded trees and fake Windows tools, and on this machine as it is."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from helpers import FAKEBIN, run_cli, tree
+
+
+def doctor(*args: str, env: dict | None = None, config: str = "[host]\ntimeout = 0.5\n", tmp_path=None):
+    extra = dict(env or {})
+    if tmp_path is not None:
+        path = tmp_path / "config.toml"
+        path.write_text(config)
+        args = ("--config", str(path), *args)
+    result = run_cli("doctor", "--json", *args, env=extra)
+    return result, (json.loads(result.stdout) if result.stdout.startswith("{") else None)
+
+
+def by_name(data: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in data["checks"]}
+
+
+def test_the_json_has_the_documented_shape_and_exit_code_follows_it(isolated_home, tmp_path):
+    result, data = doctor("--proc-root", str(tree("linux-vm")), tmp_path=tmp_path)
+    assert set(data) == {"checks", "ok"}
+    assert all(set(c) == {"name", "status", "detail", "hint"} for c in data["checks"])
+    assert all(c["status"] in ("ok", "warn", "fail", "skipped") for c in data["checks"])
+    assert data["ok"] == all(c["status"] != "fail" for c in data["checks"])
+    assert result.returncode == (0 if data["ok"] else 1)
+
+
+def test_plain_linux_tree_skips_every_windows_check(isolated_home, tmp_path):
+    result, data = doctor("--proc-root", str(tree("linux-vm")), tmp_path=tmp_path)
+    checks = by_name(data)
+    assert checks["environment"]["detail"].startswith("Linux")
+    for name in ("windows drive", "interop: powershell", "interop: tasklist", ".wslconfig"):
+        assert checks[name]["status"] == "skipped"
+    assert checks["host figure"]["status"] == "ok" and "estimated" in checks["host figure"]["detail"]
+    assert checks["PSI"]["status"] == "ok"  # the linux-vm tree has /proc/pressure
+    assert result.returncode == 0 and data["ok"]
+
+
+def test_on_this_machine_as_it_is(isolated_home):
+    from monitor.environment import detect_environment
+    from monitor.procfs import LocalFiles
+
+    result = run_cli("doctor", "--json")
+    data = json.loads(result.stdout)
+    kind = detect_environment(LocalFiles(), os.environ).kind
+    label = {"linux": "Linux", "wsl2": "WSL2", "wsl1": "WSL1", "windows": "Windows"}[kind]
+    assert by_name(data)["environment"]["detail"].startswith(label)
+    assert result.returncode == (0 if data["ok"] else 1)
+
+
+def fake_path(mode: str) -> dict:
+    return {"PATH": f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}", "FAKE_WINDOWS_MODE": mode}
+
+
+def test_wsl2_with_working_interop(isolated_home, tmp_path):
+    # a generous timeout: "slow answers" is a warning at half of it, and this machine is shared
+    result, data = doctor("--proc-root", str(tree("wsl2-ubuntu")), env=fake_path("normal"), tmp_path=tmp_path,
+                          config="[host]\ntimeout = 5\n")
+    checks = by_name(data)
+    assert checks["environment"]["detail"].startswith("WSL2")
+    assert checks["interop: powershell"]["status"] == "ok" and "first answer" in checks["interop: powershell"]["detail"]
+    assert checks["interop: tasklist"]["status"] == "ok"
+    assert checks["host figure"]["status"] == "ok" and "measured by interop" in checks["host figure"]["detail"]
+    assert checks["PSI"]["status"] == "warn"  # the recorded WSL2 tree has no /proc/pressure
+    assert result.returncode == 0, data
+
+
+def test_wsl2_with_hung_powershell_fails_that_check_and_exits_1(isolated_home, tmp_path):
+    result, data = doctor("--proc-root", str(tree("wsl2-ubuntu")), env=fake_path("hang"), tmp_path=tmp_path)
+    checks = by_name(data)
+    assert checks["interop: powershell"]["status"] == "fail"
+    assert "no answer" in checks["interop: powershell"]["detail"]
+    assert result.returncode == 1 and not data["ok"]
+
+
+def test_wsl2_without_interop(isolated_home, tmp_path):
+    result, data = doctor("--proc-root", str(tree("wsl2-ubuntu")), env={"PATH": "/usr/bin:/bin"}, tmp_path=tmp_path)
+    checks = by_name(data)
+    assert checks["interop: powershell"]["status"] == "fail" and "not found" in checks["interop: powershell"]["detail"]
+    assert checks["host figure"]["status"] == "warn" and "estimated" in checks["host figure"]["detail"]
+    assert result.returncode == 1
+
+
+def test_a_moved_automount_root_is_found(tmp_path):
+    from monitor.procfs import LocalFiles
+    from monitor.windows import parse_drvfs_mounts
+
+    text = LocalFiles(tree("wsl2-automount")).read(["proc/mounts"])["proc/mounts"]
+    assert parse_drvfs_mounts(text) == {"c": "/windir/c", "d": "/windir/d"}
+
+
+def test_an_invalid_config_is_a_failed_check(isolated_home, tmp_path):
+    result, data = doctor("--proc-root", str(tree("linux-vm")), config="[host]\ntimeuot = 1\n", tmp_path=tmp_path)
+    assert by_name(data)["config"]["status"] == "fail" and "timeuot" in by_name(data)["config"]["detail"]
+    assert result.returncode == 1
+
+
+def test_a_bad_proc_root_is_bad_input(isolated_home, tmp_path):
+    result = run_cli("doctor", "--proc-root", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
