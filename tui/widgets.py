@@ -43,7 +43,13 @@ class HeaderLine(Static):
             parts.append(Text(header.latest, style="yellow"))
         if pending:
             parts.append(Text(f"{pending} prompt{'s' if pending > 1 else ''} waiting: a", style="bold yellow"))
-        show_if_changed(self, Text(" · ", style="dim").join(parts), layout=True)  # it may wrap to 2 lines
+        text = Text(" · ", style="dim").join(parts)
+        # A layout pass only when the line may wrap differently (it took 49 ms a pass, one per tick,
+        # as the header's text changes with every sample: bench/results/overhead.md's TUI profile).
+        lines = 1 if self.size.width and text.cell_len <= self.size.width else 2
+        relayout = lines != getattr(self, "_lines", None)
+        self._lines = lines  # type: ignore[attr-defined]
+        show_if_changed(self, text, layout=relayout)
 
 
 class CardView(Static):
