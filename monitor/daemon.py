@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -51,9 +52,14 @@ def default_log_file() -> Path:
     return Path(platformdirs.user_log_dir("vmmemctl")) / "watch.log"
 
 
-def schedule_jobs(scheduler: Any, recorder: Recorder) -> None:
+JUMP_TOLERANCE = 5.0  # as the recorder's
+
+
+def schedule_jobs(scheduler: Any, recorder: Recorder, intervals_only: bool = False) -> None:
     """Hand the recorder's job table to APScheduler. Coalesce everything; never replay a burst after sleep."""
     for job in recorder.jobs():
+        if intervals_only and job.id.startswith("schedule"):
+            continue
         scheduler.add_job(job.run, job.trigger, id=job.id, misfire_grace_time=max(1, int(job.grace)),
                           coalesce=True, max_instances=1, replace_existing=True)
 
@@ -159,8 +165,16 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
         signal.signal(signal.SIGHUP, lambda *_: scheduler.add_job(
             reload, args=(scheduler, recorder, reloader), id="reload", replace_existing=True, misfire_grace_time=60))
     try:
+        last = (time.time(), time.monotonic())
         while not stop.wait(1.0):
-            pass
+            now = (time.time(), time.monotonic())
+            if abs((now[0] - last[0]) - (now[1] - last[1])) > JUMP_TOLERANCE:
+                # APScheduler 3 keeps wall-clock next-run times: after a step back the interval jobs
+                # would wait out the step (an hour back: no sample for an hour). Schedule them afresh;
+                # cron schedules keep theirs, so a run already done is not done again.
+                log.warning("the wall clock jumped %+.0fs: sampling rescheduled from now", (now[0] - last[0]) - (now[1] - last[1]))
+                schedule_jobs(scheduler, recorder, intervals_only=True)
+            last = now
     finally:
         scheduler.shutdown(wait=True)  # quick: ticks take milliseconds, a reclaim sees `stop` and ends
         server = reloader.server if reloader is not None else metrics_server
