@@ -129,6 +129,8 @@ def main() -> int:
             code = None
     stderr = watcher.stderr.read() if watcher.stderr else ""
     elapsed = time.time() - start
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
     con = sqlite3.connect(db)
     times = [r[0] for r in con.execute("SELECT t FROM samples ORDER BY t")]
     minutes = con.execute("SELECT COUNT(*) FROM samples_1m").fetchone()[0]
@@ -139,7 +141,7 @@ def main() -> int:
     cpu = (points[-1]["cpu_s"] or 0) - (points[0]["cpu_s"] or 0)
     span = points[-1]["t"] - points[0]["t"]
     result = {
-        "machine": machine(), "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(), "load_before": load_before, "load_after": loadavg(), "minutes": args.minutes,
+        "machine": machine(), "commit": commit, "load_before": load_before, "load_after": loadavg(), "minutes": args.minutes,
         "interval_s": args.interval, "elapsed_s": round(elapsed, 1), "watcher_alive_at_end": alive_at_end,
         "exit_code": code, "stderr_tail": stderr[-500:], "tui_attached": tui_pid is not None,
         "tui_screen_mentions_watcher": "watch" in screen, "scrapes": scrapes, "scrape_failures": scrape_failures,

@@ -168,11 +168,12 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
         last = (time.time(), time.monotonic())
         while not stop.wait(1.0):
             now = (time.time(), time.monotonic())
-            if abs((now[0] - last[0]) - (now[1] - last[1])) > JUMP_TOLERANCE:
+            jump = (now[0] - last[0]) - (now[1] - last[1])
+            if abs(jump) > JUMP_TOLERANCE:
                 # APScheduler 3 keeps wall-clock next-run times: after a step back the interval jobs
                 # would wait out the step (an hour back: no sample for an hour). Schedule them afresh;
                 # cron schedules keep theirs, so a run already done is not done again.
-                log.warning("the wall clock jumped %+.0fs: sampling rescheduled from now", (now[0] - last[0]) - (now[1] - last[1]))
+                log.warning("the wall clock jumped %+.0fs: sampling rescheduled from now", jump)
                 schedule_jobs(scheduler, recorder, intervals_only=True)
             last = now
     finally:

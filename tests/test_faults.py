@@ -150,7 +150,8 @@ def test_a_proc_file_vanishing_or_cut_short_is_an_error_event_not_a_dead_recorde
         (proc / "meminfo").write_text(meminfo[:70])  # cut mid-line, before Cached
         cut = rec.tick()
         assert cut is not None and cut.guest.cached is None and cut.guest.warnings
-        assert [e.message for e in rec.store.events(kinds=["error"])][1:] == [f"sample: {w}" for w in cut.guest.warnings]
+        errors = [e.message for e in rec.store.events(kinds=["error"])]
+        assert errors[1:] == [f"sample: {w}" for w in cut.guest.warnings]
         assert count(tmp_path / "h.db") == 4  # every tick recorded, none dropped
     finally:
         rec.close()
