@@ -81,6 +81,8 @@ def main() -> int:
            "VMMEMCTL_CONFIG": "", "TERM": "xterm-256color"}
     db, port = work / "history.db", free_port()
     load_before = loadavg()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()  # the code the watcher runs: read at its start
     watcher = subprocess.Popen([PY, "-m", "monitor", "watch", "--db", str(db), "--interval", f"{args.interval:g}s",
                                 "--metrics", f"127.0.0.1:{port}", "--log-file", str(work / "watch.log")],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -129,8 +131,6 @@ def main() -> int:
             code = None
     stderr = watcher.stderr.read() if watcher.stderr else ""
     elapsed = time.time() - start
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
     con = sqlite3.connect(db)
     times = [r[0] for r in con.execute("SELECT t FROM samples ORDER BY t")]
     minutes = con.execute("SELECT COUNT(*) FROM samples_1m").fetchone()[0]
