@@ -40,6 +40,20 @@ def count(db: Path, table: str = "samples") -> int:
         return store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
+def dashboard_header(db: Path) -> str:
+    """The header line of an attached dashboard on ``db``, as the TUI shapes it."""
+    from tui.source import DataSource, Setup
+
+    setup = Setup(CONFIG, db, False, 2.0, timers=False, environ={})
+    source = DataSource(setup)
+    source.start()
+    try:
+        header = source.snapshot("5m", 80).header
+        return " ".join([header.mode, header.latest])
+    finally:
+        source.close()
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 2 MiB tmpfs of the test's own (root only)."""
@@ -82,6 +96,7 @@ def test_disk_full_keeps_samples_in_memory_says_so_and_writes_them_when_room_ret
         status = run_cli("status", "--db", str(db), "--proc-root", str(TREES / "wsl2-ubuntu" / "proc"), "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["history_not_written"] == words
+        assert words in dashboard_header(db)  # an attached `vmmemctl tui` says it in its header
         filler.unlink()
         rec.tick()
         assert count(db) == 3 + 40 + 1  # nothing lost
