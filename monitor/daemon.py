@@ -147,6 +147,8 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    early: list[int] = []  # a SIGHUP before the scheduler runs is kept for it (by default it would end us)
+    signal.signal(signal.SIGHUP, lambda *_: early.append(1))
     # One worker runs every job that touches the recorder's store connection, in turn (each takes
     # milliseconds); reclaims, which take seconds, run on their own worker with their own connection.
     scheduler = BackgroundScheduler(executors={"default": ThreadPoolExecutor(1), "reclaim": ThreadPoolExecutor(1)},
@@ -162,8 +164,12 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
     if reloader is not None:
         reloader.server = reloader.server or metrics_server
         # The handler only queues the reload on the jobs' worker, so it runs between ticks, never in one.
-        signal.signal(signal.SIGHUP, lambda *_: scheduler.add_job(
-            reload, args=(scheduler, recorder, reloader), id="reload", replace_existing=True, misfire_grace_time=60))
+        def queue_reload(*_: object) -> None:
+            scheduler.add_job(reload, args=(scheduler, recorder, reloader), id="reload", replace_existing=True,
+                              misfire_grace_time=60)
+        signal.signal(signal.SIGHUP, queue_reload)
+        if early:
+            queue_reload()
     try:
         last = (time.time(), time.monotonic())
         while not stop.wait(1.0):
