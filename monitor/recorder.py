@@ -119,7 +119,8 @@ class Recorder:
     # was 70% of a tick's cost (bench/results/overhead.md). Filled from the store once.
     _recent: deque[Sample] | None = None
     # While the history cannot be written: the samples not yet written, and since when / why.
-    _backlog: deque[Sample] = field(default_factory=lambda: deque(maxlen=BACKLOG_MAX))
+    backlog_max: int = BACKLOG_MAX
+    _backlog: deque[Sample] = field(default_factory=deque)
     _dropped: int = 0
     _unwritten_since: float | None = None
     _unwritten_reason: str | None = None
@@ -216,7 +217,8 @@ class Recorder:
                 self._health = HealthRecord(self.store.path)
             except OSError as exc:
                 log.warning("cannot write %s: %s", self.store.path, exc)
-        if len(self._backlog) == self._backlog.maxlen:
+        while len(self._backlog) >= self.backlog_max:  # bounded: the oldest go first, counted
+            self._backlog.popleft()
             self._dropped += 1
         self._backlog.append(sample)
         try:

@@ -108,6 +108,29 @@ def test_disk_full_keeps_samples_in_memory_says_so_and_writes_them_when_room_ret
         lock.__exit__(None, None, None)
 
 
+def test_the_backlog_is_bounded_and_says_what_it_dropped(tiny_disk):
+    db = tiny_disk / "h.db"
+    rec = recorder_at(db)
+    rec.backlog_max = 5
+    try:
+        rec.tick()
+        filler = fill(tiny_disk)
+        ticks = 0
+        while read_health(db).backlog == 0 and ticks < 200:  # until SQLite needs a page it cannot have
+            rec.tick()
+            ticks += 1
+        for _ in range(10):
+            rec.tick()
+        health = read_health(db)
+        assert health.backlog == 5 and health.dropped == 10 - 4 and "6 oldest dropped" in health.words()
+        filler.unlink()
+        rec.tick()
+        (event,) = [e for e in rec.store.events(kinds=["error"]) if "written again" in e.message]
+        assert event.data == {"written": 5, "dropped": 6 + 1}  # the tick that found room held 6: one more went
+    finally:
+        rec.close()
+
+
 def test_database_deleted_while_recording_is_made_again_with_the_whole_history(tmp_path):
     db = tmp_path / "h.db"
     rec = recorder_at(db)
