@@ -81,6 +81,8 @@ def main() -> int:
            "VMMEMCTL_CONFIG": "", "TERM": "xterm-256color"}
     db, port = work / "history.db", free_port()
     load_before = loadavg()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()  # the code the watcher runs: read at its start
     watcher = subprocess.Popen([PY, "-m", "monitor", "watch", "--db", str(db), "--interval", f"{args.interval:g}s",
                                 "--metrics", f"127.0.0.1:{port}", "--log-file", str(work / "watch.log")],
                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -139,7 +141,7 @@ def main() -> int:
     cpu = (points[-1]["cpu_s"] or 0) - (points[0]["cpu_s"] or 0)
     span = points[-1]["t"] - points[0]["t"]
     result = {
-        "machine": machine(), "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(), "load_before": load_before, "load_after": loadavg(), "minutes": args.minutes,
+        "machine": machine(), "commit": commit, "load_before": load_before, "load_after": loadavg(), "minutes": args.minutes,
         "interval_s": args.interval, "elapsed_s": round(elapsed, 1), "watcher_alive_at_end": alive_at_end,
         "exit_code": code, "stderr_tail": stderr[-500:], "tui_attached": tui_pid is not None,
         "tui_screen_mentions_watcher": "watch" in screen, "scrapes": scrapes, "scrape_failures": scrape_failures,

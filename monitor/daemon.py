@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -51,11 +52,16 @@ def default_log_file() -> Path:
     return Path(platformdirs.user_log_dir("vmmemctl")) / "watch.log"
 
 
-def schedule_jobs(scheduler: Any, recorder: Recorder) -> None:
+JUMP_TOLERANCE = 5.0  # as the recorder's
+
+
+def schedule_jobs(scheduler: Any, recorder: Recorder, intervals_only: bool = False) -> None:
     """Hand the recorder's job table to APScheduler. Coalesce everything; never replay a burst after sleep."""
     from monitor.scheduling import JOB_DEFAULTS
 
     for job in recorder.jobs():
+        if intervals_only and job.id.startswith("schedule"):
+            continue
         scheduler.add_job(job.run, job.trigger, id=job.id, misfire_grace_time=max(1, int(job.grace)), **JOB_DEFAULTS)
 
 
@@ -141,6 +147,8 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    early: list[int] = []  # a SIGHUP before the scheduler runs is kept for it (by default it would end us)
+    signal.signal(signal.SIGHUP, lambda *_: early.append(1))
     # One worker runs every job that touches the recorder's store connection, in turn (each takes
     # milliseconds); reclaims, which take seconds, run on their own worker with their own connection.
     scheduler = build_scheduler(workers=1, reclaim_workers=1)
@@ -155,11 +163,24 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
     if reloader is not None:
         reloader.server = reloader.server or metrics_server
         # The handler only queues the reload on the jobs' worker, so it runs between ticks, never in one.
-        signal.signal(signal.SIGHUP, lambda *_: scheduler.add_job(
-            reload, args=(scheduler, recorder, reloader), id="reload", replace_existing=True, misfire_grace_time=60))
+        def queue_reload(*_: object) -> None:
+            scheduler.add_job(reload, args=(scheduler, recorder, reloader), id="reload", replace_existing=True,
+                              misfire_grace_time=60)
+        signal.signal(signal.SIGHUP, queue_reload)
+        if early:
+            queue_reload()
     try:
+        last = (time.time(), time.monotonic())
         while not stop.wait(1.0):
-            pass
+            now = (time.time(), time.monotonic())
+            jump = (now[0] - last[0]) - (now[1] - last[1])
+            if abs(jump) > JUMP_TOLERANCE:
+                # APScheduler 3 keeps wall-clock next-run times: after a step back the interval jobs
+                # would wait out the step (an hour back: no sample for an hour). Schedule them afresh;
+                # cron schedules keep theirs, so a run already done is not done again.
+                log.warning("the wall clock jumped %+.0fs: sampling rescheduled from now", jump)
+                schedule_jobs(scheduler, recorder, intervals_only=True)
+            last = now
     finally:
         scheduler.shutdown(wait=True)  # quick: ticks take milliseconds, a reclaim sees `stop` and ends
         server = reloader.server if reloader is not None else metrics_server

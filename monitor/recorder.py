@@ -20,6 +20,7 @@ carries on.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -42,7 +43,7 @@ from monitor.policy import METRIC_NAMES, Decision, PolicyState, decide, effectiv
 from monitor.reclaim import ReclaimBusy
 from monitor.sample import HostSample, Sample
 from monitor.store import Store
-from monitor.units import format_bytes
+from monitor.units import format_bytes, format_duration
 
 if TYPE_CHECKING:
     from monitor.metrics import Metrics
@@ -57,6 +58,9 @@ SAMPLE_GRACE = 5.0  # a sampling run late by more than this is dropped (the next
 # Samples held in memory while the history cannot be written (disk full): 1 h at 1 s, 2 h at the
 # default 2 s; ~1 KiB each as Python objects, so at most ~4 MiB. Past that the oldest go first.
 BACKLOG_MAX = 3600
+# Wall and monotonic time between two ticks may differ by this much before it is a clock jump
+# (NTP slews at most 0.5 ms/s; a step or a host that slept moves the wall clock by seconds to days).
+JUMP_TOLERANCE = 5.0
 
 
 class AlreadyRecording(UserError):
@@ -103,6 +107,7 @@ class Recorder:
     metrics: Metrics | None = None
     wsl_mode: str | None = None
     clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic  # what durations are measured with across clock jumps
     run_async: Callable[[Callable[[], None]], None] = field(default=lambda fn: fn())
     last_host: HostSample | None = None
     last_decision: Decision | None = None
@@ -116,11 +121,14 @@ class Recorder:
     _recent: deque[Sample] | None = None
     _costs: CostMeter | None = None  # what each reclaim cost afterwards (monitor.cost)
     # While the history cannot be written: the samples not yet written, and since when / why.
-    _backlog: deque[Sample] = field(default_factory=lambda: deque(maxlen=BACKLOG_MAX))
+    backlog_max: int = BACKLOG_MAX
+    _backlog: deque[Sample] = field(default_factory=deque)
     _dropped: int = 0
     _unwritten_since: float | None = None
     _unwritten_reason: str | None = None
     _health: HealthRecord | None = None
+    _last_clocks: tuple[float, float] | None = None  # (wall, monotonic) at the last tick
+    _reroll: tuple[float, float] | None = None  # after a step back: roll-ups redo [since, until) buckets
     _warnings: frozenset[str] | None = None  # the last sample's: a file that goes missing mid-run is news
 
     # ------------------------------------------------------------ what runs when
@@ -149,6 +157,7 @@ class Recorder:
         """Sample the guest, store it, decide, act. Never raises."""
         try:
             sample = self._sample()
+            self._check_clock()
             self._record_new_warnings(sample)
             self._write(sample)
             if self.metrics:
@@ -170,8 +179,11 @@ class Recorder:
 
     def maintain(self) -> None:
         try:
-            h = self.config.history
-            self.store.roll_up(self.clock())
+            h, now = self.config.history, self.clock()
+            since = self._reroll[0] if self._reroll else None
+            self.store.roll_up(now, since=since)
+            if self._reroll and now > self._reroll[1] + 600:  # past the last bucket written before the step
+                self._reroll = None
             self.store.prune(h.raw_for, h.minute_for, h.ten_minute_for, h.events_for, self.clock())
         except Exception as exc:
             self._record_error("maintenance", exc)
@@ -207,7 +219,8 @@ class Recorder:
                 self._health = HealthRecord(self.store.path)
             except OSError as exc:
                 log.warning("cannot write %s: %s", self.store.path, exc)
-        if len(self._backlog) == self._backlog.maxlen:
+        while len(self._backlog) >= self.backlog_max:  # bounded: the oldest go first, counted
+            self._backlog.popleft()
             self._dropped += 1
         self._backlog.append(sample)
         try:
@@ -260,6 +273,37 @@ class Recorder:
     def _say_health(self) -> None:
         if self._health is not None:
             self._health.write(self.health())
+
+    # ------------------------------------------------------------ clock jumps
+
+    def _check_clock(self) -> None:
+        """A wall clock that jumped (host slept, NTP stepped) or a long gap in sampling breaks the
+        policy's run of samples, so no `for` is met by a jump; cooldowns move with the jump, so they
+        count time that passed (monotonic); after a step back, roll-ups redo the buckets it revisits."""
+        wall, mono = self.clock(), self.monotonic()
+        last, self._last_clocks = self._last_clocks, (wall, mono)
+        if last is None:
+            return
+        jump = (wall - last[0]) - (mono - last[1])
+        gap = mono - last[1]
+        if abs(jump) <= JUMP_TOLERANCE:
+            if gap > max(3 * self.config.sampling.interval, self.config.sampling.interval + JUMP_TOLERANCE):
+                self._recent = deque()  # nobody watched in between: a run of samples starts again
+                log.info("no sample for %s: the policy's window starts again", format_duration(gap))
+            return
+        self._recent = deque()
+        with self.store.transaction():
+            state = actions.load_state(self.store)
+            shifted = shift_cooldowns(state, jump)
+            if shifted != state:
+                actions.save_state(self.store, shifted)
+        if jump < 0:
+            since = min(wall, self._reroll[0]) if self._reroll else wall
+            self._reroll = (since, max(last[0], self._reroll[1] if self._reroll else last[0]))
+        words = (f"the clock jumped {'forward' if jump > 0 else 'back'} {format_duration(abs(jump))} "
+                 f"({'asleep?' if jump > 0 else 'NTP step?'}): rules wait their `for` again, cooldowns moved with it")
+        log.warning("%s", words)
+        self.store.add_event("watch", words, data={"jump_s": round(jump, 3)})
 
     # ------------------------------------------------------------ reload
 
@@ -483,6 +527,14 @@ class Recorder:
         self.store.close()
 
 
+def shift_cooldowns(state: PolicyState, by: float) -> PolicyState:
+    """Rules' last-fired times moved by a clock jump, so a cooldown counts the time that passed.
+    (Snooze and pause are deadlines on the wall clock, "until 15:00": they stay.)"""
+    rules = {name: dataclasses.replace(rs, last_fired=rs.last_fired + by) if rs.last_fired is not None else rs
+             for name, rs in state.rules.items()}
+    return PolicyState(rules, state.snoozed_until, state.paused_until)
+
+
 def schedule_name(schedule: Schedule) -> str:
     return f"schedule:{schedule.name or schedule.cron}"
 
@@ -511,11 +563,17 @@ class Clockwork:
 
     def run_due(self) -> None:
         now = self._now()
-        for job in self.jobs:
+        for job in list(self.jobs):
             if job.id in self.every_call:
                 job.run()
                 continue
             due = self.next.get(job.id)
+            period = getattr(job.trigger, "interval", None)  # interval jobs; cron schedules have none
+            if due is not None and period is not None and due - now > period:
+                # The clock stepped back: an interval job would wait out the step. Start it afresh
+                # (a cron schedule keeps its next run, so a run already done is not done again).
+                job = self._fresh(job.id)
+                due = self.next[job.id] = job.trigger.get_next_fire_time(None, now)
             if due is None or due > now:
                 continue
             if (now - due).total_seconds() > job.grace:
@@ -523,6 +581,11 @@ class Clockwork:
             else:
                 job.run()
             self.next[job.id] = self._after(job, due, now)
+
+    def _fresh(self, job_id: str) -> Job:
+        job = next(j for j in self.recorder.jobs() if j.id == job_id)
+        self.jobs = [job if j.id == job_id else j for j in self.jobs]
+        return job
 
     @staticmethod
     def _after(job: Job, due: dt.datetime, now: dt.datetime) -> dt.datetime | None:

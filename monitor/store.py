@@ -215,20 +215,24 @@ class Store:
 
     # ------------------------------------------------------------- roll-ups and retention
 
-    def roll_up(self, now: float | None = None) -> int:
-        """Write every finished minute and 10-minute bucket not written yet; returns rows written."""
+    def roll_up(self, now: float | None = None, since: float | None = None) -> int:
+        """Write every finished minute and 10-minute bucket not written yet; returns rows written.
+        ``since``: also write again the buckets from there on (after the clock stepped back, new
+        samples land in buckets already written: each is recomputed from all its rows, not doubled)."""
         now = time.time() if now is None else now
         written = 0
         for (source, _), (target, width) in zip(TIERS, TIERS[1:]):
-            written += self._roll(source, target, width, now)
+            written += self._roll(source, target, width, now, since)
         return written
 
-    def _roll(self, source: str, target: str, width: int, now: float) -> int:
+    def _roll(self, source: str, target: str, width: int, now: float, since: float | None = None) -> int:
         last = self.db.execute(f"SELECT MAX(t) FROM {target}").fetchone()[0]
         first = self.db.execute(f"SELECT MIN(t) FROM {source}").fetchone()[0]
         if first is None:
             return 0
         start = (last + width) if last is not None else (first // width) * width
+        if since is not None:
+            start = min(start, max(since // width * width, first // width * width))
         end = (now // width) * width  # buckets that have finished
         if start >= end:
             return 0

@@ -40,6 +40,20 @@ def count(db: Path, table: str = "samples") -> int:
         return store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
+def dashboard_header(db: Path) -> str:
+    """The header line of an attached dashboard on ``db``, as the TUI shapes it."""
+    from tui.source import DataSource, Setup
+
+    setup = Setup(CONFIG, db, False, 2.0, timers=False, environ={})
+    source = DataSource(setup)
+    source.start()
+    try:
+        header = source.snapshot("5m", 80).header
+        return " ".join([header.mode, header.latest])
+    finally:
+        source.close()
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 2 MiB tmpfs of the test's own (root only)."""
@@ -82,6 +96,7 @@ def test_disk_full_keeps_samples_in_memory_says_so_and_writes_them_when_room_ret
         status = run_cli("status", "--db", str(db), "--proc-root", str(TREES / "wsl2-ubuntu" / "proc"), "--json")
         assert status.returncode == 0, status.stderr
         assert json.loads(status.stdout)["history_not_written"] == words
+        assert words in dashboard_header(db)  # an attached `vmmemctl tui` says it in its header
         filler.unlink()
         rec.tick()
         assert count(db) == 3 + 40 + 1  # nothing lost
@@ -91,6 +106,29 @@ def test_disk_full_keeps_samples_in_memory_says_so_and_writes_them_when_room_ret
     finally:
         rec.close()
         lock.__exit__(None, None, None)
+
+
+def test_the_backlog_is_bounded_and_says_what_it_dropped(tiny_disk):
+    db = tiny_disk / "h.db"
+    rec = recorder_at(db)
+    rec.backlog_max = 5
+    try:
+        rec.tick()
+        filler = fill(tiny_disk)
+        ticks = 0
+        while read_health(db).backlog == 0 and ticks < 200:  # until SQLite needs a page it cannot have
+            rec.tick()
+            ticks += 1
+        for _ in range(10):
+            rec.tick()
+        health = read_health(db)
+        assert health.backlog == 5 and health.dropped == 10 - 4 and "6 oldest dropped" in health.words()
+        filler.unlink()
+        rec.tick()
+        (event,) = [e for e in rec.store.events(kinds=["error"]) if "written again" in e.message]
+        assert event.data == {"written": 5, "dropped": 6 + 1}  # the tick that found room held 6: one more went
+    finally:
+        rec.close()
 
 
 def test_database_deleted_while_recording_is_made_again_with_the_whole_history(tmp_path):
@@ -150,7 +188,8 @@ def test_a_proc_file_vanishing_or_cut_short_is_an_error_event_not_a_dead_recorde
         (proc / "meminfo").write_text(meminfo[:70])  # cut mid-line, before Cached
         cut = rec.tick()
         assert cut is not None and cut.guest.cached is None and cut.guest.warnings
-        assert [e.message for e in rec.store.events(kinds=["error"])][1:] == [f"sample: {w}" for w in cut.guest.warnings]
+        errors = [e.message for e in rec.store.events(kinds=["error"])]
+        assert errors[1:] == [f"sample: {w}" for w in cut.guest.warnings]
         assert count(tmp_path / "h.db") == 4  # every tick recorded, none dropped
     finally:
         rec.close()

@@ -90,15 +90,33 @@ def test_gauges_carry_the_latest_real_sample(metrics, server, probe):
     assert value(fams, "vmmemctl_host_estimated") == 0
     assert value(fams, "vmmemctl_host_total_bytes") == 64 * GiB
     assert value(fams, "vmmemctl_last_sample_timestamp_seconds") == pytest.approx(guest.time)
-    if guest.cpu_busy_percent is not None:
-        assert 0 <= value(fams, "vmmemctl_cpu_busy_ratio") <= 1
-        assert value(fams, "vmmemctl_cpu_busy_ratio") == pytest.approx(guest.cpu_busy_percent / 100)
+    assert guest.cpu_busy_percent is not None  # primed over a real interval: known wherever /proc/stat is
+    assert 0 <= value(fams, "vmmemctl_cpu_busy_ratio") <= 1
+    assert value(fams, "vmmemctl_cpu_busy_ratio") == pytest.approx(guest.cpu_busy_percent / 100)
     for resource in ("memory", "io"):
         psi = getattr(guest, f"psi_{resource}_some_avg10")
         got = value(fams, "vmmemctl_psi_some_avg10_ratio", resource=resource)
         assert got == (None if psi is None else pytest.approx(psi / 100))
     (info,) = [s for f in fams.values() for s in f.samples if s.name == "vmmemctl_info"]
-    assert info.labels["environment"] == "linux" and info.labels["version"]
+    assert info.labels["environment"] == "linux" and info.labels["version"]  # the fixture's Environment
+
+
+def test_a_recorded_wsl2_sample_has_no_psi_series_and_says_wsl2():
+    """WSL2's kernel has PSI off: no series, rather than zeros (the recorded tree, not this machine)."""
+    tree = REPO / "tests/trees/wsl2-ubuntu/proc"
+    guest = GuestProbe(LocalFiles(str(tree))).sample()
+    assert guest.psi_io is None and guest.psi_memory is None  # the recording's fact
+    m = Metrics(Environment("wsl2", "Ubuntu", "5.15.153.1-microsoft-standard-WSL2", "recorded"))
+    try:
+        srv = m.serve("127.0.0.1", 0)
+        m.observe_sample(Sample(guest, host(6 * GiB)))
+        fams = families(srv)
+        assert value(fams, "vmmemctl_psi_some_avg10_ratio", resource="io") is None
+        assert value(fams, "vmmemctl_guest_page_cache_bytes") == guest.page_cache
+        (info,) = [s for f in fams.values() for s in f.samples if s.name == "vmmemctl_info"]
+        assert info.labels["environment"] == "wsl2"
+    finally:
+        m.close()
 
 
 def test_a_newer_sample_replaces_the_older_one(metrics, server, probe):
@@ -121,8 +139,7 @@ def test_units_are_declared_in_openmetrics(metrics, server, probe):
     assert fams["vmmemctl_reclaimed_bytes"].unit == "bytes" and fams["vmmemctl_reclaimed_bytes"].type == "counter"
     assert fams["vmmemctl_host_returned_bytes"].unit == "bytes"
     assert fams["vmmemctl_reclaims"].type == "counter"
-    if "vmmemctl_cpu_busy_ratio" in fams:
-        assert fams["vmmemctl_cpu_busy_ratio"].unit == "ratio"
+    assert fams["vmmemctl_cpu_busy_ratio"].unit == "ratio"  # the probe is primed: CPU busy is known
 
 
 def test_unknown_values_have_no_series_rather_than_zero(metrics, server, probe):
