@@ -85,16 +85,23 @@ class PromptScreen(Modal):
 
     BINDINGS = [Binding("escape", "close", "Later")]
 
-    def __init__(self, prompt: Event, offer: data.Offer, when: str):
+    def __init__(self, prompt: Event, offer: data.Offer | None, when: str, read_only: str = ""):
         super().__init__()
         self.prompt = prompt
         self.offer = offer
         self.when = when
+        self.read_only = read_only  # why it cannot be answered here (viewing someone's history)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="prompt-dialog") as box:
             box.border_title = f"vmmemctl asks ({self.prompt.rule or 'policy'}, {self.when})"
             yield Static(Text(self.prompt.message), classes="what")
+            if self.read_only or self.offer is None:
+                yield OptionList(Option(Text.assemble(("Close", "bold"), (" (nothing is recorded)", "dim")),
+                                        id="close"), id="answers")
+                yield Static(Text(f"Not answerable here: {self.read_only}", style="dim"), classes="offer")
+                yield Static("Enter or Esc closes (press a to see it again)", classes="hint")
+                return
             gain = "" if self.offer.gain is None else f": ~{format_bytes(self.offer.gain)}"
             options = [Option(Text.assemble(("Reclaim ", "bold green"), f"({self.offer.method}){gain}"),
                               id="reclaim")]
@@ -113,7 +120,9 @@ class PromptScreen(Modal):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         choice = event.option.id or ""
-        if choice == "reclaim":
+        if choice == "close" or self.offer is None:
+            self.dismiss(None)
+        elif choice == "reclaim":
             self.dismiss(PromptAnswer("reclaim", method=self.offer.method))
         elif choice.startswith("snooze:"):
             self.dismiss(PromptAnswer("snooze", seconds=float(choice.split(":", 1)[1])))

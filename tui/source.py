@@ -17,7 +17,9 @@ Modes, said in the header:
                 ourselves for the cards but write no samples (the watcher does)
     attached    a watcher records; we read, and write only what a person
                 does (snooze, pause, answers, reclaims), never samples
-    viewing     no watcher and not standalone (tests, a copied history): read only
+    viewing     --view: someone's recorded history, read only: the store is opened
+                read-only, nothing is sampled, and nothing acts on this machine
+                (reclaim, snooze, pause and answers say why they are unavailable)
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Setup:
     db_path: Path
     standalone: bool
     interval: float
+    view: bool = False  # --view: read only (the store opened read-only; no reclaim, snooze, pause or answers)
     clock: Callable[[], float] = time.time
     timers: bool = True  # False in tests: refresh only when asked
     environ: Mapping[str, str] | None = None  # None: os.environ
@@ -123,7 +126,8 @@ class DataSource:
         self.store: Store | None = None
         self.environment: Environment | None = None
         self.wsl_mode: str | None = None
-        self.mode = "standalone" if setup.standalone else "viewing"
+        self.mode = "standalone" if setup.standalone else ("viewing" if setup.view else "attached")
+        self._seen_watcher = False
         self.wiring = Wiring(setup.config, setup.db_path, setup.environ, setup.probes_factory,
                              setup.reclaim_lock, self.stop)
         self.recorder: Recorder | None = None
@@ -148,7 +152,7 @@ class DataSource:
                 if self.setup.standalone:
                     self._start_sampling()
                 elif self.setup.db_path.exists():
-                    self.store = Store(self.setup.db_path)
+                    self.store = Store(self.setup.db_path, readonly=self.setup.view)
             except UserError as exc:  # not a history file, unreadable: say so on the screen, keep the rest up
                 self.error = str(exc)
                 return
@@ -315,13 +319,22 @@ class DataSource:
             return f"standalone: recording every {every}"
         if self.mode == "live":
             return f"standalone: sampling every {every}, not recording (watcher pid {self._other_pid} records)"
+        if self.mode == "viewing":
+            return f"viewing {self.setup.db_path.name} (read only)"
         pid = self.setup.watcher_pid(self.setup.db_path)
         if pid is not None:
-            self.mode = "attached"
+            self._seen_watcher = True
             return f"attached to watcher (pid {pid})" if pid else "attached to watcher"
-        if self.mode == "attached":
+        if self._seen_watcher:
             return "attached: the watcher stopped (history only)"
-        return "viewing history (no watcher)"
+        return "attached: no watcher running (history only)"
+
+    @property
+    def read_only(self) -> str:
+        """Why nothing can be written or done here ("" when it can): --view reads someone's history."""
+        if self.mode != "viewing":
+            return ""
+        return f"viewing {self.setup.db_path} read only (--view): open it without --view to act on this machine"
 
     # ------------------------------------------------------------ what a person does
 
@@ -342,6 +355,8 @@ class DataSource:
         return next((e for e in self._cache.events if e.id == event_id), None)
 
     def _writable(self) -> Store:
+        if self.read_only:
+            raise RuntimeError(self.read_only)
         if self.store is None:
             raise RuntimeError(self.error or "no history open")
         return self.store
@@ -364,4 +379,6 @@ class DataSource:
 
     def reclaim(self, method: str, trigger: str, progress: Callable[[str], None]) -> ReclaimResult:
         """Run and record one reclaim with fresh probes and a store of its own (seconds; in a worker)."""
+        if self.read_only:
+            raise UserError(self.read_only)
         return self.wiring.reclaim(method, trigger=trigger, progress=progress)
