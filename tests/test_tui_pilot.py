@@ -584,3 +584,19 @@ async def test_view_mode_records_nothing_and_acts_on_nothing(history, tmp_path):
         assert store.events_version() == events and len(store.pending_prompts()) == 1
     assert not recorder_mod.recording_pid(history)
     assert history.read_bytes() == before
+
+
+@pilot
+async def test_standalone_that_cannot_create_its_history_says_not_recording(tmp_path):
+    """As a user whose history folder cannot be made (here: a file stands where the folder would be;
+    as an unprivileged user, a folder they cannot write says "permission denied")."""
+    (tmp_path / "data").write_text("a file, not a folder")
+    db = tmp_path / "data" / "vmmemctl" / "history.db"
+    app = dashboard(tree_config(), db, tmp_path, standalone=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        text = screen(app)  # the header, the policy line and the chart's placeholder say it
+        words = f"not recording: {db.parent}: not a directory (--db PATH records elsewhere)"
+        assert app.source.mode_words() == words and text.count("not recording: ") == 3
+        assert "recording every" not in text
+    assert not db.exists()

@@ -49,6 +49,17 @@ from tui import data
 LONG_RELOAD = 60.0  # a rolled-up tier gains a row a minute: re-read it no more often
 
 
+def unwritable_folder(db: Path) -> str:
+    """Why a history cannot be recorded at ``db`` ("" when it can): ``/x/vmmemctl: permission denied``."""
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{exc.filename or db.parent}: {(exc.strerror or str(exc)).lower()}"
+    if not os.access(db.parent, os.W_OK):
+        return f"{db.parent}: permission denied"
+    return ""
+
+
 @dataclass
 class Setup:
     """How the dashboard was started; tests change the clock, the timers and the probes."""
@@ -135,6 +146,7 @@ class DataSource:
         self.probes: Probes | None = None  # standalone and live: ours; else built when a reclaim is planned
         self.live: Sample | None = None  # live mode: the sample we took but did not store
         self.error: str | None = None  # why the history cannot be read, for the screen
+        self.not_recording = False  # standalone, but the history's folder cannot be written (self.error says)
         self._instance_lock: Any = None
         self._other_pid: int | None = None
         self._cache = _Cache()
@@ -162,6 +174,10 @@ class DataSource:
 
     def _start_sampling(self) -> None:
         db = self.setup.db_path
+        problem = unwritable_folder(db)
+        if problem:  # say so in the header, not "recording every 2s" over an empty chart (issue 18)
+            self.not_recording = True
+            raise UserError(f"not recording: {problem} (--db PATH records elsewhere)")
         self.probes = self.wiring.probes()
         try:
             self._instance_lock = take_instance_lock(db, "a standalone `vmmemctl tui`")
@@ -275,6 +291,8 @@ class DataSource:
         """What the policy says now, in words (the watcher's own decision when we are the watcher)."""
         if self.recorder is not None and self.recorder.last_decision is not None:
             decision = self.recorder.last_decision
+        elif self.not_recording and self.error:
+            return self.error
         elif self.store is None:
             return f"cannot read the history: {self.error}" if self.error else "no history"
         elif latest is None:
@@ -313,6 +331,8 @@ class DataSource:
 
     def mode_words(self) -> str:
         every = f"{self.setup.interval:g}s"
+        if self.not_recording and self.error:
+            return self.error
         if self.error:
             return "no history open"
         if self.mode == "standalone":
