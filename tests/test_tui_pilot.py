@@ -112,7 +112,7 @@ async def test_opens_with_real_numbers_modes_and_the_waiting_prompt(history, tmp
         await pilot.press("escape")
         await pilot.pause()
         text = screen(app)
-        for words in ("Linux", "host measured (interop)", "attached: no watcher running (history only)",
+        for words in ("Linux", "host measured (interop)", "attached: no watcher (history only)",
                       "auto-reclaim off", "1 prompt waiting: a", "host footprint", "programs (anon)",
                       "page cache", "reclaimable", "returnable / frag.", "PSI memory / io", "CPU busy",
                       "last 1h", "GiB", "r Reclaim", "q Quit"):

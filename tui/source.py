@@ -346,8 +346,8 @@ class DataSource:
             self._seen_watcher = True
             return f"attached to watcher (pid {pid})" if pid else "attached to watcher"
         if self._seen_watcher:
-            return "attached: the watcher stopped (history only)"
-        return "attached: no watcher running (history only)"
+            return "watcher stopped (history only)"
+        return "attached: no watcher (history only)"
 
     @property
     def read_only(self) -> str:

@@ -43,7 +43,28 @@ class HeaderLine(Static):
             parts.append(Text(header.latest, style="yellow"))
         if pending:
             parts.append(Text(f"{pending} prompt{'s' if pending > 1 else ''} waiting: a", style="bold yellow"))
-        show_if_changed(self, Text(" · ", style="dim").join(parts), layout=True)  # it may wrap to 2 lines
+        self._shown_args = (header, pending)
+        show_if_changed(self, join_lines(parts, self.size.width - 2), layout=True)  # 1 or 2 lines
+
+    def on_resize(self) -> None:
+        if getattr(self, "_shown_args", None):
+            self.show(*self._shown_args)
+
+
+def join_lines(parts: Sequence[Text], width: int) -> Text:
+    """Parts joined by " · ", broken between parts (never inside one) when a line would overflow:
+    at 120 columns the viewing header wrapped as "· 1" / "prompt waiting: a" (issue 18)."""
+    text, line = Text(), 0
+    for i, part in enumerate(parts):
+        if i and width > 0 and line + 3 + part.cell_len > width:
+            text.append(" ·\n", style="dim")
+            line = 0
+        elif i:
+            text.append(" · ", style="dim")
+            line += 3
+        text.append_text(part)
+        line += part.cell_len
+    return text
 
 
 class CardView(Static):
