@@ -116,8 +116,18 @@ class TimeAxis(AxisFormatter):
         self.localtime = localtime
         self.max_ticks = 6
 
+    columns = 0  # the plot's width in cells (set on resize)
+
     def get_ticks_and_labels(self, min_: float, max_: float, max_ticks: int = 8) -> tuple[list[float], list[str]]:
-        return data.time_ticks(min_, max_, self.max_ticks, self.localtime)
+        ticks, labels = data.time_ticks(min_, max_, self.max_ticks, self.localtime)
+        if not self.columns or max_ <= min_:
+            return ticks, labels
+        # A label is centred on its tick: one 1-3 cells short of the right edge was cut ("20:4", issue 18).
+        # On the edge itself, or a cell or more short of it, it fits (measured at 120x40, 5 min); between,
+        # it is left out.
+        cell = (max_ - min_) / self.columns
+        keep = [i for i, t in enumerate(ticks) if not (cell * 1e-6 < max_ - t < cell * 1.05)]
+        return [ticks[i] for i in keep], [labels[i] for i in keep]
 
     def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
         return self.get_ticks_and_labels(min_, max_)[0]
@@ -151,6 +161,7 @@ class TrendChart(PlotWidget, can_focus=False):
 
     def on_resize(self) -> None:
         self.time_axis.max_ticks = max(2, self.columns // 11)
+        self.time_axis.columns = self.columns
         self.bytes_axis.max_ticks = max(3, min(6, (self.size.height - 1) // 2))
 
     def show(self, chart: data.ChartData) -> None:
