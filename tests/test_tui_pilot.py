@@ -575,7 +575,7 @@ async def test_view_mode_records_nothing_and_acts_on_nothing(history, tmp_path):
             await pilot.press(key)
             await settle(pilot)
             assert not isinstance(app.screen, (screens.ReclaimScreen, screens.SnoozeScreen)), key
-            assert any(f"{what} is unavailable: viewing {history} read only (--view)" in str(n.message)
+            assert any(f"{what} is unavailable: viewing {history.name} read only (--view)" in str(n.message)
                        for n in app._notifications), key
         await pilot.press("a")  # the prompt again: still read only
         await pilot.pause()

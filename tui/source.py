@@ -354,7 +354,7 @@ class DataSource:
         """Why nothing can be written or done here ("" when it can): --view reads someone's history."""
         if self.mode != "viewing":
             return ""
-        return f"viewing {self.setup.db_path} read only (--view): open it without --view to act on this machine"
+        return f"viewing {self.setup.db_path.name} read only (--view): open it without --view to act on this machine"
 
     # ------------------------------------------------------------ what a person does
 
