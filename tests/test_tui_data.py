@@ -237,7 +237,7 @@ def test_source_reads_a_week_from_the_rolled_up_tier_fast(demo_db):
     assert took < 1.0, f"7 days took {took:.2f}s"
     assert source.snapshot("24h", 100).chart.tier == "samples_1m"  # a pixel is 7 min: 1 min rows
     assert len(snap.chart.reclaims) >= 13 and sum(len(r) for r in snap.chart.host) <= 200
-    assert snap.header.mode == "viewing history (no watcher)"
+    assert snap.header.mode == "attached: no watcher (history only)"
     assert snap.header.host == "measured (interop)" and snap.pending and snap.policy.startswith("would ask")
     for name in data.RANGE_NAMES:
         assert not source.snapshot(name, 100).chart.empty

@@ -27,6 +27,7 @@ from monitor.recorder import recording_pid, take_instance_lock
 from monitor.store import Store
 from monitor.units import Size
 from textual.command import CommandPalette
+from textual.widgets import OptionList
 from textual.worker import WorkerCancelled
 from tui import app as tui_app
 from tui import screens
@@ -111,7 +112,7 @@ async def test_opens_with_real_numbers_modes_and_the_waiting_prompt(history, tmp
         await pilot.press("escape")
         await pilot.pause()
         text = screen(app)
-        for words in ("Linux", "host measured (interop)", "viewing history (no watcher)",
+        for words in ("Linux", "host measured (interop)", "attached: no watcher (history only)",
                       "auto-reclaim off", "1 prompt waiting: a", "host footprint", "programs (anon)",
                       "page cache", "reclaimable", "returnable / frag.", "PSI memory / io", "CPU busy",
                       "last 1h", "GiB", "r Reclaim", "q Quit"):
@@ -550,3 +551,52 @@ async def test_a_reclaim_rule_reads_as_inactive_while_auto_reclaim_is_off(histor
         text = screen(app)
         assert "╌ reclaim-idle-cache 1.6G" in text
         assert "auto-reclaim is off" not in text and "(off)" not in text
+
+
+@pilot
+async def test_view_mode_records_nothing_and_acts_on_nothing(history, tmp_path):
+    """`tui --db OTHER.db --view`: the prompt is shown read only; r, s, p say why they are unavailable."""
+    before = history.read_bytes()
+    with Store(history) as store:
+        events = store.events_version()
+    app = dashboard(tree_config(), history, tmp_path, view=True, standalone=True)  # --view wins over standalone
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, screens.PromptScreen)
+        text = screen(app)
+        assert "Not answerable here: viewing" in text and "Close (nothing is recorded)" in text
+        answers = app.screen.query_one("#answers", OptionList)
+        assert [answers.get_option_at_index(i).id for i in range(answers.option_count)] == ["close"]
+        await pilot.press("enter")  # Close: nothing recorded
+        await settle(pilot)
+        assert not isinstance(app.screen, screens.PromptScreen)
+        assert f"viewing {history.name} (read only)" in screen(app) and "1 prompt waiting: a" in screen(app)
+        for key, what in (("r", "reclaim"), ("s", "snooze"), ("p", "pause")):
+            await pilot.press(key)
+            await settle(pilot)
+            assert not isinstance(app.screen, (screens.ReclaimScreen, screens.SnoozeScreen)), key
+            assert any(f"{what} is unavailable: viewing {history.name} read only (--view)" in str(n.message)
+                       for n in app._notifications), key
+        await pilot.press("a")  # the prompt again: still read only
+        await pilot.pause()
+        assert isinstance(app.screen, screens.PromptScreen) and "Not answerable here" in screen(app)
+    with Store(history) as store:
+        assert store.events_version() == events and len(store.pending_prompts()) == 1
+    assert not recorder_mod.recording_pid(history)
+    assert history.read_bytes() == before
+
+
+@pilot
+async def test_standalone_that_cannot_create_its_history_says_not_recording(tmp_path):
+    """As a user whose history folder cannot be made (here: a file stands where the folder would be;
+    as an unprivileged user, a folder they cannot write says "permission denied")."""
+    (tmp_path / "data").write_text("a file, not a folder")
+    db = tmp_path / "data" / "vmmemctl" / "history.db"
+    app = dashboard(tree_config(), db, tmp_path, standalone=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        text = screen(app)  # the header, the policy line and the chart's placeholder say it
+        words = f"not recording: {db.parent}: not a directory (--db PATH records elsewhere)"
+        assert app.source.mode_words() == words and text.count("not recording: ") == 3
+        assert "recording every" not in text
+    assert not db.exists()

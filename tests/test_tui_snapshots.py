@@ -28,12 +28,23 @@ def history(tmp_path_factory) -> Path:
     return write_history(tmp_path_factory.mktemp("snap") / "h.db", NOW, days=8, step=60.0)
 
 
-@pytest.fixture
-def app(history, tmp_path):
+def build(history, tmp_path, **kw):
     config = Config(general=GeneralConfig(proc_root=str(TREES / "linux-vm" / "proc")),
                     reclaim=ReclaimConfig(settle=0.0))
     return make_app(config, history, standalone=False, clock=lambda: NOW, timers=False, environ={},
-                    localtime=time.gmtime, watcher_pid=lambda db: None, reclaim_lock=tmp_path / "lock")
+                    localtime=time.gmtime, watcher_pid=lambda db: 4166, reclaim_lock=tmp_path / "lock", **kw)
+
+
+@pytest.fixture
+def app(history, tmp_path):
+    """Attached to a watcher (pid 4166): the dashboard a person acts from."""
+    return build(history, tmp_path)
+
+
+@pytest.fixture
+def viewing(history, tmp_path):
+    """`--view`: read only, its prompt shown without answers (issue 18)."""
+    return build(history, tmp_path, view=True)
 
 
 async def loaded(pilot, keep_prompt: bool = False) -> None:
@@ -59,11 +70,22 @@ def test_pending_prompt(snap_compare, app, size):
     assert snap_compare(app, terminal_size=size, run_before=with_prompt)
 
 
-def test_reclaim_confirm(snap_compare, app):
-    assert snap_compare(app, press=["r"], terminal_size=(80, 24), run_before=loaded)
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_viewing(snap_compare, viewing, size):
+    assert snap_compare(viewing, terminal_size=size, run_before=loaded)
 
 
-@pytest.mark.parametrize("key", ["3", "4"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_viewing_prompt(snap_compare, viewing, size):
+    assert snap_compare(viewing, terminal_size=size, run_before=with_prompt)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_reclaim_confirm(snap_compare, app, size):
+    assert snap_compare(app, press=["r"], terminal_size=size, run_before=loaded)
+
+
+@pytest.mark.parametrize("key", ["1", "3", "4"])
 def test_long_ranges(snap_compare, app, key):
     async def range_loaded(pilot) -> None:
         await loaded(pilot)
@@ -72,5 +94,6 @@ def test_long_ranges(snap_compare, app, key):
     assert snap_compare(app, terminal_size=(120, 40), run_before=range_loaded)
 
 
-def test_help(snap_compare, app):
-    assert snap_compare(app, press=["question_mark"], terminal_size=(80, 24), run_before=loaded)
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+def test_help(snap_compare, app, size):
+    assert snap_compare(app, press=["question_mark"], terminal_size=size, run_before=loaded)

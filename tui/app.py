@@ -220,7 +220,15 @@ class VmmemApp(App):
         show_if_changed(self.query_one("#ranges", Static), range_keys(name))
         self.refresh_data()
 
+    def _unavailable(self, what: str) -> bool:
+        """In viewing mode nothing is written and nothing acts on this machine: say so instead."""
+        if self.source.read_only:
+            self.notify(f"{what} is unavailable: {self.source.read_only}", severity="warning")
+        return bool(self.source.read_only)
+
     def action_reclaim(self) -> None:
+        if self._unavailable("reclaim"):
+            return
         if self.reclaiming:
             self.notify(f"a reclaim ({self.reclaiming}) is running; its progress is at the bottom",
                         severity="warning")
@@ -234,6 +242,8 @@ class VmmemApp(App):
             self.start_reclaim(method, "manual")
 
     def action_snooze(self) -> None:
+        if self._unavailable("snooze"):
+            return
         state = self.snapshot.state if self.snapshot else None
         until = data.snooze_words(state, self.setup.clock(), self.setup.localtime) if state else ""
         self._push(screens.SnoozeScreen(until), self._snooze_chosen)
@@ -246,6 +256,8 @@ class VmmemApp(App):
         return data.snooze_words(state, self.setup.clock(), self.setup.localtime) or "snooze cleared"
 
     def action_pause(self) -> None:
+        if self._unavailable("pause"):
+            return
         state = self.snapshot.state if self.snapshot else None
         paused = bool(state and state.paused_until and self.setup.clock() < state.paused_until)
         seconds = 0.0 if paused else PAUSE_SECONDS
@@ -266,9 +278,13 @@ class VmmemApp(App):
         self._open_prompt(pending[0])
 
     def _open_prompt(self, prompt: Any) -> None:
+        when = data.clock_text(prompt.t, self.setup.clock(), self.setup.localtime)
+        if self.source.read_only:  # someone else's prompt: shown, not answered, no offer of this machine's reclaim
+            self._push(screens.PromptScreen(prompt, None, when, read_only=self.source.read_only),
+                       lambda answer: self.deferred.add(prompt.id))
+            return
         method = (prompt.data or {}).get("method") or self.config.reclaim.method
         offer = self.source.offer(method, self.snapshot.latest if self.snapshot else None)
-        when = data.clock_text(prompt.t, self.setup.clock(), self.setup.localtime)
         self._push(screens.PromptScreen(prompt, offer, when), lambda answer: self._prompt_answered(prompt, answer))
 
     def _prompt_answered(self, prompt: Any, answer: screens.PromptAnswer | None) -> None:
@@ -411,7 +427,8 @@ def make_app(config: Config, db_path: str | Path, *, standalone: bool, interval:
     (environ, reclaim_lock, watcher_pid, probes_factory, localtime) for tests."""
     if options.get("reclaim_lock") is not None:
         options["reclaim_lock"] = Path(options["reclaim_lock"])
-    setup = Setup(config, Path(db_path), standalone, interval or config.sampling.interval, clock=clock,
+    setup = Setup(config, Path(db_path), standalone and not options.get("view"), interval or config.sampling.interval,
+                  clock=clock,
                   timers=timers, **options)
     return VmmemApp(setup)
 
@@ -424,7 +441,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     watcher = recording_pid(db)
     # --view: only read (someone's recorded history); otherwise record when nobody else does.
     standalone = not getattr(args, "view", False) and (bool(getattr(args, "standalone", False)) or watcher is None)
-    app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None))
+    app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None),
+                   view=bool(getattr(args, "view", False)))
     with log_to_file(config.general.log_level):
         app.run()
     return app.return_code or 0

@@ -10,7 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import Group
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -85,16 +87,23 @@ class PromptScreen(Modal):
 
     BINDINGS = [Binding("escape", "close", "Later")]
 
-    def __init__(self, prompt: Event, offer: data.Offer, when: str):
+    def __init__(self, prompt: Event, offer: data.Offer | None, when: str, read_only: str = ""):
         super().__init__()
         self.prompt = prompt
         self.offer = offer
         self.when = when
+        self.read_only = read_only  # why it cannot be answered here (viewing someone's history)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="prompt-dialog") as box:
             box.border_title = f"vmmemctl asks ({self.prompt.rule or 'policy'}, {self.when})"
             yield Static(Text(self.prompt.message), classes="what")
+            if self.read_only or self.offer is None:
+                yield OptionList(Option(Text.assemble(("Close", "bold"), (" (nothing is recorded)", "dim")),
+                                        id="close"), id="answers")
+                yield Static(Text(f"Not answerable here: {self.read_only}", style="dim"), classes="offer")
+                yield Static("Enter or Esc closes (press a to see it again)", classes="hint")
+                return
             gain = "" if self.offer.gain is None else f": ~{format_bytes(self.offer.gain)}"
             options = [Option(Text.assemble(("Reclaim ", "bold green"), f"({self.offer.method}){gain}"),
                               id="reclaim")]
@@ -113,7 +122,9 @@ class PromptScreen(Modal):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         choice = event.option.id or ""
-        if choice == "reclaim":
+        if choice == "close" or self.offer is None:
+            self.dismiss(None)
+        elif choice == "reclaim":
             self.dismiss(PromptAnswer("reclaim", method=self.offer.method))
         elif choice.startswith("snooze:"):
             self.dismiss(PromptAnswer("snooze", seconds=float(choice.split(":", 1)[1])))
@@ -169,35 +180,51 @@ def config_screen(toml: str, path: str | None) -> TextScreen:
                       Syntax(toml, "toml", theme="ansi_dark", background_color="default"), "config-dialog")
 
 
-HELP = """\
-[b]Keys[/b]
-  [b]r[/b]        reclaim now: choose a method, see the expected gain, Enter confirms
-  [b]s[/b]        snooze notifications, prompts and rule reclaims (1 h, or choose)
-  [b]p[/b]        pause / resume automatic reclaims (1 h)
-  [b]a[/b]        answer the waiting prompt (shown when one waits)
-  [b]t[/b] [b]1-4[/b]    chart range: 5 min, 1 h, 24 h, 7 days
-  [b]c[/b]        the effective config
-  [b]enter[/b]    details of the selected event
-  [b]ctrl+p[/b]   command palette
-  [b]?[/b]        this help      [b]q[/b]  quit
+HELP_KEYS = (
+    ("r", "reclaim now: choose a method, see its expected gain, Enter runs it"),
+    ("s", "snooze notifications, prompts and rule reclaims (1 h, or choose)"),
+    ("p", "pause / resume automatic reclaims (1 h)"),
+    ("a", "answer the waiting prompt (shown when one waits)"),
+    ("t 1-4", "chart range: next, or 5 min, 1 h, 24 h, 7 days"),
+    ("c", "the effective config"),
+    ("enter", "details of the selected event"),
+    ("ctrl+p", "command palette"),
+    ("?", "this help"),
+    ("q", "quit"),
+)
+HELP_READING = (
+    ("arrows", "the latest sample against the one 5 minutes before: [green]green[/green] is the way you want "
+               "it to go (less cache held, more memory the host can take back), [yellow]yellow[/yellow] the other"),
+    ("host footprint", "what the VM holds on the host; \"estimated\" when computed from the guest"),
+    ("reclaimable", "what dropping the page cache frees now (cache minus mapped pages)"),
+    ("returnable / frag.", "free memory in blocks the host can take back / too small until compaction"),
+    ("chart", "dashed lines are the configured thresholds (grey: a reclaim rule while auto-reclaim is off); "
+              "vertical lines are reclaims; long ranges read 1- or 10-minute averages"),
+)
+HELP_MODES = (
+    ("attached", "a `vmmemctl watch` records the history; the dashboard reads it and writes only what you do "
+                 "(snooze, pause, answers, reclaims)"),
+    ("standalone", "no watcher: the dashboard samples and records by itself, so trends survive between runs"),
+    ("viewing", "--view: reads a history (someone else's, say) and records nothing; prompts are shown, "
+                "not answered; r, s and p are unavailable"),
+)
 
-[b]Reading it[/b]
-  Arrows compare the latest sample with the one 5 minutes before: [green]green[/green] is the way
-  you want it to go (less cache held, more memory the host can take back), [yellow]yellow[/yellow] the other.
-  [b]host footprint[/b]: what the VM holds on the host; "estimated" when computed from the guest.
-  [b]reclaimable[/b]: what dropping the page cache frees now (cache minus mapped pages).
-  [b]returnable / frag.[/b]: free memory in blocks the host can take back / too small until compaction.
-  Chart: dashed lines are the configured thresholds; vertical lines are reclaims.
-  Long ranges read 1- or 10-minute averages, so a week draws at once.
 
-[b]Modes[/b]
-  [b]attached[/b]: a watcher records the history; the dashboard reads it and writes only what you do.
-  [b]standalone[/b]: no watcher: the dashboard records samples itself, so trends survive between runs.
-"""
+def _help_table(rows: tuple[tuple[str, str], ...], key_width: int) -> Table:
+    """Two columns, so a long line wraps under its own description, not under the keys."""
+    table = Table.grid(padding=(0, 2))
+    table.add_column(width=key_width, no_wrap=True, style="bold")
+    table.add_column(ratio=1)
+    for key, words in rows:
+        table.add_row(key, Text.from_markup(words))
+    return table
 
 
 def help_screen() -> TextScreen:
-    return TextScreen("help", Text.from_markup(HELP), "help-dialog")
+    body = Group(Text("Keys", style="bold underline"), _help_table(HELP_KEYS, 6), Text(),
+                 Text("Reading it", style="bold underline"), _help_table(HELP_READING, 18), Text(),
+                 Text("Modes (the header says which)", style="bold underline"), _help_table(HELP_MODES, 10))
+    return TextScreen("help", body, "help-dialog")
 
 
 def event_screen(event: Event | None, line: data.EventLine) -> TextScreen:

@@ -17,7 +17,9 @@ Modes, said in the header:
                 ourselves for the cards but write no samples (the watcher does)
     attached    a watcher records; we read, and write only what a person
                 does (snooze, pause, answers, reclaims), never samples
-    viewing     no watcher and not standalone (tests, a copied history): read only
+    viewing     --view: someone's recorded history, read only: the store is opened
+                read-only, nothing is sampled, and nothing acts on this machine
+                (reclaim, snooze, pause and answers say why they are unavailable)
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ from tui import data
 LONG_RELOAD = 60.0  # a rolled-up tier gains a row a minute: re-read it no more often
 
 
+def unwritable_folder(db: Path) -> str:
+    """Why a history cannot be recorded at ``db`` ("" when it can): ``/x/vmmemctl: permission denied``."""
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"{exc.filename or db.parent}: {(exc.strerror or str(exc)).lower()}"
+    if not os.access(db.parent, os.W_OK):
+        return f"{db.parent}: permission denied"
+    return ""
+
+
 @dataclass
 class Setup:
     """How the dashboard was started; tests change the clock, the timers and the probes."""
@@ -56,6 +69,7 @@ class Setup:
     db_path: Path
     standalone: bool
     interval: float
+    view: bool = False  # --view: read only (the store opened read-only; no reclaim, snooze, pause or answers)
     clock: Callable[[], float] = time.time
     timers: bool = True  # False in tests: refresh only when asked
     environ: Mapping[str, str] | None = None  # None: os.environ
@@ -124,7 +138,8 @@ class DataSource:
         self.store: Store | None = None
         self.environment: Environment | None = None
         self.wsl_mode: str | None = None
-        self.mode = "standalone" if setup.standalone else "viewing"
+        self.mode = "standalone" if setup.standalone else ("viewing" if setup.view else "attached")
+        self._seen_watcher = False
         self.wiring = Wiring(setup.config, setup.db_path, setup.environ, setup.probes_factory,
                              setup.reclaim_lock, self.stop)
         self.recorder: Recorder | None = None
@@ -132,6 +147,7 @@ class DataSource:
         self.probes: Probes | None = None  # standalone and live: ours; else built when a reclaim is planned
         self.live: Sample | None = None  # live mode: the sample we took but did not store
         self.error: str | None = None  # why the history cannot be read, for the screen
+        self.not_recording = False  # standalone, but the history's folder cannot be written (self.error says)
         self._instance_lock: Any = None
         self._other_pid: int | None = None
         self._cache = _Cache()
@@ -149,7 +165,7 @@ class DataSource:
                 if self.setup.standalone:
                     self._start_sampling()
                 elif self.setup.db_path.exists():
-                    self.store = Store(self.setup.db_path)
+                    self.store = Store(self.setup.db_path, readonly=self.setup.view)
             except UserError as exc:  # not a history file, unreadable: say so on the screen, keep the rest up
                 self.error = str(exc)
                 return
@@ -159,6 +175,10 @@ class DataSource:
 
     def _start_sampling(self) -> None:
         db = self.setup.db_path
+        problem = unwritable_folder(db)
+        if problem:  # say so in the header, not "recording every 2s" over an empty chart (issue 18)
+            self.not_recording = True
+            raise UserError(f"not recording: {problem} (--db PATH records elsewhere)")
         self.probes = self.wiring.probes()
         try:
             self._instance_lock = take_instance_lock(db, "a standalone `vmmemctl tui`")
@@ -272,6 +292,8 @@ class DataSource:
         """What the policy says now, in words (the watcher's own decision when we are the watcher)."""
         if self.recorder is not None and self.recorder.last_decision is not None:
             decision = self.recorder.last_decision
+        elif self.not_recording and self.error:
+            return self.error
         elif self.store is None:
             return f"cannot read the history: {self.error}" if self.error else "no history"
         elif latest is None:
@@ -318,19 +340,30 @@ class DataSource:
 
     def mode_words(self) -> str:
         every = f"{self.setup.interval:g}s"
+        if self.not_recording and self.error:
+            return self.error
         if self.error:
             return "no history open"
         if self.mode == "standalone":
             return f"standalone: recording every {every}"
         if self.mode == "live":
             return f"standalone: sampling every {every}, not recording (watcher pid {self._other_pid} records)"
+        if self.mode == "viewing":
+            return f"viewing {self.setup.db_path.name} (read only)"
         pid = self.setup.watcher_pid(self.setup.db_path)
         if pid is not None:
-            self.mode = "attached"
+            self._seen_watcher = True
             return f"attached to watcher (pid {pid})" if pid else "attached to watcher"
-        if self.mode == "attached":
-            return "attached: the watcher stopped (history only)"
-        return "viewing history (no watcher)"
+        if self._seen_watcher:
+            return "watcher stopped (history only)"
+        return "attached: no watcher (history only)"
+
+    @property
+    def read_only(self) -> str:
+        """Why nothing can be written or done here ("" when it can): --view reads someone's history."""
+        if self.mode != "viewing":
+            return ""
+        return f"viewing {self.setup.db_path.name} read only (--view): open it without --view to act on this machine"
 
     # ------------------------------------------------------------ what a person does
 
@@ -351,6 +384,8 @@ class DataSource:
         return next((e for e in self._cache.events if e.id == event_id), None)
 
     def _writable(self) -> Store:
+        if self.read_only:
+            raise RuntimeError(self.read_only)
         if self.store is None:
             raise RuntimeError(self.error or "no history open")
         return self.store
@@ -373,4 +408,6 @@ class DataSource:
 
     def reclaim(self, method: str, trigger: str, progress: Callable[[str], None]) -> ReclaimResult:
         """Run and record one reclaim with fresh probes and a store of its own (seconds; in a worker)."""
+        if self.read_only:
+            raise UserError(self.read_only)
         return self.wiring.reclaim(method, trigger=trigger, progress=progress)

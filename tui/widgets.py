@@ -43,13 +43,34 @@ class HeaderLine(Static):
             parts.append(Text(header.latest, style="yellow"))
         if pending:
             parts.append(Text(f"{pending} prompt{'s' if pending > 1 else ''} waiting: a", style="bold yellow"))
-        text = Text(" · ", style="dim").join(parts)
-        # A layout pass only when the line may wrap differently (it took 49 ms a pass, one per tick,
-        # as the header's text changes with every sample: bench/results/overhead.md's TUI profile).
-        lines = 1 if self.size.width and text.cell_len <= self.size.width else 2
+        self._shown_args = (header, pending)
+        text = join_lines(parts, self.size.width - 2)
+        # A layout pass only when the line count changes (it took 49 ms a pass, one per tick, as the
+        # header's text changes with every sample: bench/results/overhead.md's TUI profile).
+        lines = text.plain.count("\n") + 1
         relayout = lines != getattr(self, "_lines", None)
         self._lines = lines  # type: ignore[attr-defined]
         show_if_changed(self, text, layout=relayout)
+
+    def on_resize(self) -> None:
+        if getattr(self, "_shown_args", None):
+            self.show(*self._shown_args)
+
+
+def join_lines(parts: Sequence[Text], width: int) -> Text:
+    """Parts joined by " · ", broken between parts (never inside one) when a line would overflow:
+    at 120 columns the viewing header wrapped as "· 1" / "prompt waiting: a" (issue 18)."""
+    text, line = Text(), 0
+    for i, part in enumerate(parts):
+        if i and width > 0 and line + 3 + part.cell_len > width:
+            text.append(" ·\n", style="dim")
+            line = 0
+        elif i:
+            text.append(" · ", style="dim")
+            line += 3
+        text.append_text(part)
+        line += part.cell_len
+    return text
 
 
 class CardView(Static):
@@ -101,8 +122,18 @@ class TimeAxis(AxisFormatter):
         self.localtime = localtime
         self.max_ticks = 6
 
+    columns = 0  # the plot's width in cells (set on resize)
+
     def get_ticks_and_labels(self, min_: float, max_: float, max_ticks: int = 8) -> tuple[list[float], list[str]]:
-        return data.time_ticks(min_, max_, self.max_ticks, self.localtime)
+        ticks, labels = data.time_ticks(min_, max_, self.max_ticks, self.localtime)
+        if not self.columns or max_ <= min_:
+            return ticks, labels
+        # A label is centred on its tick: one 1-3 cells short of the right edge was cut ("20:4", issue 18).
+        # On the edge itself, or a cell or more short of it, it fits (measured at 120x40, 5 min); between,
+        # it is left out.
+        cell = (max_ - min_) / self.columns
+        keep = [i for i, t in enumerate(ticks) if not (cell * 1e-6 < max_ - t < cell * 1.05)]
+        return [ticks[i] for i in keep], [labels[i] for i in keep]
 
     def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
         return self.get_ticks_and_labels(min_, max_)[0]
@@ -136,6 +167,7 @@ class TrendChart(PlotWidget, can_focus=False):
 
     def on_resize(self) -> None:
         self.time_axis.max_ticks = max(2, self.columns // 11)
+        self.time_axis.columns = self.columns
         self.bytes_axis.max_ticks = max(3, min(6, (self.size.height - 1) // 2))
 
     def show(self, chart: data.ChartData) -> None:

@@ -105,7 +105,7 @@ def build_cards(rows: Sequence[Row]) -> list[Card]:
         size_card("reclaimable", "reclaimable", "reclaimable", "down", "a drop frees this now"),
         Card("returnable", "returnable / frag.",
              f"{short_bytes(last.get('returnable_free'))} / {short_bytes(last.get('fragmented_free'))}",
-             ret, _delta_bytes(ret), "free the host can / cannot take"),
+             ret, _delta_bytes(ret), "host can take / cannot"),  # fits a 120-column card (was cut)
         Card("psi", "PSI memory / io", psi_value, Trend(""), "",
              "pressure, some avg10" if psi_value != "n/a" else "no /proc/pressure here"),
         Card("cpu", "CPU busy", _pct(last.get("cpu_busy_percent")), cpu, _delta_points(cpu), "guest, all CPUs"),
