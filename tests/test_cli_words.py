@@ -11,7 +11,7 @@ from helpers import run_cli
 def test_config_check_shows_a_reclaim_rule_as_inactive_while_auto_reclaim_is_off(tmp_path):
     off = run_cli("config", "check")
     assert off.returncode == 0
-    assert "reclaim-idle-cache: would reclaim (auto-reclaim is off) when reclaimable > 10%" in off.stdout
+    assert "reclaim-idle-cache: would reclaim (auto-reclaim is off) when reclaimable > 512MiB" in off.stdout
     assert "cache-notify: notify when page_cache > 30%" in off.stdout
     config = tmp_path / "on.toml"
     config.write_text("[policy]\nauto_reclaim = true\n")
