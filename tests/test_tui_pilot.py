@@ -538,7 +538,7 @@ async def test_a_reclaim_rule_reads_as_inactive_while_auto_reclaim_is_off(histor
         await main_screen(pilot)
         text = screen(app)
         assert "policy: nothing to do: reclaimable" in text and "would reclaim (auto-reclaim is off)" in text
-        assert "╌ reclaim-idle-cache 1.6G would reclaim (auto-reclaim is off)" in text  # the chart legend
+        assert "╌ reclaim-idle-cache 512M would reclaim (auto-reclaim is off)" in text  # the chart legend
         await pilot.resize_terminal(80, 24)
         await settle(pilot)
         app.refresh_data()
@@ -549,7 +549,7 @@ async def test_a_reclaim_rule_reads_as_inactive_while_auto_reclaim_is_off(histor
     async with app.run_test(size=(160, 40)) as pilot:
         await main_screen(pilot)
         text = screen(app)
-        assert "╌ reclaim-idle-cache 1.6G" in text
+        assert "╌ reclaim-idle-cache 512M" in text
         assert "auto-reclaim is off" not in text and "(off)" not in text
 
 

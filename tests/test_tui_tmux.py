@@ -94,7 +94,7 @@ def test_tui_in_tmux_shows_numbers_reclaims_and_quits(tmp_path, tmux):
         tmux.keys("Enter")
         # in the event list, and marked on the chart (the legend names the mark); the chart may
         # redraw a refresh after the event list, so wait for both
-        screen = tmux.wait_for("reclaim ", "freed", "│ reclaim", timeout=30)
+        screen = tmux.wait_for("reclaim ", "freed", "│ reclaim", timeout=150)  # gradual listens 5 s after each step ([reclaim] refault_window)
         deadline = time.monotonic() + 10
         while card_bytes(screen, "page cache") > 2.0:  # the next sample: down to the hot set (1 GiB)
             assert time.monotonic() < deadline, screen
