@@ -115,6 +115,7 @@ def watcher_tick(ticks: int, tmp: Path) -> dict:
     from monitor import probes as probes_mod
     from monitor.config import Config
     from monitor.notify import build_notifier
+    from monitor.store import Store as _Store
     from monitor.wiring import Wiring
 
     clock = _StepClock(time.time() - 2 * (ticks + 400))
@@ -142,11 +143,11 @@ def watcher_tick(ticks: int, tmp: Path) -> dict:
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
     own = io.StringIO()
     pstats.Stats(profiler, stream=own).sort_stats("tottime").print_stats(12)
-    store.close()
-    p.close()
+    watcher.close()
     times.sort()
+    db = tmp / "tick.db"
     return {"median_us": round(times[len(times) // 2] / 1000, 1), "p90_us": round(times[int(len(times) * .9)] / 1000, 1),
-            "ticks": ticks, "history_samples": len(Store(db, readonly=True).recent_samples(
+            "ticks": ticks, "history_samples": len(_Store(db, readonly=True).recent_samples(
                 __import__("monitor.actions", fromlist=["x"]).history_window(config), clock())),
             "profile_cumulative": _trim(text.getvalue()), "profile_tottime": _trim(own.getvalue()),
             "last_decision": watcher.last_decision.reason if watcher.last_decision else None}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from monitor import __version__
-from monitor.config import METHODS, Config, find_config_path, load_config
+from monitor.config import METHODS, Config, ConfigError, find_config_path, load_config
 from monitor.errors import PrivilegeError, UserError
 from monitor.procfs import check_proc_root
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
+from helpers import on_shmem
 
-@pytest.fixture
+
+@pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
-    """A HOME (and XDG dirs) of the test's own, so no user config or history leaks in."""
+    """A HOME (and XDG dirs) of the test's own, for every test, so no user config or history leaks in
+    and none is written: a test that runs the CLI without --db writes under this HOME, not the user's."""
     home = tmp_path / "home"
     home.mkdir()
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
@@ -15,3 +22,20 @@ def isolated_home(tmp_path, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder 'nobody' can write (pytest's tmp_path sits under a root-only folder)."""
+    path = Path(tempfile.mkdtemp(prefix="vmmemctl-test-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A folder on a disk filesystem: tmpfs pages are shmem, which no fadvise gives back."""
+    if on_shmem(tmp_path):
+        pytest.skip(f"{tmp_path} is on tmpfs; these tests need a disk filesystem")
+    return tmp_path

@@ -4,14 +4,20 @@ and `from conftest import ...` would pick whichever pytest imported first)."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from monitor.cache import device_fstypes
 from monitor.errors import UserError
+from monitor.residency import MincoreReader
 from monitor.store import Store
 
 TESTS = Path(__file__).parent
@@ -60,3 +66,62 @@ def wait_for_samples(db: Path, n: int, timeout: float = 20) -> int:
                 return count
         time.sleep(0.1)
     raise AssertionError(f"only {count} samples after {timeout}s")
+
+
+# ------------------------------------------------------------------ as 'nobody', and the page cache of files
+
+
+def as_nobody(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m monitor ARGS`` as the unprivileged user 'nobody', with a HOME of its own for this call."""
+    home = Path(tempfile.mkdtemp(prefix="vmmemctl-nobody-"))
+    home.chmod(0o777)
+    base = {"HOME": str(home), "PATH": "/usr/bin:/bin", "VMMEMCTL_CONFIG": ""}
+    try:
+        return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               sys.executable, "-m", "monitor", *args], capture_output=True, text=True,
+                              env={**base, **(env or {})}, cwd=REPO, timeout=120)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def nobody_can_run_python() -> bool:
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return False
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", "0"],
+                          capture_output=True)
+    return done.returncode == 0
+
+
+needs_nobody = pytest.mark.skipif(not nobody_can_run_python(),
+                                  reason="needs root to switch to 'nobody', who must be able to run this Python")
+
+
+def on_shmem(path: Path) -> bool:
+    types = device_fstypes(Path("/proc/self/mountinfo").read_text())
+    return types.get(os.stat(path).st_dev, "") in ("tmpfs", "devtmpfs")
+
+
+def cold_file(path: Path, size: int) -> Path:
+    """A file of ``size`` bytes that is not in the page cache (written, written back, dropped)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(os.urandom(size))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    return path
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass
+
+
+def kernel_cached(path: Path) -> int:
+    """What the kernel says is cached of one file, by mincore (root sees every file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return MincoreReader().read(fd, os.fstat(fd).st_size).cached
+    finally:
+        os.close(fd)

@@ -6,7 +6,6 @@ Copies exactly the files vmmemctl reads (see monitor.probes.guest.FILES and
 monitor.environment) so a test can replay them.
 """
 
-import shutil
 import sys
 from pathlib import Path
 

@@ -18,55 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_cli
-from monitor.cache import Scan, device_fstypes
-from monitor.residency import MincoreReader, cachestat_number, choose_reader, probe_cachestat
+from helpers import as_nobody, cold_file, kernel_cached, needs_nobody, on_shmem, run_cli, warm
+from monitor.cache import Scan
+from monitor.residency import cachestat_number, choose_reader, probe_cachestat
 from monitor.treewalk import Walker
-from test_reclaim import as_nobody, needs_nobody, shared_dir  # noqa: F401 (a fixture)
 
 MiB = 1024**2
 HAS_CACHESTAT = probe_cachestat(cachestat_number()) is not None
 READERS = [pytest.param("cachestat", marks=pytest.mark.skipif(not HAS_CACHESTAT, reason="no cachestat(2) here "
                                                               "(Linux 6.5+)")), "mincore"]
-
-
-def on_shmem(path: Path) -> bool:
-    types = device_fstypes(Path("/proc/self/mountinfo").read_text())
-    return types.get(os.stat(path).st_dev, "") in ("tmpfs", "devtmpfs")
-
-
-@pytest.fixture
-def disk(tmp_path):
-    """A folder on a disk filesystem: tmpfs pages are shmem, which no fadvise gives back."""
-    if on_shmem(tmp_path):
-        pytest.skip(f"{tmp_path} is on tmpfs; these tests need a disk filesystem")
-    return tmp_path
-
-
-def cold_file(path: Path, size: int) -> Path:
-    """A file of ``size`` bytes that is not in the page cache (written, written back, dropped)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(os.urandom(size))
-        f.flush()
-        os.fsync(f.fileno())
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-    return path
-
-
-def warm(path: Path) -> None:
-    with open(path, "rb") as f:
-        while f.read(1 << 20):
-            pass
-
-
-def kernel_cached(path: Path) -> int:
-    """What the kernel says is cached of one file, by mincore (root sees every file)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return MincoreReader().read(fd, os.fstat(fd).st_size).cached
-    finally:
-        os.close(fd)
 
 
 def waiting_turn(run, *args, **kw):

@@ -16,7 +16,7 @@ def test_config_check_shows_a_reclaim_rule_as_inactive_while_auto_reclaim_is_off
     config = tmp_path / "on.toml"
     config.write_text("[policy]\nauto_reclaim = true\n")
     on = run_cli("config", "check", str(config))
-    assert "reclaim-idle-cache: reclaim when reclaimable > 10%" in on.stdout and "auto-reclaim is off" not in on.stdout
+    assert "reclaim-idle-cache: reclaim when reclaimable > 512MiB for 30s" in on.stdout and "auto-reclaim is off" not in on.stdout
 
 
 def test_config_show_prints_the_history_path_used():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_env_var_names_the_config(tmp_path):
     assert result.returncode == 2 and str(bad) in result.stderr
 
 
-def test_config_show_prints_the_effective_config(tmp_path):
+def test_config_show_prints_the_effective_config(tmp_path, isolated_home):
     path = tmp_path / "c.toml"
     path.write_text("[sampling]\nhost_interval = '30s'\n")
     result = run_cli("config", "show", "--config", str(path))
@@ -152,7 +153,12 @@ def test_config_show_prints_the_effective_config(tmp_path):
     assert 'host_interval = "30s"' in result.stdout and str(path) in result.stdout
     shown = tmp_path / "shown.toml"
     shown.write_text(result.stdout)
-    assert load_config(shown) == load_config(path)
+    # the same config, with the history path it leaves empty written out: the default under this HOME
+    default_db = str(Path(isolated_home["XDG_DATA_HOME"]) / "vmmemctl/history.db")
+    assert "# the default: history.db in the user data dir" in result.stdout
+    given = load_config(path)
+    assert load_config(shown) == dataclasses.replace(given, path=shown,
+                                                     general=dataclasses.replace(given.general, db=default_db))
 
 
 def test_config_error_type_carries_the_line():

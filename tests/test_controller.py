@@ -6,7 +6,7 @@ import pytest
 
 from monitor import cost, workingset
 from monitor.config import ReclaimConfig
-from monitor.controller import NOISE, PROBE_MIN, Observation, Plan, next_step
+from monitor.controller import PROBE_MIN, Observation, Plan, next_step
 from monitor.sample import GuestSample
 from monitor.store import Store
 

@@ -229,7 +229,8 @@ def test_a_file_renamed_over_is_read_anew(tmp_path):
     root = tmp_path / "proc"
     shutil.copytree(TREES / "linux-vm/proc", root)
     files = LocalFiles(root)
-    probe = GuestProbe(files)
+    ticks = iter(range(0, 100, 10))  # samples 10 s apart, as a recorder takes them
+    probe = GuestProbe(files, clock=lambda: float(next(ticks)))
     probe.sample()
     (tmp_path / "stat.new").write_text("cpu  100 0 0 900 0 0 0 0 0 0\n")
     os.replace(tmp_path / "stat.new", root / "stat")

@@ -21,7 +21,7 @@ import pytest
 
 from monitor.errors import UserError
 from monitor.metrics import GUEST_BYTES, MISSING, Metrics, MetricsUnavailable
-from monitor.probes.guest import GuestProbe
+from monitor.probes.guest import MIN_CPU_INTERVAL, GuestProbe
 from monitor.procfs import LocalFiles
 from monitor.reclaim import ReclaimResult
 from monitor.sample import Environment, HostSample, Sample
@@ -50,7 +50,7 @@ def server(metrics):
 def probe():
     p = GuestProbe(LocalFiles("/proc"))
     p.prime()
-    time.sleep(0.05)  # so CPU busy covers a real interval
+    time.sleep(2 * MIN_CPU_INTERVAL)  # so CPU busy covers a real interval, past the probe's noise floor
     return p
 
 

@@ -6,11 +6,10 @@ import dataclasses
 
 import pytest
 
-from monitor.config import Config, IdleConfig, PolicyConfig, Rule
+from monitor.config import Config, PolicyConfig
 from monitor.policy import PolicyState, RuleState, decide
 import builders
 from builders import GiB, config, rule
-from monitor.procfs import Pressure
 from monitor.sample import GuestSample, HostSample, Sample
 from monitor.units import Size
 

@@ -6,20 +6,18 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, run_cli
+from helpers import as_nobody, needs_nobody, run_cli
 from fakekernel import FakeKernel
 from monitor.config import Config, ReclaimConfig
 from monitor.probes import build
 from monitor.procfs import LocalFiles
 from monitor.reclaim import ReclaimBusy, ReclaimLock, Reclaimer, default_lock_path, gradual_plan
 from monitor.store import Store
-from monitor.units import Size
 
 MiB, GiB = 1024**2, 1024**3
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="writing /proc/sys/vm needs root")
@@ -243,35 +241,6 @@ def test_lock_in_process(tmp_path):
 
 
 # ------------------------------------------------------------------ without root
-
-
-def as_nobody(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    base = {"HOME": "/tmp", "PATH": "/usr/bin:/bin", "VMMEMCTL_CONFIG": ""}
-    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                           sys.executable, "-m", "monitor", *args], capture_output=True, text=True,
-                          env={**base, **(env or {})}, cwd=REPO, timeout=120)
-
-
-def nobody_can_run_python() -> bool:
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        return False
-    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", "0"],
-                          capture_output=True)
-    return done.returncode == 0
-
-
-needs_nobody = pytest.mark.skipif(not nobody_can_run_python(),
-                                  reason="needs root to switch to 'nobody', who must be able to run this Python")
-
-
-@pytest.fixture
-def shared_dir():
-    """A folder 'nobody' can write (pytest's tmp_path sits under a root-only folder)."""
-    import tempfile
-    path = Path(tempfile.mkdtemp(prefix="vmmemctl-test-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @needs_nobody

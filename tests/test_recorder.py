@@ -3,23 +3,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import builders
-from helpers import FAKEBIN, REPO, run_cli, start_watch, tree, wait_for_samples
+from helpers import FAKEBIN, run_cli, start_watch, tree, wait_for_samples
 from fakekernel import FakeKernel
-from monitor.config import Config, HistoryConfig, IdleConfig, PolicyConfig, ReclaimConfig, Rule, SamplingConfig, Schedule
+from monitor.config import Config, HistoryConfig, IdleConfig, PolicyConfig, ReclaimConfig, Rule, Schedule
 from monitor.notify import NotifySendBackend, Notifier
 from monitor.probes import build
+from monitor.probes.guest import MIN_CPU_INTERVAL
 from monitor.procfs import LocalFiles, SystemFiles
 from monitor.recorder import Clockwork, Recorder
 from monitor.store import Store
@@ -43,7 +41,10 @@ def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = Non
     files = files or LocalFiles("/proc")
     wiring = Wiring(config, tmp_path / "h.db", environ={}, reclaim_lock=tmp_path / "reclaim.lock",
                     probes_factory=lambda c, env: build(c, environ={}, files=files))
-    return wiring.recorder(Notifier([NotifySendBackend(5)]), clock=clock)
+    recorder = wiring.recorder(Notifier([NotifySendBackend(5)]), clock=clock)
+    if clock is time.time:
+        time.sleep(MIN_CPU_INTERVAL)  # as `watch` ticks an interval after priming: the first CPU busy % is known
+    return recorder
 
 
 def cfg(*rules: Rule, **kw) -> Config:

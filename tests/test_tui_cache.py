@@ -12,8 +12,7 @@ import pytest
 
 from monitor.config import Config, ReclaimConfig
 from monitor.store import Store
-from helpers import REPO
-from test_cache import cold_file, disk, kernel_cached, warm  # noqa: F401 (a fixture)
+from helpers import REPO, cold_file, kernel_cached, warm
 from test_tui_pilot import pilot
 from test_tui_tmux import Tmux
 from tui.app import make_app

@@ -91,7 +91,7 @@ def build_cards(rows: Sequence[Row]) -> list[Card]:
         t = trend(rows, column, good=good)
         return Card(key, label, format_bytes(last.get(column)), t, _delta_bytes(t), detail)
 
-    ret, frag = trend(rows, "returnable_free", good="up"), trend(rows, "fragmented_free", good="down")
+    ret = trend(rows, "returnable_free", good="up")
     psi_m = trend(rows, "psi_memory_some_avg10", percent=True)
     psi_i = trend(rows, "psi_io_some_avg10", percent=True)
     cpu = trend(rows, "cpu_busy_percent", percent=True)
