@@ -18,6 +18,10 @@ if str(LAB) not in sys.path:
 
 import vm as labvm  # noqa: E402  (tests/lab/vm.py)
 
+# The lab's images are a build cache under the real HOME, not user config or history: fix its place
+# now, before each test's isolated HOME (tests/conftest.py) would hide it.
+os.environ.setdefault("VMMEMCTL_LAB_CACHE", str(labvm.default_cache_dir()))
+
 
 def pytest_configure(config):
     # Harmless if pyproject.toml registers it too.
