@@ -262,6 +262,7 @@ def test_unprivileged_reclaim_json_prints_the_error_as_json(shared_dir):
     assert "NOPASSWD:" in answer["hint"] and answer["hint"] in result.stderr
 
 
+@pytest.mark.slow  # drops this machine's page cache for real
 @needs_nobody
 @pytest.mark.skipif(not shutil.which("sudo"), reason="sudo is not installed")
 def test_sudo_rule_lets_an_unprivileged_user_reclaim(shared_dir):

@@ -255,12 +255,15 @@ def test_boot_command_value_survives_wsl_conf_and_sh_quoting():
 def test_boot_command_runs_detached_with_the_exact_arguments(tmp_path, monkeypatch):
     monkeypatch.setattr(service, "BOOT_LOG", str(tmp_path / "boot.log"))
     record = tmp_path / "args"
-    exe = fake_exe(tmp_path / "bin dir", f"sleep 1\nprintf '%s\\000' \"$@\" \"$XDG_DATA_HOME\" > '{record}.tmp'\n"
+    go = tmp_path / "go"
+    # the stand-in watcher waits until the test says go: a boot command that waited for it would hang
+    exe = fake_exe(tmp_path / "bin dir", f"while [ ! -e '{go}' ]; do sleep 0.05; done\n"
+                                         f"printf '%s\\000' \"$@\" \"$XDG_DATA_HOME\" > '{record}.tmp'\n"
                                          f"mv '{record}.tmp' '{record}'")
     command = wsl_conf_decode(boot_line(wsl_conf_boot_command(exe, HOSTILE_ARGS)))
-    started = time.monotonic()
     subprocess.run(["sh", "-c", command], check=True, timeout=30)  # what WSL runs at distro start
-    assert time.monotonic() - started < 0.9  # it returned while the watcher still sleeps: boot is not blocked
+    assert not record.exists()  # it returned while the watcher still waits: boot is not blocked
+    go.touch()
     deadline = time.monotonic() + 20
     while not record.exists() and time.monotonic() < deadline:
         time.sleep(0.05)

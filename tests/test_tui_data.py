@@ -226,15 +226,12 @@ def test_demo_history_fills_every_tier_as_the_watcher_would(demo_db):
         assert len(store.events(kinds=["reclaim"])) >= 14
 
 
-def test_source_reads_a_week_from_the_rolled_up_tier_fast(demo_db):
+def test_source_reads_a_week_from_the_rolled_up_tier(demo_db):
     source = DataSource(Setup(Config(), demo_db, False, 2.0, clock=lambda: NOW, environ={},
                               watcher_pid=lambda db: None, localtime=time.gmtime))
     source.start()
-    started = time.perf_counter()
-    snap = source.snapshot("7d", 100)
-    took = time.perf_counter() - started
+    snap = source.snapshot("7d", 100)  # how fast: bench/tui_bench.py; here, that it reads the small tier
     assert snap.chart.tier == "samples_10m" and snap.chart.rows >= 7 * 144 - 2  # a pixel is 50 min: 10 min rows
-    assert took < 1.0, f"7 days took {took:.2f}s"
     assert source.snapshot("24h", 100).chart.tier == "samples_1m"  # a pixel is 7 min: 1 min rows
     assert len(snap.chart.reclaims) >= 13 and sum(len(r) for r in snap.chart.host) <= 200
     assert snap.header.mode == "attached: no watcher (history only)"

@@ -70,6 +70,13 @@ def dashboard(config: Config, db: Path, tmp_path: Path, **kw) -> VmmemApp:
     return make_app(config, db, **{**options, **kw})
 
 
+def toasts(app) -> list[str]:
+    """The toasts on screen now, as their text (title and message), as a user reads them."""
+    from textual.widgets._toast import Toast  # the widget the user sees; Textual exports no public query for it
+
+    return [str(t.render()) for t in app.screen.query(Toast)]
+
+
 async def settle(pilot, rounds: int = 3) -> None:
     """Let workers finish and their messages land (a reclaim's end starts a refresh)."""
     for _ in range(rounds):
@@ -105,7 +112,7 @@ def events_of(db: Path, kind: str) -> list:
 @pilot
 async def test_opens_with_real_numbers_modes_and_the_waiting_prompt(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(notifications=True, size=(120, 40)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, screens.PromptScreen)
         assert "cache-prompt" in screen(app) and "Snooze" in screen(app)
@@ -127,7 +134,7 @@ async def test_opens_with_real_numbers_modes_and_the_waiting_prompt(history, tmp
 @pilot
 async def test_prompt_reclaim_answer_is_recorded_and_runs_a_prompt_reclaim(kernel, history, tmp_path):
     app = dashboard(tree_config(kernel.proc), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, screens.PromptScreen)
         await pilot.press("enter")  # Reclaim (auto) is the first choice
@@ -147,7 +154,7 @@ async def test_prompt_reclaim_answer_is_recorded_and_runs_a_prompt_reclaim(kerne
 @pilot
 async def test_prompt_snooze_and_dismiss_are_recorded(history, tmp_path, keys, answer):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press(*keys)
         await settle(pilot)
@@ -166,7 +173,7 @@ async def test_prompt_snooze_and_dismiss_are_recorded(history, tmp_path, keys, a
 @pilot
 async def test_prompt_later_then_a_asks_again(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         app.refresh_data()
         await settle(pilot)
@@ -186,7 +193,7 @@ def standalone_with_rule(kernel, tmp_path, action: str):
 @pilot
 async def test_a_prompt_the_standalone_watcher_records_pops_up(kernel, tmp_path):
     app = standalone_with_rule(kernel, tmp_path, "prompt")
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, screens.PromptScreen)
         assert "page cache" in screen(app)
@@ -198,10 +205,10 @@ async def test_a_prompt_the_standalone_watcher_records_pops_up(kernel, tmp_path)
 @pilot
 async def test_a_notification_of_the_standalone_watcher_shows_on_screen_and_is_recorded_as_delivered(kernel, tmp_path):
     app = standalone_with_rule(kernel, tmp_path, "notify")
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await settle(pilot)
-        toasts = [n.message for n in app._notifications]
-        assert any("page cache" in m and "1.0 GiB" in m for m in toasts), toasts
+        shown = toasts(app)
+        assert any("page cache" in m and "1.0 GiB" in m for m in shown), shown
     notified = events_of(tmp_path / "new.db", "notify")
     assert notified and notified[-1].data["backend"] == "dashboard", notified
 
@@ -212,7 +219,7 @@ async def test_a_notification_of_the_standalone_watcher_shows_on_screen_and_is_r
 @pilot
 async def test_r_confirm_shows_methods_and_expected_gain_and_escape_cancels(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         await pilot.press("r")
         await pilot.pause()
@@ -235,7 +242,6 @@ async def test_r_confirm_shows_methods_and_expected_gain_and_escape_cancels(hist
     assert not [e for e in events_of(history, "reclaim") if e.t > NOW]
 
 
-@pytest.mark.slow
 @pilot
 async def test_r_reclaims_in_a_worker_and_the_effect_shows_in_chart_and_events(tmp_path):
     kernel = FakeKernel(tmp_path / "big", cached=8 * GiB, hot=GiB)  # ~14 gradual steps: a few seconds
@@ -248,7 +254,7 @@ async def test_r_reclaims_in_a_worker_and_the_effect_shows_in_chart_and_events(t
 async def reclaim_from_standalone_dashboard(kernel: FakeKernel, tmp_path: Path) -> None:
     db = tmp_path / "standalone.db"
     app = dashboard(tree_config(kernel.proc), db, tmp_path, standalone=True, clock=time.time)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await settle(pilot)
         for _ in range(3):
             app.refresh_data(tick=True)
@@ -259,7 +265,7 @@ async def reclaim_from_standalone_dashboard(kernel: FakeKernel, tmp_path: Path) 
         await pilot.press("enter")  # the configured method (auto: gradual on this tree)
         await pilot.pause(0.3)
         assert app.reclaiming == "auto" and app.query_one("#activity").display, \
-            [n.message for n in app._notifications]  # a reclaim that ended at once says why there
+            toasts(app)  # a reclaim that ended at once says why there
         shown = app.snapshot
         app.refresh_data(tick=True)  # the screen stays live while the reclaim runs
         for _ in range(40):
@@ -278,7 +284,7 @@ async def reclaim_from_standalone_dashboard(kernel: FakeKernel, tmp_path: Path) 
         assert snap.chart.reclaims and snap.chart.since <= snap.chart.reclaims[-1] <= snap.chart.until
         assert snap.latest["page_cache"] < before - GiB  # the cards show the drop...
         assert snap.chart.cache[-1][-1][1] < before  # ...and so does the chart's last point
-        assert any("reclaim" in str(n.message) for n in app._notifications)
+        assert any("reclaim" in t for t in toasts(app))
     (reclaim,) = events_of(db, "reclaim")
     assert reclaim.rule == "manual" and reclaim.status == "ok" and len(kernel.requests) > 3
 
@@ -287,12 +293,12 @@ async def reclaim_from_standalone_dashboard(kernel: FakeKernel, tmp_path: Path) 
 async def test_a_busy_reclaim_lock_is_reported_not_crashed_on(kernel, history, tmp_path):
     app = dashboard(tree_config(kernel.proc), history, tmp_path)
     with ReclaimLock(tmp_path / "reclaim.lock"):
-        async with app.run_test(size=(100, 30)) as pilot:
+        async with app.run_test(notifications=True, size=(100, 30)) as pilot:
             await main_screen(pilot)
             await pilot.press("r", "enter")
             await settle(pilot)
             assert app.reclaiming is None
-            assert any("another reclaim is running" in str(n.message) for n in app._notifications)
+            assert any("another reclaim is running" in t for t in toasts(app))
 
 
 # ------------------------------------------------------------------ s, p: snooze and pause
@@ -301,7 +307,7 @@ async def test_a_busy_reclaim_lock_is_reported_not_crashed_on(kernel, history, t
 @pilot
 async def test_s_snoozes_for_the_chosen_time_and_can_clear_it(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         await pilot.press("s")
         await pilot.pause()
@@ -322,7 +328,7 @@ async def test_s_snoozes_for_the_chosen_time_and_can_clear_it(history, tmp_path)
 @pilot
 async def test_p_pauses_and_resumes_auto_reclaim(history, tmp_path):
     app = dashboard(tree_config(auto_reclaim=True), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         assert "auto-reclaim on" in screen(app)
         await pilot.press("p")
@@ -342,7 +348,7 @@ async def test_p_pauses_and_resumes_auto_reclaim(history, tmp_path):
 @pilot
 async def test_t_and_number_keys_choose_the_range_and_long_ranges_read_rolled_up_tiers(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         seen = {}
         for key in ("t", "t", "t", "t", "4", "3", "2", "1"):
@@ -358,7 +364,7 @@ async def test_t_and_number_keys_choose_the_range_and_long_ranges_read_rolled_up
 @pilot
 async def test_c_shows_the_effective_config(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         await pilot.press("c")
         await pilot.pause()
@@ -372,7 +378,7 @@ async def test_c_shows_the_effective_config(history, tmp_path):
 @pilot
 async def test_help_lists_the_keys(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
@@ -386,7 +392,7 @@ async def test_help_lists_the_keys(history, tmp_path):
 @pilot
 async def test_enter_on_an_event_shows_its_details(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         events = app.query_one(EventList)
         events.focus()
@@ -401,7 +407,7 @@ async def test_enter_on_an_event_shows_its_details(history, tmp_path):
 @pilot
 async def test_q_quits(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         await pilot.press("q")
         await pilot.pause()
@@ -411,7 +417,7 @@ async def test_q_quits(history, tmp_path):
 @pilot
 async def test_the_command_palette_offers_the_dashboards_commands(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         await pilot.press("ctrl+p")
         await pilot.pause()
@@ -429,7 +435,7 @@ async def test_the_command_palette_offers_the_dashboards_commands(history, tmp_p
 @pilot
 async def test_resizing_down_to_80x24_keeps_everything_readable(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path)
-    async with app.run_test(size=(160, 50)) as pilot:
+    async with app.run_test(notifications=True, size=(160, 50)) as pilot:
         await main_screen(pilot)
         for size in ((120, 40), (100, 30), (80, 24)):
             await pilot.resize_terminal(*size)
@@ -449,7 +455,7 @@ async def test_attached_mode_reads_and_never_writes_samples(history, tmp_path):
     app = dashboard(tree_config(), history, tmp_path, watcher_pid=lambda db: 4242)
     with Store(history) as store:
         count = store.db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await main_screen(pilot)
         for _ in range(3):
             app.refresh_data(tick=True)
@@ -464,7 +470,7 @@ async def test_standalone_records_samples_and_holds_the_watchers_lock(kernel, tm
     db = tmp_path / "s.db"
     app = dashboard(tree_config(kernel.proc), db, tmp_path, standalone=True, clock=time.time,
                     watcher_pid=recording_pid)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(notifications=True, size=(100, 30)) as pilot:
         await settle(pilot)
         for _ in range(2):
             app.refresh_data(tick=True)
@@ -485,7 +491,7 @@ async def test_standalone_beside_a_running_watcher_samples_live_but_records_noth
     try:
         app = dashboard(tree_config(kernel.proc), db, tmp_path, standalone=True, clock=time.time,
                         watcher_pid=recording_pid)
-        async with app.run_test(size=(100, 30)) as pilot:
+        async with app.run_test(notifications=True, size=(100, 30)) as pilot:
             await settle(pilot)
             app.refresh_data(tick=True)
             await settle(pilot)
@@ -500,7 +506,7 @@ async def test_standalone_beside_a_running_watcher_samples_live_but_records_noth
 @pilot
 async def test_nothing_reaches_stdout_or_stderr(kernel, history, tmp_path, capfd):
     app = dashboard(tree_config(kernel.proc), history, tmp_path)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(notifications=True, size=(80, 24)) as pilot:
         await settle(pilot)
         await pilot.press("enter")  # reclaim from the prompt: probes, writes, the store
         await settle(pilot, 5)
@@ -534,7 +540,7 @@ async def test_a_reclaim_rule_reads_as_inactive_while_auto_reclaim_is_off(histor
     config = tree_config()
     config = dataclasses.replace(config, rule=tuple(r for r in config.rule if r.action == "reclaim"))
     app = dashboard(config, history, tmp_path)
-    async with app.run_test(size=(160, 40)) as pilot:
+    async with app.run_test(notifications=True, size=(160, 40)) as pilot:
         await main_screen(pilot)
         text = screen(app)
         assert "policy: nothing to do: reclaimable" in text and "would reclaim (auto-reclaim is off)" in text
@@ -546,7 +552,7 @@ async def test_a_reclaim_rule_reads_as_inactive_while_auto_reclaim_is_off(histor
         assert "(off)" in app.query_one("#chart-legend").render().plain
     on = dataclasses.replace(config, policy=dataclasses.replace(config.policy, auto_reclaim=True))
     app = dashboard(on, history, tmp_path)
-    async with app.run_test(size=(160, 40)) as pilot:
+    async with app.run_test(notifications=True, size=(160, 40)) as pilot:
         await main_screen(pilot)
         text = screen(app)
         assert "╌ reclaim-idle-cache 512M" in text
@@ -560,7 +566,7 @@ async def test_view_mode_records_nothing_and_acts_on_nothing(history, tmp_path):
     with Store(history) as store:
         events = store.events_version()
     app = dashboard(tree_config(), history, tmp_path, view=True, standalone=True)  # --view wins over standalone
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(notifications=True, size=(120, 40)) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, screens.PromptScreen)
         text = screen(app)
@@ -575,8 +581,8 @@ async def test_view_mode_records_nothing_and_acts_on_nothing(history, tmp_path):
             await pilot.press(key)
             await settle(pilot)
             assert not isinstance(app.screen, (screens.ReclaimScreen, screens.SnoozeScreen)), key
-            assert any(f"{what} is unavailable: viewing {history.name} read only (--view)" in str(n.message)
-                       for n in app._notifications), key
+            assert any(f"{what} is unavailable: viewing {history.name} read only (--view)" in t
+                       for t in toasts(app)), (key, toasts(app))
         await pilot.press("a")  # the prompt again: still read only
         await pilot.pause()
         assert isinstance(app.screen, screens.PromptScreen) and "Not answerable here" in screen(app)
@@ -593,7 +599,7 @@ async def test_standalone_that_cannot_create_its_history_says_not_recording(tmp_
     (tmp_path / "data").write_text("a file, not a folder")
     db = tmp_path / "data" / "vmmemctl" / "history.db"
     app = dashboard(tree_config(), db, tmp_path, standalone=True)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(notifications=True, size=(120, 40)) as pilot:
         await settle(pilot)
         text = screen(app)  # the header, the policy line and the chart's placeholder say it
         words = f"not recording: {db.parent}: not a directory (--db PATH records elsewhere)"

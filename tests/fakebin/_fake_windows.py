@@ -1,7 +1,9 @@
 """Stand-ins for Windows tools, run as real executables on PATH by the tests.
 
 Behaviour is chosen by $FAKE_WINDOWS_MODE (normal, hang, garbage, babble,
-novm, sandbox, old, de, fr, slow; denied for the toast) and every start is logged to
+novm, sandbox, old, de, fr, slow; denied for the toast), or for one tool by
+$FAKE_POWERSHELL_MODE / $FAKE_TASKLIST_MODE (a PowerShell that hangs beside a tasklist that
+answers, say), and every start is logged to
 $FAKE_WINDOWS_LOG, so a test can count spawns. The output formats are those
 of the real tools: tasklist's CSV as printed by Windows 10/11 in en-US, de-DE
 and fr-FR locales, and the tab-separated lines our own PowerShell query prints.
@@ -15,7 +17,8 @@ import time
 from pathlib import Path
 
 RECORDED = Path(__file__).parent / "recorded"
-MODE = os.environ.get("FAKE_WINDOWS_MODE", "normal")
+TOOL = {"powershell.exe": "POWERSHELL", "tasklist.exe": "TASKLIST"}.get(Path(sys.argv[0]).name, "")
+MODE = os.environ.get(f"FAKE_{TOOL}_MODE") or os.environ.get("FAKE_WINDOWS_MODE", "normal")
 
 
 def log_start(tool: str) -> None:
