@@ -10,11 +10,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import TREES, run_cli
+from helpers import REPO, TREES, as_nobody, needs_nobody, run_cli, wait_for_samples
 from monitor.config import Config, ReclaimConfig
 from monitor.health import history_words, read_health
 from monitor.notify import Notifier
@@ -129,6 +130,41 @@ def test_the_backlog_is_bounded_and_says_what_it_dropped(tiny_disk):
         assert event.data == {"written": 5, "dropped": 6 + 1}  # the tick that found room held 6: one more went
     finally:
         rec.close()
+
+
+@needs_nobody
+def test_database_made_read_only_while_recording_loses_nothing_and_a_restart_says_one_line(shared_dir):
+    # as 'nobody' (root ignores file modes): the watcher's open descriptors still write, so it keeps
+    # recording; the next start cannot open the history for writing and says so in one line
+    db = shared_dir / "h.db"
+    watch = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                              "monitor", "watch", "--db", str(db), "--interval", "0.2s", "--log-file",
+                              str(shared_dir / "w.log")], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={"HOME": str(shared_dir), "PATH": "/usr/bin:/bin", "VMMEMCTL_CONFIG": ""})
+    try:
+        wait_for_samples(db, 3)
+        for path in shared_dir.glob("h.db*"):
+            path.chmod(0o444)
+        shared_dir.chmod(0o555)
+        before = count(db)
+        assert wait_for_samples(db, before + 5) >= before + 5  # still recording
+        assert watch.poll() is None
+    finally:
+        watch.terminate()
+        _, err = watch.communicate(timeout=20)
+        shared_dir.chmod(0o777)
+    assert watch.returncode == 0 and "Traceback" not in err, err
+    kept = count(db)
+    for path in shared_dir.glob("h.db*"):
+        path.chmod(0o444)
+    shared_dir.chmod(0o555)
+    try:
+        again = as_nobody("watch", "--db", str(db), "--interval", "0.2s")
+    finally:
+        shared_dir.chmod(0o777)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "Traceback" not in again.stderr, again.stderr
+    assert str(shared_dir) in again.stderr
+    assert count(db) == kept  # nothing lost
 
 
 def test_database_deleted_while_recording_is_made_again_with_the_whole_history(tmp_path):
