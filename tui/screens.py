@@ -187,6 +187,7 @@ HELP_KEYS = (
     ("a", "answer the waiting prompt (shown when one waits)"),
     ("t 1-4", "chart range: next, or 5 min, 1 h, 24 h, 7 days"),
     ("c", "the effective config"),
+    ("w", "what is in the page cache, by folder; give one tree's cache back"),
     ("enter", "details of the selected event"),
     ("ctrl+p", "command palette"),
     ("?", "this help"),
