@@ -46,8 +46,10 @@ def server(metrics):
     return metrics.serve("127.0.0.1", 0)  # closed by the metrics fixture
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def probe():
+    # One per test: each sample moves the probe's CPU baseline, so a shared probe sampled twice
+    # within its noise floor (MIN_CPU_INTERVAL) reports CPU busy as unknown.
     p = GuestProbe(LocalFiles("/proc"))
     p.prime()
     time.sleep(2 * MIN_CPU_INTERVAL)  # so CPU busy covers a real interval, past the probe's noise floor
