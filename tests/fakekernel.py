@@ -1,18 +1,26 @@
 """A fake sysfs/procfs tree whose memory.reclaim behaves like the kernel's.
 
 This machine has no cgroup v2 memory controller, so ``gradual`` is tested on
-a tree where ``sys/fs/cgroup/memory.reclaim`` is a regular file and
-``proc/meminfo`` is a FIFO served by a thread. Each time the probe opens
-meminfo, the thread first applies any request written to memory.reclaim
-(shrinking Cached, never below a hot set) and then serves the new meminfo, so
-a reclaim is "done" when the write returns, as with the real file. /proc/stat
-advances with every read: 1% CPU busy.
+a tree where ``sys/fs/cgroup/memory.reclaim`` is a FIFO served by a thread:
+each request written to it is applied at once (shrinking Cached, never below
+a hot set) and ``proc/meminfo`` is rewritten. meminfo and ``proc/stat`` are
+regular files, always replaced by a rename, so any number of readers at once
+(the dashboard's sampler beside a reclaim's own) each read a whole file, as
+from the kernel. A ticker rewrites both every 10 ms: /proc/stat advances at
+1 % CPU busy, and a test's change to :attr:`FakeKernel.cached` shows.
+
+The reclaimer waits at least ``GRADUAL_PAUSE`` (0.25 s) after each write
+before it measures, so the serving thread, which wakes on the write itself,
+has long applied the request when the step is read back. A test that gives the
+reclaimer no real sleep passes :meth:`FakeKernel.wait_applied` instead, which
+returns once every request written so far is applied.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import threading
 import time
@@ -21,6 +29,7 @@ from pathlib import Path
 from helpers import TREES
 
 KiB = 1024
+TICK = 0.01  # seconds between rewrites of meminfo and stat
 
 
 class FakeKernel:
@@ -29,62 +38,89 @@ class FakeKernel:
         self.root = root
         self.proc = root / "proc"
         self.meminfo_text = (self.proc / "meminfo").read_text()
-        self.cached, self.hot = cached, hot
+        self._cached, self.hot = cached, hot
         self.requests: list[str] = []
+        self._lock = threading.Lock()  # one writer of the files at a time
         self.reclaim = root / "sys/fs/cgroup/memory.reclaim"
         for knob in ("drop_caches", "compact_memory"):
             (self.proc / "sys/vm").mkdir(parents=True, exist_ok=True)
             (self.proc / "sys/vm" / knob).write_text("")
+        self.ticks = 10**6  # beyond the recorded counters, so CPU busy is known (and idle)
+        self._stop = threading.Event()
+        self._publish()
+        self._threads = [threading.Thread(target=self._tick, daemon=True)]
+        self._fifo: int | None = None
         if with_reclaim:
             self.reclaim.parent.mkdir(parents=True, exist_ok=True)
-            self.reclaim.write_text("")
-        meminfo = self.proc / "meminfo"
-        meminfo.unlink()
-        os.mkfifo(meminfo)
-        self.ticks = 10**6  # beyond the recorded counters; /proc/stat advances 1% busy per meminfo read, so CPU busy is known (and idle)
-        self._stop = False
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+            os.mkfifo(self.reclaim)
+            # Held open for reading (so a writer's open never blocks) and for writing (so the
+            # read end never sees end-of-file between writers): readable means a request waits.
+            self._fifo = os.open(self.reclaim, os.O_RDONLY | os.O_NONBLOCK)
+            self._fifo_w = os.open(self.reclaim, os.O_WRONLY)
+            self._threads.append(threading.Thread(target=self._serve_reclaim, daemon=True))
+        for t in self._threads:
+            t.start()
 
-    def _apply_requests(self) -> None:
-        if not self.reclaim.exists():
-            return
-        text = self.reclaim.read_text()
-        if not text:
-            return
-        self.reclaim.write_text("")
-        self.requests.append(text)
-        wanted = int(text.split()[0])
-        self.cached -= max(0, min(wanted, self.cached - self.hot))
+    @property
+    def cached(self) -> int:
+        return self._cached
+
+    @cached.setter
+    def cached(self, value: int) -> None:
+        """A test's change (the user reclaimed by hand) is in meminfo when this returns."""
+        with self._lock:
+            self._cached = value
+            self._publish_locked()
 
     def _meminfo(self) -> str:
-        return re.sub(r"^Cached:\s+\d+ kB", f"Cached: {self.cached // KiB} kB", self.meminfo_text, flags=re.M)
+        return re.sub(r"^Cached:\s+\d+ kB", f"Cached: {self._cached // KiB} kB", self.meminfo_text, flags=re.M)
 
-    def _serve(self) -> None:
-        path = self.proc / "meminfo"
-        while True:
-            fd = os.open(path, os.O_WRONLY)  # blocks until a reader opens meminfo
-            if self._stop:
-                os.close(fd)
-                return
-            # This open may have been met by the last reader, still about to read its EOF: the next
-            # reader, after writing its memory.reclaim request, would then get meminfo from before
-            # that request (a "no progress" step). Wait a moment so the state is the next reader's.
-            time.sleep(0.01)
-            self._apply_requests()
-            self.ticks += 1
-            # rename, so a reader never sees a half-written (truncated) stat
-            tmp = self.proc / "stat.tmp"
-            tmp.write_text(f"cpu  {self.ticks} 0 0 {99 * self.ticks} 0 0 0 0 0 0\n")
-            os.replace(tmp, self.proc / "stat")
-            try:
-                os.write(fd, self._meminfo().encode())
-            except BrokenPipeError:
-                pass  # the reader went away early; it will open again
-            os.close(fd)
+    def _replace(self, name: str, text: str) -> None:
+        tmp = self.proc / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.proc / name)  # a reader sees the old file or the new, never half of one
+
+    def _publish(self, tick: bool = False) -> None:
+        with self._lock:
+            if tick:
+                self.ticks += 1
+            self._publish_locked()
+
+    def _publish_locked(self) -> None:
+        self._replace("stat", f"cpu  {self.ticks} 0 0 {99 * self.ticks} 0 0 0 0 0 0\n")
+        self._replace("meminfo", self._meminfo())
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK):
+            self._publish(tick=True)
+
+    def _waiting(self) -> bool:
+        return bool(select.select([self._fifo], [], [], 0)[0])
+
+    def _serve_reclaim(self) -> None:
+        while not self._stop.is_set():
+            if not select.select([self._fifo], [], [], 0.05)[0]:
+                continue
+            with self._lock:  # read and apply under the lock: wait_applied sees a request waiting or done
+                text = os.read(self._fifo, 4096).decode()
+                self.requests.append(text)
+                wanted = int(text.split()[0])
+                self._cached -= max(0, min(wanted, self._cached - self.hot))
+                self._publish_locked()
+
+    def wait_applied(self, _seconds: float = 0.0, timeout: float = 5.0) -> None:
+        """A reclaimer's ``sleep`` for tests: returns when no written request is left unapplied."""
+        end = time.monotonic() + timeout
+        while self._fifo is not None and time.monotonic() < end:
+            with self._lock:
+                if not self._waiting():
+                    return
+            time.sleep(0.001)
 
     def close(self) -> None:
-        self._stop = True
-        fd = os.open(self.proc / "meminfo", os.O_RDONLY | os.O_NONBLOCK)
-        self._thread.join(timeout=5)
-        os.close(fd)
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        if self._fifo is not None:
+            os.close(self._fifo)
+            os.close(self._fifo_w)

@@ -23,10 +23,11 @@ MiB, GiB = 1024**2, 1024**3
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="writing /proc/sys/vm needs root")
 
 
-def reclaimer_for(root: Path, tmp_path: Path, **cfg) -> Reclaimer:
+def reclaimer_for(kernel: FakeKernel, tmp_path: Path, **cfg) -> Reclaimer:
+    """No real waits: the pause after each step returns as soon as the fake kernel applied it."""
     config = Config(reclaim=ReclaimConfig(settle=0.0, **cfg))
-    probes = build(config, environ={}, files=LocalFiles(root / "proc"))
-    return Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", sleep=lambda s: None)
+    probes = build(config, environ={}, files=LocalFiles(kernel.root / "proc"))
+    return Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", sleep=kernel.wait_applied)
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_gradual_step_is_memtotal_over_32_clamped(total, step):
 
 def test_gradual_reclaims_in_steps_down_to_the_floor(fake_kernel, tmp_path):
     kernel = fake_kernel(cached=8 * GiB, hot=600 * MiB)
-    result = reclaimer_for(kernel.root, tmp_path).run("gradual")
+    result = reclaimer_for(kernel, tmp_path).run("gradual")
     total = result.before.total
     step, floor = gradual_plan(total, ReclaimConfig())
     assert result.methods_run == ["gradual", "compact"] and result.error is None
@@ -77,14 +78,14 @@ def test_gradual_reclaims_in_steps_down_to_the_floor(fake_kernel, tmp_path):
 
 def test_gradual_stops_when_only_the_hot_set_is_left(fake_kernel, tmp_path):
     kernel = fake_kernel(cached=6 * GiB, hot=3 * GiB)
-    result = reclaimer_for(kernel.root, tmp_path).run("gradual")
+    result = reclaimer_for(kernel, tmp_path).run("gradual")
     assert kernel.cached == 3 * GiB
     assert any("the rest is hot or pinned" in n for n in result.notes)
 
 
 def test_gradual_falls_back_to_pagecache_without_memory_reclaim(fake_kernel, tmp_path):
     kernel = fake_kernel(cached=2 * GiB, hot=0, with_reclaim=False)
-    result = reclaimer_for(kernel.root, tmp_path).run("gradual")
+    result = reclaimer_for(kernel, tmp_path).run("gradual")
     assert result.methods_run == ["pagecache", "compact"]
     assert result.notes[0] == "gradual: used pagecache (no memory.reclaim here: no cgroup v2 memory controller)"
     assert (kernel.proc / "sys/vm/drop_caches").read_text() == "1"
@@ -92,9 +93,9 @@ def test_gradual_falls_back_to_pagecache_without_memory_reclaim(fake_kernel, tmp
 
 def test_auto_prefers_gradual_where_available(fake_kernel, tmp_path):
     kernel = fake_kernel(cached=2 * GiB, hot=0)
-    assert reclaimer_for(kernel.root, tmp_path).run("auto").methods_run == ["gradual", "compact"]
+    assert reclaimer_for(kernel, tmp_path).run("auto").methods_run == ["gradual", "compact"]
     kernel = fake_kernel(cached=2 * GiB, hot=0, with_reclaim=False)
-    assert reclaimer_for(kernel.root, tmp_path).run("auto", dry_run=True).methods_run == ["pagecache", "compact"]
+    assert reclaimer_for(kernel, tmp_path).run("auto", dry_run=True).methods_run == ["pagecache", "compact"]
 
 
 def test_a_dry_run_says_what_it_will_use_not_what_it_used(fake_kernel, tmp_path):
@@ -147,7 +148,7 @@ def test_gradual_stops_at_the_remembered_working_set_and_says_so(fake_kernel, tm
     kernel = fake_kernel(cached=4 * GiB, hot=0)
     with Store(tmp_path / "h.db") as store:
         workingset.save(store, workingset.WorkingSet(int(1.2 * GiB), time.time(), 0.25))
-        result = actions.reclaim_and_record(reclaimer_for(kernel.root, tmp_path), store, "gradual")
+        result = actions.reclaim_and_record(reclaimer_for(kernel, tmp_path), store, "gradual")
         (event,) = store.events(kinds=["reclaim"])
     data = result.to_json()
     start = data["working_set_start_bytes"]
