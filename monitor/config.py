@@ -65,6 +65,13 @@ class GuestConfig:
         '["wsl.exe", "-d", "Ubuntu", "-u", "root", "-e"]. Empty: we are the guest.'))
     timeout: Annotated[float, DURATION] = field(default=10.0, metadata=doc(
         "Longest wait for one command run through guest.exec."))
+    skip_unchanged: bool = field(default=False, metadata=doc(
+        "Host mode: skip a guest sample (no wsl.exe call) while the VM's footprint on the host has moved "
+        "less than unchanged_within since the last guest sample. Each wsl.exe call is activity in the "
+        "distro, so sampling every few seconds keeps it from idling out (.wslconfig instanceIdleTimeout); "
+        "with this on, an idle VM can stop, and its history shows 'guest not sampled' meanwhile."))
+    unchanged_within: Annotated[Size, ABSOLUTE] = field(default=Size(16 * 2**20, text="16MiB"), metadata=doc(
+        "How far the host footprint may move and still count as unchanged (skip_unchanged)."))
 
 
 @dataclass(frozen=True)

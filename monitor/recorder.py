@@ -41,7 +41,8 @@ from monitor.health import Health, HealthRecord, failure_reason
 from monitor.notify import Notification, Notifier, RateLimiter
 from monitor.policy import METRIC_NAMES, Decision, PolicyState, decide, effective_method, judge_idle, rule_status
 from monitor.reclaim import ReclaimBusy
-from monitor.sample import HostSample, Sample
+from monitor.probes.host import interop_down_message
+from monitor.sample import GuestSample, HostSample, Sample
 from monitor.store import Store
 from monitor.units import format_bytes, format_duration
 
@@ -130,6 +131,8 @@ class Recorder:
     _last_clocks: tuple[float, float] | None = None  # (wall, monotonic) at the last tick
     _reroll: tuple[float, float] | None = None  # after a step back: roll-ups redo [since, until) buckets
     _warnings: frozenset[str] | None = None  # the last sample's: a file that goes missing mid-run is news
+    _interop_down: float | None = None  # since when Windows interop is dead, as last recorded
+    _last_guest: GuestSample | None = None  # the latest, for the host job's estimate fallback
 
     # ------------------------------------------------------------ what runs when
 
@@ -157,6 +160,7 @@ class Recorder:
         """Sample the guest, store it, decide, act. Never raises."""
         try:
             sample = self._sample()
+            self._follow_interop(sample.host)
             self._check_clock()
             self._record_new_warnings(sample)
             self._write(sample)
@@ -173,7 +177,10 @@ class Recorder:
     def sample_host(self) -> None:
         """The host footprint on its own (slower) clock; the guest ticks reuse the latest."""
         try:
-            self.last_host = self.probes.sample_host(None)
+            # The latest guest sample goes along: should every Windows tool fail, the estimate
+            # needs it (with None it was "unknown", never the estimate the chain promises).
+            self.last_host = self.probes.sample_host(self._last_guest)
+            self._follow_interop(self.last_host)
         except Exception as exc:
             self._record_error("host sample", exc)
 
@@ -336,7 +343,9 @@ class Recorder:
     # ------------------------------------------------------------ pieces
 
     def _sample(self) -> Sample:
-        guest = self.probes.sample_guest()
+        guest = self.probes.sample_guest(idle_skip=True)
+        if guest.total is not None:
+            self._last_guest = guest
         if self.probes.host.cheap:
             return Sample(guest, self.probes.sample_host(guest))  # computed from the guest
         if self.last_host is None:
@@ -478,6 +487,23 @@ class Recorder:
                 word = "rose above" if above else "fell below"
                 self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {format_bytes(status.value)} {word} "
                                      f"{format_bytes(status.threshold)} ({rule.label})", rule=rule.label)
+
+    def _follow_interop(self, host: HostSample) -> None:
+        """Windows interop dying for the VM's lifetime (microsoft/WSL#41283) and coming back: one
+        event each, not an error every sample (the host probe stops trying it meanwhile)."""
+        down = self.probes.interop_down_since()
+        if (down is None) == (self._interop_down is None):
+            return
+        was, self._interop_down = self._interop_down, down
+        if down is not None:
+            words = interop_down_message(host.estimated)
+        else:
+            words = (f"Windows interop answers again after {format_duration(self.clock() - was)}; "
+                     f"host figure measured again ({host.source})")
+        try:  # (the host probe has logged it)
+            self.store.add_event("watch", words, data={"interop": "down" if down is not None else "up"})
+        except (sqlite3.Error, OSError) as exc:
+            log.error("could not record that: %s", exc)
 
     def _record_new_warnings(self, sample: Sample) -> None:
         """A /proc file that vanished or came back cut short since the last sample: an error event

@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 
@@ -16,6 +19,7 @@ from monitor.errors import UserError
 from monitor.probes import build
 from monitor.probes.execfiles import ExecFiles, validate_prefix
 from monitor.procfs import LocalFiles
+from monitor.store import Store
 
 
 def test_one_call_reads_every_file_exactly(tmp_path):
@@ -164,3 +168,74 @@ def test_wsl_exe_messages_are_readable_whatever_their_encoding():
     assert "Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND" in str(info.value) and "\x00" not in str(info.value)
     from monitor.windows import decode_windows_text
     assert decode_windows_text("Error: Wsl\r\n".encode("utf-16-le")) == "Error: Wsl\r\n"
+
+
+GROWS_ON_SIGNAL = """
+import signal, sys, time
+held = []
+def grow(*_):
+    block = bytearray(64 * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    held.append(block)
+    open(sys.argv[1] + ".grown", "w").close()
+signal.signal(signal.SIGUSR1, grow)
+open(sys.argv[1], "w").close()
+while True:
+    time.sleep(1)
+"""
+
+
+def spy_wsl(tmp_path):
+    """A wsl.exe that logs each call and runs the command after -e here."""
+    log = tmp_path / "wsl-calls"
+    spy = tmp_path / "wsl.exe"
+    spy.write_text(f'#!/bin/sh\necho called >> {log}\nwhile [ "$1" != "-e" ]; do shift; done\nshift\nexec "$@"\n')
+    spy.chmod(0o755)
+    return [str(spy), "-d", "Ubuntu", "-u", "root", "-e"], lambda: len(log.read_text().splitlines()) if log.exists() else 0
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_skip_unchanged_leaves_an_idle_vm_alone(tmp_path, skip):
+    """[guest] skip_unchanged: no wsl.exe call while the VM's footprint stays put; one as soon as it moves."""
+    from monitor.notify import Notifier
+    from monitor.probes.guest import MIN_CPU_INTERVAL
+    from monitor.units import Size
+    from monitor.wiring import Wiring
+
+    ready = tmp_path / "vm-ready"
+    vm = subprocess.Popen([sys.executable, "-c", GROWS_ON_SIGNAL, str(ready)])
+    try:
+        while not ready.exists():
+            time.sleep(0.01)
+        prefix, calls = spy_wsl(tmp_path)
+        config = Config(guest=GuestConfig(exec=prefix, skip_unchanged=skip, unchanged_within=Size(16 * 2**20, text="16MiB")),
+                        host=HostConfig(source="process", process=str(vm.pid)))
+        recorder = Wiring(config, tmp_path / "h.db", environ={}).recorder(Notifier([]))
+
+        def tick():
+            time.sleep(MIN_CPU_INTERVAL)
+            before = calls()
+            sample = recorder.tick()
+            return calls() - before, sample
+
+        first = [tick() for _ in range(3)]
+        vm.send_signal(signal.SIGUSR1)
+        while not (tmp_path / "vm-ready.grown").exists():
+            time.sleep(0.01)
+        after = [tick() for _ in range(2)]
+        recorder.close()
+    finally:
+        vm.kill()
+        vm.wait()
+    made = [n for n, _ in first + after]
+    if not skip:
+        assert all(n >= 1 for n in made)  # every tick reaches into the guest
+        return
+    assert made[0] >= 1 and made[1:3] == [0, 0]  # sampled once, then left alone while nothing moves
+    assert made[3] >= 1 and made[4] == 0  # 64 MiB more on the host: sampled again, then quiet
+    skipped = first[1][1].guest
+    assert skipped.total is None and "guest not sampled" in skipped.warnings[0] and "skip_unchanged" in skipped.warnings[0]
+    assert after[0][1].guest.total is not None
+    rows = Store(tmp_path / "h.db").recent_samples(3600)
+    assert len(rows) == 5  # the skipped ticks are in the history too, as unknown guest figures

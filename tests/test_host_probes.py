@@ -408,3 +408,48 @@ def test_decode_clixml_keeps_the_message_and_drops_the_position():
             '<S S="Error">+ Get-Thing_x000D__x000A_</S></Objs>')
     assert decode_clixml(text) == "Access is denied"
     assert decode_clixml("plain words\r\nmore") == "plain words"
+
+
+def test_interop_dying_and_coming_back_is_one_event_each(tmp_path, fake_windows):
+    """Both Windows tools unreachable: one 'stopped working' event in the history, however many
+    samples follow; when they answer again (tried every RECHECK_DOWN s): one 'answers again'."""
+    from monitor.notify import Notifier
+    from monitor.probes import Probes
+    from monitor.probes.guest import GuestProbe
+    from monitor.probes.host import RECHECK_DOWN
+    from monitor.store import Store
+    from monitor.wiring import Wiring
+
+    ps, tl = tmp_path / "powershell.exe", tmp_path / "tasklist.exe"
+    ps.write_text("#!/bin/sh\n")  # no run bit: EACCES, as when WSL's interop registration is gone
+    tl.write_bytes(b"MZ\x90\x00 not an ELF")  # ENOEXEC
+    tl.chmod(0o755)
+    now = [1_800_000_000.0]
+    files = LocalFiles(tree("wsl2-ubuntu"))
+    chain = ChainProbe([PowerShellProbe(str(ps), timeout=2), TasklistProbe(str(tl), timeout=2),
+                        EstimateProbe("interop unreachable")], clock=lambda: now[0])
+    probes = Probes(files, Environment("wsl2", "Ubuntu", "6.6.87.2-microsoft-standard-WSL2", "test"),
+                    GuestProbe(files), chain)
+    recorder = Wiring(Config(), tmp_path / "h.db", environ={},
+                      probes_factory=lambda c, e: probes).recorder(Notifier([]), clock=lambda: now[0])
+    try:
+        recorder.tick()  # the first host figure comes with the first guest sample
+        for _ in range(3):
+            now[0] += 10
+            recorder.sample_host()
+        down = [e for e in Store(tmp_path / "h.db").events(kinds=["watch"]) if e.data.get("interop")]
+        assert [e.data["interop"] for e in down] == ["down"]
+        assert down[0].message.startswith("Windows interop stopped working; host figure is an estimate")
+        assert recorder.last_host.estimated and recorder.last_host.bytes is not None
+
+        tl.write_text(f'#!/bin/sh\nexec "{FAKEBIN / "tasklist.exe"}" "$@"\n')  # interop is back
+        recorder.sample_host()  # not tried yet: still latched
+        now[0] += RECHECK_DOWN
+        recorder.sample_host()
+        recorder.sample_host()
+    finally:
+        recorder.close()
+    events = [e for e in Store(tmp_path / "h.db").events(kinds=["watch"]) if e.data.get("interop")]
+    assert [e.data["interop"] for e in events] == ["down", "up"]
+    assert "Windows interop answers again after 10m30s" in events[1].message
+    assert not recorder.last_host.estimated and "tasklist" in recorder.last_host.detail, recorder.last_host

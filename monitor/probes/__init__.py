@@ -21,6 +21,8 @@ class Probes:
     guest: GuestProbe
     host: HostProbe
     host_mode: bool = False  # the guest is reached through [guest] exec
+    skip_within: int | None = None  # [guest] skip_unchanged: the tolerance in bytes; None: always sample
+    _host_at_guest: int | None = field(default=None, repr=False)  # the footprint at the last guest sample
     _gradual: bool | None = field(default=None, repr=False)  # memory.reclaim, once definitely known
 
     @property
@@ -66,17 +68,32 @@ class Probes:
         if not self.gated or self.host.sample(None).bytes is not None:
             self.guest.prime()
 
-    def sample_guest(self) -> GuestSample:
+    def sample_guest(self, idle_skip: bool = False) -> GuestSample:
+        """``idle_skip``: the recorder's ticks, which may skip an idle VM ([guest] skip_unchanged);
+        a reclaim's measurements never do."""
         if self.gated:
-            return self._guest_if_running(self.host.sample(None))
+            return self._guest_if_running(self.host.sample(None), idle_skip)
         return self.guest.sample()
 
-    def _guest_if_running(self, host: HostSample) -> GuestSample:
+    def _guest_if_running(self, host: HostSample, idle_skip: bool = False) -> GuestSample:
         """Host mode reads the guest only while its VM runs: `wsl.exe` would start a stopped VM."""
         if host.bytes is None and host.source in ("psutil", "process", "interop"):
+            self._host_at_guest = None
             return GuestSample(time=host.time, warnings=(f"VM not running ({host.error}): guest not sampled; "
                                                          "vmmemctl never starts it",))
-        return self.guest.sample()
+        if (idle_skip and self.skip_within is not None and host.bytes is not None
+                and self._host_at_guest is not None and abs(host.bytes - self._host_at_guest) <= self.skip_within):
+            return GuestSample(time=host.time, warnings=(
+                "guest not sampled: the VM's footprint has not moved since the last guest sample "
+                "([guest] skip_unchanged), so the distro may idle out",))
+        guest = self.guest.sample()
+        if guest.total is not None:
+            self._host_at_guest = host.bytes
+        return guest
+
+    def interop_down_since(self) -> float | None:
+        """Since when Windows interop has been dead (every Windows tool unreachable), or None."""
+        return self.host.down_since if isinstance(self.host, ChainProbe) else None
 
     def sample_host(self, guest: GuestSample | None) -> HostSample:
         return self.host.sample(guest)
@@ -99,7 +116,8 @@ def build(config: Config, environ: Mapping[str, str] | None = None, files: Syste
     # Host mode: we run beside the VM, so the host probe is chosen for this side; the guest's
     # kind is read through the channel, and only while the VM runs (never start it to look).
     host = build_host_probe(config, detect_environment(LocalFiles(), environ))
-    probe = Probes(files, Environment("linux", why="guest not reachable yet"), GuestProbe(files), host, True)
+    skip = config.guest.unchanged_within.bytes if config.guest.skip_unchanged else None
+    probe = Probes(files, Environment("linux", why="guest not reachable yet"), GuestProbe(files), host, True, skip)
     if host.sample(None).bytes is not None:
         probe.environment = detect_environment(files, {})
     return probe
