@@ -211,7 +211,10 @@ def check_wslconfig(ctx: Context) -> Check:
 
 def check_history(ctx: Context) -> Check:
     from monitor import actions
+    from monitor.filelock import who_holds
+    from monitor.recorder import instance_lock_path
     from monitor.store import open_existing
+    from monitor.units import format_bytes, format_duration
 
     path = actions.db_path(ctx.config)
     if not path.exists():
@@ -223,12 +226,20 @@ def check_history(ctx: Context) -> Check:
         if store:
             store.close()
     size = path.stat().st_size
+    held = who_holds(instance_lock_path(path))
+    by = ("no recorder running" if held is None else
+          f"recorded by pid {held.pid if held.pid else '?'} ({held.holder or 'holder unknown'})")
     if latest is None:
-        return Check("history", "warn", f"{path}: {size} bytes, no samples", "is the watcher running?")
+        return Check("history", "warn", f"{path}: {format_bytes(size)}, no samples, {by}",
+                     "start `vmmemctl watch` (or the service)" if held is None else "the recorder has not sampled yet")
     age = time.time() - latest.time
-    status: Status = "ok" if age < 600 else "warn"
-    return Check("history", status, f"{path}: {size} bytes, last sample {age:.0f}s ago",
-                 "" if status == "ok" else "the watcher is not recording")
+    detail = f"{path}: {format_bytes(size)}, last sample {format_duration(max(0.0, age))} ago, {by}"
+    if age < 600:
+        return Check("history", "ok", detail)
+    if held is None:
+        return Check("history", "warn", detail, "nothing records: start `vmmemctl watch` (or `vmmemctl service install`)")
+    return Check("history", "warn", detail, f"pid {held.pid or '?'} holds the history but has not sampled for "
+                 f"{format_duration(age)}: is it stuck? (`vmmemctl status` says why, if it knows)")
 
 
 def check_config(path: str | None) -> Check:

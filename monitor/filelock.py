@@ -67,17 +67,23 @@ class FileLock:
             self.fd = None
 
 
-def holder_pid(path: Path) -> int | None:
-    """The PID holding ``path`` (0: held, PID unknown), or None when nobody does."""
+def who_holds(path: Path) -> LockHeld | None:
+    """Who holds ``path`` (its pid and holder words, where the file says), or None when nobody does."""
     if not path.exists():
         return None
     try:
         with FileLock(path):
             return None
     except LockHeld as held:
-        return held.pid or 0
+        return held
     except UserError:
         return None
+
+
+def holder_pid(path: Path) -> int | None:
+    """The PID holding ``path`` (0: held, PID unknown), or None when nobody does."""
+    held = who_holds(path)
+    return None if held is None else held.pid or 0
 
 
 def _try_lock(fd: int) -> bool:

@@ -6,7 +6,7 @@ import json
 import os
 
 
-from helpers import FAKEBIN, run_cli, tree
+from helpers import FAKEBIN, run_cli, start_watch, tree, wait_for_samples
 
 
 def doctor(*args: str, env: dict | None = None, config: str = "[host]\ntimeout = 0.5\n", tmp_path=None):
@@ -105,3 +105,39 @@ def test_an_invalid_config_is_a_failed_check(isolated_home, tmp_path):
 def test_a_bad_proc_root_is_bad_input(isolated_home, tmp_path):
     result = run_cli("doctor", "--proc-root", str(tmp_path / "nowhere"))
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_history_says_who_records_it_and_how_old_the_last_sample_is(isolated_home, tmp_path):
+    db = tmp_path / "h.db"
+    config = f'[host]\ntimeout = 0.5\n[general]\ndb = "{db}"\n'
+    watch = start_watch(db)
+    try:
+        wait_for_samples(db, 2)
+        _, data = doctor("--proc-root", str(tree("linux-vm")), tmp_path=tmp_path, config=config)
+        history = by_name(data)["history"]
+        assert history["status"] == "ok", history
+        assert f"recorded by pid {watch.pid} (vmmemctl watch)" in history["detail"]
+        assert "last sample" in history["detail"] and "s ago" in history["detail"]
+    finally:
+        watch.terminate()
+        watch.wait(timeout=20)
+    _, data = doctor("--proc-root", str(tree("linux-vm")), tmp_path=tmp_path, config=config)
+    assert "no recorder running" in by_name(data)["history"]["detail"]
+
+
+def test_a_stale_history_with_nobody_recording_says_to_start_the_watcher(isolated_home, tmp_path):
+    import time
+
+    from monitor.sample import GuestSample, HostSample, Sample
+    from monitor.store import Store
+
+    db = tmp_path / "old.db"
+    with Store(db) as store:
+        t = time.time() - 7200
+        store.add_samples([Sample(GuestSample(time=t, total=2**30, free=2**29, cached=2**28),
+                                  HostSample(t, None, "estimate", True))])
+    _, data = doctor("--proc-root", str(tree("linux-vm")), tmp_path=tmp_path,
+                     config=f'[host]\ntimeout = 0.5\n[general]\ndb = "{db}"\n')
+    history = by_name(data)["history"]
+    assert history["status"] == "warn" and "last sample 2h" in history["detail"], history
+    assert "no recorder running" in history["detail"] and "start `vmmemctl watch`" in history["hint"]
