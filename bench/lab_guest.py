@@ -1,7 +1,7 @@
 """Guest-side pieces of bench/lab_policies.py: busybox scripts run in the QEMU lab guest, and their parsers.
 
 Everything the guest runs for the bench is here, as text that goes through
-the lab's command channel (tests/lab/vm.py). Under TCG one channel call costs
+the lab's command channel (lab/vm.py). Under TCG one channel call costs
 the guest ~0.07 s of CPU (its agent forks a dozen busybox processes), so the
 bench does not sample the guest through the channel while the workload is
 quiet: a logger inside the guest does, with shell builtins only (no fork per

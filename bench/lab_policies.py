@@ -5,7 +5,7 @@
 
 bench/reclaim_policies.py runs on this machine's own kernel, which has no
 cgroup v2 memory.reclaim, so neither WSL's `gradual` mode nor vmmemctl's
-`gradual` method could run there. The lab guest (tests/lab: Debian's 6.12
+`gradual` method could run there. The lab guest (lab/: Debian's 6.12
 cloud kernel, cgroup2 with memory.reclaim, virtio-balloon free page
 reporting, TCG, 2 vCPUs, 2 GiB) has both, and a host-side footprint that
 falls when the guest frees memory: the RSS of its QEMU process, named
@@ -45,9 +45,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(BENCH.parent / "tests" / "lab"))
+sys.path.insert(0, str(BENCH.parent))
 import lab_guest as lg  # noqa: E402
-import vm as labvm  # noqa: E402  (tests/lab/vm.py)
+from lab import vm as labvm  # noqa: E402  (lab/vm.py)
 from common import (MiB, REPO, fmt_bytes, loadavg, log_decision, machine, median, now_iso, plot,  # noqa: E402
                     rewrite_report, save_results)
 from reclaim_policies import _median_none_last, _pct, _secs  # noqa: E402
@@ -483,7 +483,7 @@ def markdown(data: dict) -> str:
         f"# Giving memory back in the QEMU lab ({data['finished']})", "",
         f"Host: kernel {mach['kernel']}, {mach['cpus']} CPUs ({mach['cpu_model']}), {fmt_bytes(mach['mem_total_bytes'])}; "
         f"/proc/loadavg before `{data['load_before']}`, after `{data['load_after']}`. "
-        f"Guest (tests/lab): kernel {g['kernel']}, {g['cpus']} vCPUs under QEMU {g['accel'].upper()}, "
+        f"Guest (lab/): kernel {g['kernel']}, {g['cpus']} vCPUs under QEMU {g['accel'].upper()}, "
         f"-m {g['memory']} (MemTotal {fmt_bytes(g['mem_total_bytes'])}), virtio-balloon free page reporting "
         f"(order {g['page_reporting_order']}), cgroup v2 memory.reclaim {'present' if g['memory_reclaim'] else 'absent'}, "
         f"MGLRU `{g['lru_gen']}`, no swap. The host footprint is the VmRSS of the QEMU process (named vmmemWSL), "
@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ok, why = labvm.lab_status()
     if not ok:
-        print(f"lab_policies: the QEMU lab is not usable: {why} (build it with tests/lab/build.sh)", file=sys.stderr)
+        print(f"lab_policies: the QEMU lab is not usable: {why} (build it with lab/build.sh)", file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="vmmemctl-lab-bench-"))
     lab = Lab(args)

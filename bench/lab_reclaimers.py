@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "lab"))
-import vm as labvm  # noqa: E402  (tests/lab/vm.py: the channel client, stdlib only)
+sys.path.insert(0, str(REPO))
+from lab import vm as labvm  # noqa: E402  (lab/vm.py: the channel client, stdlib only)
 
 MiB = 1 << 20
 stopping = False

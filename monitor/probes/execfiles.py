@@ -1,7 +1,7 @@
 """Host mode: the guest's kernel files through a command channel.
 
 On Windows the channel is ``wsl.exe -d Ubuntu -u root -e``; in the lab it
-is ``tests/lab/guest-exec``. Either is a command *prefix* (``[guest] exec``)
+is ``lab/guest-exec``. Either is a command *prefix* (``[guest] exec``)
 to which we append a fixed argument vector: nothing from config or samples is
 ever turned into a shell string. All files of one sample come back from one
 call (a round trip costs ~0.1 s under TCG, more through wsl.exe):

@@ -1,4 +1,4 @@
-"""Fixtures for tests that boot the QEMU lab (tests/lab/vm.py).
+"""Fixtures for tests that boot the QEMU lab (lab/vm.py).
 
 Tests using these are skipped with a reason when the lab is not built or QEMU
 is missing; set VMMEMCTL_LAB_BUILD=1 to have the fixture run build.sh instead.
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-LAB = Path(__file__).resolve().parent
-if str(LAB) not in sys.path:
-    sys.path.insert(0, str(LAB))
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-import vm as labvm  # noqa: E402  (tests/lab/vm.py)
+from lab import vm as labvm  # noqa: E402  (lab/vm.py: the lab client, shared with bench/)
 
 # The lab's images are a build cache under the real HOME, not user config or history: fix its place
 # now, before each test's isolated HOME (tests/conftest.py) would hide it.
@@ -25,7 +25,7 @@ os.environ.setdefault("VMMEMCTL_LAB_CACHE", str(labvm.default_cache_dir()))
 
 def pytest_configure(config):
     # Harmless if pyproject.toml registers it too.
-    config.addinivalue_line("markers", "lab: boots a QEMU guest (tests/lab)")
+    config.addinivalue_line("markers", "lab: boots a QEMU guest (lab/)")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def lab_built():
         ok, why = labvm.lab_status()
     if not ok:
         pytest.skip(f"QEMU lab not available: {why} "
-                    "(build it with tests/lab/build.sh, or set VMMEMCTL_LAB_BUILD=1)")
+                    "(build it with lab/build.sh, or set VMMEMCTL_LAB_BUILD=1)")
     return labvm.load_manifest()
 
 

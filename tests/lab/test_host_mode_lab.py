@@ -171,17 +171,17 @@ OLD_KERNEL = "6.1.0-56-cloud-amd64"  # Debian 12's own kernel: memory.reclaim wi
 
 
 def old_kernel_cache() -> Path:
-    import vm as labvm
+    from lab import vm as labvm
     return Path(os.environ.get("VMMEMCTL_LAB_CACHE_OLD") or f"{labvm.default_cache_dir()}-6.1")
 
 
 def test_gradual_on_a_kernel_that_refuses_swappiness(lab_built, tmp_path):
     """Kernels before 6.9 answer EINVAL to "N swappiness=0"; with no swap the plain form is the same."""
-    import vm as labvm
+    from lab import vm as labvm
     ok, why = labvm.lab_status(old_kernel_cache())
     if not ok:
         pytest.skip(f"the {OLD_KERNEL} lab is not built ({why}): VMMEMCTL_LAB_CACHE={old_kernel_cache()} "
-                    f"VMMEMCTL_LAB_KERNEL={OLD_KERNEL} tests/lab/build.sh")
+                    f"VMMEMCTL_LAB_KERNEL={OLD_KERNEL} lab/build.sh")
     with labvm.LabVM(reporting=True, cache_dir=old_kernel_cache()) as vm:
         rc, out = vm.exec(["cat", "/proc/sys/kernel/osrelease"])
         assert out.decode().startswith("6.1.")

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-import vm as labvm
+from lab import vm as labvm
 
 pytestmark = pytest.mark.lab
 

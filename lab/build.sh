@@ -4,7 +4,7 @@
 #
 # Idempotent; everything lands in ${VMMEMCTL_LAB_CACHE:-$HOME/.cache/vmmemctl-lab}
 # keyed by version stamps, so a second run only checks and prints paths.
-# Writes <cache>/lab.json, which tests/lab/vm.py reads.
+# Writes <cache>/lab.json, which lab/vm.py reads.
 #
 # Environment:
 #   VMMEMCTL_LAB_CACHE    cache directory (default ~/.cache/vmmemctl-lab)

@@ -5,11 +5,11 @@ whose memory the project watches; a virtio-balloon device with free page
 reporting gives guest memory back to the host the way WSL2 does; a command
 channel into the guest plays ``wsl.exe -d Distro -u root -e ...``.
 
-Stdlib only (Python 3.11). Build the artefacts first with ``tests/lab/build.sh``.
+Stdlib only (Python 3.11). Build the artefacts first with ``lab/build.sh``.
 
 Typical use::
 
-    from vm import LabVM            # tests/lab on sys.path (conftest does it)
+    from lab.vm import LabVM        # the repository root on sys.path (tests/lab/conftest.py does it)
     with LabVM(reporting=True) as vm:
         rc, out = vm.exec(["cat", "/proc/meminfo"])
         print(vm.pid, vm.rss_bytes(), vm.exec_prefix)
@@ -339,7 +339,7 @@ def lab_status(cache_dir: str | os.PathLike | None = None) -> tuple[bool, str]:
         return False, str(e)
     qemu = manifest.get("qemu") or shutil.which("qemu-system-x86_64")
     if not qemu or not os.access(qemu, os.X_OK):
-        return False, "qemu-system-x86_64 not installed (run tests/lab/build.sh)"
+        return False, "qemu-system-x86_64 not installed (run lab/build.sh)"
     return True, "ok"
 
 
@@ -534,7 +534,7 @@ class LabVM:
         m = load_manifest(self.cache_dir)
         qemu = m.get("qemu") or shutil.which("qemu-system-x86_64")
         if not qemu or not os.access(qemu, os.X_OK):
-            raise LabNotBuilt("qemu-system-x86_64 not found (run tests/lab/build.sh)")
+            raise LabNotBuilt("qemu-system-x86_64 not found (run lab/build.sh)")
         self._need_run_dir()
         rd = self.run_dir
         kargs = ["console=ttyS0", "panic=-1", "quiet", "loglevel=4",
@@ -753,7 +753,7 @@ class LabVM:
 
 
 # --------------------------------------------------------------------------
-# CLI: python3 tests/lab/vm.py boot  (boots a VM and waits for Ctrl-C)
+# CLI: python3 lab/vm.py boot  (boots a VM and waits for Ctrl-C)
 # --------------------------------------------------------------------------
 
 def _main(argv: list[str]) -> int:
