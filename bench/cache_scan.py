@@ -28,19 +28,14 @@ import sys
 import time
 
 from common import BENCH, REPO, drop_caches, fmt_bytes, loadavg, machine, machine_markdown, median, \
-    now_iso, write_results
+    meminfo_bytes, now_iso, read_text, write_results
 
 TREE = BENCH / "out" / "tmp" / "cache-tree"
 PER_DIR = 1000
 
 
 def meminfo() -> dict[str, int]:
-    out = {}
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            key, _, rest = line.partition(":")
-            out[key] = int(rest.split()[0]) * 1024
-    return out
+    return meminfo_bytes(read_text("/proc/meminfo") or "")
 
 
 def build_tree(files: int) -> None:

@@ -9,6 +9,7 @@ import ctypes
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,13 +96,29 @@ def vmstat() -> dict[str, int]:
     return out
 
 
-def cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) from /proc/stat's aggregate line; busy = user+nice+system+irq+softirq."""
-    first = (read_text("/proc/stat") or "cpu 0 0 0 0").splitlines()[0].split()
+def busy_total(stat_text: str, user_only: bool = False) -> tuple[int, int]:
+    """(busy, total) jiffies from /proc/stat's aggregate line: the one parser of the benches.
+    busy = user+nice+system+irq+softirq (WSL's reworked idle test), or user alone (its older one)."""
+    first = (stat_text or "cpu 0 0 0 0").splitlines()[0].split()
     n = [int(x) for x in first[1:9]] + [0] * 8
     user, nice, system, idle, iowait, irq, softirq, steal = n[:8]
     busy = user + nice + system + irq + softirq
-    return busy, busy + idle + iowait + steal
+    return (user if user_only else busy), busy + idle + iowait + steal
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) of this machine now."""
+    return busy_total(read_text("/proc/stat") or "")
+
+
+def meminfo_bytes(text: str) -> dict[str, int]:
+    """/proc/meminfo as bytes per field."""
+    out = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        if rest.split():
+            out[key] = int(rest.split()[0]) * 1024
+    return out
 
 
 # ---------------------------------------------------------------- page-cache residency
@@ -228,6 +245,44 @@ def ensure_venv(name: str, packages: list[str]) -> Path:
 # ---------------------------------------------------------------- numbers and files
 
 
+def integral(points: list[tuple[float, float | None]], start: float, end: float) -> float:
+    """Trapezoid integral over [start, end] of (t, value) points (unknown values left out)."""
+    pts = [(t, v) for t, v in points if start <= t <= end and v is not None]
+    return sum((t1 - t0) * (a + b) / 2 for (t0, a), (t1, b) in zip(pts, pts[1:]))
+
+
+def rel(t: float | None, start: float) -> float | None:
+    """``t`` as seconds after ``start`` (None: never)."""
+    return None if t is None else round(t - start, 1)
+
+
+def median_none_last(xs: list) -> float | None:
+    """Median where None ("never") sorts above every number."""
+    ordered = sorted(xs, key=lambda x: (x is None, x or 0))
+    return ordered[len(ordered) // 2] if ordered else None
+
+
+def policy_medians(runs: list[dict], fields: tuple[str, ...], order: list[str]) -> dict[str, dict]:
+    """Per policy (in ``order``), the number of runs and the median of each summary field."""
+    out: dict[str, dict] = {}
+    for run in runs:
+        v = out.setdefault(run["policy"], {"runs": 0, **{k: [] for k in fields}})
+        v["runs"] += 1
+        for k in fields:
+            v[k].append(run["summary"][k])
+    rank = {n: i for i, n in enumerate(order)}
+    return {name: {"runs": v["runs"], **{k: median_none_last(v[k]) for k in fields}}
+            for name, v in sorted(out.items(), key=lambda kv: rank.get(kv[0], 99))}
+
+
+def pct_text(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}%"
+
+
+def secs_text(x: float | None) -> str:
+    return "never" if x is None else f"{x:g}"
+
+
 def median(xs: list[float]) -> float | None:
     return statistics.median(xs) if xs else None
 
@@ -281,6 +336,73 @@ def log_decision(decisions: list[dict], db: Path, config_path: Path, now: float,
         decisions.append({"t": now, "action": action, "reason": reason, "reason_kind": reason_kind(reason)})
 
 
+VMMEMCTL = [str(REPO / ".venv/bin/python"), "-m", "monitor"]
+PY = sys.executable
+RECLAIMERS = [PY, str(BENCH / "reclaimers.py")]  # the baseline policies (cron, WSL's modes)
+ENV = {**os.environ, "VMMEMCTL_CONFIG": ""}  # the watcher reads only the config the bench writes
+
+
+class PolicyProcess:
+    """A policy's process, started before the workload and stopped after the quiet phase; its
+    events afterwards: vmmemctl's from its history, a baseline's from its JSON lines. A bench
+    subclasses it with ``command()`` (None: the policy runs nothing, e.g. "none")."""
+
+    stop_timeout = 30.0
+    gradual: bool | None = None  # for log_decision: memory.reclaim there for the watcher (None: look)
+
+    def __init__(self, name: str, tmp: Path):
+        self.name, self.tmp = name, tmp
+        self.proc: subprocess.Popen | None = None
+        self.db = tmp / f"{name}.db"
+        self.config_path = tmp / f"{name}.toml"
+        self.decisions: list[dict] = []
+
+    def command(self) -> list[str] | None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        cmd = self.command()
+        if cmd is None:
+            return
+        self.out = open(self.tmp / f"{self.name}.out", "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=REPO, env=ENV)
+
+    def observe(self, now: float) -> None:
+        """vmmemctl only: what its policy says now, and why."""
+        if self.name == "vmmemctl" and self.db.exists():
+            log_decision(self.decisions, self.db, self.config_path, now, gradual=self.gradual)
+
+    def stop(self) -> list[dict]:
+        """Stop it; its reclaims (and a baseline's polls) as events; an early exit is an error event."""
+        if self.proc is None:
+            return []
+        early = self.proc.poll()
+        events = [{"t": time.time(), "event": "error", "what": f"{self.name} exited early with code {early}"}] \
+            if early is not None else []
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+        if self.name == "vmmemctl":
+            return events + [{"t": e["t"], "event": e["kind"], "status": e["status"], "rule": e["rule"],
+                              "what": e["message"], "data": e.get("data")} for e in self.vmmemctl_events()]
+        for line in (self.tmp / f"{self.name}.out").read_text().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({"event": "output", "what": line})
+        return events
+
+    def vmmemctl_events(self) -> list[dict]:
+        done = subprocess.run([*VMMEMCTL, "history", "--events", "--since", "2h", "--format", "json", "--db",
+                               str(self.db), "--config", str(self.config_path)], capture_output=True, text=True,
+                              cwd=REPO, env=ENV)
+        return json.loads(done.stdout or "[]")
+
+
 def reason_kind(reason: str) -> str:
     """A decision's reason without its changing numbers, to log only changes."""
     return "".join(c for c in reason if not c.isdigit() and c not in ".,")
@@ -293,19 +415,29 @@ def save_results(data: dict, markdown) -> tuple[Path, Path]:
     return write_results(data["args"]["out"], data, markdown(data))
 
 
-def rewrite_report(stem: str, markdown, plot_script: str) -> int:
+def rewrite_report(stem: str, markdown) -> int:
     """--report-only: the summary and the chart again from bench/results/STEM.json."""
     js = RESULTS / f"{stem}.json"
     data = json.loads(js.read_text())
     write_results(stem, data, markdown(data))
-    plot(js, plot_script)
+    plot(js)
     return 0
 
 
-def plot(js: Path, script: str) -> None:
-    """The chart, drawn by bench/SCRIPT in bench/.venv-plot (matplotlib is not a project dependency)."""
+def plot(js: Path) -> None:
+    """The chart, drawn by bench/plot.py in bench/.venv-plot (matplotlib is not a project dependency)."""
     venv = ensure_venv(".venv-plot", ["matplotlib"])
-    subprocess.run([str(venv / "bin/python"), str(BENCH / script), str(js)], check=True)
+    subprocess.run([str(venv / "bin/python"), str(BENCH / "plot.py"), str(js)], check=True)
+
+
+def with_case(args, cases: dict[str, dict], argv: list[str] | None):
+    """--case NAME: that case's values for every option not given on the command line."""
+    if args.case:
+        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
+        for key, value in cases[args.case].items():
+            if key not in given:
+                setattr(args, key, value)
+    return args
 
 
 def now_iso() -> str:

@@ -19,7 +19,7 @@ vmmemWSL. One VM for the whole bench; per policy, one after another:
 
 Policies: none; cron (`sync; echo 3 > drop_caches` every 60 s through the
 channel); WSL's dropcache and gradual as reworked in 2026-07, emulated from
-the host through the channel (bench/lab_reclaimers.py); vmmemctl: the real
+the host through the channel (bench/reclaimers.py --socket); vmmemctl: the real
 `vmmemctl watch` in host mode, shipped defaults plus auto_reclaim.
 
 The host RSS is read every second (free for the guest). The guest is sampled
@@ -35,8 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,14 +46,12 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 import lab_guest as lg  # noqa: E402
 from lab import vm as labvm  # noqa: E402  (lab/vm.py)
-from common import (MiB, REPO, fmt_bytes, loadavg, log_decision, machine, median, now_iso, plot,  # noqa: E402
-                    rewrite_report, save_results)
-from reclaim_policies import _median_none_last, _pct, _secs  # noqa: E402
+from common import (MiB, busy_total, fmt_bytes, integral, loadavg, machine,  # noqa: E402
+                    median, now_iso, pct_text, plot, rel, rewrite_report, save_results, secs_text,
+                    RECLAIMERS, VMMEMCTL, PolicyProcess, with_case)
+from common import policy_medians as common_medians  # noqa: E402
 
-PY = sys.executable
-VMMEMCTL = [str(REPO / ".venv/bin/python"), "-m", "monitor"]
 POLICIES = ["none", "cron", "wsl-dropcache", "wsl-gradual", "vmmemctl"]
-ENV = {**os.environ, "VMMEMCTL_CONFIG": ""}
 
 
 def log(text: str) -> None:
@@ -105,9 +101,7 @@ class Lab:
         return {k: int(v) for k, v in (line.split() for line in self.sh(lg.VMSTAT).splitlines())}
 
     def stat(self) -> tuple[int, int]:
-        text = self.sh("head -1 /proc/stat")
-        n = [int(x) for x in text.split()[1:9]]
-        return n[0] + n[1] + n[2] + n[5] + n[6], sum(n)
+        return busy_total(self.sh("head -1 /proc/stat"))
 
     def facts(self) -> dict:
         out = self.sh('uname -r; grep MemTotal /proc/meminfo; cat /sys/module/page_reporting/parameters/'
@@ -125,8 +119,8 @@ def calibrate(lab: Lab, args: argparse.Namespace, cpus: int) -> dict:
     lab.sh(lg.EQUALIZE)
     secs = int(args.calibrate_seconds)
     text = lab.sh(f"head -1 /proc/stat; sleep {secs}; head -1 /proc/stat", timeout=secs + 30)
-    a, b = ([int(x) for x in line.split()[1:9]] for line in text.splitlines())
-    floor = 100 * sum(b[i] - a[i] for i in (0, 1, 2, 5, 6)) / (sum(b) - sum(a))
+    a, b = (busy_total(line) for line in text.splitlines())
+    floor = 100 * (b[0] - a[0]) / (b[1] - a[1])
     out = f"{lg.DIR}/calibrate.log"
     pid = lab.start_script("logger.sh", str(int(args.log_every * 100)), str(secs + 10), out)
     time.sleep(secs + 2)
@@ -148,73 +142,42 @@ def calibrate(lab: Lab, args: argparse.Namespace, cpus: int) -> dict:
 # ------------------------------------------------------------------ the policies
 
 
-class Policy:
+class Policy(PolicyProcess):
+    """A running policy beside the lab VM: vmmemctl in host mode, the baselines through the channel."""
+
+    gradual = True  # the lab guest has memory.reclaim, reached through the channel
+
     def __init__(self, name: str, args: argparse.Namespace, lab: Lab, tmp: Path):
-        self.name, self.args, self.lab, self.tmp = name, args, lab, tmp
-        self.proc: subprocess.Popen | None = None
-        self.db = tmp / "vmmemctl.db"
-        self.config_path = tmp / "vmmemctl.toml"
-        self.decisions: list[dict] = []
+        super().__init__(name, tmp)
+        self.args, self.lab = args, lab
 
-    def start(self) -> None:
+    def command(self) -> list[str] | None:
         sockets = [a for s in self.lab.vm.sockets for a in ("--socket", s)]
-        reclaimers = [PY, str(BENCH / "lab_reclaimers.py")]
         if self.name == "cron":
-            cmd = [*reclaimers, "cron", "--every", str(self.args.cron_every), *sockets]
-        elif self.name in ("wsl-dropcache", "wsl-gradual"):
-            cmd = [*reclaimers, self.name, *sockets]
-        elif self.name == "vmmemctl":
-            self.config_path.write_text(vmmemctl_config(self.lab.vm, self.args.vmmemctl_interval))
-            cmd = [*VMMEMCTL, "watch", "--db", str(self.db), "--config", str(self.config_path),
-                   "--log-file", str(self.tmp / "vmmemctl.log")]
-        else:
-            return
-        self.out = open(self.tmp / f"{self.name}.out", "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=REPO, env=ENV)
-
-    def observe(self, now: float) -> None:
-        """vmmemctl only: what its policy says now and why (the guest has memory.reclaim: gradual is there)."""
-        if self.name == "vmmemctl" and self.db.exists():
-            log_decision(self.decisions, self.db, self.config_path, now, gradual=True)
-
-    def stop(self) -> tuple[list[dict], dict]:
-        """Stop it; its reclaims (and WSL's polls) as events, and what it cost (channel calls)."""
-        if self.proc is None:
-            return [], {}
-        early = self.proc.poll()
-        events = [{"t": time.time(), "event": "error", "what": f"{self.name} exited early with code {early}"}] \
-            if early is not None else []
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.out.close()
+            return [*RECLAIMERS, "cron", "--every", str(self.args.cron_every), *sockets]
+        if self.name in ("wsl-dropcache", "wsl-gradual"):
+            return [*RECLAIMERS, self.name, *sockets]
         if self.name == "vmmemctl":
-            done = subprocess.run([*VMMEMCTL, "history", "--events", "--since", "2h", "--format", "json", "--db",
-                                   str(self.db), "--config", str(self.config_path)], capture_output=True, text=True,
-                                  cwd=REPO, env=ENV)
-            rows = json.loads(done.stdout or "[]")
+            self.config_path.write_text(vmmemctl_config(self.lab.vm, self.args.vmmemctl_interval))
+            return [*VMMEMCTL, "watch", "--db", str(self.db), "--config", str(self.config_path),
+                    "--log-file", str(self.tmp / "vmmemctl.log")]
+        return None
+
+    def stop_and_cost(self) -> tuple[list[dict], dict]:
+        """Its events (reclaim data slimmed) and what watching cost: guest samples or channel calls."""
+        events = self.stop()
+        for e in events:
+            if "data" in e:
+                e["data"] = _slim(e["data"])
+        if self.name == "vmmemctl":
             import sqlite3
 
             con = sqlite3.connect(self.db)
             samples = con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
             con.close()
-            return events + [{"t": e["t"], "event": e["kind"], "status": e["status"], "rule": e["rule"],
-                              "what": e["message"], "data": _slim(e.get("data"))} for e in rows], \
-                {"guest_samples": samples}
-        cost = {}
-        for line in (self.tmp / f"{self.name}.out").read_text().splitlines():
-            try:
-                e = json.loads(line)
-            except ValueError:
-                events.append({"event": "output", "what": line})
-                continue
-            if e.get("event") == "stop":
-                cost["channel_calls"] = e.get("calls")
-            events.append(e)
-        return events, cost
+            return events, {"guest_samples": samples}
+        calls = [e.get("calls") for e in events if e.get("event") == "stop"]
+        return events, ({"channel_calls": calls[-1]} if calls else {})
 
 
 def _slim(data: dict | None) -> dict | None:
@@ -314,7 +277,7 @@ def run_policy(lab: Lab, name: str, args: argparse.Namespace, tmp: Path, tag: st
     finally:
         stop.set()
         thread.join()
-        events, cost = policy.stop()
+        events, cost = policy.stop_and_cost()
     offset1 = lab.uptime_offset()
     vmstat["end"] = lab.vmstat()
     logger_stop = lab.stop_script(logger)
@@ -346,12 +309,6 @@ def run_policy(lab: Lab, name: str, args: argparse.Namespace, tmp: Path, tag: st
 
 
 # ------------------------------------------------------------------ numbers
-
-
-def integral(points: list[tuple[float, float]], start: float, end: float) -> float:
-    """Trapezoid integral over [start, end] of (t, value) points."""
-    pts = [(t, v) for t, v in points if start <= t <= end and v is not None]
-    return sum((t1 - t0) * (a + b) / 2 for (t0, a), (t1, b) in zip(pts, pts[1:]))
 
 
 def busy_between(guest: list[dict], start: float, end: float) -> float | None:
@@ -402,10 +359,10 @@ def summarise(run: dict, args: argparse.Namespace) -> dict:
         "rss_peak_bytes": max(b for t, b in rss if t >= m["cold_start"]),
         "rss_mib_s": round(held),
         "rss_above_base_mib_s": round(held_above),
-        "host_50_after_quiet_s": _rel(t50, m["quiet"]),
-        "host_90_after_quiet_s": _rel(t90, m["quiet"]),
-        "host_50_after_cold_end_s": _rel(t50, m["cold_end"]),
-        "host_90_after_cold_end_s": _rel(t90, m["cold_end"]),
+        "host_50_after_quiet_s": rel(t50, m["quiet"]),
+        "host_90_after_quiet_s": rel(t90, m["quiet"]),
+        "host_50_after_cold_end_s": rel(t50, m["cold_end"]),
+        "host_90_after_cold_end_s": rel(t90, m["cold_end"]),
         "cold_seconds": run["cold"]["seconds"],
         "page_cache_base_bytes": cache_base,
         "page_cache_at_cold_end_bytes": cache_at(m["cold_end"]),
@@ -436,16 +393,12 @@ def summarise(run: dict, args: argparse.Namespace) -> dict:
     }
 
 
-def _rel(t: float | None, start: float) -> float | None:
-    return None if t is None else round(t - start, 1)
-
-
 def short(s: dict) -> str:
     return (f"host RSS peak {fmt_bytes(s['rss_peak_bytes'])}, end {fmt_bytes(s['rss_end_bytes'])}; 50%/90% back "
-            f"{_secs(s['host_50_after_quiet_s'])}/{_secs(s['host_90_after_quiet_s'])} s after quiet; "
+            f"{secs_text(s['host_50_after_quiet_s'])}/{secs_text(s['host_90_after_quiet_s'])} s after quiet; "
             f"{s['rss_above_base_mib_s']} MiB·s above base; hot re-read {fmt_bytes(s['hot_reread_bytes'])} "
             f"({s['hot_reread_fraction']:.0%}); reclaims {s['reclaims']}; guest busy hot "
-            f"{_pct(s['guest_busy_hot_percent'])}, quiet {_pct(s['guest_busy_quiet_percent'])}")
+            f"{pct_text(s['guest_busy_hot_percent'])}, quiet {pct_text(s['guest_busy_quiet_percent'])}")
 
 
 # ------------------------------------------------------------------ report
@@ -459,15 +412,7 @@ MEDIAN_FIELDS = ("reclaims", "rss_peak_bytes", "rss_end_bytes", "rss_mib_s", "rs
 
 
 def policy_medians(data: dict) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for run in data["runs"]:
-        v = out.setdefault(run["policy"], {"runs": 0, **{k: [] for k in MEDIAN_FIELDS}})
-        v["runs"] += 1
-        for k in MEDIAN_FIELDS:
-            v[k].append(run["summary"][k])
-    order = {n: i for i, n in enumerate(POLICIES)}
-    return {name: {"runs": v["runs"], **{k: _median_none_last(v[k]) for k in MEDIAN_FIELDS}}
-            for name, v in sorted(out.items(), key=lambda kv: order.get(kv[0], 99))}
+    return common_medians(data["runs"], MEDIAN_FIELDS, POLICIES)
 
 
 def _mib(n: float | None) -> str:
@@ -494,11 +439,11 @@ def markdown(data: dict) -> str:
         f"compact in the guest and a settled host RSS, after {a['baseline']:g} s with its process running. "
         f"Runs interleaved, {a['repeat']} of each.", "",
         "**What watching costs this guest** (TCG, measured at the start): idle floor "
-        f"{_pct(c['idle_floor_busy_percent'])} busy (of all CPUs), with the bench's in-guest logger sampling every "
-        f"{c['logger_every_s']:g} s {_pct(c['idle_with_logger_busy_percent'])}; one channel call costs the guest "
+        f"{pct_text(c['idle_floor_busy_percent'])} busy (of all CPUs), with the bench's in-guest logger sampling every "
+        f"{c['logger_every_s']:g} s {pct_text(c['idle_with_logger_busy_percent'])}; one channel call costs the guest "
         f"{c['channel_call_cpu_s'] * 1000:.0f} ms of CPU, so polling /proc/stat through it every 10 s (the WSL "
-        f"emulation) adds {_pct(c['channel_call_busy_percent_at_10s'])} and vmmemctl's sample every "
-        f"{a['vmmemctl_interval']:g} s adds {_pct(100 * c['channel_call_cpu_s'] / (a['vmmemctl_interval'] * g['cpus']))}."
+        f"emulation) adds {pct_text(c['channel_call_busy_percent_at_10s'])} and vmmemctl's sample every "
+        f"{a['vmmemctl_interval']:g} s adds {pct_text(100 * c['channel_call_cpu_s'] / (a['vmmemctl_interval'] * g['cpus']))}."
         " WSL's idle threshold is 0.5 %.", "",
         "Medians per policy:", "",
         "| policy | runs | reclaims | host RSS peak | 50% / 90% of the cold footprint back (s after quiet) | "
@@ -508,11 +453,11 @@ def markdown(data: dict) -> str:
     for name, md in medians.items():
         lines.append(
             f"| {name} | {md['runs']} | {md['reclaims']} | {_mib(md['rss_peak_bytes'])} | "
-            f"{_secs(md['host_50_after_quiet_s'])} / {_secs(md['host_90_after_quiet_s'])} | "
+            f"{secs_text(md['host_50_after_quiet_s'])} / {secs_text(md['host_90_after_quiet_s'])} | "
             f"{md['rss_above_base_mib_s']:,} | {_mib(md['rss_end_bytes'])} | {_mib(md['page_cache_end_bytes'])} | "
             f"{_mib(md['hot_reread_bytes'])} ({md['hot_reread_fraction']:.0%}) | {_mib(md['hot_refault_bytes'])} | "
             f"{md['hot_pass_median_s']:.2f} / {md['hot_pass_max_s']:.2f} s | "
-            f"{_pct(md['guest_busy_hot_percent'])} / {_pct(md['guest_busy_quiet_percent'])} |")
+            f"{pct_text(md['guest_busy_hot_percent'])} / {pct_text(md['guest_busy_quiet_percent'])} |")
     lines += ["", "Every run:", "",
               "| run | reclaims | idle RSS | cold added | peak | at quiet | at end | 50% / 90% back (s after quiet) | "
               "MiB·s (above idle) | page cache at quiet / end | hot re-read (pgpgin) | refaults | hot pass median / max "
@@ -525,13 +470,13 @@ def markdown(data: dict) -> str:
             f"{' (+' + str(s['reclaims_skipped']) + ' skipped)' if s['reclaims_skipped'] else ''} | "
             f"{_mib(s['rss_base_bytes'])} | {_mib(s['rss_cold_added_bytes'])} | {_mib(s['rss_peak_bytes'])} | "
             f"{_mib(s['rss_at_quiet_bytes'])} | {_mib(s['rss_end_bytes'])} | "
-            f"{_secs(s['host_50_after_quiet_s'])} / {_secs(s['host_90_after_quiet_s'])} | "
+            f"{secs_text(s['host_50_after_quiet_s'])} / {secs_text(s['host_90_after_quiet_s'])} | "
             f"{s['rss_mib_s']:,} ({s['rss_above_base_mib_s']:,}) | "
             f"{_mib(s['page_cache_at_quiet_bytes'])} / {_mib(s['page_cache_end_bytes'])} | "
             f"{_mib(s['hot_reread_bytes'])} ({s['hot_reread_fraction']:.0%}) | {_mib(s['hot_refault_bytes'])} | "
             f"{s['hot_pass_median_s']:.2f} / {s['hot_pass_max_s']:.2f} s | "
-            f"{_pct(s['guest_busy_baseline_percent'])} / {_pct(s['guest_busy_hot_percent'])} / "
-            f"{_pct(s['guest_busy_quiet_percent'])} |")
+            f"{pct_text(s['guest_busy_baseline_percent'])} / {pct_text(s['guest_busy_hot_percent'])} / "
+            f"{pct_text(s['guest_busy_quiet_percent'])} |")
     lines += ["", "50% / 90% back: the first second after the cold read when the host RSS was at most the idle RSS "
               "+ the hot working set + 50% (10%) of what the cold read added; negative = before the workload went "
               "quiet; \"never\" = not within the run. Hot set re-read = `pgpgin` during every pass after the first "
@@ -546,7 +491,7 @@ def markdown(data: dict) -> str:
                      f"{s['hot_first_pass_s']} s); settled at {_mib(run['settle']['rss_bytes'])} in "
                      f"{run['settle']['seconds']} s; guest drop_caches writes {s['guest_drop_caches_writes']}"
                      + (f"; WSL polls {s['wsl_polls']}, idle {s['wsl_idle_polls']}, quiet-phase poll busy median "
-                        f"{_pct(s['wsl_quiet_poll_busy_median'])} (min {_pct(s['wsl_quiet_poll_busy_min'])})"
+                        f"{pct_text(s['wsl_quiet_poll_busy_median'])} (min {pct_text(s['wsl_quiet_poll_busy_min'])})"
                         if s["wsl_polls"] else "")
                      + (f"; channel calls by the policy: {run['policy_cost']}" if run["policy_cost"] else "") + ".")
         for e in run["events"]:
@@ -597,19 +542,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vmmemctl-interval", type=float, default=5.0, help="vmmemctl's guest sampling interval, s")
     p.add_argument("--out", default="lab_policies", help="results file stem under bench/results/")
     p.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the chart from OUT.json")
-    args = p.parse_args(argv)
-    if args.case:
-        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
-        for key, value in CASES[args.case].items():
-            if key not in given:
-                setattr(args, key, value)
-    return args
+    return with_case(p.parse_args(argv), CASES, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        return rewrite_report(args.out, markdown, "plot_lab.py")
+        return rewrite_report(args.out, markdown)
     if os.geteuid() != 0:
         print("lab_policies: run it as root (like the other benches; vmmemctl's reclaim lock is in /run/lock)",
               file=sys.stderr)
@@ -637,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     data["load_after"] = loadavg()
     data["wall_seconds"] = round(time.time() - t0)
     js, md = save_results(data, markdown)
-    plot(js, "plot_lab.py")
+    plot(js)
     print(md.read_text())
     log(f"vmmemctl histories kept in {tmp} (vmmemctl history --events --db {tmp}/vmmemctl-*/vmmemctl.db)")
     return 0

@@ -11,7 +11,7 @@ Per policy, one after another, each starting from dropped caches:
     quiet     180 s  nothing: the workload went quiet
 
 Policies: none (today's default), cron (`sync; echo 3 > drop_caches` every
---cron-every s), WSL's autoMemoryReclaim=dropcache (bench/policies.py),
+--cron-every s), WSL's autoMemoryReclaim=dropcache (bench/reclaimers.py),
 vmmemctl (the real `vmmemctl watch` with `[policy] auto_reclaim = true`),
 and WSL's gradual, recorded as unavailable where there is no memory.reclaim.
 
@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,15 +33,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (RESULTS, GiB, REPO, FileSet, compact_memory, drop_caches, fmt_bytes, loadavg,  # noqa: E402
-                    log_decision, machine, machine_markdown, median, now_iso, plot, rewrite_report, save_results)
+from common import (RESULTS, GiB, FileSet, compact_memory, drop_caches, fmt_bytes, integral,  # noqa: E402
+                    loadavg, machine, machine_markdown, median, now_iso, pct_text, plot, rel,
+                    rewrite_report, save_results, secs_text, PY, RECLAIMERS, VMMEMCTL, PolicyProcess, with_case)
+from common import policy_medians as common_medians  # noqa: E402
 
 from monitor.probes.guest import GuestProbe  # noqa: E402
 from monitor.procfs import LocalFiles  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-PY = sys.executable
-VMMEMCTL = [str(REPO / ".venv/bin/python"), "-m", "monitor"]
 POLICIES = ["none", "cron", "wsl-dropcache", "wsl-gradual", "vmmemctl"]
 VMSTAT = ("pgpgin", "workingset_refault_file", "drop_pagecache", "compact_stall")
 
@@ -50,66 +49,27 @@ VMSTAT = ("pgpgin", "workingset_refault_file", "drop_pagecache", "compact_stall"
 # ------------------------------------------------------------------ the policies' processes
 
 
-class Policy:
-    """A running policy: started before the workload, stopped after the quiet phase."""
+class Policy(PolicyProcess):
+    """A running policy on this machine (auto is pagecache here: no memory.reclaim)."""
+
+    stop_timeout = 20.0
 
     def __init__(self, name: str, args: argparse.Namespace, tmp: Path):
-        self.name, self.args, self.tmp = name, args, tmp
-        self.proc: subprocess.Popen | None = None
-        self.db = tmp / f"{name}.db"
-        self.config_path = tmp / f"{name}.toml"
-        self.decisions: list[dict] = []
-        self._decide = None
+        super().__init__(name, tmp)
+        self.args = args
 
-    def start(self) -> None:
+    def command(self) -> list[str] | None:
         s = self.args.policy_scale
         if self.name == "cron":
-            cmd = [PY, str(BENCH / "policies.py"), "cron", "--every", str(self.args.cron_every * s)]
-        elif self.name == "wsl-dropcache":
-            cmd = [PY, str(BENCH / "policies.py"), "wsl-dropcache", "--poll", str(10 * s), "--window",
-                   str(120 * s), "--drop", self.args.wsl_drop]
-        elif self.name == "vmmemctl":
-            self.config_path.write_text(vmmemctl_config(s))
-            cmd = [*VMMEMCTL, "watch", "--interval", "2s", "--db", str(self.db), "--config", str(self.config_path),
-                   "--log-file", str(self.tmp / "vmmemctl.log")]
-        else:
-            return
-        self.out = open(self.tmp / f"{self.name}.out", "w")
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, cwd=REPO)
-
-    def observe(self, now: float) -> None:
-        """vmmemctl only: what its policy says now, and why (auto is pagecache here: no memory.reclaim)."""
-        if self.name == "vmmemctl" and self.db.exists():
-            log_decision(self.decisions, self.db, self.config_path, now)
-
-    def stop(self) -> list[dict]:
-        """Stop it; return its reclaims (and, for WSL, its polls) as events."""
-        if self.proc is None:
-            return []
-        early = self.proc.poll()
-        problems = [{"t": time.time(), "event": "error", "what": f"{self.name} exited early with code {early}"}] \
-            if early is not None else []
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.out.close()
+            return [*RECLAIMERS, "cron", "--every", str(self.args.cron_every * s)]
+        if self.name == "wsl-dropcache":
+            return [*RECLAIMERS, "wsl-dropcache", "--poll", str(10 * s), "--window", str(120 * s),
+                    "--drop", self.args.wsl_drop]
         if self.name == "vmmemctl":
-            done = subprocess.run([*VMMEMCTL, "history", "--events", "--since", "2h", "--format", "json", "--db",
-                                   str(self.db), "--config", str(self.config_path)], capture_output=True, text=True,
-                                  cwd=REPO)
-            events = json.loads(done.stdout or "[]")
-            return problems + [{"t": e["t"], "event": e["kind"], "status": e["status"], "what": e["message"]}
-                               for e in events]
-        events = problems
-        for line in (self.tmp / f"{self.name}.out").read_text().splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                events.append({"event": "output", "what": line})
-        return events
+            self.config_path.write_text(vmmemctl_config(s))
+            return [*VMMEMCTL, "watch", "--interval", "2s", "--db", str(self.db), "--config", str(self.config_path),
+                    "--log-file", str(self.tmp / "vmmemctl.log")]
+        return None
 
 
 def vmmemctl_config(scale: float) -> str:
@@ -226,10 +186,9 @@ def _cpu(a: os.times_result, b: os.times_result) -> float:
 # ------------------------------------------------------------------ numbers
 
 
-def integral(rows: list[dict], key: str, start: float, end: float) -> float:
-    """Trapezoid integral of rows[key] (bytes) over [start, end], in GiB*s."""
-    pts = [(r["t"], r[key]) for r in rows if start <= r["t"] <= end and r[key] is not None]
-    return sum((t1 - t0) * (a + b) / 2 for (t0, a), (t1, b) in zip(pts, pts[1:])) / GiB
+def gib_s(rows: list[dict], key: str, start: float, end: float) -> float:
+    """rows[key] (bytes) integrated over [start, end], in GiB*s."""
+    return integral([(r["t"], r[key]) for r in rows], start, end) / GiB
 
 
 def first_time(rows: list[dict], key: str, start: float, goal: float) -> float | None:
@@ -267,12 +226,12 @@ def summarise(name: str, rows: list[dict], marks: dict, cold_out: dict, hot_out:
         "cold_cached_at_quiet_bytes": quiet_row["cold_cached"],
         "page_cache_at_quiet_bytes": quiet_row["page_cache"],
         "cold_freed_at_quiet_fraction": round(1 - quiet_row["cold_cached"] / cold_peak, 3) if cold_peak else None,
-        "cold_50_after_cold_end_s": _rel(t50, marks["cold_end"]),
-        "cold_90_after_cold_end_s": _rel(t90, marks["cold_end"]),
-        "cold_50_after_quiet_s": _rel(t50, marks["quiet"]),
-        "cold_90_after_quiet_s": _rel(t90, marks["quiet"]),
-        "page_cache_gib_s": round(integral(rows, "page_cache", marks["cold_start"], marks["end"]), 1),
-        "cold_plus_hot_gib_s": round(integral([{**r, "both": r["cold_cached"] + r["hot_cached"]} for r in rows],
+        "cold_50_after_cold_end_s": rel(t50, marks["cold_end"]),
+        "cold_90_after_cold_end_s": rel(t90, marks["cold_end"]),
+        "cold_50_after_quiet_s": rel(t50, marks["quiet"]),
+        "cold_90_after_quiet_s": rel(t90, marks["quiet"]),
+        "page_cache_gib_s": round(gib_s(rows, "page_cache", marks["cold_start"], marks["end"]), 1),
+        "cold_plus_hot_gib_s": round(gib_s([{**r, "both": r["cold_cached"] + r["hot_cached"]} for r in rows],
                                               "both", marks["cold_start"], marks["end"]), 1),
         "page_cache_end_bytes": at["quiet"]["page_cache"],
         "cold_cached_end_bytes": at["quiet"]["cold_cached"],
@@ -295,10 +254,6 @@ def summarise(name: str, rows: list[dict], marks: dict, cold_out: dict, hot_out:
         "quiet_cpu_busy_median": median(busy),
         "quiet_cpu_busy_min": min(busy, default=None),
     }
-
-
-def _rel(t: float | None, start: float) -> float | None:
-    return None if t is None else round(t - start, 1)
 
 
 def short(s: dict) -> str:
@@ -335,7 +290,7 @@ def markdown(data: dict) -> str:
             f"| {run['policy']} #{run.get('repeat', 1)} | {s['reclaims']}"
             f"{' (+' + str(s['foreign_drops']) + ' foreign drop)' if s['foreign_drops'] else ''} | "
             f"{fmt_bytes(s['cold_cached_peak_bytes'])} | {s['cold_freed_at_quiet_fraction']:.0%} | "
-            f"{_secs(s['cold_50_after_quiet_s'])} | {_secs(s['cold_90_after_quiet_s'])} | "
+            f"{secs_text(s['cold_50_after_quiet_s'])} | {secs_text(s['cold_90_after_quiet_s'])} | "
             f"{s['page_cache_gib_s']:.0f} | {fmt_bytes(s['page_cache_end_bytes'])} | "
             f"{fmt_bytes(s['hot_reread_bytes'])} ({s['hot_reread_fraction']:.0%}) | "
             f"{s['hot_read_total_s']:.1f} s ({(s['hot_pass_median_s'] or 0) * 1000:.0f} ms) | "
@@ -349,9 +304,9 @@ def markdown(data: dict) -> str:
             continue
         s = run["summary"]
         lines.append(f"- **{run['policy']} #{run.get('repeat', 1)}**: cold read {fmt_bytes(s['cold_read_bytes'])} in {s['cold_seconds']} s; "
-                     f"50% / 90% of the cold cache freed {_secs(s['cold_50_after_cold_end_s'])} / "
-                     f"{_secs(s['cold_90_after_cold_end_s'])} s after the cold phase ended; quiet-phase machine CPU "
-                     f"busy median {_pct(s['quiet_cpu_busy_median'])} (min {_pct(s['quiet_cpu_busy_min'])}); "
+                     f"50% / 90% of the cold cache freed {secs_text(s['cold_50_after_cold_end_s'])} / "
+                     f"{secs_text(s['cold_90_after_cold_end_s'])} s after the cold phase ended; quiet-phase machine CPU "
+                     f"busy median {pct_text(s['quiet_cpu_busy_median'])} (min {pct_text(s['quiet_cpu_busy_min'])}); "
                      f"loadavg {_load(s['load_before'])} -> {_load(s['load_after'])}"
                      + (f"; the bench's own sampling {s['sampler_cpu_percent_quiet']:.2f}% of one core in the quiet "
                         "phase" if "sampler_cpu_percent_quiet" in s else "") + ".")
@@ -364,7 +319,7 @@ def markdown(data: dict) -> str:
             idle = sum(1 for e in polls if e["idle"])
             quiet_polls = [e["busy"] for e in polls if e["t"] >= run["marks"]["quiet"]]
             lines.append(f"  - {len(polls)} polls, {idle} idle; quiet-phase poll busy min "
-                         f"{_pct(min(quiet_polls, default=None))}, median {_pct(median(quiet_polls))} "
+                         f"{pct_text(min(quiet_polls, default=None))}, median {pct_text(median(quiet_polls))} "
                          "(idle needs <= 0.5% for 2 min)")
         for d in run["summary"].get("decisions", []):
             lines.append(f"  - +{d['t'] - run['marks']['cold_start']:.0f} s ({_phase_at(run, d['t'])}): "
@@ -378,21 +333,10 @@ MEDIAN_FIELDS = ("reclaims", "cold_cached_peak_bytes", "cold_freed_at_quiet_frac
                  "hot_pass_median_s")
 
 
-def _median_none_last(xs: list) -> float | None:
-    """Median where None ("never") sorts above every number."""
-    ordered = sorted(xs, key=lambda x: (x is None, x or 0))
-    return ordered[len(ordered) // 2] if ordered else None
-
-
 def policy_medians(data: dict) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for run in data["runs"]:
-        if run["available"] and not run["summary"]["foreign_drops"]:
-            out.setdefault(run["policy"], {"runs": 0, **{k: [] for k in MEDIAN_FIELDS}})
-            out[run["policy"]]["runs"] += 1
-            for k in MEDIAN_FIELDS:
-                out[run["policy"]][k].append(run["summary"][k])
-    return {name: {"runs": v["runs"], **{k: _median_none_last(v[k]) for k in MEDIAN_FIELDS}} for name, v in out.items()}
+    """Runs someone else's cache drop spoiled are left out (they are listed under the table)."""
+    kept = [r for r in data["runs"] if r["available"] and not r["summary"]["foreign_drops"]]
+    return common_medians(kept, MEDIAN_FIELDS, POLICIES)
 
 
 def median_table(data: dict) -> list[str]:
@@ -408,7 +352,7 @@ def median_table(data: dict) -> list[str]:
              "hot read time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, m in medians.items():
         lines.append(f"| {name} | {m['runs']} | {m['reclaims']} | {m['cold_freed_at_quiet_fraction']:.0%} | "
-                     f"{_secs(m['cold_50_after_quiet_s'])} | {_secs(m['cold_90_after_quiet_s'])} | "
+                     f"{secs_text(m['cold_50_after_quiet_s'])} | {secs_text(m['cold_90_after_quiet_s'])} | "
                      f"{m['page_cache_gib_s']:.0f} | {m['cold_plus_hot_gib_s']:.0f} | "
                      f"{fmt_bytes(m['page_cache_end_bytes'])} | {fmt_bytes(m['hot_reread_bytes'])} "
                      f"({m['hot_reread_fraction']:.0%}) | {m['hot_read_total_s']:.1f} s |")
@@ -419,16 +363,8 @@ def median_table(data: dict) -> list[str]:
                     "= the whole machine's (other engineers' files too).", ""]
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1f}%"
-
-
 def _load(text: str) -> str:
     return " ".join(text.split()[:3])
-
-
-def _secs(x: float | None) -> str:
-    return "never" if x is None else f"{x:g}"
 
 
 def _phase_at(run: dict, t: float) -> str:
@@ -471,13 +407,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="reclaim_policies", help="results file stem under bench/results/")
     p.add_argument("--case", choices=sorted(CASES), help="a named workload; explicit flags still win. 3g (issue "
                    "11): read 3 GiB once, re-read 300 MiB every 5 s for 90 s, 90 s quiet, shipped defaults")
-    args = p.parse_args(argv)
-    if args.case:
-        given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
-        for key, value in CASES[args.case].items():
-            if key not in given:
-                setattr(args, key, value)
-    return args
+    return with_case(p.parse_args(argv), CASES, argv)
 
 
 # Named cases: the 3 GiB cold read on this 24 GiB machine is the one the old default never reclaimed.
@@ -488,7 +418,7 @@ CASES = {"3g": dict(cold_gib=3.0, hot_mib=300, hot_every=5.0, hot_seconds=90.0, 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        return rewrite_report(args.out, markdown, "plot_reclaim.py")
+        return rewrite_report(args.out, markdown)
     if os.geteuid() != 0:
         print("reclaim_policies: needs root (drop_caches, compact_memory)", file=sys.stderr)
         return 2
@@ -532,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     order = {n: i for i, n in enumerate(POLICIES)}
     data["runs"].sort(key=lambda r: (r.get("repeat", 1), order.get(r["policy"], 99)))
     js, md = save_results(data, markdown)
-    plot(js, "plot_reclaim.py")
+    plot(js)
     print(md.read_text())
     return 0
 

@@ -49,7 +49,7 @@ class LocalFiles:
     whose read fails (ENOENT, ESTALE, ENODEV...) is closed and opened again once, so a file
     that vanishes reads as missing and one that comes back is found on the next sample. In a
     tree, a file may also be replaced by a rename: there the descriptor is dropped when its
-    inode has no name left (st_nlink 0). Anything else (the fake kernel's FIFO) cannot be
+    inode has no name left (st_nlink 0). Anything else (a pipe, a character device) cannot be
     pread: it is opened and read for every sample, as before.
     """
 
@@ -85,7 +85,7 @@ class LocalFiles:
     def _read_kept(self, path: str) -> str | None:
         fd = self._fds.get(path)
         if fd is not None:
-            data = _pread_all(fd)
+            data = _read_all(fd)
             if data is not None and (path in self._kernel or _still_named(fd)):
                 return data.decode("utf-8", errors="replace")
             self._forget(path)
@@ -103,11 +103,11 @@ class LocalFiles:
             return None
         if not stat.S_ISREG(st.st_mode):  # a FIFO (tests/fakekernel.py), a directory: read once, close
             try:
-                data = _read_stream(fd)
+                data = _read_all(fd, seekable=False)
             finally:
                 os.close(fd)
             return None if data is None else data.decode("utf-8", errors="replace")
-        data = _pread_all(fd)
+        data = _read_all(fd)
         if data is None:
             os.close(fd)
             return None
@@ -150,17 +150,15 @@ class LocalFiles:
         return self.resolve(path).exists()
 
 
-def _pread_all(fd: int) -> bytes | None:
-    """The whole file from offset 0, or None if the read fails. Read until an empty read: a
+def _read_all(fd: int, seekable: bool = True) -> bytes | None:
+    """The whole file (from offset 0 with ``os.pread`` on a kept descriptor; else a stream, such as
+    a pipe, read to its end), or None if a read fails. Read until an empty read: a
     procfs seq_file (vmstat, buddyinfo) hands out at most a page per read, so a short read is
     not the end there."""
     try:
-        chunk = os.pread(fd, READ_CHUNK, 0)
-        if not chunk:
-            return chunk
-        chunks, size = [chunk], len(chunk)
+        chunks, size = [], 0
         while size < MAX_FILE_BYTES:
-            chunk = os.pread(fd, READ_CHUNK, size)
+            chunk = os.pread(fd, READ_CHUNK, size) if seekable else os.read(fd, READ_CHUNK)
             if not chunk:
                 break
             chunks.append(chunk)
@@ -168,20 +166,6 @@ def _pread_all(fd: int) -> bytes | None:
     except OSError:
         return None
     return (chunks[0] if len(chunks) == 1 else b"".join(chunks))[:MAX_FILE_BYTES]
-
-
-def _read_stream(fd: int) -> bytes | None:
-    try:
-        chunks, size = [], 0
-        while size < MAX_FILE_BYTES:
-            chunk = os.read(fd, READ_CHUNK)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError:
-        return None
-    return b"".join(chunks)[:MAX_FILE_BYTES]
 
 
 def _still_named(fd: int) -> bool:
