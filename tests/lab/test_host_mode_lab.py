@@ -78,7 +78,8 @@ def test_watcher_in_host_mode_reclaims_by_rule(lab_vm_factory, tmp_path):
         vm.fill_page_cache(FILL_MIB)
         filled = vm.rss_bytes()
         assert filled - before_fill > 0.8 * FILL_MIB * MiB
-        event = wait_for_reclaim(db, timeout=90)
+        # gradual's steps each wait a refault window (~5 s): 1 GiB of cold cache is ~15 steps, then settle
+        event = wait_for_reclaim(db, timeout=240)
     finally:
         watch.send_signal(signal.SIGTERM)
         watch.wait(timeout=20)
