@@ -482,7 +482,7 @@ def markdown(data: dict) -> str:
               "quiet; \"never\" = not within the run. Hot set re-read = `pgpgin` during every pass after the first "
               "(the guest's disk reads; nothing else reads its disk); refaults = `workingset_refault_file` in those "
               "passes (a page dropped by drop_caches leaves no shadow entry, so drops do not show there).", "",
-              "![host RSS over time](lab_policies.png)", ""]
+              f"![host RSS over time]({data['args']['out']}.png)", ""]
     lines += [f"Note: {n}" for n in data.get("notes", [])]
     for run in data["runs"]:
         s, m = run["summary"], run["marks"]

@@ -53,6 +53,10 @@ def machine_panels(data: dict):
 def main(path: str) -> None:
     data = json.loads(Path(path).read_text())
     panels, runs, title = (lab_panels if "guest" in data else machine_panels)(data)
+    if not runs:
+        print(f"{path}: no chart: every run was spoiled by someone else's cache drop (see the tables)",
+              file=sys.stderr)
+        return
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 4.25 * len(panels) if len(panels) == 2 else 10),
                              sharex=True)
     colors: dict[str, str] = {}

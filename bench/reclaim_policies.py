@@ -296,8 +296,11 @@ def markdown(data: dict) -> str:
             f"{s['hot_read_total_s']:.1f} s ({(s['hot_pass_median_s'] or 0) * 1000:.0f} ms) | "
             f"{fmt_bytes(s['hot_pgpgin_bytes'])} / {fmt_bytes(s['hot_refault_file_bytes'])} |")
     lines += [""] + [f"Note: {n}" for n in data.get("notes", [])]
+    clean = [r for r in data["runs"] if r["available"] and not r["summary"].get("foreign_drops")]
+    chart = (f"![cache over time]({data['args']['out']}.png)" if clean else
+             "No chart: every run was spoiled by someone else's cache drop (the runs are in the table, flagged).")
     lines += ["", "Negative times: the cold cache was already freed that long before the workload went quiet. "
-              "\"never\": not within the run.", "", "![cache over time](reclaim_policies.png)", ""]
+              "\"never\": not within the run.", "", chart, ""]
     for run in data["runs"]:
         if not run["available"]:
             lines += [f"- **{run['policy']}**: {run['why']}"]
