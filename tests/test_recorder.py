@@ -48,7 +48,9 @@ def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = Non
 
 
 def cfg(*rules: Rule, **kw) -> Config:
-    return Config(rule=rules, reclaim=ReclaimConfig(settle=0.0), **kw)
+    # refault_window 0: gradual listens the shortest pause (0.25 s) after each step; the window itself is
+    # the controller's tests' and the lab's
+    return Config(rule=rules, reclaim=ReclaimConfig(settle=0.0, refault_window=0.0), **kw)
 
 
 def tiny_rule(**kw) -> Rule:

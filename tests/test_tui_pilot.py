@@ -48,7 +48,7 @@ def pilot(test):
 
 
 def tree_config(proc_root: Path | str = TREES / "linux-vm" / "proc", **policy) -> Config:
-    return Config(general=GeneralConfig(proc_root=str(proc_root)), reclaim=ReclaimConfig(settle=0.0),
+    return Config(general=GeneralConfig(proc_root=str(proc_root)), reclaim=ReclaimConfig(settle=0.0, refault_window=0.0),
                   policy=PolicyConfig(**policy))
 
 
@@ -244,7 +244,7 @@ async def test_r_confirm_shows_methods_and_expected_gain_and_escape_cancels(hist
 
 @pilot
 async def test_r_reclaims_in_a_worker_and_the_effect_shows_in_chart_and_events(tmp_path):
-    kernel = FakeKernel(tmp_path / "big", cached=8 * GiB, hot=GiB)  # ~14 gradual steps: a few seconds
+    kernel = FakeKernel(tmp_path / "big", cached=8 * GiB, hot=GiB)  # ~14 gradual steps of 0.25 s windows
     try:
         await reclaim_from_standalone_dashboard(kernel, tmp_path)
     finally:

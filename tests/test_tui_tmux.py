@@ -70,7 +70,7 @@ def test_tui_in_tmux_shows_numbers_reclaims_and_quits(tmp_path, tmux):
     kernel = FakeKernel(tmp_path / "tree", cached=4 * GiB, hot=GiB)
     try:
         config = tmp_path / "config.toml"
-        config.write_text('[reclaim]\nsettle = "0s"\n')
+        config.write_text('[reclaim]\nsettle = "0s"\nrefault_window = "0s"\n')  # gradual's steps listen 0.25 s
         home = tmp_path / "home"
         env = {"HOME": home, "XDG_CONFIG_HOME": home / ".config", "XDG_DATA_HOME": home / ".local/share",
                "XDG_STATE_HOME": home / ".local/state", "XDG_CACHE_HOME": home / ".cache", "TERM": "xterm-256color",
@@ -94,7 +94,7 @@ def test_tui_in_tmux_shows_numbers_reclaims_and_quits(tmp_path, tmux):
         tmux.keys("Enter")
         # in the event list, and marked on the chart (the legend names the mark); the chart may
         # redraw a refresh after the event list, so wait for both
-        screen = tmux.wait_for("reclaim ", "freed", "│ reclaim", timeout=150)  # gradual listens 5 s after each step ([reclaim] refault_window)
+        screen = tmux.wait_for("reclaim ", "freed", "│ reclaim", timeout=60)
         deadline = time.monotonic() + 10
         while card_bytes(screen, "page cache") > 2.0:  # the next sample: down to the hot set (1 GiB)
             assert time.monotonic() < deadline, screen
