@@ -69,6 +69,8 @@ class Sampler(Protocol):
 
     def gradual_available(self) -> bool: ...
 
+    def gradual_known(self) -> bool | None: ...
+
     def close(self) -> None: ...
 
 
@@ -244,7 +246,13 @@ class Reclaimer:
         with self._lock():
             result.before = self.sampler.sample_guest()
             result.host_before = self.sampler.sample_host(result.before)
-            chain, result.notes = self.plan(method, ran=not dry_run)
+            if method in ("auto", "gradual") and not dry_run and self.sampler.gradual_known() is None:
+                # Unknown is not "absent": falling back to drop_caches would drop the hot pages too
+                result.error = ("the guest did not answer whether cgroup v2 memory.reclaim is there; nothing "
+                                f"was dropped rather than fall back to drop_caches (`{method}` asks again next time)")
+                chain = []
+            else:
+                chain, result.notes = self.plan(method, ran=not dry_run)
             result.methods_run = chain
             try:
                 for i, name in enumerate(chain):

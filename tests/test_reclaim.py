@@ -298,3 +298,48 @@ def test_privileged_write_refuses_other_paths_and_values(capsys):
     assert main(["_privileged-write", "sys/fs/cgroup/memory.reclaim", "1G"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 3 and "is not one of" in err and "is not a valid value" in err
+
+
+# ------------------------------------------------------------------ a guest that does not answer
+
+
+@pytest.mark.parametrize("code, expected", [(0, True), (1, False), (125, None), (124, None)])
+def test_a_channel_failure_is_unknown_not_no(tmp_path, code, expected):
+    """`test -w` says 0 or 1; the channel's own failure codes (the lab's 124/125) read as unknown, asked twice."""
+    from monitor.probes.execfiles import ExecFiles
+
+    calls = tmp_path / "calls"
+    guest = tmp_path / "guest-exec"
+    guest.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\nexit {code}\n")
+    guest.chmod(0o755)
+    assert ExecFiles([str(guest)], timeout=10).writable("sys/fs/cgroup/memory.reclaim") is expected
+    assert len(calls.read_text().splitlines()) == (1 if expected is not None else 2)
+
+
+@pytest.mark.parametrize("method", ["gradual", "auto"])
+def test_gradual_refuses_to_guess_when_the_guest_does_not_say(fake_kernel, tmp_path, method):
+    """Unknown is not "absent": a reclaim whose memory.reclaim check got no answer drops nothing
+    (falling back to drop_caches would drop the working set too) and says why."""
+    from monitor.probes import Probes
+    from monitor.probes.execfiles import ExecFiles
+
+    kernel = fake_kernel(cached=2 * GiB, hot=0)
+    config = Config(reclaim=ReclaimConfig(settle=0.0))
+    local = build(config, environ={}, files=LocalFiles(kernel.proc))
+
+    class Silent(ExecFiles):
+        def __init__(self):
+            self.description = "a guest that does not answer"
+
+        def writable(self, path):
+            return None  # what ExecFiles says when the channel never answered (above)
+
+    files = LocalFiles(kernel.proc)  # what a reclaim would write: the fake kernel's files
+    probes = Probes(Silent(), local.environment, local.guest, local.host, host_mode=True)
+    before = (kernel.proc / "sys/vm/drop_caches").read_text()
+    result = Reclaimer(files, probes, config.reclaim, tmp_path / "lock", sleep=kernel.wait_applied).run(method)
+    assert result.methods_run == [] and result.steps == []
+    assert result.error and "did not answer" in result.error and "nothing was dropped" in result.error
+    assert (kernel.proc / "sys/vm/drop_caches").read_text() == before and not kernel.requests
+    # a dry run still says what it would do
+    assert Reclaimer(files, probes, config.reclaim, tmp_path / "lock").run(method, dry_run=True).methods_run

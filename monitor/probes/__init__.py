@@ -44,10 +44,14 @@ class Probes:
         unknown one (the VM is down, the guest did not answer) reads as "no" for now and is
         asked again next time, so one lost call does not make `auto` mean pagecache until restart.
         """
+        return bool(self.gradual_known())
+
+    def gradual_known(self) -> bool | None:
+        """As :meth:`gradual_available`, with "unknown" kept as None (a reclaim refuses to guess)."""
         if self._gradual is None:
             known = self._memory_reclaim_writable()
             if known is None:
-                return False
+                return None
             self._gradual = known
         return self._gradual
 

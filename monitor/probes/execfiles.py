@@ -123,11 +123,18 @@ class ExecFiles:
         return bool(self.writable(path))
 
     def writable(self, path: str) -> bool | None:
-        """As :meth:`exists`, but None when the guest did not answer (unknown, not "no")."""
-        try:
-            return self._run(["test", "-w", _guest_path(path)], attempts=2).returncode == 0
-        except OSError:
-            return None
+        """As :meth:`exists`, but None when the guest did not answer (unknown, not "no").
+
+        `test` says 0 (yes) or 1 (no); any other code is the channel's own failure (the lab's
+        124/125, wsl.exe's own errors), so it is asked once more and then reads as unknown."""
+        for _ in range(2):
+            try:
+                code = self._run(["test", "-w", _guest_path(path)]).returncode
+            except OSError:
+                continue
+            if code in (0, 1):
+                return code == 0
+        return None
 
     def sync(self) -> None:
         self._run(["sync"], attempts=2)

@@ -46,6 +46,10 @@ def test_gradual_stops_above_an_unknown_working_set_and_its_cost_matches_the_gue
     rc, _ = vm.exec(["sh", "-c", f"setsid sh -c '{READER}' </dev/null >/dev/null 2>&1 &"])
     assert rc == 0
     time.sleep(8)  # the working set is read and re-read: its pages are hot
+    # The channel answers with the reader running (a reclaim whose memory.reclaim check gets no answer
+    # refuses, rather than drop everything: that is tests/test_reclaim.py's, not this test's subject)
+    rc, _ = vm.exec(["test", "-w", "/sys/fs/cgroup/memory.reclaim"], timeout=60)
+    assert rc == 0, f"the guest's channel with the reader running: rc {rc}"
     config_path = tmp_path / "lab.toml"
     config_path.write_text(f'[guest]\nexec = {json.dumps(vm.exec_prefix)}\ntimeout = "30s"\n'
                            f'[host]\nsource = "process"\nprocess = "{vm.pid}"\n'
