@@ -296,8 +296,7 @@ def markdown(data: dict) -> str:
             f"{s['hot_read_total_s']:.1f} s ({(s['hot_pass_median_s'] or 0) * 1000:.0f} ms) | "
             f"{fmt_bytes(s['hot_pgpgin_bytes'])} / {fmt_bytes(s['hot_refault_file_bytes'])} |")
     lines += [""] + [f"Note: {n}" for n in data.get("notes", [])]
-    clean = [r for r in data["runs"] if r["available"] and not r["summary"].get("foreign_drops")]
-    chart = (f"![cache over time]({data['args']['out']}.png)" if clean else
+    chart = (f"![cache over time]({data['args']['out']}.png)" if clean_runs(data) else
              "No chart: every run was spoiled by someone else's cache drop (the runs are in the table, flagged).")
     lines += ["", "Negative times: the cold cache was already freed that long before the workload went quiet. "
               "\"never\": not within the run.", "", chart, ""]
@@ -336,10 +335,13 @@ MEDIAN_FIELDS = ("reclaims", "cold_cached_peak_bytes", "cold_freed_at_quiet_frac
                  "hot_pass_median_s")
 
 
+def clean_runs(data: dict) -> list[dict]:
+    """The runs no one else's cache drop spoiled (the spoiled ones are listed under the table)."""
+    return [r for r in data["runs"] if r["available"] and not r["summary"]["foreign_drops"]]
+
+
 def policy_medians(data: dict) -> dict[str, dict]:
-    """Runs someone else's cache drop spoiled are left out (they are listed under the table)."""
-    kept = [r for r in data["runs"] if r["available"] and not r["summary"]["foreign_drops"]]
-    return common_medians(kept, MEDIAN_FIELDS, POLICIES)
+    return common_medians(clean_runs(data), MEDIAN_FIELDS, POLICIES)
 
 
 def median_table(data: dict) -> list[str]:

@@ -150,7 +150,7 @@ def reclaim_text(r: Any) -> str:
         out = [head, "", table(rows, header=("", "before", "after", "change"), indent="  ")]
     if r.host_return_seconds is not None:
         out.append(f"  host had 90% of it back {r.host_return_seconds:.1f}s after the writes")
-    out += ["", "steps:"] + [f"  {s}" for s in r.steps] if r.steps else ["", "steps: none (nothing was written)"]
+    out += (["", "steps:"] + [f"  {s}" for s in r.steps]) if r.steps else ["", "steps: none (nothing was written)"]
     if r.stop_reason:
         ws = f"; working set ~ {format_bytes(r.working_set_bytes)}" if r.working_set_bytes is not None else ""
         out.append(f"gradual stopped: {r.stop_reason}{ws}")

@@ -322,6 +322,7 @@ def test_gradual_refuses_to_guess_when_the_guest_does_not_say(fake_kernel, tmp_p
     (falling back to drop_caches would drop the working set too) and says why."""
     from monitor.probes import Probes
     from monitor.probes.execfiles import ExecFiles
+    from monitor.report import reclaim_text
 
     kernel = fake_kernel(cached=2 * GiB, hot=0)
     config = Config(reclaim=ReclaimConfig(settle=0.0))
@@ -341,5 +342,7 @@ def test_gradual_refuses_to_guess_when_the_guest_does_not_say(fake_kernel, tmp_p
     assert result.methods_run == [] and result.steps == []
     assert result.error and "did not answer" in result.error and "nothing was dropped" in result.error
     assert (kernel.proc / "sys/vm/drop_caches").read_text() == before and not kernel.requests
+    text = reclaim_text(result)  # what `vmmemctl reclaim` prints
+    assert "steps: none (nothing was written)" in text and f"error: {result.error}" in text
     # a dry run still says what it would do
     assert Reclaimer(files, probes, config.reclaim, tmp_path / "lock").run(method, dry_run=True).methods_run
