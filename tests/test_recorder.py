@@ -229,8 +229,12 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from monitor.daemon import record_missed_runs, schedule_jobs
+    from datetime import datetime
     db = tmp_path / "h.db"
-    config = cfg(schedule=(Schedule(cron="* * * * *", name="every-minute", method="compact", grace=1.0),))
+    # Daily, 12 h from now: no on-time run can fall inside the test's wait (an every-minute cron did
+    # when the wait crossed a minute boundary, and ran legitimately)
+    cron = f"0 {(datetime.now().hour + 12) % 24} * * *"
+    config = cfg(schedule=(Schedule(cron=cron, name="daily", method="compact", grace=1.0),))
     watcher = make_watcher(tmp_path, config)
     runs = []
     watcher.run_schedule = lambda s: runs.append(s)
