@@ -311,24 +311,24 @@ def log_decision(decisions: list[dict], db: Path, config_path: Path, now: float,
     Appended to `decisions` only when the reason's gist (its words without the numbers) changes.
     gradual: whether memory.reclaim is there for the watcher (None: look under the config's proc
     root, as a local watcher does; the lab's host-mode watcher reaches the guest's, so True)."""
-    from monitor import actions
-    from monitor.config import load_config
-    from monitor.policy import decide
-    from monitor.privilege import MEMORY_RECLAIM
-    from monitor.procfs import LocalFiles
-    from monitor.store import Store
+    from monitor.config.schema import load_config
+    from monitor.history.store import Store
+    from monitor.kernel.privilege import MEMORY_RECLAIM
+    from monitor.kernel.procfs import LocalFiles
+    from monitor.policy.rules import Facts, decide
+    from monitor.policy.state import history_window, load_state
 
     action = None
     try:
         config = load_config(config_path)
         with Store(db, readonly=True) as store:
-            samples = store.recent_samples(actions.history_window(config), now)
+            samples = store.recent_samples(history_window(config), now)
             if not samples:
                 return
             if gradual is None:
                 gradual = LocalFiles(config.general.proc_root).exists(MEMORY_RECLAIM)
-            decision, _ = decide(samples, config, actions.load_state(store), samples[-1].time,
-                                 gradual_available=gradual)
+            decision, _ = decide(samples, config, load_state(store), samples[-1].time,
+                                 Facts(gradual_available=gradual))
         action, reason = decision.action, decision.reason
     except Exception as exc:  # a locked or half-written db: skip this look
         reason = f"(could not read: {exc})"

@@ -33,10 +33,10 @@ from common import (MiB, REPO, descendants, ensure_venv, loadavg, machine, machi
 
 import psutil  # noqa: E402
 
-from monitor import procfs  # noqa: E402
-from monitor.probes import guest as guest_mod  # noqa: E402
+from monitor.kernel import procfs  # noqa: E402
+from monitor.probes.probeset import guest as guest_mod  # noqa: E402
 from monitor.probes.guest import FILES, GuestProbe  # noqa: E402
-from monitor.procfs import LocalFiles  # noqa: E402
+from monitor.kernel.procfs import LocalFiles  # noqa: E402
 
 VMMEMCTL = str(REPO / ".venv/bin/vmmemctl")
 PYTHON = str(REPO / ".venv/bin/python")
@@ -112,11 +112,11 @@ def watcher_tick(ticks: int, tmp: Path) -> dict:
     import io
     import pstats
 
-    from monitor import probes as probes_mod
-    from monitor.config import Config
+    from monitor.probes import probeset as probes_mod
+    from monitor.config.schema import Config
     from monitor.notify import build_notifier
-    from monitor.store import Store as _Store
-    from monitor.wiring import Wiring
+    from monitor.history.store import Store as _Store
+    from monitor.watch.wiring import Wiring
 
     clock = _StepClock(time.time() - 2 * (ticks + 400))
     config = Config()
@@ -148,7 +148,7 @@ def watcher_tick(ticks: int, tmp: Path) -> dict:
     db = tmp / "tick.db"
     return {"median_us": round(times[len(times) // 2] / 1000, 1), "p90_us": round(times[int(len(times) * .9)] / 1000, 1),
             "ticks": ticks, "history_samples": len(_Store(db, readonly=True).recent_samples(
-                __import__("monitor.actions", fromlist=["x"]).history_window(config), clock())),
+                __import__("monitor.policy.state", fromlist=["x"]).history_window(config), clock())),
             "profile_cumulative": _trim(text.getvalue()), "profile_tottime": _trim(own.getvalue()),
             "last_decision": watcher.last_decision.reason if watcher.last_decision else None}
 
@@ -183,7 +183,7 @@ except ImportError:
     loaded = 'textual.app+textual.widgets+rich (no tui.app yet)'
 import textual
 print('TUI prelude loaded:', loaded, file=sys.stderr, flush=True)
-from monitor.cli import main
+from monitor.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -39,7 +39,7 @@ from common import (RESULTS, GiB, FileSet, compact_memory, drop_caches, fmt_byte
 from common import policy_medians as common_medians  # noqa: E402
 
 from monitor.probes.guest import GuestProbe  # noqa: E402
-from monitor.procfs import LocalFiles  # noqa: E402
+from monitor.kernel.procfs import LocalFiles  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 POLICIES = ["none", "cron", "wsl-dropcache", "wsl-gradual", "vmmemctl"]
@@ -77,7 +77,7 @@ def vmmemctl_config(scale: float) -> str:
     text = "# bench/reclaim_policies.py: the shipped defaults plus auto-reclaim\n[policy]\nauto_reclaim = true\n"
     if scale == 1:
         return text
-    from monitor.config import Config
+    from monitor.config.schema import Config
 
     defaults = Config()
     text += f'\n[idle]\nwindow = "{defaults.idle.window * scale:g}s"\n'

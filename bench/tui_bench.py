@@ -34,8 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, loadavg, machine, machine_markdown, median, now_iso, write_results  # noqa: E402
 
-from monitor.config import HistoryConfig  # noqa: E402
-from monitor.store import Store  # noqa: E402
+from monitor.config.schema import HistoryConfig  # noqa: E402
+from monitor.history.store import Store  # noqa: E402
 
 DAY = 86400.0
 
@@ -43,7 +43,7 @@ CHILD_FIRST_FRAME = r"""
 import sys, time, json
 T0 = float(sys.argv[1])
 sys.path.insert(0, sys.argv[3])
-from monitor.config import Config
+from monitor.config.schema import Config
 from tui.app import make_app, VmmemApp
 
 marks = {}
@@ -66,7 +66,7 @@ print(json.dumps(marks))
 CHILD_IDLE = r"""
 import sys, time, json, os
 sys.path.insert(0, sys.argv[5])
-from monitor.config import Config
+from monitor.config.schema import Config
 from tui.app import make_app, VmmemApp
 
 db, seconds, mode, range_name = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -121,7 +121,7 @@ def first_frame(db: Path, repeat: int) -> dict:
 
 
 async def draw_week(db: Path, repeat: int) -> dict:
-    from monitor.config import Config
+    from monitor.config.schema import Config
     from tui.app import VmmemApp, make_app
 
     class Timed(VmmemApp):

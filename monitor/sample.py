@@ -8,13 +8,24 @@ an empty cache.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from monitor.procfs import Pressure
-
 EnvironmentKind = Literal["wsl2", "wsl1", "windows", "linux"]
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """One ``/proc/pressure/*`` file. avg* are percent of wall time; total is microseconds."""
+
+    some_avg10: float | None = None
+    some_avg60: float | None = None
+    some_avg300: float | None = None
+    some_total: int | None = None
+    full_avg10: float | None = None
+    full_avg60: float | None = None
+    full_avg300: float | None = None
+    full_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,12 +171,6 @@ def metric_value(sample: Sample, metric: str) -> int | None:
     return getattr(sample.guest, metric)
 
 
-def guest_fields() -> list[str]:
-    """Names of the integer/float guest fields, in declaration order (for storage and JSON)."""
-    skip = {"psi_memory", "psi_io", "warnings"}
-    return [f.name for f in dataclasses.fields(GuestSample) if f.name not in skip]
-
-
 def guest_json(g: GuestSample) -> dict[str, Any]:
     """A guest sample as JSON: bytes as integers, unknown as null (status --json, reclaim results)."""
     return {
@@ -183,3 +188,8 @@ def guest_json(g: GuestSample) -> dict[str, Any]:
         "drop_pagecache": g.drop_pagecache,
         "warnings": list(g.warnings),
     }
+
+
+def counter_bytes(before: int | None, after: int | None, unit: int) -> int | None:
+    """A cumulative counter's growth in bytes (``unit`` bytes per count); None if unknown or reset (a reboot)."""
+    return None if before is None or after is None or after < before else (after - before) * unit

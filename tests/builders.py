@@ -4,9 +4,8 @@ Sizes are bytes; ``GiB``/``MiB`` are here for the tables."""
 
 from __future__ import annotations
 
-from monitor.config import Config, IdleConfig, PolicyConfig, ReclaimConfig, Rule
-from monitor.procfs import Pressure
-from monitor.sample import GuestSample, HostSample, Sample
+from monitor.config.schema import Config, IdleConfig, PolicyConfig, ReclaimConfig, Rule
+from monitor.sample import GuestSample, HostSample, Pressure, Sample
 from monitor.units import Size
 
 GiB, MiB = 1024**3, 1024**2

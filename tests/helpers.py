@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cache import device_fstypes
+from monitor.pagecache.scan import device_fstypes
 from monitor.errors import UserError
-from monitor.residency import MincoreReader
-from monitor.store import Store
+from monitor.pagecache.residency import MincoreReader
+from monitor.history.store import Store
 
 TESTS = Path(__file__).parent
 TREES = TESTS / "trees"

@@ -3,7 +3,7 @@
     python tests/record_tree.py tests/trees/NAME
 
 Copies exactly the files vmmemctl reads (see monitor.probes.guest.FILES and
-monitor.environment) so a test can replay them.
+monitor.kernel.environment) so a test can replay them.
 """
 
 import sys

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from helpers import as_nobody, cold_file, kernel_cached, needs_nobody, on_shmem, run_cli, warm
-from monitor.cache import Scan
-from monitor.residency import cachestat_number, choose_reader, probe_cachestat
-from monitor.treewalk import Walker
+from monitor.pagecache.scan import Scan
+from monitor.pagecache.residency import cachestat_number, choose_reader, probe_cachestat
+from monitor.pagecache.treewalk import Walker
 
 MiB = 1024**2
 HAS_CACHESTAT = probe_cachestat(cachestat_number()) is not None
@@ -143,8 +143,8 @@ def test_hostile_tree_is_counted_and_skipped_never_followed(hostile, reader):
 
 def test_pseudo_filesystems_are_not_walked():
     """/proc holds no page cache, and opening its files can act: a scan of / never enters it."""
-    from monitor.cache import scan_trees
-    from monitor.procfs import LocalFiles
+    from monitor.pagecache.scan import scan_trees
+    from monitor.kernel.procfs import LocalFiles
 
     result = scan_trees(LocalFiles(), ["/proc"], depth=1)
     assert result.stats.files == 0 and result.stats.skipped["pseudo-fs"] == 1

@@ -7,7 +7,6 @@ import os
 import sys
 
 import pytest
-
 from helpers import run_cli, tree
 
 JSON_GUEST_KEYS = {"total_bytes", "free_bytes", "available_bytes", "anon_bytes", "page_cache_bytes", "shmem_bytes",
@@ -17,16 +16,16 @@ JSON_GUEST_KEYS = {"total_bytes", "free_bytes", "available_bytes", "anon_bytes",
 
 def this_machine():
     """What this machine is, by the same detection `status` uses (so the test holds on WSL2 too)."""
-    from monitor.environment import detect_environment
-    from monitor.procfs import LocalFiles
+    from monitor.kernel.environment import detect_environment
+    from monitor.kernel.procfs import LocalFiles
 
     return detect_environment(LocalFiles("/proc"), os.environ)
 
 
 def psi_here() -> bool:
     """Whether PSI reads here, by the probe that reads it (off in WSL2's kernel unless psi=1)."""
-    from monitor.config import Config
-    from monitor.probes import build
+    from monitor.config.schema import Config
+    from monitor.probes.probeset import build
 
     probes = build(Config(), environ={})
     try:
@@ -118,8 +117,8 @@ def test_python_dash_m_and_version():
 def test_status_and_history_show_the_working_set_and_each_reclaims_cost(tmp_path):
     import time
 
-    from monitor import workingset
-    from monitor.store import Store
+    from monitor.history.store import Store
+    from monitor.reclaim import workingset
 
     MiB = 1024**2
     db = tmp_path / "h.db"

@@ -20,7 +20,7 @@ def test_config_check_shows_a_reclaim_rule_as_inactive_while_auto_reclaim_is_off
 
 
 def test_config_show_prints_the_history_path_used():
-    from monitor.store import default_db_path  # HOME/XDG are the test's own (conftest), as for the child
+    from monitor.history.store import default_db_path  # HOME/XDG are the test's own (conftest), as for the child
 
     shown = run_cli("config", "show").stdout
     assert f'db = {json.dumps(str(default_db_path()))}  # the default: history.db in the user data dir' in shown

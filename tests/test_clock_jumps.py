@@ -8,15 +8,24 @@ import datetime as dt
 import sqlite3
 
 from helpers import TREES
-from monitor import actions
-from monitor.config import Config, HistoryConfig, ReclaimConfig, Rule, SamplingConfig, Schedule
+
+from monitor.config.schema import (
+    Config,
+    HistoryConfig,
+    ReclaimConfig,
+    Rule,
+    SamplingConfig,
+    Schedule,
+)
+from monitor.kernel.procfs import LocalFiles
 from monitor.notify import Notifier
-from monitor.policy import PolicyState, RuleState
-from monitor.probes import build
-from monitor.procfs import LocalFiles
-from monitor.recorder import Clockwork, Recorder
+from monitor.policy.rules import PolicyState, RuleState
+from monitor.policy.state import load_state, save_state
+from monitor.probes.probeset import build
 from monitor.units import Size
-from monitor.wiring import Wiring
+from monitor.watch.clockwork import Clockwork
+from monitor.watch.recorder import Recorder
+from monitor.watch.wiring import Wiring
 
 
 class Clocks:
@@ -81,18 +90,18 @@ def test_cooldowns_move_with_a_jump_both_ways(tmp_path):
     clocks = Clocks(at("2030-01-02 12:00:00"))
     rec = recorder(tmp_path, Config(rule=(), reclaim=ReclaimConfig(settle=0.0)), clocks)
     fired = clocks.wall - 600
-    actions.save_state(rec.store, PolicyState({"cache": RuleState(False, fired)}, snoozed_until=clocks.wall + 60))
+    save_state(rec.store, PolicyState({"cache": RuleState(False, fired)}, snoozed_until=clocks.wall + 60))
     rec.tick()
     clocks.advance(2)
     clocks.jump(-7200)  # NTP stepped back two hours: the cooldown must not grow by two hours
     rec.tick()
-    state = actions.load_state(rec.store)
+    state = load_state(rec.store)
     assert state.rule("cache").last_fired == fired - 7200
     assert state.snoozed_until == at("2030-01-02 12:01:00")  # a wall-clock deadline stays
     clocks.advance(2)
     clocks.jump(86400)  # asleep a day: the cooldown is not used up by the sleep
     rec.tick()
-    assert actions.load_state(rec.store).rule("cache").last_fired == fired - 7200 + 86400
+    assert load_state(rec.store).rule("cache").last_fired == fired - 7200 + 86400
 
 
 def rows(db, sql):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, run_cli
-from monitor.cli import main
-from monitor.config import Config, ConfigError, find_config_path, load_config, to_toml
+from monitor.cli.main import main
+from monitor.config.schema import Config, ConfigError, find_config_path, load_config, to_toml
 from monitor.units import Size
 
 

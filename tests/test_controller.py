@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from monitor import cost, workingset
-from monitor.config import ReclaimConfig
-from monitor.controller import PROBE_MIN, Observation, Plan, next_step
+from monitor.config.schema import ReclaimConfig
+from monitor.history.store import Store
+from monitor.reclaim import cost, workingset
+from monitor.reclaim.controller import PROBE_MIN, Observation, Plan, next_step
 from monitor.sample import GuestSample
-from monitor.store import Store
 
 MiB, GiB = 1024**2, 1024**3
 STEP = 256 * MiB  # MemTotal/32 of a 4 GiB guest, clamped: the lab's step

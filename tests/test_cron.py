@@ -8,7 +8,8 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 
 from helpers import run_cli
-from monitor.cron import CronError, next_runs, parse_cron
+from monitor.config.cron import CronError, parse_cron
+from monitor.watch.scheduling import next_runs
 
 UTC = dt.timezone.utc
 START = dt.datetime(2026, 11, 26, 12, 0, tzinfo=UTC)  # a Thursday

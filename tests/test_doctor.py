@@ -44,8 +44,8 @@ def test_plain_linux_tree_skips_every_windows_check(isolated_home, tmp_path):
 
 
 def test_on_this_machine_as_it_is(isolated_home):
-    from monitor.environment import detect_environment
-    from monitor.procfs import LocalFiles
+    from monitor.kernel.environment import detect_environment
+    from monitor.kernel.procfs import LocalFiles
 
     result = run_cli("doctor", "--json")
     data = json.loads(result.stdout)
@@ -89,8 +89,8 @@ def test_wsl2_without_interop(isolated_home, tmp_path):
 
 
 def test_a_moved_automount_root_is_found(tmp_path):
-    from monitor.procfs import LocalFiles
-    from monitor.windows import parse_drvfs_mounts
+    from monitor.kernel.procfs import LocalFiles
+    from monitor.kernel.windows import parse_drvfs_mounts
 
     text = LocalFiles(tree("wsl2-automount")).read(["proc/mounts"])["proc/mounts"]
     assert parse_drvfs_mounts(text) == {"c": "/windir/c", "d": "/windir/d"}
@@ -129,7 +129,7 @@ def test_a_stale_history_with_nobody_recording_says_to_start_the_watcher(isolate
     import time
 
     from monitor.sample import GuestSample, HostSample, Sample
-    from monitor.store import Store
+    from monitor.history.store import Store
 
     db = tmp_path / "old.db"
     with Store(db) as store:

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, TREES, as_nobody, needs_nobody, run_cli, wait_for_samples
-from monitor.config import Config, ReclaimConfig
-from monitor.health import history_words, read_health
+from monitor.config.schema import Config, ReclaimConfig
+from monitor.history.health import history_words, read_health
 from monitor.notify import Notifier
-from monitor.probes import build
-from monitor.procfs import LocalFiles
-from monitor.recorder import Recorder, take_instance_lock
-from monitor.store import Store
-from monitor.wiring import Wiring
+from monitor.probes.probeset import build
+from monitor.kernel.procfs import LocalFiles
+from monitor.history.instance import take_instance_lock
+from monitor.watch.recorder import Recorder
+from monitor.history.store import Store
+from monitor.watch.wiring import Wiring
 
 CONFIG = Config(reclaim=ReclaimConfig(settle=0.0))
 

@@ -12,10 +12,10 @@ import threading
 import pytest
 
 from helpers import TREES, run_cli, tree
-from monitor.environment import detect_environment
+from monitor.kernel.environment import detect_environment
 from monitor.probes.guest import FILES, GuestProbe, _from_meminfo, split_free_blocks
 from monitor.sample import GuestSample
-from monitor.procfs import LocalFiles, parse_buddyinfo, parse_cpu_times, parse_meminfo, parse_pressure
+from monitor.kernel.procfs import LocalFiles, parse_buddyinfo, parse_cpu_times, parse_meminfo, parse_pressure
 
 KiB = 1024
 

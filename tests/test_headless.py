@@ -9,7 +9,7 @@ from helpers import REPO
 
 CHECK = """
 import sys
-import monitor, monitor.cli, monitor.probes, monitor.config, monitor.report
+import monitor, monitor.cli.main, monitor.probes, monitor.config.schema, monitor.cli.report
 {extra}
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tui', 'textual', 'rich'))
 print(','.join(heavy))
@@ -34,6 +34,6 @@ def test_every_core_module_imports_without_tui():
 
 
 def test_running_status_loads_no_tui():
-    extra = ("import contextlib, io\nfrom monitor.cli import main\n"
+    extra = ("import contextlib, io\nfrom monitor.cli.main import main\n"
              "with contextlib.redirect_stdout(io.StringIO()):\n    main(['status', '--cpu-window', '0'])")
     assert loaded_heavy_modules(extra) == ""

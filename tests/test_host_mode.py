@@ -13,13 +13,14 @@ import time
 import pytest
 
 from helpers import FAKEBIN, run_cli
-from monitor.environment import detect_environment
-from monitor.config import Config, GuestConfig, HostConfig
+from monitor.kernel.environment import detect_environment
+from monitor.config.schema import Config, GuestConfig, HostConfig
 from monitor.errors import UserError
-from monitor.probes import build
-from monitor.probes.execfiles import ExecFiles, validate_prefix
-from monitor.procfs import LocalFiles
-from monitor.store import Store
+from monitor.probes.probeset import build
+from monitor.kernel.windows import validate_prefix
+from monitor.probes.execfiles import ExecFiles
+from monitor.kernel.procfs import LocalFiles
+from monitor.history.store import Store
 
 
 def test_one_call_reads_every_file_exactly(tmp_path):
@@ -166,7 +167,7 @@ def test_wsl_exe_messages_are_readable_whatever_their_encoding():
     with pytest.raises(OSError) as info:
         files.write("proc/sys/vm/drop_caches", "1")
     assert "Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND" in str(info.value) and "\x00" not in str(info.value)
-    from monitor.windows import decode_windows_text
+    from monitor.kernel.windows import decode_windows_text
     assert decode_windows_text("Error: Wsl\r\n".encode("utf-16-le")) == "Error: Wsl\r\n"
 
 
@@ -201,7 +202,7 @@ def test_skip_unchanged_leaves_an_idle_vm_alone(tmp_path, skip):
     from monitor.notify import Notifier
     from monitor.probes.guest import MIN_CPU_INTERVAL
     from monitor.units import Size
-    from monitor.wiring import Wiring
+    from monitor.watch.wiring import Wiring
 
     ready = tmp_path / "vm-ready"
     vm = subprocess.Popen([sys.executable, "-c", GROWS_ON_SIGNAL, str(ready)])

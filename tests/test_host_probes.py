@@ -13,11 +13,11 @@ import psutil
 import pytest
 
 from helpers import FAKEBIN, tree
-from monitor.config import Config, HostConfig
-from monitor.probes import build, build_host_probe
+from monitor.config.schema import Config, HostConfig
+from monitor.probes.probeset import build, build_host_probe
 from monitor.probes.host import ChainProbe, EstimateProbe, ProcessProbe, choose_vm, select_vm_process
 from monitor.probes.interop import PowerShellProbe, TasklistProbe, find_windows_tool, parse_tasklist_csv
-from monitor.procfs import LocalFiles
+from monitor.kernel.procfs import LocalFiles
 from monitor.sample import Environment
 
 
@@ -375,7 +375,7 @@ def test_psutil_errors_on_vmmem_fall_back_to_the_working_set(exc, words):
 
 
 def test_status_says_the_host_figure_is_starting(fake_windows, monkeypatch):
-    from monitor.report import host_line, host_json
+    from monitor.cli.report import host_line, host_json
     fake_windows("normal")
     monkeypatch.setenv("FAKE_WINDOWS_FIRST_DELAY", "3")
     chain = ChainProbe([PowerShellProbe(find_windows_tool("powershell.exe"), timeout=0.3, first_timeout=10)])
@@ -401,7 +401,7 @@ def test_powershell_errors_arrive_as_clixml_and_read_as_one_line(fake_windows):
 
 
 def test_decode_clixml_keeps_the_message_and_drops_the_position():
-    from monitor.windows import decode_clixml
+    from monitor.kernel.windows import decode_clixml
     text = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
             '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T></TN></Obj>'
             '<S S="Error">Access is denied_x000D__x000A_</S><S S="Error">At line:1 char:1_x000D__x000A_</S>'
@@ -414,11 +414,11 @@ def test_interop_dying_and_coming_back_is_one_event_each(tmp_path, fake_windows)
     """Both Windows tools unreachable: one 'stopped working' event in the history, however many
     samples follow; when they answer again (tried every RECHECK_DOWN s): one 'answers again'."""
     from monitor.notify import Notifier
-    from monitor.probes import Probes
+    from monitor.probes.probeset import Probes
     from monitor.probes.guest import GuestProbe
     from monitor.probes.host import RECHECK_DOWN
-    from monitor.store import Store
-    from monitor.wiring import Wiring
+    from monitor.history.store import Store
+    from monitor.watch.wiring import Wiring
 
     ps, tl = tmp_path / "powershell.exe", tmp_path / "tasklist.exe"
     ps.write_text("#!/bin/sh\n")  # no run bit: EACCES, as when WSL's interop registration is gone

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from monitor.probes.guest import GuestProbe
-from monitor.procfs import LocalFiles
+from monitor.kernel.procfs import LocalFiles
 
 MiB = 1024**2
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="dropping caches needs root")

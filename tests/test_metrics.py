@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import UserError
-from monitor.metrics import GUEST_BYTES, MISSING, Metrics, MetricsUnavailable
+from monitor.watch.metrics import GUEST_BYTES, MISSING, Metrics, MetricsUnavailable
 from monitor.probes.guest import MIN_CPU_INTERVAL, GuestProbe
-from monitor.procfs import LocalFiles
-from monitor.reclaim import ReclaimResult
+from monitor.kernel.procfs import LocalFiles
+from monitor.reclaim.reclaimer import ReclaimResult
 from monitor.sample import Environment, HostSample, Sample
 
 parser = pytest.importorskip("prometheus_client.parser")
@@ -263,13 +263,13 @@ def test_missing_prometheus_client_is_one_line(monkeypatch):
 
 
 def test_importing_the_module_does_not_load_prometheus_client():
-    code = "import sys, monitor.metrics; print('prometheus_client' in sys.modules)"
+    code = "import sys, monitor.watch.metrics; print('prometheus_client' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.strip() == "False"
 
 
 def test_reread_after_reclaims_is_counted_by_source(metrics, server):
-    from monitor.cost import Cost
+    from monitor.reclaim.cost import Cost
 
     assert value(families(server), "vmmemctl_reread_after_reclaim_bytes_total", source="refaults") is None
     metrics.observe_cost(Cost(1, 0.0, 300.0, refault_bytes=3 * 2**20, pgpgin_bytes=5 * 2**20, source="refaults"))

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from helpers import FAKEBIN, REPO, tree
-from monitor.config import Config, NotifyConfig
-from monitor.procfs import LocalFiles
+from monitor.config.schema import Config, NotifyConfig
+from monitor.kernel.procfs import LocalFiles
 from monitor.notify import (TOAST_SCRIPT, Delivery, Notification, Notifier, NotifySendBackend, PlyerBackend,
                             RateLimiter, ToastBackend, build_notifier, notify_test)
 
@@ -397,15 +397,22 @@ def test_rate_limiter_state_survives_a_json_round_trip():
     limiter = RateLimiter(PERIOD)
     limiter.allow("rule:cache-notify", 1000.0)
     limiter.allow("rule:cache-prompt", 1500.5)
-    again = RateLimiter.from_json(PERIOD, limiter.to_json())
+    again = RateLimiter.from_state(PERIOD, json.loads(json.dumps(limiter.to_state())))  # as the store keeps it
     assert again.last == limiter.last
     assert not again.allow("rule:cache-notify", 2000.0) and again.allow("rule:cache-notify", 2800.0)
     assert again.allow("other", 2000.0)
 
 
-@pytest.mark.parametrize("text", [None, "", "not json", "[1, 2]", '{"last": [1]}', '{"last": {"a": "x", "b": true}}'])
-def test_rate_limiter_odd_state_starts_afresh(text):
-    assert RateLimiter.from_json(PERIOD, text).last == {}
+def test_rate_limiter_reads_the_state_an_older_history_encoded_twice():
+    old = json.dumps({"last": {"rule:cache-notify": 1000.0}}, sort_keys=True)  # what to_json() used to return
+    assert RateLimiter.from_state(PERIOD, old).last == {"rule:cache-notify": 1000.0}
+    assert RateLimiter.from_state(PERIOD, {"last": {"rule:cache-notify": 1000.0}}).last == {"rule:cache-notify": 1000.0}
+
+
+@pytest.mark.parametrize("state", [None, "", "not json", "[1, 2]", '{"last": [1]}', '{"last": {"a": "x", "b": true}}',
+                                   [1, 2], {"last": [1]}, {"last": {"a": "x", "b": True, "c": float("nan")}}])
+def test_rate_limiter_odd_state_starts_afresh(state):
+    assert RateLimiter.from_state(PERIOD, state).last == {}
 
 
 def test_rate_limiter_prune_forgets_finished_periods():

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from monitor.config import Config, PolicyConfig
-from monitor.policy import PolicyState, RuleState, decide
+from monitor.config.schema import Config, PolicyConfig
+from monitor.policy.rules import Facts, PolicyState, RuleState, decide
 import builders
 from builders import GiB, config, rule
 from monitor.sample import GuestSample, HostSample, Sample
@@ -141,17 +141,17 @@ def test_hysteresis_rearms_only_below_the_lower_mark():
 def test_defers_to_wsl_only_when_wsl_would_act():
     cfg = config(rule(action="reclaim"))
     quiet = series(T0, NOW, 8, cpu=0.2)
-    decision, _ = decide(quiet, cfg, PolicyState(), NOW, wsl_mode="dropcache")
+    decision, _ = decide(quiet, cfg, PolicyState(), NOW, Facts(wsl_mode="dropcache"))
     assert decision.action == "none" and "WSL's own autoMemoryReclaim=dropcache acts on this idle VM" in decision.reason
     # an editor's 3% keeps WSL's own reclaim from ever firing (WSL#10011): we act
     editor = series(T0, NOW, 8, cpu=3.0)
-    decision, _ = decide(editor, cfg, PolicyState(), NOW, wsl_mode="dropcache")
+    decision, _ = decide(editor, cfg, PolicyState(), NOW, Facts(wsl_mode="dropcache"))
     assert decision.action == "reclaim"
     # WSL's own disabled: nothing to defer to
-    decision, _ = decide(quiet, cfg, PolicyState(), NOW, wsl_mode="disabled")
+    decision, _ = decide(quiet, cfg, PolicyState(), NOW, Facts(wsl_mode="disabled"))
     assert decision.action == "reclaim"
     no_defer = dataclasses.replace(cfg, policy=PolicyConfig(auto_reclaim=True, defer_to_wsl=False))
-    assert decide(quiet, no_defer, PolicyState(), NOW, wsl_mode="gradual")[0].action == "reclaim"
+    assert decide(quiet, no_defer, PolicyState(), NOW, Facts(wsl_mode="gradual"))[0].action == "reclaim"
 
 
 def test_no_samples_and_no_rules():
@@ -182,13 +182,13 @@ def test_auto_without_memory_reclaim_takes_the_pagecache_gate():
     so auto waits for a lull there, where it would run gradually under light load elsewhere."""
     cfg = config(rule(action="reclaim"))
     editor = series(T0, NOW, 8, cpu=5.0)
-    with_gradual, _ = decide(editor, cfg, PolicyState(), NOW, gradual_available=True)
+    with_gradual, _ = decide(editor, cfg, PolicyState(), NOW, Facts(gradual_available=True))
     assert with_gradual.action == "reclaim" and "reclaiming gradually" in with_gradual.reason
-    without, _ = decide(editor, cfg, PolicyState(), NOW, gradual_available=False)
+    without, _ = decide(editor, cfg, PolicyState(), NOW, Facts(gradual_available=False))
     assert without.action == "none"
     assert "waits for a lull" in without.reason
     quiet = series(T0, NOW, 8, cpu=lambda t: 1 if t > NOW - 30 else 5)
-    later, _ = decide(quiet, cfg, PolicyState(), NOW, gradual_available=False)
+    later, _ = decide(quiet, cfg, PolicyState(), NOW, Facts(gradual_available=False))
     assert later.action == "reclaim" and later.method == "auto"
     assert "reclaiming by dropping the page cache (auto: no memory.reclaim here)" in later.reason
 
@@ -222,7 +222,7 @@ def cold_read_trace(quiet_at: float) -> list[Sample]:
 def first_reclaim(trace: list[Sample], cfg: Config, gradual: bool) -> float | None:
     state = PolicyState()
     for i, s in enumerate(trace):
-        decision, state = decide(trace[: i + 1], cfg, state, s.time, gradual_available=gradual)
+        decision, state = decide(trace[: i + 1], cfg, state, s.time, Facts(gradual_available=gradual))
         if decision.action == "reclaim":
             return s.time
     return None

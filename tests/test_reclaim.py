@@ -10,14 +10,21 @@ import time
 from pathlib import Path
 
 import pytest
-
-from helpers import as_nobody, needs_nobody, run_cli
 from fakekernel import FakeKernel
-from monitor.config import Config, ReclaimConfig
-from monitor.probes import build
-from monitor.procfs import LocalFiles
-from monitor.reclaim import ReclaimBusy, ReclaimLock, Reclaimer, default_lock_path, gradual_plan
-from monitor.store import Store
+from helpers import as_nobody, needs_nobody, run_cli
+
+from monitor.config.schema import Config, ReclaimConfig
+from monitor.history.store import Store
+from monitor.kernel.procfs import LocalFiles
+from monitor.probes.probeset import build
+from monitor.reclaim.reclaimer import (
+    ReclaimBusy,
+    Reclaimer,
+    ReclaimLock,
+    Seams,
+    default_lock_path,
+    gradual_plan,
+)
 
 MiB, GiB = 1024**2, 1024**3
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="writing /proc/sys/vm needs root")
@@ -27,7 +34,7 @@ def reclaimer_for(kernel: FakeKernel, tmp_path: Path, **cfg) -> Reclaimer:
     """No real waits: the pause after each step returns as soon as the fake kernel applied it."""
     config = Config(reclaim=ReclaimConfig(settle=0.0, **cfg))
     probes = build(config, environ={}, files=LocalFiles(kernel.root / "proc"))
-    return Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", sleep=kernel.wait_applied)
+    return Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", seams=Seams(sleep=kernel.wait_applied))
 
 
 @pytest.fixture
@@ -143,12 +150,13 @@ def test_cli_gradual_json_and_history(fake_kernel, tmp_path):
 
 
 def test_gradual_stops_at_the_remembered_working_set_and_says_so(fake_kernel, tmp_path):
-    from monitor import actions, workingset
+    from monitor.reclaim import workingset
+    from monitor.reclaim.record import ReclaimRequest, reclaim_and_record
 
     kernel = fake_kernel(cached=4 * GiB, hot=0)
     with Store(tmp_path / "h.db") as store:
         workingset.save(store, workingset.WorkingSet(int(1.2 * GiB), time.time(), 0.25))
-        result = actions.reclaim_and_record(reclaimer_for(kernel, tmp_path), store, "gradual")
+        result = reclaim_and_record(reclaimer_for(kernel, tmp_path), store, ReclaimRequest("gradual"))
         (event,) = store.events(kinds=["reclaim"])
     data = result.to_json()
     start = data["working_set_start_bytes"]
@@ -268,7 +276,7 @@ def test_unprivileged_reclaim_json_prints_the_error_as_json(shared_dir):
 @pytest.mark.skipif(not shutil.which("sudo"), reason="sudo is not installed")
 def test_sudo_rule_lets_an_unprivileged_user_reclaim(shared_dir):
     tmp_path = shared_dir
-    from monitor.privilege import vmmemctl_executable
+    from monitor.kernel.privilege import vmmemctl_executable
     exe = vmmemctl_executable()
     if not os.access(exe, os.X_OK):
         pytest.skip("the vmmemctl script is not installed beside this Python")
@@ -292,7 +300,7 @@ def test_sudo_rule_lets_an_unprivileged_user_reclaim(shared_dir):
 
 
 def test_privileged_write_refuses_other_paths_and_values(capsys):
-    from monitor.cli import main
+    from monitor.cli.main import main
     assert main(["_privileged-write", "proc/sys/kernel/hostname", "evil"]) == 2
     assert main(["_privileged-write", "proc/sys/vm/drop_caches", "1; rm -rf /"]) == 2
     assert main(["_privileged-write", "sys/fs/cgroup/memory.reclaim", "1G"]) == 2
@@ -320,9 +328,9 @@ def test_a_channel_failure_is_unknown_not_no(tmp_path, code, expected):
 def test_gradual_refuses_to_guess_when_the_guest_does_not_say(fake_kernel, tmp_path, method):
     """Unknown is not "absent": a reclaim whose memory.reclaim check got no answer drops nothing
     (falling back to drop_caches would drop the working set too) and says why."""
-    from monitor.probes import Probes
+    from monitor.cli.report import reclaim_text
     from monitor.probes.execfiles import ExecFiles
-    from monitor.report import reclaim_text
+    from monitor.probes.probeset import Probes
 
     kernel = fake_kernel(cached=2 * GiB, hot=0)
     config = Config(reclaim=ReclaimConfig(settle=0.0))
@@ -338,7 +346,7 @@ def test_gradual_refuses_to_guess_when_the_guest_does_not_say(fake_kernel, tmp_p
     files = LocalFiles(kernel.proc)  # what a reclaim would write: the fake kernel's files
     probes = Probes(Silent(), local.environment, local.guest, local.host, host_mode=True)
     before = (kernel.proc / "sys/vm/drop_caches").read_text()
-    result = Reclaimer(files, probes, config.reclaim, tmp_path / "lock", sleep=kernel.wait_applied).run(method)
+    result = Reclaimer(files, probes, config.reclaim, tmp_path / "lock", seams=Seams(sleep=kernel.wait_applied)).run(method)
     assert result.methods_run == [] and result.steps == []
     assert result.error and "did not answer" in result.error and "nothing was dropped" in result.error
     assert (kernel.proc / "sys/vm/drop_caches").read_text() == before and not kernel.requests

@@ -14,15 +14,16 @@ import pytest
 import builders
 from helpers import FAKEBIN, run_cli, start_watch, tree, wait_for_samples
 from fakekernel import FakeKernel
-from monitor.config import Config, HistoryConfig, IdleConfig, PolicyConfig, ReclaimConfig, Rule, Schedule
+from monitor.config.schema import Config, HistoryConfig, IdleConfig, PolicyConfig, ReclaimConfig, Rule, Schedule
 from monitor.notify import NotifySendBackend, Notifier
-from monitor.probes import build
+from monitor.probes.probeset import build
 from monitor.probes.guest import MIN_CPU_INTERVAL
-from monitor.procfs import LocalFiles, SystemFiles
-from monitor.recorder import Clockwork, Recorder
-from monitor.store import Store
+from monitor.kernel.procfs import LocalFiles, SystemFiles
+from monitor.watch.clockwork import Clockwork
+from monitor.watch.recorder import Recorder
+from monitor.history.store import Store
 from monitor.units import Size
-from monitor.wiring import Wiring
+from monitor.watch.wiring import Wiring
 
 GiB, MiB = 1024**3, 1024**2
 
@@ -160,7 +161,7 @@ def test_schedule_conditions(tmp_path, notify_log):
 
 
 def test_schedule_respects_pause(tmp_path, notify_log):
-    from monitor.actions import set_pause
+    from monitor.policy.state import set_pause
     watcher = make_watcher(tmp_path, cfg())
     watcher.tick()
     set_pause(watcher.store, 3600)
@@ -228,7 +229,7 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
     """After sleep, a reclaim missed beyond its grace is recorded as skipped, and runs 0 times."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from monitor.daemon import record_missed_runs, schedule_jobs
+    from monitor.watch.daemon import record_missed_runs, schedule_jobs
     from datetime import datetime
     db = tmp_path / "h.db"
     # Daily, 12 h from now: no on-time run can fall inside the test's wait (an every-minute cron did
@@ -261,7 +262,7 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
 def test_schedule_jobs_use_cron5_weekdays(tmp_path):
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from monitor.daemon import schedule_jobs
+    from monitor.watch.daemon import schedule_jobs
     config = cfg(schedule=(Schedule(cron="0 3 * * 0", name="sunday", method="full"),))
     scheduler = BackgroundScheduler()
     schedule_jobs(scheduler, make_watcher(tmp_path, config))
@@ -439,7 +440,7 @@ def test_a_standalone_dashboard_runs_a_due_schedule(tmp_path):
 
 def test_gradual_available_is_kept_only_once_definitely_known(tmp_path):
     """A guest that does not answer the first `test -w` must not make `auto` mean pagecache until restart."""
-    from monitor.probes import Probes
+    from monitor.probes.probeset import Probes
     from monitor.probes.execfiles import ExecFiles
 
     answers = [None, True]

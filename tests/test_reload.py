@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import run_cli, start_watch, wait_for_samples
 from monitor.service import systemd_unit
-from monitor.store import Store
+from monitor.history.store import Store
 
 
 def free_port() -> int:

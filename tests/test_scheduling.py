@@ -1,4 +1,4 @@
-"""monitor.scheduling: APScheduler 3 without asyncio or ssl, in a fresh interpreter (like test_headless)."""
+"""monitor.watch.scheduling: APScheduler 3 without asyncio or ssl, in a fresh interpreter (like test_headless)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from helpers import REPO
 
 RUN_A_JOB = """
 import json, sys, threading
-from monitor.scheduling import build_scheduler, interval, cron, EVENT_JOB_MISSED, JOB_DEFAULTS
+from monitor.watch.scheduling import build_scheduler, interval, cron, EVENT_JOB_MISSED, JOB_DEFAULTS
 ran = threading.Event()
 scheduler = build_scheduler()
 scheduler.add_job(ran.set, interval(0.05), id="tick", **JOB_DEFAULTS)
@@ -61,7 +61,7 @@ def test_asyncio_already_loaded_is_left_alone():
 
 
 def test_the_watch_command_path_loads_no_asyncio():
-    code = ("import sys, monitor.cli, monitor.daemon, monitor.recorder, monitor.wiring, monitor.scheduling\n"
+    code = ("import sys, monitor.cli.main, monitor.watch.daemon, monitor.watch.recorder, monitor.watch.wiring, monitor.watch.scheduling\n"
             "print(sorted(m for m in ('asyncio', 'ssl', 'psutil') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert done.stdout.strip() == "[]"
@@ -72,7 +72,7 @@ def test_the_watch_command_path_loads_no_asyncio():
     ("*/15 9-17 * * 1-5", dt.datetime(2026, 12, 4, 17, 50), dt.datetime(2026, 12, 7, 9, 0)),  # Friday -> Monday
 ])
 def test_cron_trigger_fires_when_cron_would(expr, after, expected):
-    from monitor.scheduling import cron, interval
+    from monitor.watch.scheduling import cron, interval
 
     tz = dt.timezone.utc
     trigger = cron(expr, timezone=tz)

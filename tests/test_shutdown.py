@@ -11,7 +11,7 @@ import pytest
 
 from fakekernel import FakeKernel
 from helpers import FAKEBIN, start_watch
-from monitor.store import Store
+from monitor.history.store import Store
 
 GiB = 1024**3
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import run_cli
 from monitor.errors import UserError
 from monitor.sample import GuestSample, HostSample, Sample
-from monitor.store import Store
+from monitor.history.store import Store
 
 GiB = 1024**3
 T0 = 1_800_000_000.0 - (1_800_000_000.0 % 600)  # on a 10-minute boundary

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 
 from builders import sample
-from monitor.config import HistoryConfig
-from monitor.store import VALUE_COLUMNS, Store
+from monitor.config.schema import HistoryConfig
+from monitor.history.store import VALUE_COLUMNS, Store
 
 GiB = 1024**3
 START = 1_900_000_200.0  # on a 10-minute boundary (a multiple of 600), in 2030

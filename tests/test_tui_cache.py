@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Config, ReclaimConfig
-from monitor.store import Store
+from monitor.config.schema import Config, ReclaimConfig
+from monitor.history.store import Store
 from helpers import REPO, cold_file, kernel_cached, warm
 from test_tui_pilot import pilot
 from test_tui_tmux import Tmux

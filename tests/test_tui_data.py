@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import Config, PolicyConfig, Rule
-from monitor.policy import PolicyState
-from monitor.store import TIERS, Event, Store
+from monitor.config.schema import Config, PolicyConfig, Rule
+from monitor.history.store import TIERS, Event, Store
+from monitor.policy.rules import PolicyState
 from monitor.units import Size
 from tui import data
 from tui.demo import write_history
@@ -248,8 +248,9 @@ def test_source_reads_the_raw_tier_incrementally(tmp_path):
     source.start()
     first = source.snapshot("5m", 80).chart
     with Store(db) as writer:
-        from tui.demo import sample_at
         import random
+
+        from tui.demo import sample_at
         writer.add_sample(sample_at(NOW + 2, 12 * GiB, random.Random(1)))
     clock[0] = NOW + 2
     second = source.snapshot("5m", 80).chart
@@ -305,8 +306,8 @@ def test_the_demos_waiting_prompt_is_true_of_its_own_series(tmp_path, hour):
 
 def test_the_dashboard_shows_each_reclaims_cost_and_the_learned_working_set(tmp_path):
     """Issue 11: the cost after the fact in the events, the working set in the policy line."""
-    from monitor import workingset
-    from monitor.config import ReclaimConfig
+    from monitor.config.schema import ReclaimConfig
+    from monitor.reclaim import workingset
 
     db = write_history(tmp_path / "h.db", NOW, days=0.01, step=2.0)
     with Store(db) as store:

@@ -20,11 +20,11 @@ import pytest
 
 from helpers import TREES
 from fakekernel import FakeKernel
-from monitor import recorder as recorder_mod
-from monitor.config import METHODS, Config, GeneralConfig, PolicyConfig, ReclaimConfig, Rule
-from monitor.reclaim import ReclaimLock
-from monitor.recorder import recording_pid, take_instance_lock
-from monitor.store import Store
+from monitor.history import instance as instance_mod
+from monitor.config.schema import METHODS, Config, GeneralConfig, PolicyConfig, ReclaimConfig, Rule
+from monitor.reclaim.reclaimer import ReclaimLock
+from monitor.history.instance import recording_pid, take_instance_lock
+from monitor.history.store import Store
 from monitor.units import Size
 from textual.command import CommandPalette
 from textual.widgets import OptionList
@@ -523,7 +523,7 @@ def test_run_attaches_when_a_watcher_runs_and_records_otherwise(tmp_path, monkey
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # tui.log goes there
     args = argparse.Namespace(db=str(tmp_path / "h.db"), standalone=False, interval=5.0, proc_root=None, config=None)
     assert tui_app.run(Config(), args) == 0
-    monkeypatch.setattr(recorder_mod, "recording_pid", lambda db: 99)
+    monkeypatch.setattr(instance_mod, "recording_pid", lambda db: 99)
     tui_app.run(Config(), args)
     tui_app.run(Config(), argparse.Namespace(**{**vars(args), "standalone": True}))
     assert [(s.standalone, s.interval, s.db_path) for s in started] == [
@@ -588,7 +588,7 @@ async def test_view_mode_records_nothing_and_acts_on_nothing(history, tmp_path):
         assert isinstance(app.screen, screens.PromptScreen) and "Not answerable here" in screen(app)
     with Store(history) as store:
         assert store.events_version() == events and len(store.pending_prompts()) == 1
-    assert not recorder_mod.recording_pid(history)
+    assert not instance_mod.recording_pid(history)
     assert history.read_bytes() == before
 
 

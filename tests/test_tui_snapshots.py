@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import TREES
-from monitor.config import Config, GeneralConfig, ReclaimConfig
+from monitor.config.schema import Config, GeneralConfig, ReclaimConfig
 from tui.app import make_app
 from tui.demo import write_history
 from tui.screens import PromptScreen

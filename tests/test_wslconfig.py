@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import run_cli, tree
-from monitor.wslconfig import find_wslconfig, read_wsl_reclaim
+from monitor.kernel.wslconfig import find_wslconfig, read_wsl_reclaim
 
 
 @pytest.mark.parametrize("text, mode, words", [
@@ -120,7 +120,7 @@ def test_a_posix_userprofile_from_wslenv_is_accepted(tmp_path):
 
 @pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
 def test_vmmemctl_config_saved_by_windows_tools_is_read(tmp_path, encoding):
-    from monitor.config import load_config
+    from monitor.config.schema import load_config
     path = tmp_path / "config.toml"
     path.write_bytes("[host]\r\ntimeout = 7\r\n".encode(encoding))  # both write a BOM
     assert load_config(path).host.timeout == 7

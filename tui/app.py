@@ -25,17 +25,32 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from monitor import actions
-from monitor.config import METHODS, Config, to_toml
+from monitor import logs
+from monitor.config.schema import METHODS, Config, to_toml
 from monitor.errors import UserError
+from monitor.history.store import TIER_WORDS, db_path
 from monitor.notify import Notification
-from monitor.store import TIER_WORDS
+from monitor.reclaim.record import describe_reclaim
 from monitor.units import format_duration
 from tui import data, screens
-from tui.logfile import log_to_file
-from tui.messages import ActionDone, Notice, ReclaimDone, ReclaimProgress, RefreshFailed, SnapshotReady
+from tui.messages import (
+    ActionDone,
+    Notice,
+    ReclaimDone,
+    ReclaimProgress,
+    RefreshFailed,
+    SnapshotReady,
+)
 from tui.source import DataSource, Setup, Snapshot
-from tui.widgets import Cards, EventList, HeaderLine, TrendChart, legend, range_keys, show_if_changed
+from tui.widgets import (
+    Cards,
+    EventList,
+    HeaderLine,
+    TrendChart,
+    legend,
+    range_keys,
+    show_if_changed,
+)
 
 log = logging.getLogger("monitor.tui")
 PAUSE_SECONDS = 3600.0
@@ -309,7 +324,10 @@ class VmmemApp(App):
         self._push(screens.config_screen(to_toml(self.config), self.config.path))
 
     def action_cache(self) -> None:
-        from tui.cache_view import CacheScreen, wiring_give_back  # what is in the page cache (tui/cache_view.py)
+        from tui.cache_view import (  # what is in the page cache (tui/cache_view.py)
+            CacheScreen,
+            wiring_give_back,
+        )
 
         self._push(CacheScreen(self.config, wiring_give_back(self.source.wiring)),
                    lambda gave_back: gave_back and self.refresh_data())
@@ -389,7 +407,7 @@ class VmmemApp(App):
         else:
             result = message.result
             severity = "error" if result.error else "information"
-            self.notify(actions.describe_reclaim(result), title="reclaim", severity=severity, timeout=10)
+            self.notify(describe_reclaim(result), title="reclaim", severity=severity, timeout=10)
         self.refresh_data(tick=self.source.probes is not None)  # standalone: sample the effect now
 
     def _activity(self, text: str) -> None:
@@ -435,14 +453,16 @@ def make_app(config: Config, db_path: str | Path, *, standalone: bool, interval:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     """`vmmemctl tui`: attach to the watcher recording ``--db`` if one runs, else record standalone."""
-    from monitor.recorder import recording_pid
+    from monitor.history.instance import recording_pid
 
-    db = actions.db_path(config, getattr(args, "db", None))
+    db = db_path(config, getattr(args, "db", None))
     watcher = recording_pid(db)
     # --view: only read (someone's recorded history); otherwise record when nobody else does.
     standalone = not getattr(args, "view", False) and (bool(getattr(args, "standalone", False)) or watcher is None)
     app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None),
                    view=bool(getattr(args, "view", False)))
-    with log_to_file(config.general.log_level):
+    import platformdirs
+
+    with logs.to_file_while(Path(platformdirs.user_log_dir("vmmemctl")) / "tui.log", config.general.log_level):
         app.run()
     return app.return_code or 0

@@ -1,9 +1,9 @@
 """The "cache" view: what is in the page cache, by directory, and giving one directory's back.
 
 A screen of its own (key ``w``, palette "What is in the page cache"). The
-scan (:mod:`monitor.cache`) runs in a thread worker and reports progress by
+scan (:mod:`monitor.pagecache.scan`) runs in a thread worker and reports progress by
 message; Esc stops it and leaves. Enter on a directory asks first, then gives
-that tree's cache back in a worker (``Wiring.reclaim_paths``: monitor/cache_reclaim.py),
+that tree's cache back in a worker (``Wiring.reclaim``: monitor/cache_reclaim.py),
 which records a reclaim event like every reclaim; the dashboard shows it in the
 events and on the chart when the view closes.
 """
@@ -24,18 +24,21 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from monitor.config import Config
+from monitor.config.schema import Config
 from monitor.errors import UserError
 from monitor.units import format_bytes
 
 log = logging.getLogger("monitor.tui")
 BAR = 12
-# (paths, progress, stop) -> the recorded ReclaimResult: Wiring.reclaim_paths, the one composition root
+# (paths, progress, stop) -> the recorded ReclaimResult: Wiring.reclaim, the one composition root
 GiveBack = Callable[[list[str], Callable[[str], None], threading.Event], Any]
 
 
 def wiring_give_back(wiring: Any) -> GiveBack:
-    return lambda paths, progress, stop: wiring.reclaim_paths(paths, progress=progress, stop=stop)
+    from monitor.reclaim.record import ReclaimRequest
+
+    return lambda paths, progress, stop: wiring.reclaim(ReclaimRequest(paths=tuple(paths)), progress=progress,
+                                                       stop=stop)
 
 
 class ScanProgress(Message):
@@ -67,7 +70,7 @@ def short(path: str) -> str:
     """A path for the eye: the home as ~, bytes that are not UTF-8 as \\xNN."""
     import os
 
-    from monitor.treewalk import display
+    from monitor.pagecache.treewalk import display
 
     home = os.path.expanduser("~")
     shown = display(path)
@@ -114,7 +117,7 @@ class CacheScreen(Screen):
 
     def __init__(self, config: Config, give_back: GiveBack, paths: list[str] | None = None, depth: int = 2):
         super().__init__()
-        from monitor.cache import default_paths
+        from monitor.pagecache.scan import default_paths
 
         self.config, self.give_back, self.depth = config, give_back, depth
         self.paths = paths or default_paths()
@@ -153,8 +156,8 @@ class CacheScreen(Screen):
 
     @work(thread=True, exclusive=True, group="cache-scan", exit_on_error=False)
     def _scan(self) -> None:
-        from monitor.cache import progress_line, scan_trees
-        from monitor.procfs import LocalFiles
+        from monitor.kernel.procfs import LocalFiles
+        from monitor.pagecache.scan import progress_line, scan_trees
 
         try:
             result = scan_trees(LocalFiles(self.config.general.proc_root), self.paths, depth=self.depth, top=50,
@@ -178,7 +181,7 @@ class CacheScreen(Screen):
         self._show(message.result)
 
     def _show(self, result: Any) -> None:
-        from monitor.cache import found_words
+        from monitor.pagecache.scan import found_words
 
         s = result.stats
         share = f" · {100 * result.share:.0f} % of the page cache ({format_bytes(result.page_cache)})" \
@@ -217,7 +220,7 @@ class CacheScreen(Screen):
             if self.busy:
                 self.notify(f"{self.busy}: wait for it to finish", severity="warning")
             return
-        from monitor.treewalk import display
+        from monitor.pagecache.treewalk import display
 
         path, cached = self.rows[table.cursor_row]
         self.app.push_screen(ConfirmScreen(display(path), cached), lambda yes: yes and self._give_back(path))
@@ -241,7 +244,7 @@ class CacheScreen(Screen):
         self.post_message(GiveBackDone(result))
 
     def on_give_back_done(self, message: GiveBackDone) -> None:
-        from monitor.actions import describe_reclaim
+        from monitor.policy.state import describe_reclaim
 
         self.busy = ""
         if message.error or message.result is None:

@@ -21,9 +21,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.config import HistoryConfig
+from monitor.config.schema import HistoryConfig
+from monitor.history.store import Store
 from monitor.sample import GuestSample, HostSample, Sample
-from monitor.store import Store
 
 GiB, MiB = 1024**3, 1024**2
 TOTAL = 16 * GiB  # WSL's default: half of a 32 GiB host

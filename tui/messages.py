@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from monitor.reclaim import ReclaimResult
+from monitor.reclaim.reclaimer import ReclaimResult
 from tui.source import Snapshot
 
 

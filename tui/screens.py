@@ -21,7 +21,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from monitor.store import Event
+from monitor.history.store import Event
 from monitor.units import format_bytes, format_duration
 from tui import data
 

@@ -9,9 +9,9 @@ Modes, said in the header:
 
     standalone  no watcher holds this history: we take its instance lock (so a
                 later `vmmemctl watch` or a second TUI attaches to us) and
-                record through the same :class:`~monitor.recorder.Recorder` the
+                record through the same :class:`~monitor.watch.recorder.Recorder` the
                 watcher uses (its jobs, schedules included, run from our refresh
-                worker by a :class:`~monitor.recorder.Clockwork`), with a notifier
+                worker by a :class:`~monitor.watch.recorder.Clockwork`), with a notifier
                 that shows on the dashboard (ScreenBackend); its prompts appear as modals
     live        --standalone while a watcher holds the history: we sample by
                 ourselves for the cards but write no samples (the watcher does)
@@ -31,20 +31,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from monitor import actions
-from monitor.config import Config
-from monitor.environment import detect_environment
+from monitor.config.schema import Config
 from monitor.errors import UserError
+from monitor.history.health import history_words
+from monitor.history.store import TIERS, Event, Store, sample_row
+from monitor.kernel.environment import detect_environment
+from monitor.kernel.procfs import LocalFiles
 from monitor.notify import Notification, Notifier
-from monitor.policy import Decision, PolicyState
-from monitor.probes import Probes
-from monitor.procfs import LocalFiles
-from monitor.reclaim import ReclaimResult, plan_methods
-from monitor.health import history_words
-from monitor.recorder import AlreadyRecording, Clockwork, Recorder, recording_pid, take_instance_lock
+from monitor.policy.rules import Decision, Facts, PolicyState
+from monitor.policy.state import decision_now, load_state, set_pause, set_snooze
+from monitor.probes.probeset import Probes
+from monitor.reclaim.reclaimer import ReclaimResult, plan_methods
+from monitor.reclaim.record import ReclaimRequest
 from monitor.sample import Environment, Sample
-from monitor.store import TIERS, Event, Store, sample_row
-from monitor.wiring import Wiring, build_probes
+from monitor.history.instance import AlreadyRecording, recording_pid, take_instance_lock
+from monitor.watch.clockwork import Clockwork
+from monitor.watch.recorder import Recorder
+from monitor.watch.wiring import Wiring, build_probes
 from tui import data
 
 LONG_RELOAD = 60.0  # a rolled-up tier gains a row a minute: re-read it no more often
@@ -236,7 +239,7 @@ class DataSource:
         if self.live is not None:
             trend_rows = [*trend_rows, sample_row(self.live)]
         last_row = trend_rows[-1] if trend_rows else None
-        state = actions.load_state(store)
+        state = load_state(store)
         events_key = self._refresh_events(now)
         chart = self._chart(range_name, columns, now, last_row)
         return Snapshot(
@@ -301,8 +304,8 @@ class DataSource:
         else:
             key = (latest.time, state)
             if key != self._cache.decision_key:
-                self._cache.decision, _ = actions.decision_now(self.config, self.store, latest, latest.time,
-                                                               self.wsl_mode, gradual_available=self._gradual())
+                facts = Facts(self.wsl_mode, self._gradual())
+                self._cache.decision, _ = decision_now(self.config, self.store, latest, facts)
                 self._cache.decision_key = key
             decision = self._cache.decision
         assert decision is not None
@@ -312,7 +315,7 @@ class DataSource:
 
     def _working_set_words(self) -> str:
         """" · working set ~ 310 MiB, learned 12 min ago", once a gradual reclaim learned it."""
-        from monitor import workingset
+        from monitor.reclaim import workingset
 
         ws = workingset.load(self.store) if self.store is not None else None
         return f" · {workingset.status_words(ws, self.config.reclaim, self.setup.clock())}" if ws else ""
@@ -369,11 +372,11 @@ class DataSource:
 
     def snooze(self, seconds: float) -> PolicyState:
         with self.lock:
-            return actions.set_snooze(self._writable(), seconds, self.setup.clock())
+            return set_snooze(self._writable(), seconds, self.setup.clock())
 
     def pause(self, seconds: float) -> PolicyState:
         with self.lock:
-            return actions.set_pause(self._writable(), seconds, self.setup.clock())
+            return set_pause(self._writable(), seconds, self.setup.clock())
 
     def answer(self, prompt_id: int, answer: str, detail: str = "") -> bool:
         with self.lock:
@@ -410,4 +413,4 @@ class DataSource:
         """Run and record one reclaim with fresh probes and a store of its own (seconds; in a worker)."""
         if self.read_only:
             raise UserError(self.read_only)
-        return self.wiring.reclaim(method, trigger=trigger, progress=progress)
+        return self.wiring.reclaim(ReclaimRequest(method, trigger=trigger), progress=progress)

@@ -11,7 +11,7 @@ from monitor.notify.plyer_backend import PlyerBackend
 from monitor.notify.toast import ToastBackend
 
 if TYPE_CHECKING:
-    from monitor.config import Config, NotifyConfig
+    from monitor.config.schema import Config, NotifyConfig
 
 log = logging.getLogger("monitor.notify")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 log = logging.getLogger("monitor.notify")
 
@@ -34,18 +34,22 @@ class RateLimiter:
         """Forget keys whose period is over, so the saved state stays small."""
         self.last = {k: t for k, t in self.last.items() if 0 <= now - t < self.period}
 
-    def to_json(self) -> str:
-        return json.dumps({"last": self.last}, sort_keys=True)
+    def to_state(self) -> dict[str, Any]:
+        """What the store keeps (its state table encodes it as JSON once)."""
+        return {"last": dict(sorted(self.last.items()))}
 
     @classmethod
-    def from_json(cls, period: float, text: str | None) -> RateLimiter:
-        """Read saved state; odd or missing state means "nothing notified yet", never a crash."""
-        try:
-            data = json.loads(text) if text else {}
-            last = data.get("last") if isinstance(data, dict) else None
-        except ValueError:
-            log.warning("rate limiter state is not JSON; starting afresh: %r", (text or "")[:80])
-            last = None
+    def from_state(cls, period: float, state: Any) -> RateLimiter:
+        """Read saved state; odd or missing state means "nothing notified yet", never a crash.
+        A JSON string is read too: histories before 0.1 stored this state encoded twice."""
+        data = state
+        if isinstance(state, str):
+            try:
+                data = json.loads(state) if state else {}
+            except ValueError:
+                log.warning("rate limiter state is not JSON; starting afresh: %r", state[:80])
+                data = None
+        last = data.get("last") if isinstance(data, dict) else None
         if not isinstance(last, dict):
             last = {}
         good = {k: float(v) for k, v in last.items()

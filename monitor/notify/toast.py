@@ -59,8 +59,8 @@ def toast_line(title: str, body: str) -> str:
 
 
 def find_powershell(environ: Mapping[str, str], files=None) -> str | None:
-    """The one Windows-tool finder (monitor.windows), keyed on the WSL2 kernel, not on WSL variables."""
-    from monitor.windows import find_windows_tool  # deferred: the plyer child never needs it
+    """The one Windows-tool finder (monitor.kernel.windows), keyed on the WSL2 kernel, not on WSL variables."""
+    from monitor.kernel.windows import find_windows_tool  # deferred: the plyer child never needs it
 
     return find_windows_tool("powershell.exe", environ, files)
 

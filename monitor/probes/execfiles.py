@@ -19,11 +19,9 @@ import logging
 import os
 import secrets
 import subprocess
-from pathlib import PurePosixPath
 from typing import Sequence
 
-from monitor.errors import UserError
-from monitor.windows import DISTRO_NAME, decode_windows_text
+from monitor.kernel.windows import decode_windows_text, validate_prefix
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +36,6 @@ WRITE_SCRIPT = 'printf "%s" "$1" | dd of="$2" bs=4096 conv=notrunc'
 CHANNEL_ENV = {"WSL_UTF8": "1"}
 NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
 _STRERRORS = {os.strerror(code).lower(): code for code in errno.errorcode}
-
-
-def validate_prefix(prefix: Sequence[str]) -> None:
-    """For ``wsl.exe -d NAME``: the distro name must be a plain name (it ends up on a command line)."""
-    if not prefix:
-        return
-    program = PurePosixPath(prefix[0].replace("\\", "/")).name.lower()
-    if program not in ("wsl.exe", "wsl"):
-        return
-    for flag, value in zip(prefix, list(prefix[1:]) + [""]):
-        if flag in ("-d", "--distribution") and not DISTRO_NAME.fullmatch(value):
-            raise UserError(f"got distro name {value!r}; expected a plain name (letters, digits, . _ -, "
-                            "at most 64)")
 
 
 def _guest_path(path: str) -> str:

@@ -13,7 +13,8 @@ import time
 from operator import mul
 from typing import Callable
 
-from monitor.procfs import (
+from monitor.kernel.procfs import (
+    PAGE_SIZE,
     MAX_PLAUSIBLE_BYTES,
     CpuTimes,
     MeminfoLayout,
@@ -31,7 +32,6 @@ from monitor.sample import GuestSample
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 4096  # x86_64 and arm64 WSL kernels both use 4 KiB pages; buddyinfo counts in pages
 DEFAULT_REPORTING_ORDER = 9  # pageblock_order on x86_64: 2 MiB, the kernel's default
 REPORTING_ORDER_PATH = "sys/module/page_reporting/parameters/page_reporting_order"
 FILES = ("proc/meminfo", "proc/pressure/memory", "proc/pressure/io", "proc/vmstat",

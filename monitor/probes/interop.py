@@ -35,8 +35,8 @@ from typing import Callable
 
 from monitor.probes.host import choose_vm
 from monitor.sample import GuestSample, HostSample
-from monitor.windows import decode_clixml, decode_windows_text
-from monitor.windows import find_windows_tool as find_windows_tool  # the one finder; re-exported for probes.build
+from monitor.kernel.windows import decode_clixml, decode_windows_text
+from monitor.kernel.windows import find_windows_tool as find_windows_tool  # the one finder; re-exported for probes.build
 
 log = logging.getLogger(__name__)
 

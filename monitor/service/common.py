@@ -12,7 +12,7 @@ from monitor.errors import UserError
 
 Scope = Literal["user", "system"]
 UNIT_NAME = "vmmemctl.service"
-LOCK_DIR = "/run/lock"  # monitor.reclaim.default_lock_path: shared by root and sudo reclaims
+LOCK_DIR = "/run/lock"  # monitor.reclaim.reclaimer.default_lock_path: shared by root and sudo reclaims
 SYSTEM_STATE_DIR = "/var/lib/vmmemctl"
 BOOT_LOG = "/var/log/vmmemctl-boot.log"
 MEMORY_MAX = "64M"  # our target RSS is <= 30 MiB; twice that leaves room for a reclaim's samples

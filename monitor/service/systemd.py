@@ -13,7 +13,7 @@ from monitor.service.common import (LOCK_DIR, MEMORY_MAX, SYSTEM_ENVIRONMENT, SY
                                     USER_SCOPE_NOTE, Run, Scope, ServiceError, _absolute, systemctl_words,
                                     systemd_quote, xdg_dir)
 from monitor.service.wslconf import wsl_conf_boot_command
-from monitor.windows import DISTRO_NAME  # one rule for distro names, shared with host mode
+from monitor.kernel.windows import DISTRO_NAME  # one rule for distro names, shared with host mode
 
 
 def default_paths(scope: Scope, environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from typing import Callable, Sequence
 
 from monitor.service.common import Run, ServiceError, _absolute, _check_text
-from monitor.windows import DISTRO_NAME
+from monitor.kernel.windows import DISTRO_NAME
 
 TASK_NAMESPACE = "http://schemas.microsoft.com/windows/2004/02/mit/task"
 
@@ -70,7 +70,7 @@ def windows_user(find_tool: Callable[[str], str | None], run: Run = subprocess.r
         done = run([exe], capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    from monitor.windows import decode_windows_text
+    from monitor.kernel.windows import decode_windows_text
 
     name = decode_windows_text(done.stdout).strip()
     return name if done.returncode == 0 and name and name.isprintable() and "%" not in name else None

@@ -37,9 +37,9 @@ def guest_vmstat(vm) -> dict[str, int]:
 
 
 def test_gradual_stops_above_an_unknown_working_set_and_its_cost_matches_the_guest(lab_vm_factory, tmp_path):
-    from monitor import probes
-    from monitor.config import load_config
-    from monitor.cost import CostMeter
+    from monitor.probes import probeset as probes
+    from monitor.config.schema import load_config
+    from monitor.reclaim.cost import CostMeter
 
     vm = lab_vm_factory(reporting=True, cgroup=True, memory="2G")
     vm.fill_page_cache(COLD_MIB)

@@ -1,7 +1,7 @@
 """What the dashboard shows, shaped from store rows: no Textual here, so tests call it directly.
 
-Everything takes plain rows (the dicts :meth:`monitor.store.Store.series`
-returns, or :func:`monitor.store.sample_row` of a live sample), events and
+Everything takes plain rows (the dicts :meth:`monitor.history.store.Store.series`
+returns, or :func:`monitor.history.store.sample_row` of a live sample), events and
 the config, and returns small records the widgets print as they are. One
 module per view model:
 
@@ -16,19 +16,48 @@ This face lists what the app, the widgets and the screens use as ``data.X``.
 """
 
 from tui.data.cards import Card, Trend, build_cards, host_words, short_bytes, trend
-from tui.data.chart import (ChartData, Threshold, bucket, byte_ticks, chart_data, choose_tier, nice_step, picture_key,
-                            reclaim_times, sample_step, split_runs, thresholds, time_ticks)
-from tui.data.common import RANGE_NAMES, RANGES, TREND_WINDOW, LocalTime, Row, next_range
-from tui.data.offers import Offer, describe_gain, expected_gain, make_offer
-from tui.data.words import (KIND_WORDS, EventLine, Header, auto_words, clock_text, event_lines, next_schedule,
-                            snooze_words, staleness, until_words)
+from tui.data.chart import (
+                            ChartData,
+                            Threshold,
+                            bucket,
+                            byte_ticks,
+                            chart_data,
+                            choose_tier,
+                            nice_step,
+                            picture_key,
+                            reclaim_times,
+                            sample_step,
+                            split_runs,
+                            thresholds,
+                            time_ticks,
+)
+from tui.data.common import (
+                            RANGE_NAMES,
+                            RANGES,
+                            TREND_WINDOW,
+                            LocalTime,
+                            Row,
+                            next_range,
+)
+from tui.data.offers import Offer, expected_gain, make_offer
+from tui.data.words import (
+                            EventLine,
+                            Header,
+                            auto_words,
+                            clock_text,
+                            event_lines,
+                            next_schedule,
+                            snooze_words,
+                            staleness,
+                            until_words,
+)
 
 __all__ = [
     "Card", "Trend", "build_cards", "host_words", "short_bytes", "trend",
     "ChartData", "Threshold", "bucket", "byte_ticks", "chart_data", "choose_tier", "nice_step", "picture_key",
     "reclaim_times", "sample_step", "split_runs", "thresholds", "time_ticks",
     "RANGE_NAMES", "RANGES", "TREND_WINDOW", "LocalTime", "Row", "next_range",
-    "Offer", "describe_gain", "expected_gain", "make_offer",
-    "KIND_WORDS", "EventLine", "Header", "auto_words", "clock_text", "event_lines", "next_schedule",
+    "Offer", "expected_gain", "make_offer",
+    "EventLine", "Header", "auto_words", "clock_text", "event_lines", "next_schedule",
     "snooze_words", "staleness", "until_words",
 ]

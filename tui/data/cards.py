@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from monitor.units import format_bytes
-from tui.data.common import FLAT_BYTES, FLAT_POINTS, Row, TREND_WINDOW
-
-
+from tui.data.common import FLAT_BYTES, FLAT_POINTS, TREND_WINDOW, Row
 
 
 @dataclass(frozen=True)

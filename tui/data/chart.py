@@ -9,10 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from monitor.config import Config
+from monitor.config.schema import Config
 from tui.data.common import GiB, LocalTime, MiB, Row
-
-
 
 
 @dataclass(frozen=True)

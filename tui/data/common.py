@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-
-
 GiB, MiB = 1024**3, 1024**2
 RANGES = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
 RANGE_NAMES = tuple(RANGES)

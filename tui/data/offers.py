@@ -5,13 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from monitor.config import Config
+from monitor.config.schema import Config
 from monitor.units import format_bytes
 from tui.data.common import Row
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,3 @@ def make_offer(method: str, plan: Callable[[str], tuple[list[str], list[str]]], 
     gain, words = expected_gain(method, chain, row, config)
     return Offer(method, chain, gain, words, notes)
 
-
-def describe_gain(offer: Offer) -> str:
-    steps = " + ".join(offer.chain)
-    return f"{offer.method} ({steps}): {offer.words}"

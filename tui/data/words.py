@@ -8,19 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from monitor.config import Config, Schedule
-from monitor.policy import PolicyState
-from monitor.units import format_bytes, format_duration
+from monitor.config.schema import Config, Schedule
+from monitor.policy.rules import PolicyState
+from monitor.reclaim.cost import cost_words
+from monitor.units import format_duration
 from tui.data.common import LocalTime
-
-
-
-
-# The kind as stored, so what the events list shows is what `vmmemctl history --events` prints
-# (they differed: "watcher" here, "watch" there, issue 18).
-KIND_WORDS = {"crossing": "crossing", "notify": "notify", "prompt": "prompt", "answer": "answer",
-              "reclaim": "reclaim", "schedule": "schedule", "error": "error", "state": "state", "watch": "watch"}
-
 
 def clock_text(ts: float, now: float, localtime: LocalTime = time.localtime) -> str:
     """``14:03:05`` today, ``Tue 14:03`` within a week, ``2026-11-19`` before."""
@@ -48,19 +40,9 @@ def event_lines(events: Sequence[Any], now: float, localtime: LocalTime = time.l
         if e.kind == "prompt" and e.status:
             text = f"[{e.status}] {text}"
         if e.kind == "reclaim":
-            text += cost_words(e.data or {})
-        out.append(EventLine(e.id, clock_text(e.t, now, localtime), KIND_WORDS.get(e.kind, e.kind), text, e.status))
+            text += cost_words(e.data or {})  # the kind and the words as `history --events` prints them
+        out.append(EventLine(e.id, clock_text(e.t, now, localtime), e.kind, text, e.status))
     return out
-
-
-def cost_words(data: dict) -> str:
-    """A reclaim's cost, once its window is over (monitor/cost.py records it on the event)."""
-    reread = data.get("reread_bytes_after")
-    if not isinstance(reread, int):
-        return ""
-    window = data.get("cost_window_s")
-    within = f" in {format_duration(window)}" if isinstance(window, (int, float)) else ""
-    return f"; cost: {format_bytes(reread)} read back{within}"
 
 
 @dataclass(frozen=True)
@@ -95,7 +77,7 @@ def until_words(ts: float, now: float, localtime: LocalTime = time.localtime) ->
 
 def next_schedule(config: Config, now: float) -> tuple[Schedule, dt.datetime] | None:
     """The next [[schedule]] run by the config's cron lines (a watcher elsewhere runs them)."""
-    from monitor.cron import next_runs
+    from monitor.watch.scheduling import next_runs
 
     runs = [(sched, run) for sched in config.schedule
             for run in next_runs(sched.cron, 1, dt.datetime.fromtimestamp(now).astimezone())]

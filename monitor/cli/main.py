@@ -1,0 +1,647 @@
+"""``vmmemctl``: the command line. Every command is a small function here.
+
+Errors a user can fix (:class:`UserError`, :class:`ConfigError`) end as one
+line on stderr and an exit code: 2 for bad input, 3 for a missing privilege.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NoReturn, Sequence
+
+from monitor import __version__, logs
+from monitor.config.schema import (
+    METHODS,
+    Config,
+    ConfigError,
+    find_config_path,
+    load_config,
+)
+from monitor.errors import PrivilegeError, UserError
+from monitor.kernel.procfs import LocalFiles, check_proc_root
+
+Command = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, like every other error here."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE",
+                        help="config file (default: $VMMEMCTL_CONFIG, then the user config dir)")
+    common.add_argument("--proc-root", metavar="DIR",
+                        help="read kernel files from DIR instead of /proc (sysfs from DIR/../sys)")
+    common.add_argument("--db", metavar="PATH", help="history database (default: [general] db, "
+                        "else history.db in the user data dir)")
+    return common
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The effective config: the file, then command-line overrides."""
+    config = load_config(find_config_path(args.config))
+    if getattr(args, "proc_root", None):
+        config = dataclasses.replace(config, general=dataclasses.replace(config.general, proc_root=args.proc_root))
+    problem = check_proc_root(config.general.proc_root)
+    if problem:
+        raise UserError(f"proc root {problem}")
+    return config
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitor.cli import report
+    from monitor.history.store import db_path, open_existing
+    from monitor.kernel.wslconfig import detect_wsl_reclaim
+    from monitor.policy.rules import Facts
+    from monitor.policy.state import decision_now
+    from monitor.probes import probeset as probes
+    from monitor.reclaim import workingset
+
+    config = load(args)
+    p = probes.build(config)
+    try:
+        p.prime()
+        time.sleep(args.cpu_window)  # CPU busy is a rate: it needs two readings
+        sample = p.sample()
+        gradual = p.gradual_available()
+    finally:
+        p.close()
+    from monitor.history.health import history_words
+
+    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind, LocalFiles(config.general.proc_root))
+    db = db_path(config, args.db)
+    unwritten = history_words(db)  # "history not written since 14:02: disk full (...)" or ""
+    store = open_existing(db)
+    try:
+        decision, _ = decision_now(config, store, sample, Facts(wsl.mode if wsl else None, gradual))
+        ws = workingset.load(store)
+    finally:
+        if store:
+            store.close()
+    extra = [("WSL autoMemoryReclaim", wsl.describe())] if wsl else []
+    extra += [("history", unwritten)] if unwritten else []
+    extra.append(("gradual", workingset.status_words(ws, config.reclaim, time.time())))
+    if args.json:
+        data = report.status_json(sample, p.environment, decision)
+        data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
+        data["history_not_written"] = unwritten or None
+        data["working_set"] = workingset.status_json(ws, config.reclaim, time.time())
+        print(json.dumps(data, indent=2))
+    else:
+        print(report.status_text(sample, p.environment, decision, extra))
+    return 0
+
+
+def cmd_reclaim(args: argparse.Namespace) -> int:
+    from monitor.cli import report
+    from monitor.history.store import db_path
+    from monitor.reclaim.record import ReclaimRequest
+    from monitor.watch.wiring import Wiring
+
+    config = load(args)
+    if args.path:
+        return _reclaim_paths(args, config)
+    progress = _progress_printer() if sys.stderr.isatty() else None
+    wiring = Wiring(config, db_path(config, args.db))
+    try:
+        request = ReclaimRequest(args.method or config.reclaim.method, dry_run=args.dry_run, settle=args.settle)
+        result = wiring.reclaim(request, progress=progress)
+    except PrivilegeError as exc:
+        if args.json:  # a script reads stdout: give it JSON too; the one line still goes to stderr
+            print(json.dumps(_privilege_json(exc), indent=2))
+        raise
+    if progress:
+        print("\r\033[K", end="", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(report.reclaim_text(result))
+    return 1 if result.error else 0
+
+
+def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
+    """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
+    from monitor.cli import report
+    from monitor.history.store import db_path
+    from monitor.pagecache.residency import choose_reader
+    from monitor.reclaim.record import ReclaimRequest
+    from monitor.watch.wiring import Wiring
+
+    paths = [p for group in args.path for p in group]
+    if args.method:
+        raise UserError("reclaim: --path gives back those trees' cache; it takes no --method")
+    missing = [p for p in paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise UserError(f"reclaim --path: {missing[0]}: no such file or directory")
+    tty = sys.stderr.isatty()
+    with _stop_on_sigint() as stop:
+        request = ReclaimRequest(paths=tuple(paths), dry_run=args.dry_run, settle=args.settle)
+        result = Wiring(config, db_path(config, args.db)).reclaim(
+            request, progress=_progress_line if tty else None, stop=stop, reader=choose_reader(args.reader))
+    if tty:
+        print("\r\033[K", end="", file=sys.stderr)
+    print(json.dumps(result.to_json(), indent=2) if args.json else report.reclaim_text(result))
+    return 1 if result.error else 0
+
+
+def _progress_line(text: str) -> None:
+    print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
+
+
+def _privilege_json(exc: PrivilegeError) -> dict:
+    from monitor.kernel.privilege import missing_right_hint
+
+    hint = missing_right_hint()
+    error = str(exc).removesuffix(hint).rstrip(": ")
+    return {"error": error, "hint": hint if error != str(exc) else "run it as root (README: Reclaim without root)"}
+
+
+def _progress_printer():
+    def show(text: str) -> None:
+        print(f"\r\033[K{text}", end="" if text.startswith("settling") else "\n", file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from monitor.kernel.procfs import LocalFiles
+    from monitor.pagecache.residency import choose_reader
+    from monitor.pagecache.scan import (
+        default_paths,
+        progress_line,
+        scan_json,
+        scan_text,
+        scan_trees,
+    )
+
+    config = load(args)
+    paths = args.paths or default_paths()
+    missing = [p for p in paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise UserError(f"cache: {missing[0]}: no such file or directory")
+    tty = sys.stderr.isatty()
+
+    def show(stats, cached) -> None:
+        print(f"\r\033[K{progress_line(stats, cached)} (Ctrl-C: stop and show what was found)",
+              end="", file=sys.stderr, flush=True)
+    with _stop_on_sigint() as stop:
+        result = scan_trees(LocalFiles(config.general.proc_root), paths, depth=args.depth, top=args.top,
+                            one_file_system=args.one_file_system, reader=choose_reader(args.reader),
+                            stop=stop, progress=show if tty else None)
+    if tty:
+        print("\r\033[K", end="", file=sys.stderr)
+    if args.json:
+        print(json.dumps(scan_json(result, args.top), indent=2))
+    else:
+        print(scan_text(result, args.top))
+    return 130 if result.stats.interrupted else 0
+
+
+def _stop_on_sigint():
+    """Ctrl-C sets an event the walk checks, so a long scan stops and still reports what it found."""
+    import contextlib
+    import signal
+    import threading
+
+    @contextlib.contextmanager
+    def handler():
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+        try:
+            yield stop
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return handler()
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return int(text)
+
+
+def cmd_snooze(args: argparse.Namespace) -> int:
+    return _set_state(args, "snooze")
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    return _set_state(args, "pause")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    args.duration = "0"
+    return _set_state(args, "pause")
+
+
+def _set_state(args: argparse.Namespace, what: str) -> int:
+    from monitor.cli.report import iso
+    from monitor.history.store import Store, db_path
+    from monitor.policy.state import set_pause, set_snooze
+    from monitor.units import UnitError, parse_duration
+
+    config = load(args)
+    try:
+        seconds = parse_duration(args.duration)
+    except UnitError as exc:
+        raise UserError(f"{what}: got {args.duration!r}; expected {exc}") from None
+    with Store(db_path(config, args.db)) as store:
+        setter = set_snooze if what == "snooze" else set_pause
+        state = setter(store, seconds)
+    until = state.snoozed_until if what == "snooze" else state.paused_until
+    if what == "snooze":
+        print(f"snoozed until {iso(until)}: no notifications, prompts or rule reclaims" if until else "snooze cleared")
+    else:
+        print(f"auto-reclaim paused until {iso(until)}" if until else "auto-reclaim resumed")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from monitor.history.store import db_path
+    from monitor.notify import build_notifier
+    from monitor.watch import daemon
+    from monitor.history.instance import take_instance_lock
+    from monitor.watch.wiring import Wiring
+
+    config, listen = watch_config(args)
+    wiring = Wiring(config, db_path(config, args.db))
+    lock = take_instance_lock(wiring.db)
+    try:
+        logs.to_watch_log(config.general.log_level,
+                          Path(args.log_file) if args.log_file else daemon.default_log_file())
+        probes = wiring.probes()
+        metrics, server = _start_metrics(listen, probes.environment)
+        recorder = wiring.recorder(build_notifier(config.notify), metrics=metrics, probes=probes)
+        reloader = daemon.Reloader(lambda: watch_config(args), probes.environment, listen, server)
+        try:
+            refusal = wiring.reclaim_refusal()
+            if refusal:
+                recorder.store.add_event("error", f"reclaims will fail: {refusal}")
+                daemon.log.warning("reclaims will fail: %s", refusal)
+            return daemon.run(recorder, wiring.stop, server, reloader)
+        finally:
+            recorder.close()
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def watch_config(args: argparse.Namespace) -> tuple[Config, str]:
+    """The watcher's config and metrics address: the file, then the command line (again on SIGHUP)."""
+    config = load(args)
+    if args.interval is not None:
+        config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, interval=args.interval))
+    return config, args.metrics if args.metrics is not None else config.metrics.listen
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    """SIGHUP to the watcher recording this history, found through its lock file."""
+    import os
+    import signal
+
+    from monitor.history.store import db_path
+    from monitor.history.instance import instance_lock_path, recording_pid
+
+    config = load(args)
+    db = db_path(config, args.db)
+    pid = recording_pid(db)
+    if pid is None:
+        raise UserError(f"no watcher is recording to {db} (start `vmmemctl watch`, or pass --db PATH)")
+    try:
+        holder = instance_lock_path(db).read_text().partition(" ")[2].strip()
+    except OSError:
+        holder = ""
+    if holder and holder != "vmmemctl watch":  # SIGHUP would end a dashboard, not reload it
+        raise UserError(f"{db} is recorded by {holder} (pid {pid}), which reads its config at start: restart it")
+    if pid == 0:
+        raise UserError(f"the lock of {db} does not say which process holds it; reload it by hand (kill -HUP)")
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise UserError(f"the watcher of {db} (pid {pid}) is gone") from None
+    except PermissionError:
+        raise UserError(f"not allowed to signal the watcher of {db} (pid {pid}): run as its user "
+                        "(or `systemctl reload vmmemctl`)") from None
+    print(f"asked the watcher (pid {pid}) to re-read its config; its log and `vmmemctl history --events` "
+          "say whether it took it")
+    return 0
+
+
+def _start_metrics(listen: str, environment):
+    if not listen:
+        return None, None
+    from monitor.config.schema import split_listen
+    from monitor.watch.metrics import Metrics
+
+    try:
+        host, port = split_listen(listen)
+    except ValueError as exc:
+        raise UserError(f"--metrics: got {listen!r}; expected {exc}") from None
+    metrics = Metrics(environment)
+    return metrics, metrics.serve(host, port)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from monitor.cli import report
+    from monitor.history.store import Store, db_path
+
+    config = load(args)
+    path = db_path(config, args.db)
+    if not path.exists():
+        if args.db:  # they chose this file: advising --db again would be no help
+            raise UserError(f"no history at {path} (--db): check the path, or record one there with "
+                            f"`vmmemctl watch --db {args.db}`")
+        raise UserError(f"no history at {path}: start `vmmemctl watch` (or `vmmemctl tui`) first, or pass --db PATH")
+    now = time.time()
+    with Store(path) as store:
+        if args.events:
+            rows = store.events(since=now - args.since)
+            print(report.events_export(rows, args.format))
+        else:
+            tier, rows = store.series(now - args.since, now)
+            print(report.samples_export(rows, args.format, tier))
+    return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from monitor.notify import notify_test
+
+    config = load(args)
+    # The reasons are the report, on stdout; the notifier also logs them (for the watcher's log),
+    # which with no handler set would print them a second time on stderr (issue 18).
+    logs.silence()
+    code, text = notify_test(config)
+    print(text)
+    return code
+
+
+def cmd_service_install(args: argparse.Namespace) -> int:
+    import os
+
+    from monitor import service
+    from monitor.kernel.privilege import vmmemctl_executable
+
+    if args.windows_task:
+        distro = args.distro or os.environ.get("WSL_DISTRO_NAME")
+        if not distro:
+            raise UserError("service install --windows-task: which distro? pass --distro NAME "
+                            "(or run it inside that distro)")
+        from monitor.kernel.windows import find_windows_tool
+
+        user = args.windows_user or service.windows_user(find_windows_tool)
+        xml = service.windows_task_xml(distro, vmmemctl_executable(), user=user)
+        if not user:
+            print("vmmemctl: no Windows user (whoami.exe did not answer; pass --windows-user DOMAIN\\name): "
+                  "only an administrator can register this task", file=sys.stderr)
+        if args.output:
+            Path(args.output).write_bytes(service.encode_task_xml(xml))
+            print(f"wrote {args.output} (UTF-16); register it in Windows with:\n"
+                  f"  schtasks /create /xml {Path(args.output).name} /tn vmmemctl\n{service.SCHTASKS_NOTE}")
+        else:
+            print(service.task_xml_as_utf8(xml), end="")
+            print("vmmemctl: schtasks wants UTF-16: write the file with --output FILE, then "
+                  "schtasks /create /xml FILE /tn vmmemctl", file=sys.stderr)
+        return 0
+    scope = "system" if args.system or (not args.user and os.geteuid() == 0) else "user"
+    code, text = service.install(scope, args.print, vmmemctl_executable(), ["watch"])
+    if code == 0:
+        print(text)
+    else:
+        print(f"vmmemctl: {text}", file=sys.stderr)
+    return code
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+    import os
+
+    from monitor.cli import doctor
+    from monitor.kernel.environment import detect_environment
+    from monitor.kernel.procfs import LocalFiles
+
+    config_check = doctor.check_config(args.config)
+    try:
+        config = load_config(find_config_path(args.config))
+    except ConfigError:
+        config = Config()  # the config check says what is wrong; the rest runs on the defaults
+    if args.proc_root:
+        config = dc.replace(config, general=dc.replace(config.general, proc_root=args.proc_root))
+    problem = check_proc_root(config.general.proc_root)
+    if problem:
+        raise UserError(f"proc root {problem}")
+    if args.db:
+        config = dc.replace(config, general=dc.replace(config.general, db=args.db))
+    files = LocalFiles(config.general.proc_root)
+    ctx = doctor.Context(config, files, os.environ, detect_environment(files, os.environ), notify=args.notify)
+    checks = doctor.run_checks(ctx, config_check)
+    print(json.dumps(doctor.as_json(checks), indent=2) if args.json else doctor.as_table(checks))
+    return 0 if doctor.as_json(checks)["ok"] else 1
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    # The only place the core reaches the TUI, and only for this command: `watch` and the
+    # rest never import textual (tests/test_headless.py).
+    from tui.app import run
+
+    config = load(args)
+    return run(config, args)
+
+
+def cmd_privileged_write(args: argparse.Namespace) -> int:
+    from monitor.kernel.privilege import privileged_write
+
+    try:
+        privileged_write(args.path, args.value)
+    except OSError as exc:
+        print(f"vmmemctl: [Errno {exc.errno}] {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from monitor.cli.report import rule_action_words
+
+    path = args.file or find_config_path(args.config)
+    config = load_config(path)
+    print(f"{path or 'no config file'}: OK" + ("" if path else " (all defaults)"))
+    for i, rule in enumerate(config.rule):
+        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} > {rule.above} "
+              f"for {rule.for_:g}s")
+    if config.schedule:
+        from monitor.watch.scheduling import next_runs
+
+        for i, sched in enumerate(config.schedule):
+            runs = ", ".join(t.isoformat(timespec="minutes") for t in next_runs(sched.cron, 3))
+            what = "cache of " + ", ".join(sched.path) if sched.path else sched.method
+            print(f"  schedule[{i}] {sched.name or sched.cron!r} ({what}): next {runs}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from monitor.cli.report import config_toml
+    from monitor.history.store import db_path
+
+    config = load(args)
+    print(f"# effective config ({config.path or 'defaults: no config file'})")
+    print(config_toml(config, db_path(config, args.db)), end="")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _duration(text: str) -> float:
+    from monitor.units import UnitError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except UnitError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = Parser(prog="vmmemctl", description=(
+        "Watch how much memory the WSL2 VM holds on the host and give the idle part back."))
+    parser.add_argument("--version", action="version", version=f"vmmemctl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    p = sub.add_parser("status", parents=[common], help="one snapshot: where the memory is now")
+    p.add_argument("--json", action="store_true", help="print one JSON object (bytes as integers, unknown as null)")
+    p.add_argument("--cpu-window", type=float, default=0.25, metavar="SECONDS",
+                   help="measure CPU busy over this long (default 0.25)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("reclaim", parents=[common], help="give memory back now, and report what came back")
+    p.add_argument("--method", choices=METHODS,
+                   help="how (default: [reclaim] method, auto)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be written; write nothing")
+    p.add_argument("--json", action="store_true", help="print the measured result as JSON")
+    p.add_argument("--settle", type=_duration, metavar="DURATION",
+                   help="watch the host footprint this long afterwards (default: [reclaim] settle, 10s)")
+    p.add_argument("--path", action="append", nargs="+", metavar="PATH",
+                   help="give back only the page cache of these trees (no root needed for your files), "
+                        "then compact")
+    p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
+                   help=argparse.SUPPRESS)  # with --path: tests force mincore
+    p.set_defaults(func=cmd_reclaim)
+
+    p = sub.add_parser("cache", parents=[common], help="what is in the page cache, by directory")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="trees to scan (default: your home; as root also /var and /tmp)")
+    p.add_argument("--depth", type=_positive, default=2, metavar="N",
+                   help="roll up to directories N levels below each PATH (default 2)")
+    p.add_argument("--top", type=_positive, default=15, metavar="N", help="show the N largest (default 15)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (bytes as integers)")
+    p.add_argument("--one-file-system", action="store_true", help="do not cross into other filesystems")
+    p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
+                   help=argparse.SUPPRESS)  # tests and the bench force one; cachestat where the kernel has it
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("tui", parents=[common], help="the dashboard: where the memory is, where it is going; act")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--standalone", action="store_true",
+                      help="sample by itself even if a watcher is running (default: attach to a running watcher)")
+    mode.add_argument("--view", action="store_true",
+                      help="only read the history (e.g. someone's recorded --db); never record into it")
+    p.add_argument("--interval", type=_duration, metavar="DURATION",
+                   help="refresh/sampling interval (default: [sampling] interval, 2s)")
+    p.set_defaults(func=cmd_tui)
+
+    p = sub.add_parser("watch", parents=[common], help="the background watcher: sample, store, notify, prompt, reclaim")
+    p.add_argument("--interval", type=_duration, metavar="DURATION",
+                   help="guest sampling interval (default: [sampling] interval, 2s)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics, e.g. 127.0.0.1:9469 (default: [metrics] listen, off)")
+    p.add_argument("--log-file", metavar="PATH", help="log here (default: watch.log in the user log dir)")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("reload", parents=[common], help="make the running watcher re-read its config (SIGHUP)")
+    p.set_defaults(func=cmd_reload)
+
+    p = sub.add_parser("history", parents=[common], help="export the recorded history")
+    p.add_argument("--since", type=_duration, default=3600.0, metavar="DURATION", help="how far back (default 1h)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--events", action="store_true", help="events (crossings, notifications, prompts, reclaims, "
+                   "errors) instead of samples")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("service", help="run the watcher as a service")
+    service_sub = p.add_subparsers(dest="service_command", metavar="ACTION", parser_class=Parser)
+    service_sub.required = True
+    c = service_sub.add_parser("install", help="install (or print) a systemd unit, or a Windows task")
+    scope = c.add_mutually_exclusive_group()
+    scope.add_argument("--user", action="store_true", help="a user unit (notifies and prompts; cannot reclaim)")
+    scope.add_argument("--system", action="store_true", help="a system unit running as root (default as root)")
+    scope.add_argument("--windows-task", action="store_true",
+                       help="print a Windows Task Scheduler XML that runs the watcher from the Windows side")
+    c.add_argument("--print", action="store_true", help="print the unit; install nothing")
+    c.add_argument("--distro", help="with --windows-task: the WSL distro (default: this one)")
+    c.add_argument("--output", metavar="FILE", help="with --windows-task: write the XML (UTF-16) here")
+    c.add_argument("--windows-user", metavar="DOMAIN\\NAME",
+                   help="with --windows-task: the Windows account (default: what whoami.exe says)")
+    c.set_defaults(func=cmd_service_install)
+
+    p = sub.add_parser("doctor", parents=[common], help="check everything vmmemctl depends on, on this machine")
+    p.add_argument("--json", action="store_true", help='{"checks": [{name, status, detail, hint}], "ok": bool}')
+    p.add_argument("--notify", action="store_true", help="also send a test toast")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("notify", parents=[common], help="notifications")
+    p.add_argument("--test", action="store_true", required=True,
+                   help="send a test notification; say which backend delivered it, or why none could")
+    p.set_defaults(func=cmd_notify)
+
+    p = sub.add_parser("snooze", parents=[common], help="no notifications, prompts or rule reclaims for a while")
+    p.add_argument("duration", nargs="?", default="1h", help="for how long (default 1h; 0 clears)")
+    p.set_defaults(func=cmd_snooze)
+    p = sub.add_parser("pause", parents=[common], help="no automatic reclaims for a while")
+    p.add_argument("duration", nargs="?", default="1h", help="for how long (default 1h)")
+    p.set_defaults(func=cmd_pause)
+    p = sub.add_parser("resume", parents=[common], help="end a pause of automatic reclaims")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("config", help="check or show the configuration")
+    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=Parser)
+    config_sub.required = True
+    c = config_sub.add_parser("check", parents=[common], help="validate a config file; list schedules' next runs")
+    c.add_argument("file", nargs="?", help="the file to check (default: the one vmmemctl would use)")
+    c.set_defaults(func=cmd_config_check)
+    c = config_sub.add_parser("show", parents=[common], help="print the effective config as TOML")
+    c.set_defaults(func=cmd_config_show)
+
+    # The narrow privileged path (see monitor/privilege.py); not for people, so not listed.
+    p = sub.add_parser("_privileged-write")
+    p.add_argument("path")
+    p.add_argument("value")
+    p.set_defaults(func=cmd_privileged_write)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:  # ConfigError included: one line, its own exit code
+        print(f"vmmemctl: {exc.label}{exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vmmemctl: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0  # `vmmemctl history | head`: the reader left; nothing to report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

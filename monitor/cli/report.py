@@ -1,0 +1,233 @@
+"""Plain-text and JSON renderings of samples for the CLI (no rich: the core stays small)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any, Iterable, Sequence
+
+from monitor.sample import Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
+from monitor.history.store import TIER_WORDS
+from monitor.reclaim.cost import cost_words
+from monitor.units import format_bytes
+
+
+_NUMBER = re.compile(r"^([+-]?[\d.]+( ?[KMGT]?i?B|%|s)?|\?)$")
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> local ISO-8601 with offset, to the second."""
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None, indent: str = "") -> str:
+    """Left-aligned columns; numbers in later columns right-aligned."""
+    body = [[("" if c is None else str(c)) for c in row] for row in rows]
+    if header:
+        body.insert(0, list(header))
+    if not body:
+        return ""
+    widths = [max(len(r[i]) for r in body if i < len(r)) for i in range(max(len(r) for r in body))]
+    lines = []
+    for row in body:
+        cells = []
+        for i, cell in enumerate(row):
+            cells.append(cell.rjust(widths[i]) if i > 0 and _NUMBER.match(cell) else cell.ljust(widths[i]))
+        lines.append(indent + "  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def percent(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}%"
+
+
+def host_line(host: HostSample) -> str:
+    if host.bytes is None:
+        return f"{'starting' if host.starting else 'unknown'} ({host.source}: {host.error})"
+    how = "estimated" if host.estimated else f"measured by {host.source}"
+    if host.starting:
+        how = f"starting: PowerShell's first answer is pending; {how}"
+    return f"{format_bytes(host.bytes)}  ({how}: {host.detail})"
+
+
+def status_text(sample: Sample, env: Environment, decision: Any = None, extra: Sequence[tuple[str, str]] = ()) -> str:
+    g, h = sample.guest, sample.host
+    order_bytes = format_bytes(4096 << g.page_reporting_order)
+    out = [
+        f"vmmemctl status  {iso(sample.time)}",
+        "",
+        table([
+            ("environment", f"{env.label()}  (kernel {env.kernel_release or '?'})"),
+            ("host footprint", host_line(h)),
+            *([("", f"note: {h.error}")] if h.error and h.bytes is not None else []),
+        ]),
+        "",
+        "guest memory",
+        table([
+            ("total", format_bytes(g.total)),
+            ("programs (anon)", format_bytes(g.anon)),
+            ("page cache", format_bytes(g.page_cache), "file cache; excludes shmem/tmpfs"),
+            ("shmem/tmpfs", format_bytes(g.shmem), "no cache drop frees it"),
+            ("slab reclaimable", format_bytes(g.slab_reclaimable), "dentries/inodes; freed by level 3"),
+            ("dirty", format_bytes(g.dirty), "written back by sync before a drop"),
+            ("free", format_bytes(g.free)),
+            ("available", format_bytes(g.available), "Linux's view: free + droppable cache"),
+        ], indent="  "),
+        "",
+        "what could come back",
+        table([
+            ("reclaimable now", format_bytes(g.reclaimable), "what sync + drop_caches would free"),
+            ("returnable free", format_bytes(g.returnable_free),
+             f"free in blocks >= {order_bytes} (order {g.page_reporting_order}): the host can take it"),
+            ("fragmented free", format_bytes(g.fragmented_free), "free in smaller blocks: needs compaction"),
+        ], indent="  "),
+        "",
+        "activity",
+        table([
+            ("PSI memory some avg10", percent(g.psi_memory_some_avg10) if g.psi_memory else "n/a (no PSI)"),
+            ("PSI io some avg10", percent(g.psi_io_some_avg10) if g.psi_io else "n/a (no PSI)"),
+            ("CPU busy", percent(g.cpu_busy_percent)),
+        ], indent="  "),
+    ]
+    if decision is not None:
+        method = f" ({decision.method})" if decision.method else ""
+        out += ["", f"decision: {decision.action}{method}: {decision.reason}"]
+    for label, text in extra:
+        out += ["", f"{label}: {text}"]
+    for note in diagnose(sample):
+        out += ["", f"note: {note}"]
+    if g.warnings:
+        out += ["", "warnings:"] + [f"  {w}" for w in g.warnings]
+    return "\n".join(out)
+
+
+def host_json(h: HostSample) -> dict[str, Any]:
+    return {"bytes": h.bytes, "source": h.source, "estimated": h.estimated, "detail": h.detail,
+            "error": h.error, "host_total_bytes": h.host_total, "starting": h.starting}
+
+
+def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "time": iso(sample.time),
+        "environment": {"kind": env.kind, "distro": env.distro, "kernel_release": env.kernel_release,
+                        "why": env.why},
+        "host": host_json(sample.host),
+        "guest": guest_json(sample.guest),
+    }
+    if decision is not None:
+        out["decision"] = {"action": decision.action, "reason": decision.reason, "method": decision.method}
+    out["unreturned_bytes"] = unreturned_bytes(sample)
+    out["notes"] = diagnose(sample)
+    return out
+
+
+def reclaim_text(r: Any) -> str:
+    """A ReclaimResult as a small before / after / change table."""
+    methods = " + ".join(r.methods_run) or r.method
+    head = f"reclaim: {methods}{' (dry run: nothing written)' if r.dry_run else ''}  took {r.ended - r.started:.1f}s"
+    b, a = r.before, r.after
+
+    def row(label: str, x: int | None, y: int | None) -> tuple[str, str, str, str]:
+        change = None if x is None or y is None else y - x
+        return (label, format_bytes(x), format_bytes(y), format_bytes(change, signed=True) if change is not None else "?")
+
+    rows = [row("page cache", b.page_cache, a.page_cache),
+            row("slab reclaimable", b.slab_reclaimable, a.slab_reclaimable),
+            row("free", b.free, a.free),
+            row("returnable free", b.returnable_free, a.returnable_free),
+            row("fragmented free", b.fragmented_free, a.fragmented_free)]
+    hb, ha = r.host_before, r.host_after
+    if hb is not None and ha is not None:
+        label = "host (estimated)" if hb.estimated else f"host ({hb.source})"
+        rows.append(row(label, hb.bytes, ha.bytes))
+    if r.dry_run:
+        rows = [(label, before) for label, before, _, _ in rows]
+        out = [head, "", table(rows, header=("", "now"), indent="  "),
+               f"  reclaimable now: {format_bytes(b.reclaimable)} (what dropping the page cache would free)"]
+    else:
+        out = [head, "", table(rows, header=("", "before", "after", "change"), indent="  ")]
+    if r.host_return_seconds is not None:
+        out.append(f"  host had 90% of it back {r.host_return_seconds:.1f}s after the writes")
+    out += (["", "steps:"] + [f"  {s}" for s in r.steps]) if r.steps else ["", "steps: none (nothing was written)"]
+    if r.stop_reason:
+        ws = f"; working set ~ {format_bytes(r.working_set_bytes)}" if r.working_set_bytes is not None else ""
+        out.append(f"gradual stopped: {r.stop_reason}{ws}")
+    if r.notes:
+        out += ["notes:"] + [f"  {n}" for n in r.notes]
+    if r.error:
+        out += ["", f"error: {r.error}"]
+    return "\n".join(out)
+
+
+
+
+def samples_export(rows: list[dict], fmt: str, tier: str) -> str:
+    """History rows as a table, CSV or JSON (bytes as integers)."""
+    if fmt == "json":
+        return json.dumps([{"time": iso(r["t"]), **r} for r in rows], indent=1)
+    if fmt == "csv":
+        return _csv([{"time": iso(r["t"]), **r} for r in rows])
+    if not rows:
+        return f"no samples in that range ({TIER_WORDS[tier]})"
+    body = [(iso(r["t"]), format_bytes(r["host_bytes"]), format_bytes(r["page_cache"]),
+             format_bytes(r["reclaimable"]), format_bytes(r["free"]), format_bytes(r["returnable_free"]),
+             percent(r["cpu_busy_percent"])) for r in rows]
+    head = ("time", "host", "page cache", "reclaimable", "free", "returnable", "CPU")
+    return f"{len(rows)} rows, {TIER_WORDS[tier]}\n" + table(body, header=head)
+
+
+def events_export(events: list[Any], fmt: str) -> str:
+    records = [{"time": iso(e.t), "t": e.t, "kind": e.kind, "rule": e.rule, "status": e.status,
+                "message": e.message, "data": e.data} for e in events]
+    if fmt == "json":
+        return json.dumps(records, indent=1)
+    if fmt == "csv":
+        return _csv([{k: (json.dumps(v) if k == "data" and v is not None else v) for k, v in r.items()}
+                     for r in records])
+    if not records:
+        return "no events in that range"
+    return table([(r["time"], r["kind"], r["status"] or "", r["message"] + cost_words(r["data"]))
+                  for r in records], header=("time", "kind", "status", "message"))
+
+
+def _csv(records: list[dict]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    if records:
+        writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+    return out.getvalue().rstrip("\n")
+
+
+# ------------------------------------------------------------------ words shared by the CLI and the dashboard
+
+
+def rule_action_words(action: str, config: Any) -> str:
+    """A rule's action as it stands: a reclaim rule does nothing by itself while [policy]
+    auto_reclaim is off (the default), so it must not read as if it would act (issue 18)."""
+    if action == "reclaim" and not config.policy.auto_reclaim:
+        return "would reclaim (auto-reclaim is off)"
+    return action
+
+
+def config_toml(config: Any, db: Any) -> str:
+    """``to_toml`` with the history path actually used where the config leaves ``db`` empty."""
+    from monitor.config.schema import to_toml
+
+    text = to_toml(config)
+    if config.general.db and str(db) == config.general.db:
+        return text
+    why = "from --db" if config.general.db or str(db) != str(_default_db()) else "the default: history.db in the user data dir"
+    return text.replace(f"db = {json.dumps(config.general.db)}\n", f"db = {json.dumps(str(db))}  # {why}\n", 1)
+
+
+def _default_db() -> Any:
+    from monitor.history.store import default_db_path
+
+    return default_db_path()

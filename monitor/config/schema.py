@@ -1,0 +1,366 @@
+"""The configuration: one typed record per TOML table, defaults that work.
+
+Every field is declared once, here, with its default and its documentation
+(the ``doc`` metadata); ``config.example.toml`` repeats them for people and a
+test keeps the two equal. Loading is strict (:mod:`monitor.config.tomlrecord` turns
+TOML into these records): an unknown key, a wrong type or a value out of
+range is a :class:`ConfigError` whose message is one line naming the file,
+the key path, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from monitor.config.tomlrecord import ABSOLUTE, DURATION, PERCENT, ConfigError, RecordLoader, doc, public_fields, show, table_lines
+from monitor.units import DURATION_EXPECTED, Size
+
+Method = Literal["auto", "gradual", "pagecache", "full", "compact"]
+METHODS: tuple[str, ...] = typing.get_args(Method)  # the one list of reclaim methods (CLI choices, TUI offers)
+Metric = Literal["page_cache", "reclaimable", "host", "host_gap"]
+Action = Literal["notify", "prompt", "reclaim"]
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    proc_root: str = field(default="/proc", metadata=doc(
+        "Where every kernel file is read from. sysfs is read beside it "
+        "(DIR/../sys), so a recorded tree holds proc/ and sys/ side by side."))
+    db: str = field(default="", metadata=doc(
+        'History database; "" means history.db in the platform\'s user data dir. '
+        "Keep it on the Linux filesystem (SQLite locking is unreliable on /mnt/c)."))
+    log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=doc(
+        "How much the watcher logs."))
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    interval: Annotated[float, DURATION] = field(default=2.0, metadata=doc(
+        "How often the guest (the Linux side) is sampled."))
+    host_interval: Annotated[float, DURATION] = field(default=10.0, metadata=doc(
+        "How often the host footprint is sampled; Windows tools cost ~0.5 s a spawn."))
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    source: Literal["auto", "psutil", "interop", "process", "estimate"] = field(default="auto", metadata=doc(
+        "Where the VM's footprint on the host comes from. auto: psutil on Windows, "
+        "interop (powershell.exe, then tasklist.exe) inside WSL2, else an estimate from the guest."))
+    process: str = field(default="", metadata=doc(
+        'For source = "process": the VM process name (qemu-system-x86_64, firecracker) or its PID.'))
+    timeout: Annotated[float, DURATION] = field(default=3.0, metadata=doc(
+        "Longest wait for one host query; past it the host value is unknown for that sample."))
+
+
+@dataclass(frozen=True)
+class GuestConfig:
+    exec: list[str] = field(default_factory=list, metadata=doc(
+        "Host mode: a command prefix that runs a command inside the guest, e.g. "
+        '["wsl.exe", "-d", "Ubuntu", "-u", "root", "-e"]. Empty: we are the guest.'))
+    timeout: Annotated[float, DURATION] = field(default=10.0, metadata=doc(
+        "Longest wait for one command run through guest.exec."))
+    skip_unchanged: bool = field(default=False, metadata=doc(
+        "Host mode: skip a guest sample (no wsl.exe call) while the VM's footprint on the host has moved "
+        "less than unchanged_within since the last guest sample. Each wsl.exe call is activity in the "
+        "distro, so sampling every few seconds keeps it from idling out (.wslconfig instanceIdleTimeout); "
+        "with this on, an idle VM can stop, and its history shows 'guest not sampled' meanwhile."))
+    unchanged_within: Annotated[Size, ABSOLUTE] = field(default=Size(16 * 2**20, text="16MiB"), metadata=doc(
+        "How far the host footprint may move and still count as unchanged (skip_unchanged)."))
+
+
+@dataclass(frozen=True)
+class ReclaimConfig:
+    method: Method = field(default="auto", metadata=doc(
+        "Default method. auto: gradual where cgroup v2 memory.reclaim exists, else pagecache; then compact."))
+    settle: Annotated[float, DURATION] = field(default=10.0, metadata=doc(
+        "How long to watch the host footprint after a reclaim (free page reporting works in ~2 s batches)."))
+    gradual_step_min: Annotated[Size, ABSOLUTE] = field(default=Size(256 * 2**20, text="256MiB"), metadata=doc(
+        "Smallest gradual step (WSL uses MemTotal/32 clamped to 256MiB..1GiB)."))
+    gradual_step_max: Annotated[Size, ABSOLUTE] = field(default=Size(2**30, text="1GiB"), metadata=doc(
+        "Largest gradual step."))
+    gradual_floor: Size = field(default=Size(percent=5.0, text="5%"), metadata=doc(
+        "A safety minimum: gradual never takes the page cache below this (percent of guest MemTotal). "
+        "Where it really stops is the working set, found by listening for refaults."))
+    refault_window: Annotated[float, DURATION] = field(default=5.0, metadata=doc(
+        "After each gradual step, how long to listen for refaults (and PSI memory stalls): long enough for "
+        "a program that re-reads its files every few seconds to show it lost them."))
+    refault_share: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
+        "Gradual stops when a window's refaults pass this share of the step: the working set begins there."))
+    working_set_margin: Annotated[float, PERCENT] = field(default=25.0, metadata=doc(
+        "The next reclaim stops this much above the remembered working set."))
+    working_set_half_life: Annotated[float, DURATION] = field(default=3600.0, metadata=doc(
+        "The remembered working set halves every this long, so a later reclaim probes lower again."))
+    cost_window: Annotated[float, DURATION] = field(default=300.0, metadata=doc(
+        "How long after a reclaim to count what was read back (its cost, shown in the history)."))
+    cost_share: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
+        "A reclaim that re-read more than this share of what it freed doubles the margin for the next one."))
+    compact: bool = field(default=True, metadata=doc(
+        "After auto/gradual/pagecache, write compact_memory so freed pages form blocks the host can take."))
+
+
+@dataclass(frozen=True)
+class IdleConfig:
+    window: Annotated[float, DURATION] = field(default=60.0, metadata=doc(
+        "gradual and compact run when CPU busy, averaged over this window, is at most cpu_busy_max."))
+    cpu_busy_max: Annotated[float, PERCENT] = field(default=30.0, metadata=doc(
+        "Not near-total idle: gradual takes cold pages first and keeps the hot ones, so it may run while an "
+        "editor and its language server keep a few percent busy (WSL's own reclaim never fires then, WSL#10011)."))
+    drop_window: Annotated[float, DURATION] = field(default=20.0, metadata=doc(
+        "pagecache and full drop hot pages too (as does auto where memory.reclaim is missing), so they wait "
+        "for a lull: every sample of this window at most drop_cpu_busy_max."))
+    drop_cpu_busy_max: Annotated[float, PERCENT] = field(default=3.0, metadata=doc(
+        "CPU busy limit for the lull, in percent of all CPUs."))
+    psi_io_max: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
+        "For every method: PSI io some avg10 at most this (skipped where /proc/pressure is absent, as on WSL)."))
+    psi_memory_max: Annotated[float, PERCENT] = field(default=5.0, metadata=doc(
+        "For every method: PSI memory some avg10 at most this."))
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    auto_reclaim: bool = field(default=False, metadata=doc(
+        'Master switch for rules with action = "reclaim". Off: such rules only say what they would do.'))
+    defer_to_wsl: bool = field(default=True, metadata=doc(
+        "Skip an automatic reclaim when WSL's own autoMemoryReclaim (in .wslconfig) would do the same."))
+    wslconfig: str = field(default="", metadata=doc(
+        'Path of the Windows user\'s .wslconfig; "" finds it (%USERPROFILE% or /mnt/c/Users/<you>).'))
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str = field(default="", metadata=doc("A name for messages and history; defaults to metric+action."))
+    metric: Metric = field(default="page_cache", metadata=doc(
+        "page_cache | reclaimable (percent of guest MemTotal); host | host_gap (host footprint minus "
+        "programs; percent of host RAM)."))
+    above: Size = field(default=Size(percent=40.0, text="40%"), metadata=doc("Fires when the metric is above this..."))
+    for_: Annotated[float, DURATION] = field(default=120.0, metadata=doc(
+        "... continuously for this long.", key="for"))
+    rearm_below: Size | None = field(default=None, metadata=doc(
+        "Hysteresis: after firing, fires again only once the metric fell below this (default: 75% of above)."))
+    cooldown: Annotated[float, DURATION] = field(default=1800.0, metadata=doc(
+        "After firing, stays quiet at least this long."))
+    action: Action = field(default="notify", metadata=doc("notify | prompt | reclaim"))
+    method: Method = field(default="auto", metadata=doc("Reclaim method for action = \"reclaim\" (and the prompt's offer)."))
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.metric}-{self.action}"
+
+
+DEFAULT_RULES = (
+    Rule(name="cache-notify", metric="page_cache", above=Size(percent=30.0, text="30%"), for_=120.0,
+         cooldown=3600.0, action="notify"),
+    Rule(name="cache-prompt", metric="page_cache", above=Size(percent=50.0, text="50%"), for_=300.0,
+         cooldown=3600.0, action="prompt", method="auto"),
+    # An absolute minimum, not a share of MemTotal: 10% of a 24 GiB VM (2.4 GiB) let a 3 GiB cold read
+    # slip under the threshold (a background page-out) before the lull gate opened (issue 11).
+    Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(bytes=512 * 2**20, text="512MiB"), for_=30.0,
+         cooldown=600.0, action="reclaim", method="auto"),
+)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    cron: str = field(default="", metadata=doc('Standard 5-field cron "m h dom mon dow"; dow 0 and 7 are Sunday.'))
+    method: Method = field(default="auto", metadata=doc("Reclaim method."))
+    name: str = field(default="", metadata=doc("A name for messages and history."))
+    if_page_cache_above: Size | None = field(default=None, metadata=doc(
+        "Only run if page cache is above this (size or percent of MemTotal)."))
+    only_if_idle: bool = field(default=False, metadata=doc("Only run if the idle gate for the method passes."))
+    grace: Annotated[float, DURATION] = field(default=300.0, metadata=doc(
+        "A run missed by more than this (sleep, suspended VM) is skipped, never run late in a burst."))
+    path: list[str] = field(default_factory=list, metadata=doc(
+        "Give back only the page cache of these trees (files and folders; ~ is the watcher's home), on any "
+        "kernel, instead of a method: as `vmmemctl reclaim --path`."))
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    backends: list[Literal["plyer", "toast", "notify-send"]] = field(
+        default_factory=lambda: ["toast", "notify-send", "plyer"], metadata=doc(
+            "Tried in order; the first that delivers wins. The log and the history always get it."))
+    rate_limit: Annotated[float, DURATION] = field(default=1800.0, metadata=doc(
+        "The same condition notifies at most once per this period."))
+    timeout: Annotated[float, DURATION] = field(default=10.0, metadata=doc("Longest wait for one backend."))
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    raw_for: Annotated[float, DURATION] = field(default=6 * 3600.0, metadata=doc("Keep every sample this long."))
+    minute_for: Annotated[float, DURATION] = field(default=7 * 86400.0, metadata=doc(
+        "Then one row a minute (min/avg/max) this long."))
+    ten_minute_for: Annotated[float, DURATION] = field(default=90 * 86400.0, metadata=doc(
+        "Then one row per 10 minutes this long; older rows are deleted."))
+    events_for: Annotated[float, DURATION] = field(default=90 * 86400.0, metadata=doc("Keep events this long."))
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = field(default="", metadata=doc(
+        'Serve Prometheus metrics on HOST:PORT, e.g. "127.0.0.1:9469". "" = off.'))
+
+
+@dataclass(frozen=True)
+class TuiConfig:
+    range: Literal["5m", "1h", "24h", "7d"] = field(default="1h", metadata=doc("Chart range at start."))
+
+
+@dataclass(frozen=True)
+class Config:
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    guest: GuestConfig = field(default_factory=GuestConfig)
+    reclaim: ReclaimConfig = field(default_factory=ReclaimConfig)
+    idle: IdleConfig = field(default_factory=IdleConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    rule: tuple[Rule, ...] = field(default=DEFAULT_RULES, metadata=doc(
+        "[[rule]] tables; writing any replaces the defaults."))
+    schedule: tuple[Schedule, ...] = field(default=(), metadata=doc("[[schedule]] tables: cron-style reclaims."))
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tui: TuiConfig = field(default_factory=TuiConfig)
+    path: str | None = field(default=None, compare=False, metadata=doc("", internal=True))
+
+
+# --------------------------------------------------------------------- loading
+
+
+def find_config_path(explicit: str | None, environ: typing.Mapping[str, str] | None = None) -> Path | None:
+    """``--config``, then ``$VMMEMCTL_CONFIG``, then the user config dir; None means defaults."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get("VMMEMCTL_CONFIG"):
+        return Path(environ["VMMEMCTL_CONFIG"])
+    import platformdirs  # deferred: only needed when no path was given
+
+    candidate = Path(platformdirs.user_config_dir("vmmemctl")) / "config.toml"
+    return candidate if candidate.is_file() else None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate ``path``; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (expected a TOML config file)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory (expected a TOML config file)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        # A UTF-8 BOM (Notepad) or UTF-16 with a BOM (PowerShell 5.1's `>`) is text, not invalid TOML.
+        if raw_bytes.startswith((b"\xff\xfe", b"\xfe\xff")):
+            text = raw_bytes.decode("utf-16")
+        else:
+            text = raw_bytes.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a TOML config file") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    config = LOADER.build(Config, data, str(path), "")
+    return dataclasses.replace(config, path=str(path))
+
+
+def check_record(obj: Any, file: str, prefix: str) -> None:
+    """Checks that involve more than one field of a record, or another module's rules (cron, exec)."""
+    if isinstance(obj, ReclaimConfig):
+        if obj.gradual_step_min.bytes > obj.gradual_step_max.bytes:
+            raise ConfigError(f"{file}: {prefix}gradual_step_min: got {obj.gradual_step_min}; "
+                              f"expected at most gradual_step_max ({obj.gradual_step_max})")
+    if isinstance(obj, SamplingConfig):
+        for name in ("interval", "host_interval"):
+            if getattr(obj, name) < 0.1:
+                raise ConfigError(f"{file}: {prefix}{name}: got {getattr(obj, name)}s; expected at least 0.1s")
+    if isinstance(obj, Rule) and obj.rearm_below is not None:
+        if (obj.above.percent is None) != (obj.rearm_below.percent is None):
+            raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(obj.rearm_below))}; "
+                              f"expected the same kind as above ({obj.above}): both sizes or both percentages")
+        if _size_key(obj.rearm_below) > _size_key(obj.above):
+            raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(obj.rearm_below))}; "
+                              f"expected at most above ({obj.above})")
+    if isinstance(obj, Schedule) and obj.path and obj.method != "auto":
+        raise ConfigError(f"{file}: {prefix}method: got {show(obj.method)}; expected no method with path "
+                          "(a path schedule gives back those trees' cache)")
+    if isinstance(obj, Schedule) and any(not p.strip() for p in obj.path):
+        raise ConfigError(f'{file}: {prefix}path: got ""; expected a file or folder')
+    if isinstance(obj, Schedule):
+        from monitor.config.cron import CronError, parse_cron
+
+        try:
+            parse_cron(obj.cron)
+        except CronError as exc:
+            raise ConfigError(f"{file}: {prefix}cron: got {show(obj.cron)}; expected {exc}") from None
+    if isinstance(obj, GuestConfig) and obj.exec:
+        if not obj.exec[0]:
+            raise ConfigError(f"{file}: {prefix}exec[0]: got \"\"; expected a program name")
+        from monitor.errors import UserError
+        from monitor.kernel.windows import validate_prefix
+
+        try:
+            validate_prefix(obj.exec)
+        except UserError as exc:
+            raise ConfigError(f"{file}: {prefix}exec: {exc}") from None
+    if isinstance(obj, HostConfig) and obj.source == "process" and not obj.process:
+        raise ConfigError(f'{file}: {prefix}process: got ""; expected a process name or PID '
+                          'when source = "process"')
+    if isinstance(obj, MetricsConfig) and obj.listen:
+        try:
+            split_listen(obj.listen)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: {prefix}listen: got {show(obj.listen)}; expected {exc}") from None
+
+
+LOADER = RecordLoader(check_record)
+
+
+def _size_key(size: Size) -> float:
+    return size.percent if size.percent is not None else float(size.bytes or 0)
+
+
+def split_listen(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9469"`` -> ``("127.0.0.1", 9469)``; ``"[::1]:9469"`` works too."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('HOST:PORT such as "127.0.0.1:9469"')
+    return host, int(port)
+
+
+# ------------------------------------------------------------------- showing
+
+
+def to_toml(config: Config) -> str:
+    """The effective config as TOML that :func:`load_config` reads back equal."""
+    lines: list[str] = []
+    for f in public_fields(Config):
+        value = getattr(config, f.name)
+        if isinstance(value, tuple):
+            if not value:
+                lines += [f"# no [[{f.name}]] entries", ""]
+            for item in value:
+                lines.append(f"[[{f.name}]]")
+                lines += table_lines(item)
+                lines.append("")
+        else:
+            lines.append(f"[{f.name}]")
+            lines += table_lines(value)
+            lines.append("")
+    return "\n".join(lines)
+
+
+# durations for messages elsewhere, kept here so callers need one import
+__all__ = ["Config", "ConfigError", "load_config", "find_config_path", "to_toml", "DURATION_EXPECTED"]

@@ -1,0 +1,104 @@
+"""An exclusive lock on a file, across processes; released when the holder dies (even by kill -9).
+
+Two uses, each with its own file: one reclaim at a time on a machine
+(:mod:`monitor.reclaim.reclaimer`), and one recorder per history (:mod:`monitor.watch.recorder`).
+The file holds ``"<pid> <holder>"`` so whoever comes next can say who has it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from monitor.errors import UserError
+
+
+class LockHeld(Exception):
+    """Someone holds the lock; ``pid`` and ``holder`` say who, where the file told."""
+
+    def __init__(self, path: Path, pid: int | None, holder: str):
+        super().__init__(f"{path} is held by pid {pid if pid is not None else '?'}")
+        self.path, self.pid, self.holder = path, pid, holder
+
+
+class FileLock:
+    """``with FileLock(path, "vmmemctl watch"):`` -- raises :class:`LockHeld` when taken, and a
+    one-line :class:`UserError` when the file cannot be made (a missing or unwritable folder).
+
+    A user who cannot write a lock file someone else created opens it read-only, which is
+    enough to lock it (the machine-wide reclaim lock in /run/lock is shared that way).
+    """
+
+    def __init__(self, path: Path, holder: str = ""):
+        self.path = path
+        self.holder = holder
+        self.fd: int | None = None
+        self.writable = False
+
+    def __enter__(self) -> FileLock:
+        fd, self.writable = self._open()
+        if not _try_lock(fd):
+            pid, _, holder = os.pread(fd, 200, 0).decode(errors="replace").strip().partition(" ")
+            os.close(fd)
+            raise LockHeld(self.path, int(pid) if pid.isdigit() else None, holder)
+        if self.writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {self.holder}".strip().encode(), 0)
+        self.fd = fd
+        return self
+
+    def _open(self) -> tuple[int, bool]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), True
+            except PermissionError:
+                return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), False
+        except OSError as exc:
+            raise UserError(f"cannot open the lock file {self.path}: {exc.strerror or exc} "
+                            "(pass --db PATH in a folder you can write)") from None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            if self.writable:
+                os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None
+
+
+def who_holds(path: Path) -> LockHeld | None:
+    """Who holds ``path`` (its pid and holder words, where the file says), or None when nobody does."""
+    if not path.exists():
+        return None
+    try:
+        with FileLock(path):
+            return None
+    except LockHeld as held:
+        return held
+    except UserError:
+        return None
+
+
+def holder_pid(path: Path) -> int | None:
+    """The PID holding ``path`` (0: held, PID unknown), or None when nobody does."""
+    held = who_holds(path)
+    return None if held is None else held.pid or 0
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":  # the Windows-side mode: no fcntl there
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False

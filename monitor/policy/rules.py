@@ -1,0 +1,291 @@
+"""When to notify, prompt or reclaim: a pure function of samples, config, state and time.
+
+:func:`decide` reads recent samples (oldest first), the rules, the remembered
+:class:`PolicyState` (per-rule hysteresis and cooldown, snooze, pause) and
+the clock, and returns a :class:`Decision` with a sentence a person can
+read, plus the state as it would be once the decision is carried out. It does
+no I/O, so a table of cases tests it (tests/test_policy.py).
+
+A rule fires when its metric has been above ``above`` for ``for`` (every
+sample in that span, and the history reaches back that far), it is armed
+(after firing it re-arms only once the metric fell below ``rearm_below``),
+and its cooldown has passed. Automatic reclaim also needs the idle gate of
+the method that will actually run (``auto`` is gradual where memory.reclaim
+exists, else pagecache):
+
+- gradual and compact keep the hot pages: mean CPU busy over ``idle.window``
+  at most ``cpu_busy_max`` (30 %). Not near-total idle: WSL's own reclaim
+  waits for <= 0.5 % and never fires under an editor (WSL#10011).
+- pagecache and full drop the hot pages too, so they wait for a lull: every
+  sample of ``drop_window`` (20 s) at most ``drop_cpu_busy_max`` (3 %). In
+  bench/results/reclaim_policies.md the gentle gate let pagecache drop an
+  editor's working set (re-read 102 % of it); the lull gate waits it out.
+- both: PSI io/memory avg10 at most their limits where PSI exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+from monitor.config.schema import Config, IdleConfig, Rule
+from monitor.sample import Sample, metric_value
+from monitor.units import format_bytes, format_duration
+
+ActionName = Literal["none", "notify", "prompt", "reclaim"]
+PRIORITY = {"none": 0, "notify": 1, "prompt": 2, "reclaim": 3}
+WSL_IDLE_BUSY = 0.5  # percent: WSL's autoMemoryReclaim idle threshold (src/linux/init/main.cpp)
+WSL_IDLE_WINDOW = 120.0  # seconds of idle before WSL's reworked reclaim acts (PR #41096)
+METRIC_NAMES = {"page_cache": "page cache", "reclaimable": "reclaimable cache", "host": "host footprint",
+                "host_gap": "host gap"}
+METHOD_WORDS = {"auto": "automatically", "gradual": "gradually", "pagecache": "by dropping the page cache",
+                "full": "by dropping all caches", "compact": "by compacting"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: ActionName
+    reason: str
+    method: str | None = None
+    rule: str | None = None
+    metric_bytes: int | None = None  # the metric's value, for messages and prompts
+
+
+@dataclass(frozen=True)
+class RuleState:
+    armed: bool = True
+    last_fired: float | None = None
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    rules: dict[str, RuleState] = field(default_factory=dict)
+    snoozed_until: float | None = None  # no notifications, prompts or rule reclaims until then
+    paused_until: float | None = None  # no automatic reclaims (rules or schedules) until then
+
+    def rule(self, name: str) -> RuleState:
+        return self.rules.get(name, RuleState())
+
+    def with_rule(self, name: str, state: RuleState) -> PolicyState:
+        return dataclasses.replace(self, rules={**self.rules, name: state})
+
+    def to_json(self) -> dict:
+        return {"rules": {k: dataclasses.asdict(v) for k, v in self.rules.items()},
+                "snoozed_until": self.snoozed_until, "paused_until": self.paused_until}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> PolicyState:
+        """Tolerant: a state written by another version loses what it cannot read, nothing more."""
+        if not isinstance(data, dict):
+            return cls()
+        rules = {}
+        for name, rs in (data.get("rules") or {}).items():
+            if isinstance(rs, dict):
+                rules[name] = RuleState(armed=bool(rs.get("armed", True)), last_fired=_number(rs.get("last_fired")))
+        return cls(rules, _number(data.get("snoozed_until")), _number(data.get("paused_until")))
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True)
+class RuleStatus:
+    """How one rule stands now, for `status`, the TUI and the decision's reason."""
+
+    rule: Rule
+    value: int | None
+    threshold: int | None
+    rearm: int | None  # hysteresis: the rule re-arms once the value is below this
+    above_for: float  # seconds the metric has been above the threshold (0 if not above)
+    fires: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class Idle:
+    ok: bool
+    words: str  # "CPU 2% (idle)" / "CPU 45% (busy; limit 30%)"
+    wsl_would_act: bool  # near-total idle long enough for WSL's own reclaim
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the policy weighs besides samples, config and state: this machine's facts, each asked of
+    its owner and handed in, so that :func:`decide` stays pure."""
+
+    wsl_mode: str | None = None  # WSL's own autoMemoryReclaim (monitor.kernel.wslconfig): the policy defers to it
+    gradual_available: bool = True  # memory.reclaim writable here (Probes.gradual_available): what `auto` runs
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    samples: Sequence[Sample]
+    config: Config
+    state: PolicyState
+    now: float
+    facts: Facts
+
+
+def decide(samples: Sequence[Sample], config: Config, state: PolicyState, now: float,
+           facts: Facts = Facts()) -> tuple[Decision, PolicyState]:
+    """The decision for ``now`` and the state once it is carried out."""
+    if not samples:
+        return Decision("none", "no samples yet"), state
+    statuses = [rule_status(r, samples, state, now) for r in config.rule]
+    state = _rearm(state, statuses)
+    firing = sorted((s for s in statuses if s.fires), key=lambda s: PRIORITY[s.rule.action], reverse=True)
+    if not firing:
+        return Decision("none", _quiet_reason(statuses, state, now)), state
+    if state.snoozed_until and now < state.snoozed_until:
+        top = firing[0]
+        return Decision("none", f"{top.why}; snoozed until {_clock(state.snoozed_until)}", rule=top.rule.label,
+                        metric_bytes=top.value), state
+    for status in firing:
+        decision = _act(status, _Inputs(samples, config, state, now, facts))
+        if decision.action != "none" or status is firing[-1]:
+            break
+    if decision.action == "none":
+        return decision, state
+    fired = [s for s in firing if PRIORITY[s.rule.action] <= PRIORITY[decision.action]]
+    for s in fired:  # a prompt also covers a notify that fired with it
+        state = state.with_rule(s.rule.label, RuleState(armed=False, last_fired=now))
+    return decision, state
+
+
+def _act(status: RuleStatus, given: _Inputs) -> Decision:
+    rule, config, state, now, wsl_mode = status.rule, given.config, given.state, given.now, given.facts.wsl_mode
+    common = dict(rule=rule.label, metric_bytes=status.value)
+    if rule.action != "reclaim":
+        return Decision(rule.action, status.why, method=rule.method if rule.action == "prompt" else None, **common)
+    effective = effective_method(rule.method, given.facts.gradual_available)
+    words = METHOD_WORDS.get(effective, effective)
+    if rule.method == "auto" and effective == "pagecache":
+        words += " (auto: no memory.reclaim here)"
+    if not config.policy.auto_reclaim:
+        return Decision("none", f"{status.why}; would reclaim (auto-reclaim is off): {words}", **common)
+    if state.paused_until and now < state.paused_until:
+        return Decision("none", f"{status.why}; auto-reclaim paused until {_clock(state.paused_until)}", **common)
+    idle = judge_idle(given.samples, config.idle, effective, now)
+    if not idle.ok:
+        return Decision("none", f"{status.why}; {idle.words}: waiting", **common)
+    if config.policy.defer_to_wsl and wsl_mode in ("dropcache", "gradual") and idle.wsl_would_act:
+        return Decision("none", f"{status.why}; {idle.words}; WSL's own autoMemoryReclaim={wsl_mode} "
+                        "acts on this idle VM: deferring to it", **common)
+    return Decision("reclaim", f"{status.why}; {idle.words}; reclaiming {words}", method=rule.method, **common)
+
+
+def effective_method(method: str, gradual_available: bool) -> str:
+    """What ``auto`` (and ``gradual``) will run here: their fallback is pagecache (monitor.reclaim.reclaimer.plan_methods)."""
+    if method in ("auto", "gradual"):
+        return "gradual" if gradual_available else "pagecache"
+    return method
+
+
+DROPS_HOT_PAGES = ("pagecache", "full")
+
+
+def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float) -> RuleStatus:
+    latest = samples[-1]
+    total = latest.host.host_total if rule.metric in ("host", "host_gap") else latest.guest.total
+    threshold = rule.above.resolve(total)
+    rearm = _rearm_threshold(rule, total)
+    value = metric_value(latest, rule.metric)
+    name = METRIC_NAMES[rule.metric]
+
+    def status(above_for: float, fires: bool, why: str) -> RuleStatus:
+        return RuleStatus(rule, value, threshold, rearm, above_for, fires, why)
+
+    if threshold is None or value is None:
+        missing = "host RAM unknown" if threshold is None else f"{name} unknown"
+        return status(0.0, False, f"{rule.label}: {missing}")
+    limit = f"{format_bytes(threshold)}" + (f" ({rule.above})" if rule.above.percent is not None else "")
+    since = _above_since(samples, rule.metric, threshold)
+    if since is None:
+        return status(0.0, False, f"{name} {format_bytes(value)} below {limit}")
+    above_for = now - since
+    why = f"{name} {format_bytes(value)} above {limit} for {format_duration(above_for)}"
+    rs = state.rule(rule.label)
+    if above_for < rule.for_:
+        return status(above_for, False, f"{why} (needs {format_duration(rule.for_)})")
+    if not rs.armed:
+        return status(above_for, False, f"{why}; already acted, re-arms below {format_bytes(rearm)}")
+    if rs.last_fired is not None and now - rs.last_fired < rule.cooldown:
+        left = rule.cooldown - (now - rs.last_fired)
+        return status(above_for, False, f"{why}; cooling down {format_duration(left)}")
+    return status(above_for, True, why)
+
+
+def _above_since(samples: Sequence[Sample], metric: str, threshold: int) -> float | None:
+    """Time of the oldest sample in the unbroken run of samples above ``threshold`` that ends now."""
+    since = None
+    for sample in reversed(samples):
+        value = metric_value(sample, metric)
+        if value is None:
+            continue  # an unknown reading neither breaks nor extends the run
+        if value <= threshold:
+            break
+        since = sample.time
+    return since
+
+
+def _rearm_threshold(rule: Rule, total: int | None) -> int | None:
+    if rule.rearm_below is not None:
+        return rule.rearm_below.resolve(total)
+    above = rule.above.resolve(total)
+    return None if above is None else int(above * 0.75)
+
+
+def _rearm(state: PolicyState, statuses: list[RuleStatus]) -> PolicyState:
+    for s in statuses:
+        rs = state.rule(s.rule.label)
+        if not rs.armed and s.value is not None and s.rearm is not None and s.value < s.rearm:
+            state = state.with_rule(s.rule.label, dataclasses.replace(rs, armed=True))
+    return state
+
+
+def judge_idle(samples: Sequence[Sample], idle: IdleConfig, method: str, now: float) -> Idle:
+    """Is the guest idle enough for ``method`` (the one that will run, not "auto")?"""
+    lull = method in DROPS_HOT_PAGES
+    span = idle.drop_window if lull else idle.window
+    window = [s for s in samples if s.time >= now - span] or list(samples[-1:])
+    covered = samples[0].time <= now - span + 1e-6 if samples else False
+    busy = [s.guest.cpu_busy_percent for s in window if s.guest.cpu_busy_percent is not None]
+    if not covered or not busy:
+        return Idle(False, f"idle not yet known (needs {format_duration(span)} of samples)", False)
+    wsl_window = [s.guest.cpu_busy_percent for s in samples if s.time >= now - WSL_IDLE_WINDOW
+                  and s.guest.cpu_busy_percent is not None]
+    wsl_would_act = samples[0].time <= now - WSL_IDLE_WINDOW and bool(wsl_window) and \
+        max(wsl_window) <= WSL_IDLE_BUSY
+    if lull and max(busy) > idle.drop_cpu_busy_max:
+        return Idle(False, f"CPU up to {max(busy):.0f}% in the last {format_duration(span)} "
+                    f"({method} drops hot pages too: waits for a lull at <= {idle.drop_cpu_busy_max:g}%)",
+                    wsl_would_act)
+    mean = sum(busy) / len(busy)
+    if not lull and mean > idle.cpu_busy_max:
+        return Idle(False, f"CPU {mean:.0f}% (busy; limit {idle.cpu_busy_max:g}% for {method})", wsl_would_act)
+    for kind, cap in (("io", idle.psi_io_max), ("memory", idle.psi_memory_max)):
+        values = [p.some_avg10 for s in window if (p := getattr(s.guest, f"psi_{kind}")) and p.some_avg10 is not None]
+        if values and max(values) > cap:
+            return Idle(False, f"PSI {kind} {max(values):.1f}% (busy; limit {cap:g}%)", wsl_would_act)
+    if lull:
+        return Idle(True, f"CPU at most {max(busy):.1f}% for {format_duration(span)} (a lull)", wsl_would_act)
+    return Idle(True, f"CPU {mean:.0f}% (idle)", wsl_would_act)
+
+
+def _quiet_reason(statuses: list[RuleStatus], state: PolicyState, now: float) -> str:
+    if not statuses:
+        return "no rules configured"
+    known = [s for s in statuses if s.value is not None and s.threshold]
+    if not known:
+        return statuses[0].why
+    closest = max(known, key=lambda s: (s.above_for > 0, s.value / s.threshold))
+    extra = f"; snoozed until {_clock(state.snoozed_until)}" if state.snoozed_until and now < state.snoozed_until else ""
+    return closest.why + extra
+
+
+def _clock(ts: float) -> str:
+    import time
+
+    return time.strftime("%H:%M", time.localtime(ts))

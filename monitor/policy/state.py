@@ -1,0 +1,62 @@
+"""The policy's state in the history: read once, saved once, snooze and pause.
+
+The policy itself (:mod:`monitor.policy.rules`) is pure; this module is where
+its state meets the store: the rules' armed/last-fired record, the snooze and
+pause deadlines, and the window of recent samples a decision needs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from monitor.config.schema import Config
+from monitor.history.store import Store
+from monitor.policy.rules import Decision, Facts, PolicyState, decide
+from monitor.sample import Sample
+from monitor.units import format_duration
+
+POLICY_STATE_KEY = "policy"
+
+
+def load_state(store: Store | None) -> PolicyState:
+    return PolicyState.from_json(store.get_state(POLICY_STATE_KEY)) if store else PolicyState()
+
+
+def save_state(store: Store, state: PolicyState) -> None:
+    store.set_state(POLICY_STATE_KEY, state.to_json())
+
+
+def history_window(config: Config) -> float:
+    """How much recent history the policy needs: the longest `for` or idle window, plus slack."""
+    longest = max([r.for_ for r in config.rule] + [config.idle.window, 120.0])
+    return longest + 4 * config.sampling.interval
+
+
+def decision_now(config: Config, store: Store | None, sample: Sample, facts: Facts = Facts(),
+                 history: Sequence[Sample] | None = None) -> tuple[Decision, PolicyState]:
+    """What the policy says at ``sample``'s time, from recent history (given, or read from the store)
+    plus this sample."""
+    if history is None:
+        history = store.recent_samples(history_window(config), sample.time) if store else []
+    samples = [s for s in history if s.time < sample.time] + [sample]
+    return decide(samples, config, load_state(store), sample.time, facts)
+
+
+def set_snooze(store: Store, seconds: float, now: float | None = None) -> PolicyState:
+    now = time.time() if now is None else now
+    state = load_state(store)
+    state = PolicyState(state.rules, now + seconds if seconds > 0 else None, state.paused_until)
+    save_state(store, state)
+    store.add_event("state", f"snoozed for {format_duration(seconds)}" if seconds > 0 else "snooze cleared")
+    return state
+
+
+def set_pause(store: Store, seconds: float, now: float | None = None) -> PolicyState:
+    now = time.time() if now is None else now
+    state = load_state(store)
+    state = PolicyState(state.rules, state.snoozed_until, now + seconds if seconds > 0 else None)
+    save_state(store, state)
+    store.add_event("state", f"auto-reclaim paused for {format_duration(seconds)}" if seconds > 0
+                    else "auto-reclaim resumed")
+    return state

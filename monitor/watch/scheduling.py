@@ -1,0 +1,142 @@
+"""APScheduler 3 for the recorder, without the asyncio and ssl it drags in.
+
+Every APScheduler 3.11 path (schedulers, triggers, jobs, job stores) imports
+``apscheduler.util``, whose module body runs, on Python < 3.14::
+
+    if sys.version_info < (3, 14):
+        from asyncio import iscoroutinefunction
+    else:
+        from inspect import iscoroutinefunction
+
+for one function that only the asyncio/tornado executors call. Importing
+``asyncio`` loads its 30-odd submodules, ``ssl`` and libssl/libcrypto: 6.8 MiB
+of a watcher's 31 MiB peak RSS (bench/results/overhead.md). There is no
+lighter path inside APScheduler 3, so :func:`_import_apscheduler_util`
+imports that one module with a stand-in ``asyncio`` whose only name is
+``inspect.iscoroutinefunction``, the function APScheduler itself uses on
+3.14 (and the one CPython deprecated the asyncio alias for, python/cpython#122858;
+generator-based ``@asyncio.coroutine``, the only thing the two ever told
+apart, is gone since 3.11). The stand-in is in ``sys.modules`` only while
+that single module body runs: its other imports are loaded first, the
+stand-in is removed right after, and a later ``import asyncio`` (the TUI's
+Textual) gets the real package. If asyncio is already loaded, or a future
+APScheduler wants more from it, the normal import runs instead.
+
+The API the recorder uses::
+
+    scheduler = build_scheduler(reclaim_workers=1)   # a BackgroundScheduler, not started
+    scheduler.add_job(fn, interval(2.0), id="tick", **JOB_DEFAULTS)
+    scheduler.add_job(fn, cron("0 3 * * 0"), id="schedule0", **JOB_DEFAULTS)
+    scheduler.add_listener(on_missed, EVENT_JOB_MISSED)
+
+Call it from the main thread before other threads start (the stand-in is
+visible to every thread during its one module body).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import logging
+import sys
+import types
+from typing import Any
+
+from monitor.config.cron import DAYS, CronSpec, parse_cron
+
+log = logging.getLogger(__name__)
+
+# Every job: run once if several runs were missed, never two at once, replace on re-add.
+JOB_DEFAULTS = dict(coalesce=True, max_instances=1, replace_existing=True)
+
+
+def _import_apscheduler_util() -> None:
+    if "apscheduler.util" in sys.modules or "asyncio" in sys.modules or sys.version_info >= (3, 14):
+        import apscheduler.util  # noqa: F401  (nothing to avoid, or nothing left to avoid)
+        return
+    # util's other imports, and the package's own (importlib.metadata for its version), first:
+    # while the stand-in is in sys.modules, only util's module body runs.
+    import calendar  # noqa: F401
+    import functools  # noqa: F401
+    import re  # noqa: F401
+    import zoneinfo  # noqa: F401
+
+    import apscheduler  # noqa: F401
+
+    stand_in = types.ModuleType("asyncio", "vmmemctl's stand-in while apscheduler.util loads (monitor.watch.scheduling)")
+    stand_in.iscoroutinefunction = inspect.iscoroutinefunction  # type: ignore[attr-defined]
+    sys.modules["asyncio"] = stand_in
+    try:
+        import apscheduler.util  # noqa: F401
+    except ImportError as exc:  # it wanted more than iscoroutinefunction: load the real asyncio
+        log.debug("apscheduler.util needs more of asyncio (%s): importing it", exc)
+        sys.modules.pop("apscheduler.util", None)
+        if sys.modules.get("asyncio") is stand_in:
+            del sys.modules["asyncio"]
+        import apscheduler.util  # noqa: F401,F811
+    finally:
+        if sys.modules.get("asyncio") is stand_in:
+            del sys.modules["asyncio"]
+
+
+_import_apscheduler_util()
+
+from apscheduler.events import EVENT_JOB_MISSED  # noqa: E402
+from apscheduler.executors.pool import ThreadPoolExecutor  # noqa: E402
+from apscheduler.schedulers.background import BackgroundScheduler  # noqa: E402
+from apscheduler.triggers.base import BaseTrigger  # noqa: E402
+from apscheduler.triggers.combining import OrTrigger  # noqa: E402
+from apscheduler.triggers.cron import CronTrigger  # noqa: E402
+from apscheduler.triggers.interval import IntervalTrigger  # noqa: E402
+
+__all__ = ["EVENT_JOB_MISSED", "JOB_DEFAULTS", "BackgroundScheduler", "BaseTrigger", "IntervalTrigger", "ThreadPoolExecutor",
+           "build_scheduler", "cron", "interval", "next_runs", "to_trigger"]
+
+
+def build_scheduler(workers: int = 1, reclaim_workers: int = 1, **options: Any) -> BackgroundScheduler:
+    """A BackgroundScheduler (not started) with two thread pools: ``default`` runs the jobs that share the
+    recorder's store connection, one at a time; ``reclaim`` runs the reclaims (seconds long) beside them.
+    ``options`` go to BackgroundScheduler (e.g. ``timezone``)."""
+    executors = {"default": ThreadPoolExecutor(workers), "reclaim": ThreadPoolExecutor(reclaim_workers)}
+    return BackgroundScheduler(executors=executors, job_defaults={"coalesce": True}, **options)
+
+
+def interval(seconds: float) -> IntervalTrigger:
+    """Every ``seconds`` from now (APScheduler's IntervalTrigger)."""
+    return IntervalTrigger(seconds=seconds)
+
+
+def cron(expr: str, timezone: dt.tzinfo | None = None) -> BaseTrigger:
+    """A 5-field cron(5) expression or @daily/@weekly/...; raises monitor.config.cron.CronError on a bad one."""
+    return to_trigger(parse_cron(expr), timezone=timezone)
+
+
+def to_trigger(spec: CronSpec, timezone: dt.tzinfo | None = None):
+    """An APScheduler 3 trigger that fires exactly when cron(5) would."""
+
+    def csv(values: frozenset[int]) -> str:
+        return ",".join(str(v) for v in sorted(values))
+
+    common = dict(minute=csv(spec.minutes), hour=csv(spec.hours), month=csv(spec.months), timezone=timezone)
+    weekday_names = ",".join(DAYS[d] for d in sorted(spec.weekdays))
+    if spec.days_restricted and spec.weekdays_restricted:
+        # cron(5): "if both fields are restricted, the command runs when either matches"
+        return OrTrigger([CronTrigger(day=csv(spec.days), **common),
+                          CronTrigger(day_of_week=weekday_names, **common)])
+    return CronTrigger(day=csv(spec.days), day_of_week=weekday_names, **common)
+
+
+def next_runs(text: str, count: int = 3, now: dt.datetime | None = None) -> list[dt.datetime]:
+    """The next ``count`` fire times in local time (for ``config check``)."""
+    now = now or dt.datetime.now().astimezone()
+    trigger = to_trigger(parse_cron(text), timezone=now.tzinfo)
+    runs: list[dt.datetime] = []
+    previous = None
+    cursor = now
+    while len(runs) < count:
+        fire = trigger.get_next_fire_time(previous, cursor)
+        if fire is None:
+            break
+        runs.append(fire)
+        previous, cursor = fire, fire + dt.timedelta(seconds=1)
+    return runs
