@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from pathlib import Path
 
+from fakekernel import FakeKernel
 from helpers import TREES
 
 from monitor.config.schema import (
@@ -46,8 +48,8 @@ def at(text: str) -> float:
     return dt.datetime.fromisoformat(text).astimezone().timestamp()
 
 
-def recorder(tmp_path, config: Config, clocks: Clocks) -> Recorder:
-    files = LocalFiles(str(TREES / "wsl2-ubuntu" / "proc"))
+def recorder(tmp_path, config: Config, clocks: Clocks, proc: Path = TREES / "wsl2-ubuntu" / "proc") -> Recorder:
+    files = LocalFiles(str(proc))
 
     def probes(c, env):
         p = build(c, environ={}, files=files)
@@ -140,22 +142,45 @@ def test_roll_ups_after_a_step_back_lose_and_double_nothing(tmp_path):
 
 
 def test_a_schedule_is_not_run_twice_by_a_step_back_and_maintenance_goes_on(tmp_path):
-    clocks = Clocks(at("2030-01-02 02:59:59"))
-    config = Config(rule=(), reclaim=ReclaimConfig(settle=0.0),
-                    schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
-    rec = recorder(tmp_path, config, clocks)
-    runs, maintained = [], []
-    rec.run_schedule = lambda s: runs.append(clocks.wall)
-    rec.maintain = lambda: maintained.append(clocks.wall)
-    work = Clockwork(rec)
-    for _ in range(5):
-        clocks.advance(2)
-        work.run_due()
-    assert len(runs) == 1
-    clocks.jump(-1800)  # back to 02:30
-    for _ in range(1000):  # 2000 s: past 03:00 again on the wall clock
-        clocks.advance(2)
-        work.run_due()
-    assert len(runs) == 1  # 03:00 was done; the next is tomorrow
-    after_step = [t for t in maintained if t < at("2030-01-02 03:00:00")]
-    assert after_step and after_step[0] - at("2030-01-02 02:30:09") <= 62  # within a minute of the step back
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * 1024**3, hot=0, with_reclaim=False)  # a compact really writes
+    try:
+        clocks = Clocks(at("2030-01-02 02:59:59"))
+        # The store stamps events with the real time.time(), years before this recorder's 2030 clock, by
+        # which maintenance prunes: events_for keeps them in the history for the test to read.
+        config = Config(rule=(), reclaim=ReclaimConfig(settle=0.0), history=HistoryConfig(events_for=20 * 365 * 86400.0),
+                        schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+        rec = recorder(tmp_path, config, clocks, proc=kernel.proc)
+        work = Clockwork(rec)
+
+        def run(seconds: int) -> None:
+            for _ in range(seconds // 2):
+                clocks.advance(2)
+                work.run_due()
+
+        def schedule_events() -> list[str]:
+            return [e.message for e in rec.store.events(kinds=["schedule"])]
+
+        def rolled_minutes() -> list[float]:
+            return [t for (t,) in rec.store.db.execute("SELECT t FROM samples_1m ORDER BY t")]
+
+        run(10)  # 03:00:09: the 03:00 run is done, and its reclaim really ran
+        assert schedule_events() == ["schedule:night: reclaiming (compact)"]
+        (reclaim,) = rec.store.events(kinds=["reclaim"])
+        assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"] == ["compact"]
+        assert (kernel.proc / "sys/vm/compact_memory").read_text() == "1"
+        assert rolled_minutes() == []  # maintenance is due a minute after the start, at 03:00:59
+
+        clocks.jump(-1800)  # back to 02:30:09
+        run(80)  # 02:31:29: maintenance ran within a minute of the step (it was due at 03:00:59 by the wall clock)
+        assert rolled_minutes() == [at("2030-01-02 02:30:00")]
+        run(1920)  # 2000 s after the step: past 03:00 again on the wall clock
+        assert schedule_events() == ["schedule:night: reclaiming (compact)"]  # 03:00 was done; the next is tomorrow
+        assert len(rec.store.events(kinds=["reclaim"])) == 1
+        # and maintenance went on: every minute from the step's on rolled up, to the last one finished
+        # by the latest run (maintenance runs a minute apart, so that is at most two minutes back)
+        minutes = rolled_minutes()
+        last = clocks.wall // 60 * 60 - 60
+        assert minutes[0] == at("2030-01-02 02:30:00") and minutes[-1] >= last - 60
+        assert minutes == [minutes[0] + 60 * i for i in range(len(minutes))]
+    finally:
+        kernel.close()

@@ -24,6 +24,8 @@ from monitor.kernel.procfs import LocalFiles
 from monitor.history.instance import take_instance_lock
 from monitor.watch.recorder import Recorder
 from monitor.history.store import Store
+from monitor.sample import Environment
+from monitor.watch.metrics import Metrics
 from monitor.watch.wiring import Wiring
 
 CONFIG = Config(reclaim=ReclaimConfig(settle=0.0))
@@ -85,12 +87,16 @@ def test_disk_full_keeps_samples_in_memory_says_so_and_writes_them_when_room_ret
     db = tiny_disk / "h.db"
     lock = take_instance_lock(db)
     rec = recorder_at(db)
+    rec.metrics = metrics = Metrics(Environment("linux"))
     try:
         for _ in range(3):
             assert rec.tick() is not None
         filler = fill(tiny_disk)
         for _ in range(40):  # enough that SQLite needs new pages on the full disk
             rec.tick()
+        # one outage, counted once; no sample failed (they were taken, only not written)
+        assert metrics.registry.get_sample_value("vmmemctl_history_outages_total") == 1
+        assert metrics.registry.get_sample_value("vmmemctl_sample_errors_total") == 0
         health = read_health(db)
         assert health is not None and health.reason == "disk full" and health.backlog > 0, health
         words = history_words(db)
@@ -107,6 +113,7 @@ def test_disk_full_keeps_samples_in_memory_says_so_and_writes_them_when_room_ret
         assert "(disk full)" in event.message and event.data["dropped"] == 0
     finally:
         rec.close()
+        metrics.close()
         lock.__exit__(None, None, None)
 
 

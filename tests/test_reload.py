@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import run_cli, start_watch, wait_for_samples
 from monitor.service import systemd_unit
-from monitor.history.store import Store
+from monitor.history.store import Event, Store
 
 
 def free_port() -> int:
@@ -20,18 +20,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_event(db: Path, words: str, timeout: float = 20) -> str:
+def wait_for_events(db: Path, words: str, count: int = 1, timeout: float = 20) -> list[Event]:
+    """The watcher's events holding ``words``, once there are ``count`` of them."""
     deadline = time.time() + timeout
+    found: list[Event] = []
     while time.time() < deadline:
         try:
             with Store(db, readonly=True) as store:
-                for event in store.events(kinds=["watch"]):
-                    if words in event.message:
-                        return event.message
+                found = [e for e in store.events(kinds=["watch"]) if words in e.message]
+            if len(found) >= count:
+                return found
         except sqlite3.OperationalError:
             pass
         time.sleep(0.1)
-    raise AssertionError(f"no event with {words!r} after {timeout}s")
+    raise AssertionError(f"{len(found)} events with {words!r} after {timeout}s, expected {count}")
 
 
 def samples(db: Path) -> int:
@@ -49,16 +51,24 @@ def test_reload_takes_a_valid_config_refuses_an_invalid_one_and_keeps_watching(t
                         f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
         done = run_cli("reload", "--db", str(db), "--config", str(conf), env=isolated_home)
         assert done.returncode == 0 and f"pid {watch.pid}" in done.stdout, done
-        words = wait_for_event(db, "config reloaded")
-        assert "rule" in words and "schedule" in words and f"metrics on 127.0.0.1:{port}" in words
-        assert "1 rules, 1 schedules" in words
+        (reloaded,) = wait_for_events(db, "config reloaded")
+        # Exactly what changed, in the order the daemon reports it: [sampling] is not among them (the file
+        # has none, and the command line's --interval is applied again on reload), nor [notify], [policy]...
+        assert reloaded.data == {"changed": ["rule", "schedule", "metrics", f"metrics on 127.0.0.1:{port}"]}
+        assert reloaded.message == (f"config reloaded from {conf}: rule, schedule, metrics, metrics on "
+                                    f"127.0.0.1:{port} (every 0.2s, 1 rules, 1 schedules)")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             assert b"vmmemctl_info" in r.read()  # the new listen address is served
 
+        watch.send_signal(signal.SIGHUP)  # the same file again: a reload that changes nothing says so
+        _, again = wait_for_events(db, "config reloaded", count=2)
+        assert again.data == {"changed": []}
+        assert again.message == f"config reloaded from {conf}: nothing changed (every 0.2s, 1 rules, 1 schedules)"
+
         conf.write_text('[sampling]\ninterval = "soon"\n')  # invalid: refused, the old config stays
         watch.send_signal(signal.SIGHUP)  # what `systemctl reload` does (ExecReload)
-        refused = wait_for_event(db, "reload refused")
-        assert "interval" in refused and "the old config stays" in refused
+        (refused,) = wait_for_events(db, "reload refused")
+        assert "interval" in refused.message and refused.message.endswith("; the old config stays")
         log = db.with_suffix(".log").read_text()
         (line,) = [x for x in log.splitlines() if "reload refused" in x]
         assert "Traceback" not in log

@@ -244,7 +244,7 @@ class CacheScreen(Screen):
         self.post_message(GiveBackDone(result))
 
     def on_give_back_done(self, message: GiveBackDone) -> None:
-        from monitor.policy.state import describe_reclaim
+        from monitor.reclaim.record import describe_reclaim
 
         self.busy = ""
         if message.error or message.result is None:

@@ -11,7 +11,7 @@ Modes, said in the header:
                 later `vmmemctl watch` or a second TUI attaches to us) and
                 record through the same :class:`~monitor.watch.recorder.Recorder` the
                 watcher uses (its jobs, schedules included, run from our refresh
-                worker by a :class:`~monitor.watch.recorder.Clockwork`), with a notifier
+                worker by a :class:`~monitor.watch.clockwork.Clockwork`), with a notifier
                 that shows on the dashboard (ScreenBackend); its prompts appear as modals
     live        --standalone while a watcher holds the history: we sample by
                 ourselves for the cards but write no samples (the watcher does)

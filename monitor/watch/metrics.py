@@ -115,7 +115,11 @@ class Metrics:
                                           "delivered them (none: only the log and the history got it).",
                                           ["backend"], registry=reg)
         self.prompts = prom.Counter("vmmemctl_prompts", "Prompts recorded for the user to answer.", registry=reg)
-        self.sample_errors = prom.Counter("vmmemctl_sample_errors", "Samples that failed.", registry=reg)
+        self.sample_errors = prom.Counter("vmmemctl_sample_errors", "Jobs that failed: a sample, a host sample, "
+                                          "maintenance, a reclaim (each also an error event).", registry=reg)
+        self.history_outages = prom.Counter("vmmemctl_history_outages", "Times the history stopped taking samples "
+                                            "(disk full, read-only...): counted when it stops, not every tick.",
+                                            registry=reg)
         info = prom.Info("vmmemctl", "The vmmemctl version and where it runs.", registry=reg)
         info.info(_info_labels(environment))
         reg.register(_SampleCollector(prom, self))
@@ -153,6 +157,9 @@ class Metrics:
 
     def observe_error(self) -> None:
         self.sample_errors.inc()
+
+    def observe_history_outage(self) -> None:
+        self.history_outages.inc()
 
     # ------------------------------------------------------------ serving
 

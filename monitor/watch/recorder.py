@@ -252,9 +252,9 @@ class Recorder:
             self._unwritten_since, self._unwritten_reason = t, reason
             log.error("history %s not written: %s; keeping up to %d samples in memory until it can be",
                       self.store.path, exc, BACKLOG_MAX)
+            if self.metrics:  # once per outage: the samples themselves were taken, only not written
+                self.metrics.observe_history_outage()
         self._unwritten_reason = reason
-        if self.metrics:
-            self.metrics.observe_error()
         self._say_health()
 
     def _history_resumed(self) -> None:
