@@ -147,7 +147,8 @@ def test_a_schedule_is_not_run_twice_by_a_step_back_and_maintenance_goes_on(tmp_
         clocks = Clocks(at("2030-01-02 02:59:59"))
         # The store stamps events with the real time.time(), years before this recorder's 2030 clock, by
         # which maintenance prunes: events_for keeps them in the history for the test to read.
-        config = Config(rule=(), reclaim=ReclaimConfig(settle=0.0), history=HistoryConfig(events_for=20 * 365 * 86400.0),
+        config = Config(rule=(), reclaim=ReclaimConfig(settle=0.0),
+                        history=HistoryConfig(events_for=20 * 365 * 86400.0),
                         schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
         rec = recorder(tmp_path, config, clocks, proc=kernel.proc)
         work = Clockwork(rec)

@@ -59,34 +59,47 @@ def test_hanging_channel_times_out():
     assert files.read(["proc/meminfo"]) == {"proc/meminfo": None}
 
 
+# How long a call may take before the channel gives it up. The verdicts below rest on the fake's call
+# count alone: its lost call never answers (however long the wait), its other calls answer at once,
+# so a timeout far beyond a shell's start on a loaded machine keeps them from depending on timing.
+# Each test pays it once, for its lost call.
+LOST_AFTER = 5.0
+
+
 def lossy_channel(tmp_path):
-    """A channel that never answers its first call (a lost request), then runs each command here."""
+    """A channel that never answers its first call (a lost request), then answers each call at once,
+    without running it (a real `sync` flushes the whole machine: seconds, beside a build). Each call's
+    command is logged before anything else, so the log is every call made, in order."""
     script = tmp_path / "lossy-exec"
-    script.write_text('#!/bin/sh\necho call >> "$0.calls"\n'
-                      '[ "$(wc -l < "$0.calls")" -eq 1 ] && exec sleep 30\nexec "$@"\n')
+    script.write_text('#!/bin/sh\necho "$*" >> "$0.calls"\n'
+                      '[ "$(wc -l < "$0.calls")" -eq 1 ] && exec sleep 3600\nexit 0\n')
     script.chmod(0o755)
-    return ExecFiles([str(script)], timeout=1), tmp_path / "lossy-exec.calls"
+    calls = tmp_path / "lossy-exec.calls"
+    return ExecFiles([str(script)], timeout=LOST_AFTER), lambda: calls.read_text().splitlines()
 
 
 def test_a_lost_call_that_is_safe_to_repeat_is_tried_once_more(tmp_path):
     files, calls = lossy_channel(tmp_path)
     assert files.exists("proc/meminfo")  # lost, then answered
-    assert len(calls.read_text().splitlines()) == 2
+    assert calls() == ["test -w /proc/meminfo"] * 2
     files.sync()
-    assert len(calls.read_text().splitlines()) == 3  # answered first time: not repeated
+    assert calls() == ["test -w /proc/meminfo"] * 2 + ["sync"]  # answered the first time: not repeated
 
 
 def test_a_lost_memory_reclaim_step_is_not_repeated(tmp_path):
     files, calls = lossy_channel(tmp_path)
     with pytest.raises(OSError) as err:
         files.write("sys/fs/cgroup/memory.reclaim", "268435456")  # repeating it would free twice
-    assert err.value.errno == errno.ETIMEDOUT and len(calls.read_text().splitlines()) == 1
+    assert err.value.errno == errno.ETIMEDOUT and f"no answer within {LOST_AFTER:g}s" in str(err.value)
+    (call,) = calls()
+    assert call.endswith(" 268435456 /sys/fs/cgroup/memory.reclaim")
 
 
 def test_a_sample_read_is_not_repeated(tmp_path):
     files, calls = lossy_channel(tmp_path)
     assert files.read(["proc/meminfo"]) == {"proc/meminfo": None}  # the next sample comes anyway
-    assert len(calls.read_text().splitlines()) == 1
+    (call,) = calls()
+    assert call.endswith(" /proc/meminfo")
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="writes /proc/sys/vm as root")

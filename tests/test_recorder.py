@@ -37,11 +37,19 @@ def notify_log(tmp_path, monkeypatch):
     return log
 
 
-def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = None, clock=time.time) -> Recorder:
-    """The recorder as `vmmemctl watch` builds it, on this machine's /proc or a given tree."""
+def make_watcher(tmp_path: Path, config: Config, files: SystemFiles | None = None, clock=time.time,
+                 samples_on_clock: bool = False) -> Recorder:
+    """The recorder as `vmmemctl watch` builds it, on this machine's /proc or a given tree.
+    ``samples_on_clock``: the samples are stamped by ``clock`` too (else by the probe's real one)."""
     files = files or LocalFiles("/proc")
+
+    def probes(c, env):
+        made = build(c, environ={}, files=files)
+        if samples_on_clock:
+            made.guest.clock = clock
+        return made
     wiring = Wiring(config, tmp_path / "h.db", environ={}, reclaim_lock=tmp_path / "reclaim.lock",
-                    probes_factory=lambda c, env: build(c, environ={}, files=files))
+                    probes_factory=probes)
     recorder = wiring.recorder(Notifier([NotifySendBackend(5)]), clock=clock)
     if clock is time.time:
         time.sleep(MIN_CPU_INTERVAL)  # as `watch` ticks an interval after priming: the first CPU busy % is known
@@ -226,45 +234,61 @@ def test_maintain_rolls_up_and_prunes(tmp_path, notify_log):
 
 
 def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
-    """After sleep, a reclaim missed beyond its grace is recorded as skipped, and runs 0 times."""
-    from apscheduler.schedulers.background import BackgroundScheduler
+    """After sleep, the runs of a reclaim missed beyond its grace are recorded as one skipped run, and none runs:
+    the job table handed to the scheduler `vmmemctl watch` builds, as `watch` hands it."""
+    from datetime import datetime, timedelta
 
     from monitor.watch.daemon import record_missed_runs, schedule_jobs
-    from datetime import datetime
+    from monitor.watch.scheduling import build_scheduler
+
     db = tmp_path / "h.db"
-    # Daily, 12 h from now: no on-time run can fall inside the test's wait (an every-minute cron did
-    # when the wait crossed a minute boundary, and ran legitimately)
-    cron = f"0 {(datetime.now().hour + 12) % 24} * * *"
-    config = cfg(schedule=(Schedule(cron=cron, name="daily", method="compact", grace=1.0),))
-    watcher = make_watcher(tmp_path, config)
-    runs = []
-    watcher.run_schedule = lambda s: runs.append(s)
-    scheduler = BackgroundScheduler()
-    schedule_jobs(scheduler, watcher)
-    record_missed_runs(scheduler, watcher)
-    job = scheduler.get_job("schedule0")
-    assert job.coalesce and job.misfire_grace_time == 1
-    scheduler.start(paused=True)
+    now = datetime.now().astimezone()
+    # Hourly, at the minute half an hour from now: three runs fall in the three hours slept, and no
+    # on-time run can fall inside the test's wait (an every-minute cron did when the wait crossed a
+    # minute boundary, and ran legitimately)
+    minute = (now.minute + 30) % 60
+    latest = now.replace(minute=minute, second=0, microsecond=0)
+    latest -= timedelta(hours=1) if latest > now else timedelta(0)  # the last run missed
+    config = cfg(schedule=(Schedule(cron=f"{minute} * * * *", name="hourly", method="compact", grace=1.0),))
+    # A fake kernel's tree: a compact run by mistake would write there, not compact this machine
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
     try:
-        from datetime import datetime, timedelta, timezone
-        job.modify(next_run_time=datetime.now(timezone.utc) - timedelta(hours=3))  # "the laptop slept"
-        scheduler.resume()
-        deadline = time.time() + 5
-        while time.time() < deadline and not Store(db).events(kinds=["schedule"]):
-            time.sleep(0.05)
+        watcher = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc))
+        scheduler = build_scheduler(workers=1, reclaim_workers=1)
+        watcher.run_async = lambda fn: scheduler.add_job(fn, executor="reclaim", misfire_grace_time=30)  # as `watch`
+        schedule_jobs(scheduler, watcher)
+        record_missed_runs(scheduler, watcher)
+        job = scheduler.get_job("schedule0")
+        assert job.coalesce and job.max_instances == 1 and job.misfire_grace_time == 1
+        scheduler.start(paused=True)
+        try:
+            job.modify(next_run_time=now - timedelta(hours=3))  # "the laptop slept"
+            scheduler.resume()
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                with Store(db) as store:
+                    if store.events(kinds=["schedule"]):
+                        break
+                time.sleep(0.05)
+        finally:
+            scheduler.shutdown(wait=True)  # every missed run the scheduler saw is recorded by now
+        with Store(db) as store:
+            schedule = [e.message for e in store.events(kinds=["schedule"])]
+            reclaims = store.events(kinds=["reclaim"])
+        compacted = (kernel.proc / "sys/vm/compact_memory").read_text()
     finally:
-        scheduler.shutdown(wait=False)
-    assert runs == []
-    (event,) = Store(db).events(kinds=["schedule"])
-    assert "missed the" in event.message and "skipped, not run late" in event.message
+        kernel.close()
+    missed = f"schedule:hourly: missed the {latest:%H:%M} run by more than 1s (asleep?): skipped, not run late"
+    assert schedule == [missed]  # once, for the latest of the three: not a burst
+    assert reclaims == [] and compacted == ""  # and not run late
 
 
 def test_schedule_jobs_use_cron5_weekdays(tmp_path):
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     from monitor.watch.daemon import schedule_jobs
+    from monitor.watch.scheduling import build_scheduler
+
     config = cfg(schedule=(Schedule(cron="0 3 * * 0", name="sunday", method="full"),))
-    scheduler = BackgroundScheduler()
+    scheduler = build_scheduler(workers=1, reclaim_workers=1)
     schedule_jobs(scheduler, make_watcher(tmp_path, config))
     scheduler.start(paused=True)
     try:
@@ -363,49 +387,64 @@ def at(text: str) -> float:
 
 
 def test_clockwork_runs_a_due_schedule_once_and_says_when_the_next_is(tmp_path):
-    clock = [at("2030-01-02 02:59:58")]
-    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
-    recorder = make_watcher(tmp_path, config, clock=lambda: clock[0])
-    runs = []
-    recorder.run_schedule = lambda s: runs.append(s.name)
-    work = Clockwork(recorder)
-    sched, when = work.next_schedule()
-    assert sched.name == "night" and when.timestamp() == at("2030-01-02 03:00:00")
-    work.run_due()
-    assert runs == []
-    clock[0] = at("2030-01-02 03:00:01")
-    work.run_due()
-    work.run_due()  # the same minute again: not twice
-    assert runs == ["night"]
-    assert work.next_schedule()[1].timestamp() == at("2030-01-03 03:00:00")
-    assert len(recorder.store.recent_samples(3600)) == 3  # and it sampled on every call (at the probe's time)
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
+    try:
+        clock = [at("2030-01-02 02:59:58")]
+        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+        recorder = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc), clock=lambda: clock[0])
+        compact = kernel.proc / "sys/vm/compact_memory"
+        work = Clockwork(recorder)
+        sched, when = work.next_schedule()
+        assert sched.name == "night" and when.timestamp() == at("2030-01-02 03:00:00")
+        work.run_due()
+        assert recorder.store.events(kinds=["schedule"]) == [] and compact.read_text() == ""
+        clock[0] = at("2030-01-02 03:00:01")
+        work.run_due()
+        work.run_due()  # the same minute again: not twice
+        schedule = [e.message for e in recorder.store.events(kinds=["schedule"])]
+        assert schedule == ["schedule:night: reclaiming (compact)"]
+        (reclaim,) = recorder.store.events(kinds=["reclaim"])
+        assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"] == ["compact"]
+        assert compact.read_text() == "1"  # the reclaim really ran
+        assert work.next_schedule()[1].timestamp() == at("2030-01-03 03:00:00")
+        assert len(recorder.store.recent_samples(3600)) == 3  # and it sampled on every call (at the probe's time)
+    finally:
+        kernel.close()
 
 
 def test_clockwork_skips_and_records_a_run_missed_beyond_its_grace(tmp_path):
-    clock = [at("2030-01-02 02:00:00")]
-    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
-    recorder = make_watcher(tmp_path, config, clock=lambda: clock[0])
-    runs = []
-    recorder.run_schedule = lambda s: runs.append(s.name)
-    work = Clockwork(recorder)
-    clock[0] = at("2030-01-04 09:00:00")  # the laptop slept through two nights
-    work.run_due()
-    assert runs == []
-    (event,) = recorder.store.events(kinds=["schedule"])
-    assert "missed the 03:00 run by more than 60s" in event.message
-    assert work.next_schedule()[1].timestamp() == at("2030-01-05 03:00:00")  # no burst of the missed ones
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
+    try:
+        clock = [at("2030-01-02 02:00:00")]
+        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+        recorder = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc), clock=lambda: clock[0])
+        work = Clockwork(recorder)
+        clock[0] = at("2030-01-04 09:00:00")  # the laptop slept through two nights
+        work.run_due()
+        schedule = [e.message for e in recorder.store.events(kinds=["schedule"])]
+        assert schedule == ["schedule:night: missed the 03:00 run by more than 60s (asleep?): skipped, not run late"]
+        assert recorder.store.events(kinds=["reclaim"]) == []  # not run late
+        assert (kernel.proc / "sys/vm/compact_memory").read_text() == ""
+        assert work.next_schedule()[1].timestamp() == at("2030-01-05 03:00:00")  # no burst of the missed ones
+    finally:
+        kernel.close()
 
 
 def test_clockwork_maintains_once_a_minute_on_the_recorders_clock(tmp_path):
-    clock = [at("2030-01-02 12:00:00")]
-    recorder = make_watcher(tmp_path, cfg(), clock=lambda: clock[0])
-    done = []
-    recorder.maintain = lambda: done.append(clock[0])
+    """Maintenance rolls the finished minutes up a minute after the start and every minute after,
+    by the recorder's clock: the 12:00 minute is in the roll-up at 12:01:30 (not at 12:01:00, when
+    it ended), the 12:01 minute at 12:02:30."""
+    start = at("2030-01-02 12:00:30")
+    clock = [start]
+    recorder = make_watcher(tmp_path, cfg(), clock=lambda: clock[0], samples_on_clock=True)
     work = Clockwork(recorder)
+    appeared = {}  # each minute's roll-up row: (the step that first showed it, its sample count)
     for step in range(0, 130, 2):
-        clock[0] = at("2030-01-02 12:00:00") + step
+        clock[0] = start + step
         work.run_due()
-    assert len(done) == 2  # at 60 s and 120 s
+        for row in recorder.store.series(start - 60, clock[0], tier="samples_1m")[1]:
+            appeared.setdefault(row["t"], (step, row["n"]))
+    assert appeared == {at("2030-01-02 12:00:00"): (60, 15), at("2030-01-02 12:01:00"): (120, 30)}
 
 
 def test_a_standalone_dashboard_runs_a_due_schedule(tmp_path):
