@@ -17,11 +17,18 @@ def isolated_home(tmp_path, monkeypatch):
     and none is written: a test that runs the CLI without --db writes under this HOME, not the user's."""
     home = tmp_path / "home"
     home.mkdir()
+    # The system watcher's places (root's history, /run/vmmemctl) move too: the suite runs as root.
+    # Control sockets live under the run dirs, so those are short (a socket path has 108 bytes).
+    run = Path(tempfile.mkdtemp(prefix="vmc-"))
+    run.chmod(0o755)
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
-           "XDG_STATE_HOME": str(home / ".local/state"), "VMMEMCTL_CONFIG": ""}
+           "XDG_STATE_HOME": str(home / ".local/state"), "XDG_RUNTIME_DIR": str(run / "user"),
+           "VMMEMCTL_SYSTEM_DIR": str(home / "system"), "VMMEMCTL_RUN_DIR": str(run / "system"),
+           "VMMEMCTL_CONFIG": ""}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    return env
+    yield env
+    shutil.rmtree(run, ignore_errors=True)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import json
 
 from helpers import run_cli
 
+from monitor.history.places import own_places
+
 
 def test_config_check_shows_a_reclaim_rule_as_inactive_while_auto_reclaim_is_off(tmp_path):
     off = run_cli("config", "check")
@@ -20,10 +22,10 @@ def test_config_check_shows_a_reclaim_rule_as_inactive_while_auto_reclaim_is_off
 
 
 def test_config_show_prints_the_history_path_used():
-    from monitor.history.store import default_db_path  # HOME/XDG are the test's own (conftest), as for the child
 
     shown = run_cli("config", "show").stdout
-    assert f'db = {json.dumps(str(default_db_path()))}  # the default: history.db in the user data dir' in shown
+    own = own_places()
+    assert f'db = {json.dumps(str(own.db))}  # the default: the {own.scope}\'s history' in shown
     assert 'db = ""' not in shown
 
 

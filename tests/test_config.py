@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, run_cli
+from monitor.history.places import own_places
 from monitor.cli.main import main
 from monitor.config.schema import Config, ConfigError, find_config_path, load_config, to_toml
 from monitor.units import Size
@@ -153,9 +154,11 @@ def test_config_show_prints_the_effective_config(tmp_path, isolated_home):
     assert 'host_interval = "30s"' in result.stdout and str(path) in result.stdout
     shown = tmp_path / "shown.toml"
     shown.write_text(result.stdout)
-    # the same config, with the history path it leaves empty written out: the default under this HOME
-    default_db = str(Path(isolated_home["XDG_DATA_HOME"]) / "vmmemctl/history.db")
-    assert "# the default: history.db in the user data dir" in result.stdout
+    # the same config, with the history path it leaves empty written out: this process's own places
+    # (the system's for root, the user's under this HOME otherwise), as the code detects them
+    own = own_places()
+    default_db = str(own.db)
+    assert f"# the default: the {own.scope}'s history" in result.stdout
     given = load_config(path)
     assert load_config(shown) == dataclasses.replace(given, path=shown,
                                                      general=dataclasses.replace(given.general, db=default_db))

@@ -249,3 +249,13 @@ def test_a_database_path_that_cannot_be_is_one_line_and_exit_2(tmp_path, where):
     assert done.returncode == 2, done
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert str(blocker) in done.stderr
+
+
+@pytest.mark.parametrize("command", [["watch", "--interval", "1s"], ["status"], ["snooze", "1h"], ["history"]])
+def test_a_db_in_a_folder_that_does_not_exist_is_a_typo_and_makes_no_folder(tmp_path, command):
+    typo = tmp_path / "nonexistent" / "dir" / "h.db"
+    done = run_cli(*command, "--db", str(typo), "--proc-root", str(TREES / "wsl2-ubuntu" / "proc"), timeout=30)
+    assert done.returncode == 2, done
+    assert done.stderr.strip().splitlines() == [f"vmmemctl: --db {typo}: {typo.parent} does not exist "
+                                                "(create it first, or fix the path)"]
+    assert not (tmp_path / "nonexistent").exists()  # nothing made: no second watcher, no stray history

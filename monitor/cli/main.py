@@ -62,7 +62,8 @@ def load(args: argparse.Namespace) -> Config:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.cli import report
-    from monitor.history.store import db_path, open_existing
+    from monitor.history.places import choose_history
+    from monitor.history.store import open_existing
     from monitor.kernel.wslconfig import detect_wsl_reclaim
     from monitor.policy.rules import Facts
     from monitor.policy.state import decision_now
@@ -81,7 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from monitor.history.health import history_words
 
     wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind, LocalFiles(config.general.proc_root))
-    db = db_path(config, args.db)
+    db, watcher = choose_history(config.general.db, args.db)
     unwritten = history_words(db)  # "history not written since 14:02: disk full (...)" or ""
     store = open_existing(db)
     try:
@@ -91,12 +92,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         if store:
             store.close()
     extra = [("WSL autoMemoryReclaim", wsl.describe())] if wsl else []
+    extra.append(("watcher", watcher.words() if watcher else f"none running (history {db}); reclaims by rule "
+                  "and schedule need `vmmemctl watch` or the service"))
     extra += [("history", unwritten)] if unwritten else []
     extra.append(("gradual", workingset.status_words(ws, config.reclaim, time.time())))
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
         data["history_not_written"] = unwritten or None
+        data["watcher"] = watcher.to_json() if watcher else None
+        data["history"] = str(db)
         data["working_set"] = workingset.status_json(ws, config.reclaim, time.time())
         print(json.dumps(data, indent=2))
     else:
@@ -352,17 +357,18 @@ def _start_metrics(listen: str, environment):
 
 def cmd_history(args: argparse.Namespace) -> int:
     from monitor.cli import report
-    from monitor.history.store import Store, db_path
+    from monitor.history.places import choose_history
+    from monitor.history.store import Store
 
     config = load(args)
-    path = db_path(config, args.db)
+    path, _ = choose_history(config.general.db, args.db)  # the running watcher's, without flags
     if not path.exists():
         if args.db:  # they chose this file: advising --db again would be no help
             raise UserError(f"no history at {path} (--db): check the path, or record one there with "
                             f"`vmmemctl watch --db {args.db}`")
         raise UserError(f"no history at {path}: start `vmmemctl watch` (or `vmmemctl tui`) first, or pass --db PATH")
     now = time.time()
-    with Store(path) as store:
+    with Store(path, readonly=True) as store:  # a reader: works on a history it may not write
         if args.events:
             rows = store.events(since=now - args.since)
             print(report.events_export(rows, args.format))

@@ -223,11 +223,9 @@ def config_toml(config: Any, db: Any) -> str:
     text = to_toml(config)
     if config.general.db and str(db) == config.general.db:
         return text
-    why = "from --db" if config.general.db or str(db) != str(_default_db()) else "the default: history.db in the user data dir"
+    from monitor.history.places import own_places
+
+    own = own_places()
+    why = "from --db" if config.general.db or str(db) != str(own.db) else \
+        f"the default: the {'system' if own.scope == 'system' else 'user'}'s history"
     return text.replace(f"db = {json.dumps(config.general.db)}\n", f"db = {json.dumps(str(db))}  # {why}\n", 1)
-
-
-def _default_db() -> Any:
-    from monitor.history.store import default_db_path
-
-    return default_db_path()

@@ -6,7 +6,11 @@ there is room) at a fixed size and from then on overwritten in place
 (``pwrite`` of the same 512 bytes, never truncated), which needs no new block
 on a full disk (tried on a full 2 MiB tmpfs: tests/test_faults.py).
 
-    {"pid": 4242, "unwritten_since": 1733320920.0, "reason": "disk full", "backlog": 118, "dropped": 0}
+    {"pid": 4242, "unwritten_since": 1733320920.0, "reason": "disk full", "backlog": 118, "dropped": 0,
+     "control": "/run/vmmemctl/control.sock", "since": 1733320000.0}
+
+It also says where the recorder takes requests (``control``) and since when it
+records (``since``): how a client finds the watcher of a history (monitor.history.places).
 
 Readers trust it only while its pid still holds the history's lock.
 """
@@ -36,6 +40,8 @@ class Health:
     reason: str | None = None  # "disk full", "read-only", ...
     backlog: int = 0  # samples held in memory, to be written when the history takes them again
     dropped: int = 0  # the oldest, let go once the backlog was full
+    control: str | None = None  # the recorder's control endpoint (a watcher's), if it has one
+    since: float | None = None  # when it started recording
 
     def words(self, localtime=time.localtime) -> str:
         """"history not written since 14:02: disk full (118 samples held)", or ""."""
@@ -49,11 +55,11 @@ class Health:
 class HealthRecord:
     """The writer's side: open once at start (may raise OSError), then :meth:`write` in place."""
 
-    def __init__(self, db: Path):
+    def __init__(self, db: Path, first: Health | None = None):
         self.path = health_path(db)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         self.last: Health | None = None
-        self.write(Health(os.getpid()))
+        self.write(first or Health(os.getpid()))
 
     def write(self, health: Health) -> None:
         if health == self.last:

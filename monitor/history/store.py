@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -93,8 +94,7 @@ class Store:
 
     def _connect(self, readonly: bool, timeout: float) -> sqlite3.Connection:
         if readonly:
-            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=timeout, isolation_level=None,
-                                 check_same_thread=False)
+            db = self._connect_readonly(timeout)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -107,6 +107,23 @@ class Store:
         db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         db.execute("SELECT COUNT(*) FROM samples").fetchone()  # a file that is not our database fails here
         return db
+
+    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
+        """A reader's connection: never writes, so it works on a history it may read but not write.
+        A WAL reader needs the -shm file, which the writer keeps while it runs; with no writer
+        (no -wal file: the last one checkpointed and removed both) and a folder it cannot write,
+        the file is opened as immutable: nothing can change it under this one read."""
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if Path(f"{self.path}-wal").exists():
+                raise
+        return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
 
     def close(self) -> None:
         self.db.close()
@@ -381,17 +398,34 @@ def row_sample(row: dict[str, Any]) -> Sample:
 
 
 def default_db_path() -> Path:
-    import platformdirs
+    """This process's own history: the system's for root, the user's otherwise (monitor.history.places)."""
+    from monitor.history.places import own_places
 
-    return Path(platformdirs.user_data_dir("vmmemctl")) / "history.db"
+    return own_places().db
 
 
 def db_path(config: Config, override: str | None = None) -> Path:
-    """The history a command uses: ``--db``, else [general] db, else the user's data folder."""
-    return Path(override or config.general.db or default_db_path())
+    """The history this process records: ``--db``, else [general] db, else its own places' (the
+    system's for root, the user's otherwise). Clients use monitor.history.places.choose_history."""
+    return db_path_for(config.general.db, override)
+
+
+def db_path_for(config_db: str, override: str | None = None) -> Path:
+    """As :func:`db_path`, from the config's ``db`` string.
+
+    A ``--db`` whose folder does not exist is a typo until shown otherwise: one line, and no folder
+    made (it once started a second watcher, with the user's rules, beside the real one: issue 24).
+    The default folder, and [general] db's, are made when the history is first written."""
+    if override:
+        folder = Path(override).expanduser().parent
+        if not folder.is_dir():
+            why = "is not a folder" if folder.exists() else "does not exist (create it first, or fix the path)"
+            raise UserError(f"--db {override}: {folder} {why}")
+    return Path(override or config_db or default_db_path()).expanduser()
 
 
 def open_existing(path: Path) -> Store | None:
-    """The store if its file exists (readers must not create one), else None."""
-    return Store(path) if path.exists() else None
+    """The store, read-only, if its file exists (readers create nothing, write nothing, and work for a
+    user who may read the watcher's history but not write it), else None."""
+    return Store(path, readonly=True) if path.exists() else None
 

@@ -68,9 +68,59 @@ class FileLock:
 
 
 def who_holds(path: Path) -> LockHeld | None:
-    """Who holds ``path`` (its pid and holder words, where the file says), or None when nobody does."""
-    if not path.exists():
+    """Who holds ``path`` (its pid and holder words, where the file says), or None when nobody does.
+
+    Asked without taking the lock: a reader that took it, even for a moment, made a watcher
+    starting at that moment exit with "already recording (pid <the reader>)" (issue 24). The
+    kernel lists every flock in /proc/locks; only where that cannot be read (not Linux) is the
+    lock tried instead."""
+    try:
+        st = os.stat(path)
+    except OSError:
         return None
+    holders = flock_holders(st.st_dev, st.st_ino)
+    if holders is None:
+        return _try_who_holds(path)
+    if not holders:
+        return None
+    pid, holder = _record(path)
+    return LockHeld(path, pid if pid is not None else holders[0] or None, holder)
+
+
+# /proc/locks, one line per lock (a waiter's line has "->" after the number):
+#   1: FLOCK  ADVISORY  WRITE 4242 00:2a:1234567 0 EOF
+# The device is "major:minor" in hex. This machine's own locks: not read through --proc-root.
+PROC_LOCKS = "/proc/locks"
+
+
+def flock_holders(dev: int, ino: int, proc_locks: str = PROC_LOCKS) -> list[int] | None:
+    """The pids holding an flock on the file (dev, ino) (0 where another PID namespace hides it);
+    None when the kernel's list cannot be read."""
+    key = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    try:
+        with open(proc_locks, encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    found = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == key:
+            found.append(int(parts[4]) if parts[4].isdigit() else 0)
+    return found
+
+
+def _record(path: Path) -> tuple[int | None, str]:
+    """What the holder wrote in the file: "<pid> <holder>" (or nothing readable)."""
+    try:
+        text = path.read_bytes()[:200].decode(errors="replace").strip()
+    except OSError:
+        return None, ""
+    pid, _, holder = text.partition(" ")
+    return (int(pid) if pid.isdigit() else None), holder
+
+
+def _try_who_holds(path: Path) -> LockHeld | None:
     try:
         with FileLock(path):
             return None

@@ -106,6 +106,8 @@ class Recorder:
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic  # what durations are measured with across clock jumps
     run_async: Callable[[Callable[[], None]], None] = field(default=lambda fn: fn())
+    control: Path | None = None  # where this recorder's control endpoint listens (a watcher's), for clients
+    started: float = field(default_factory=time.time)
     last_host: HostSample | None = None
     last_decision: Decision | None = None
     # Crossings are a property of this process's sample stream, so they stay in memory: kept in
@@ -222,7 +224,7 @@ class Recorder:
         deleted, replaced), keep them in memory (bounded) and say so in the health record."""
         if self._health is None and not self.store.readonly:
             try:
-                self._health = HealthRecord(self.store.path)
+                self._health = HealthRecord(self.store.path, self.health())
             except OSError as exc:
                 log.warning("cannot write %s: %s", self.store.path, exc)
         while len(self._backlog) >= self.backlog_max:  # bounded: the oldest go first, counted
@@ -271,10 +273,13 @@ class Recorder:
         self._say_health()
 
     def health(self) -> Health:
-        """Whether the history is being written (`status` and the TUI read it from the health record)."""
+        """Whether the history is being written, and where this recorder takes requests (`status`,
+        the TUI and every client read it from the health record)."""
+        control = str(self.control) if self.control else None
         if self._unwritten_since is None:
-            return Health(os.getpid())
-        return Health(os.getpid(), self._unwritten_since, self._unwritten_reason, len(self._backlog), self._dropped)
+            return Health(os.getpid(), control=control, since=self.started)
+        return Health(os.getpid(), self._unwritten_since, self._unwritten_reason, len(self._backlog), self._dropped,
+                      control, self.started)
 
     def _say_health(self) -> None:
         if self._health is not None:

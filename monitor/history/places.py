@@ -1,0 +1,156 @@
+"""Where a watcher keeps its history and its control endpoint, and how a client finds a watcher.
+
+    who runs it          history                                 control endpoint
+    root: the system     /var/lib/vmmemctl/history.db             /run/vmmemctl/control.sock
+    a user               $XDG_DATA_HOME/vmmemctl/history.db       $XDG_RUNTIME_DIR/vmmemctl/control.sock
+
+A root watcher is the system watcher whether the systemd unit, the wsl.conf
+boot line or the Windows task started it (the task's ``wsl.exe -u root`` once
+put it in root's XDG folders, where no user's CLI looked: issue 24). A client
+looks for a running system watcher first, then its user's own: libvirt's
+``qemu:///system`` beside ``qemu:///session``. ``VMMEMCTL_SYSTEM_DIR`` and
+``VMMEMCTL_RUN_DIR`` move the system places (tests, packagers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from monitor.history.health import read_health
+from monitor.history.instance import instance_lock_path
+from monitor.kernel.filelock import who_holds
+
+SYSTEM_DIR = "/var/lib/vmmemctl"
+SYSTEM_RUN_DIR = "/run/vmmemctl"
+DB_NAME = "history.db"
+CONTROL_NAME = "control.sock"
+
+
+@dataclass(frozen=True)
+class Places:
+    scope: str  # "system" or "user"
+    db: Path
+    run_dir: Path  # the control endpoints live here
+
+    @property
+    def control(self) -> Path:
+        return self.run_dir / CONTROL_NAME
+
+
+def system_places(environ: Mapping[str, str] | None = None) -> Places:
+    environ = os.environ if environ is None else environ
+    return Places("system", Path(environ.get("VMMEMCTL_SYSTEM_DIR") or SYSTEM_DIR) / DB_NAME,
+                  Path(environ.get("VMMEMCTL_RUN_DIR") or SYSTEM_RUN_DIR))
+
+
+def user_places() -> Places:
+    import warnings
+
+    import platformdirs
+
+    with warnings.catch_warnings():  # no XDG_RUNTIME_DIR (runuser, cron): platformdirs' fallback is fine
+        warnings.simplefilter("ignore")
+        run_dir = platformdirs.user_runtime_dir("vmmemctl")
+    return Places("user", Path(platformdirs.user_data_dir("vmmemctl")) / DB_NAME, Path(run_dir))
+
+
+def own_places(environ: Mapping[str, str] | None = None) -> Places:
+    """Where this process's watcher records: the system places for root, else the user's."""
+    return system_places(environ) if _euid() == 0 else user_places()
+
+
+def control_path(db: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The control endpoint of a watcher recording ``db``: the usual name for its own places'
+    history, else one named after the history (a `watch --db` beside the service's)."""
+    places = own_places(environ)
+    if _same(db, places.db):
+        return places.control
+    digest = hashlib.sha256(str(db.expanduser().absolute()).encode()).hexdigest()[:12]
+    return places.run_dir / f"control-{digest}.sock"
+
+
+@dataclass(frozen=True)
+class Watcher:
+    """A running watcher, as a client sees it (``status --json``: ``"watcher"``)."""
+
+    pid: int
+    user: str
+    db: Path
+    control: Path | None
+    since: float | None
+    holder: str  # "vmmemctl watch", or a standalone dashboard
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "user": self.user, "db": str(self.db),
+                "control": str(self.control) if self.control else None, "since": self.since, "holder": self.holder}
+
+    def words(self) -> str:
+        return f"{self.holder} (pid {self.pid}, {self.user}) recording {self.db}"
+
+
+def watcher_of(db: Path) -> Watcher | None:
+    """The process recording ``db`` now, or None; asked without taking its lock."""
+    held = who_holds(instance_lock_path(db))
+    if held is None:
+        return None
+    health = read_health(db)
+    trusted = health is not None and health.pid == held.pid
+    control = Path(health.control) if trusted and health.control else None
+    return Watcher(held.pid or 0, _user_of(held.pid), db, control, health.since if trusted else None,
+                   held.holder or "vmmemctl watch")
+
+
+def find_watcher(environ: Mapping[str, str] | None = None) -> Watcher | None:
+    """A running system watcher, else this user's own; None when neither runs."""
+    candidates = [system_places(environ)] + ([] if _euid() == 0 else [user_places()])
+    for places in candidates:
+        found = watcher_of(places.db)
+        if found is not None:
+            return found
+    return None
+
+
+def _user_of(pid: int | None) -> str:
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid if pid else None
+    except OSError:
+        uid = None
+    if uid is None:
+        return "?"
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _euid() -> int | None:
+    return os.geteuid() if hasattr(os, "geteuid") else None  # Windows: no root, the user's places
+
+
+def _same(a: Path, b: Path) -> bool:
+    return a.expanduser().absolute() == b.expanduser().absolute()
+
+
+def choose_history(config_db: str, override: str | None, environ: Mapping[str, str] | None = None
+                   ) -> tuple[Path, Watcher | None]:
+    """The history a client reads and the watcher recording it (or None): ``--db``, else [general] db,
+    else a running system watcher's, else the user's own watcher's; with none running, this
+    process's own history, or the system's when only that one exists."""
+    from monitor.history.store import db_path_for
+
+    if override or config_db:
+        db = db_path_for(config_db, override)
+        return db, watcher_of(db)
+    found = find_watcher(environ)
+    if found:
+        return found.db, found
+    own, system = own_places(environ), system_places(environ)
+    if not own.db.exists() and system.db.exists():  # nobody records now: the service's history is still there
+        return system.db, None
+    return own.db, None
