@@ -24,6 +24,7 @@ def isolated_home(tmp_path, monkeypatch):
     env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
            "XDG_STATE_HOME": str(home / ".local/state"), "XDG_RUNTIME_DIR": str(run / "user"),
            "VMMEMCTL_SYSTEM_DIR": str(home / "system"), "VMMEMCTL_RUN_DIR": str(run / "system"),
+           "VMMEMCTL_VM_CLAIM_DIR": str(run / "vm"),  # each test its own "VM": watchers of two tests never meet
            "VMMEMCTL_CONFIG": ""}
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -16,7 +16,7 @@ from helpers import REPO
 
 # Lowest first. The vocabulary shares one rank; within it errors < units < sample < logs (checked below).
 LAYERS = [
-    {"errors", "units", "sample", "logs"},
+    {"errors", "units", "text", "sample", "logs"},
     {"kernel"},
     {"config"},
     {"probes"},
@@ -24,12 +24,12 @@ LAYERS = [
     {"policy"},
     {"pagecache"},
     {"reclaim"},
-    {"notify"},
+    {"notify", "control"},
     {"watch", "service"},
     {"cli"},
 ]
 RANK = {box: i for i, boxes in enumerate(LAYERS) for box in boxes}
-VOCABULARY_ORDER = ["errors", "units", "sample", "logs"]
+VOCABULARY_ORDER = ["errors", "units", "text", "sample", "logs"]
 # The one lazy door from the core to the dashboard: `vmmemctl tui` starts it (tests/test_headless.py
 # proves importing monitor.cli.main loads no Textual).
 TUI_DOOR = ("cli/main.py", "tui.app")

@@ -311,13 +311,16 @@ def test_the_dashboard_shows_each_reclaims_cost_and_the_learned_working_set(tmp_
 
     db = write_history(tmp_path / "h.db", NOW, days=0.01, step=2.0)
     with Store(db) as store:
-        rid = store.add_event("reclaim", "reclaim gradual (manual): freed 1.0 GiB of page cache", data={"freed": 1})
-        store.update_event_data(rid, {"reread_bytes_after": 6 * 1024**2, "cost_window_s": 300.0})
+        rid = store.add_event("reclaim", "reclaim gradual (manual): freed 1.0 GiB of page cache",
+                              data={"freed_bytes": 1024**3, "stop_reason": "refaults"})
+        store.update_event_data(rid, {"reread_bytes_after": 6 * 1024**2, "cost_window_s": 300.0,
+                                      "reread_source": "refaults"})
         workingset.save(store, workingset.learn(None, 310 * 1024**2, ReclaimConfig(), NOW - 720))
     source = DataSource(Setup(Config(), db, False, 2.0, clock=lambda: NOW, environ={}))
     source.start()
     snap = source.snapshot("5m", 80)
     source.close()
     (line,) = [e for e in snap.events if e.id == rid]
-    assert line.text.endswith("; cost: 6.0 MiB read back in 5m")
+    # the words `vmmemctl history --events` prints (monitor.reclaim.cost.cost_words): one wording for both
+    assert line.text.endswith("; stopped: refaults; re-read 6.0 MiB in 5m after (0.6% of freed) [refaults]")
     assert "working set ~ 270 MiB, learned 12m ago (learned as 310 MiB, decaying)" in snap.policy  # it decays

@@ -116,6 +116,9 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     from monitor.watch.wiring import Wiring
 
     config = load(args)
+    remote = _reclaim_by_watcher(args, config)
+    if remote is not None:
+        return remote
     if args.path:
         return _reclaim_paths(args, config)
     progress = _progress_printer() if sys.stderr.isatty() else None
@@ -134,6 +137,23 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     else:
         print(report.reclaim_text(result))
     return 1 if result.error else 0
+
+
+RECLAIM_WAIT = 3600.0  # a gradual reclaim of a large cache takes minutes; the watcher bounds its own steps
+
+
+def _reclaim_by_watcher(args: argparse.Namespace, config: Config) -> int | None:
+    """With a watcher recording, the watcher reclaims (as root, for a root service) and says what it
+    gave back; None when no watcher records this history (this process reclaims, if it may)."""
+    paths = [str(Path(p).expanduser().absolute()) for group in (args.path or []) for p in group]
+    if paths and args.method:
+        raise UserError("reclaim: --path gives back those trees' cache; it takes no --method")
+    fields = {"paths": paths} if paths else {"method": args.method} if args.method else {}
+    answer = ask_watcher(config, args.db, "reclaim", timeout=RECLAIM_WAIT, dry_run=bool(args.dry_run), **fields)
+    if answer is None:
+        return None
+    print(json.dumps(answer["reclaim"], indent=2) if args.json else answer["text"])
+    return 1 if answer["reclaim"].get("error") else 0
 
 
 def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
@@ -260,15 +280,36 @@ def _set_state(args: argparse.Namespace, what: str) -> int:
         seconds = parse_duration(args.duration)
     except UnitError as exc:
         raise UserError(f"{what}: got {args.duration!r}; expected {exc}") from None
-    with Store(db_path(config, args.db)) as store:
-        setter = set_snooze if what == "snooze" else set_pause
-        state = setter(store, seconds)
-    until = state.snoozed_until if what == "snooze" else state.paused_until
+    asked = ask_watcher(config, args.db, what, seconds=seconds)  # the watcher owns the state
+    if asked is not None:
+        until = asked["snoozed_until" if what == "snooze" else "paused_until"]
+    else:  # nobody records this history: it is ours to write
+        with Store(db_path(config, args.db)) as store:
+            setter = set_snooze if what == "snooze" else set_pause
+            state = setter(store, seconds)
+        until = state.snoozed_until if what == "snooze" else state.paused_until
     if what == "snooze":
         print(f"snoozed until {iso(until)}: no notifications, prompts or rule reclaims" if until else "snooze cleared")
     else:
         print(f"auto-reclaim paused until {iso(until)}" if until else "auto-reclaim resumed")
     return 0
+
+
+def ask_watcher(config: Config, db: str | None, op: str, timeout: float = 10.0, **fields) -> dict | None:
+    """Send ``op`` to the watcher recording the history this command uses (found without flags:
+    the system's, then the user's); its result, or None when no watcher records it. A watcher
+    that refuses, or does not answer, is one line (ControlError)."""
+    from monitor.control.client import call
+    from monitor.history.places import choose_history
+
+    _, watcher = choose_history(config.general.db, db)
+    if watcher is None:
+        return None
+    if watcher.control is None:
+        raise UserError(f"{watcher.words()} takes no requests (a dashboard, or an older watcher): "
+                        "act from that dashboard, or restart it as `vmmemctl watch`")
+    print(f"asking the watcher: {watcher.words()}", file=sys.stderr)
+    return call(watcher.control, op, timeout=timeout, **fields)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -281,23 +322,74 @@ def cmd_watch(args: argparse.Namespace) -> int:
     config, listen = watch_config(args)
     wiring = Wiring(config, db_path(config, args.db))
     lock = take_instance_lock(wiring.db)
+    claim = None
     try:
         logs.to_watch_log(config.general.log_level,
                           Path(args.log_file) if args.log_file else daemon.default_log_file())
+        claim, owner = _claim_vm(config)
         probes = wiring.probes()
         metrics, server = _start_metrics(listen, probes.environment)
         recorder = wiring.recorder(build_notifier(config.notify), metrics=metrics, probes=probes)
         reloader = daemon.Reloader(lambda: watch_config(args), probes.environment, listen, server)
         try:
-            refusal = wiring.reclaim_refusal()
+            if owner is not None:
+                recorder.acts, recorder.vm_owner = False, owner
+                recorder.store.add_event("watch", f"recording only: {owner} owns this VM ([control] "
+                                                  "second_watcher = \"record\"): no rules, schedules or reclaims here")
+                daemon.log.warning("recording only: %s owns this VM", owner)
+            refusal = wiring.reclaim_refusal() if recorder.acts else None
             if refusal:
                 recorder.store.add_event("error", f"reclaims will fail: {refusal}")
                 daemon.log.warning("reclaims will fail: %s", refusal)
-            return daemon.run(recorder, wiring.stop, server, reloader)
+            control = _start_control(recorder, wiring.db, tuple(args.allow))
+            try:
+                return daemon.run(recorder, wiring.stop, server, reloader)
+            finally:
+                control.close()
         finally:
             recorder.close()
     finally:
+        if claim is not None:
+            claim.release()
         lock.__exit__(None, None, None)
+
+
+def _claim_vm(config: Config):
+    """One watcher acts per VM (every WSL distro shares /mnt/wsl): (the claim, None) when we own it,
+    else (None, who owns it in words); with [control] second_watcher = "exit", one line instead."""
+    import os
+
+    from monitor.kernel.vmclaim import VmClaim, claim_dir, distro_name
+
+    where = claim_dir(os.environ, config.general.proc_root)
+    claim = VmClaim(where.path, distro_name(os.environ))
+    owner = claim.try_take()
+    if owner is None:
+        return claim, None
+    if config.control.second_watcher == "exit":
+        raise AlreadyActing(f"{owner.words()} owns this VM ({where.why}); this watcher exits "
+                            "([control] second_watcher = \"exit\")")
+    return None, owner.words()
+
+
+class AlreadyActing(UserError):
+    exit_code = 1
+
+
+def _start_control(recorder, db: Path, allowed: tuple[str, ...]):
+    """The watcher's control endpoint: clients' actions, carried out here (monitor.watch.requests)."""
+    import os
+    import signal
+
+    from monitor.control.server import ControlServer
+    from monitor.history.places import control_path
+    from monitor.watch.requests import Requests
+
+    requests = Requests(recorder, lambda: os.kill(os.getpid(), signal.SIGHUP), allowed)
+    server = ControlServer(control_path(db), requests.handle, requests.authorize)
+    server.start()
+    recorder.control = server.path
+    return server
 
 
 def watch_config(args: argparse.Namespace) -> tuple[Config, str]:
@@ -309,34 +401,33 @@ def watch_config(args: argparse.Namespace) -> tuple[Config, str]:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    """SIGHUP to the watcher recording this history, found through its lock file."""
+    """The watcher recording this history re-reads its config: asked through its control endpoint
+    (so a user may reload a root service), else by SIGHUP (a watcher of an older version)."""
     import os
     import signal
 
-    from monitor.history.store import db_path
-    from monitor.history.instance import instance_lock_path, recording_pid
+    from monitor.history.places import choose_history
 
     config = load(args)
-    db = db_path(config, args.db)
-    pid = recording_pid(db)
-    if pid is None:
+    db, watcher = choose_history(config.general.db, args.db)
+    if watcher is None:
         raise UserError(f"no watcher is recording to {db} (start `vmmemctl watch`, or pass --db PATH)")
-    try:
-        holder = instance_lock_path(db).read_text().partition(" ")[2].strip()
-    except OSError:
-        holder = ""
-    if holder and holder != "vmmemctl watch":  # SIGHUP would end a dashboard, not reload it
-        raise UserError(f"{db} is recorded by {holder} (pid {pid}), which reads its config at start: restart it")
-    if pid == 0:
+    if watcher.holder != "vmmemctl watch":  # SIGHUP would end a dashboard, not reload it
+        raise UserError(f"{db} is recorded by {watcher.holder} (pid {watcher.pid}), which reads its config at start: "
+                        "restart it")
+    if watcher.control is not None:
+        ask_watcher(config, args.db, "reload")
+    elif watcher.pid == 0:
         raise UserError(f"the lock of {db} does not say which process holds it; reload it by hand (kill -HUP)")
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        raise UserError(f"the watcher of {db} (pid {pid}) is gone") from None
-    except PermissionError:
-        raise UserError(f"not allowed to signal the watcher of {db} (pid {pid}): run as its user "
-                        "(or `systemctl reload vmmemctl`)") from None
-    print(f"asked the watcher (pid {pid}) to re-read its config; its log and `vmmemctl history --events` "
+    else:
+        try:
+            os.kill(watcher.pid, signal.SIGHUP)
+        except ProcessLookupError:
+            raise UserError(f"the watcher of {db} (pid {watcher.pid}) is gone") from None
+        except PermissionError:
+            raise UserError(f"not allowed to signal the watcher of {db} (pid {watcher.pid}): run as its user "
+                            "(or `systemctl reload vmmemctl`)") from None
+    print(f"asked the watcher (pid {watcher.pid}) to re-read its config; its log and `vmmemctl history --events` "
           "say whether it took it")
     return 0
 
@@ -570,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus metrics, e.g. 127.0.0.1:9469 (default: [metrics] listen, off)")
     p.add_argument("--log-file", metavar="PATH", help="log here (default: watch.log in the user log dir)")
+    p.add_argument("--allow", action="append", metavar="USER", default=[],
+                   help="a user who may act through this watcher, beside root and [control] users (repeatable)")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("reload", parents=[common], help="make the running watcher re-read its config (SIGHUP)")

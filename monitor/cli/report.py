@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from monitor.sample import Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
 from monitor.history.store import TIER_WORDS
 from monitor.reclaim.cost import cost_words
+from monitor.reclaim.record import reclaim_text  # noqa: F401  (the CLI prints it from here)
+from monitor.text import table
 from monitor.units import format_bytes
 
 
-_NUMBER = re.compile(r"^([+-]?[\d.]+( ?[KMGT]?i?B|%|s)?|\?)$")
 
 
 def iso(ts: float | None) -> str | None:
@@ -21,23 +21,6 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     return dt.datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
-
-
-def table(rows: Iterable[Sequence[Any]], header: Sequence[str] | None = None, indent: str = "") -> str:
-    """Left-aligned columns; numbers in later columns right-aligned."""
-    body = [[("" if c is None else str(c)) for c in row] for row in rows]
-    if header:
-        body.insert(0, list(header))
-    if not body:
-        return ""
-    widths = [max(len(r[i]) for r in body if i < len(r)) for i in range(max(len(r) for r in body))]
-    lines = []
-    for row in body:
-        cells = []
-        for i, cell in enumerate(row):
-            cells.append(cell.rjust(widths[i]) if i > 0 and _NUMBER.match(cell) else cell.ljust(widths[i]))
-        lines.append(indent + "  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 def percent(value: float | None) -> str:
@@ -122,44 +105,6 @@ def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[
     out["unreturned_bytes"] = unreturned_bytes(sample)
     out["notes"] = diagnose(sample)
     return out
-
-
-def reclaim_text(r: Any) -> str:
-    """A ReclaimResult as a small before / after / change table."""
-    methods = " + ".join(r.methods_run) or r.method
-    head = f"reclaim: {methods}{' (dry run: nothing written)' if r.dry_run else ''}  took {r.ended - r.started:.1f}s"
-    b, a = r.before, r.after
-
-    def row(label: str, x: int | None, y: int | None) -> tuple[str, str, str, str]:
-        change = None if x is None or y is None else y - x
-        return (label, format_bytes(x), format_bytes(y), format_bytes(change, signed=True) if change is not None else "?")
-
-    rows = [row("page cache", b.page_cache, a.page_cache),
-            row("slab reclaimable", b.slab_reclaimable, a.slab_reclaimable),
-            row("free", b.free, a.free),
-            row("returnable free", b.returnable_free, a.returnable_free),
-            row("fragmented free", b.fragmented_free, a.fragmented_free)]
-    hb, ha = r.host_before, r.host_after
-    if hb is not None and ha is not None:
-        label = "host (estimated)" if hb.estimated else f"host ({hb.source})"
-        rows.append(row(label, hb.bytes, ha.bytes))
-    if r.dry_run:
-        rows = [(label, before) for label, before, _, _ in rows]
-        out = [head, "", table(rows, header=("", "now"), indent="  "),
-               f"  reclaimable now: {format_bytes(b.reclaimable)} (what dropping the page cache would free)"]
-    else:
-        out = [head, "", table(rows, header=("", "before", "after", "change"), indent="  ")]
-    if r.host_return_seconds is not None:
-        out.append(f"  host had 90% of it back {r.host_return_seconds:.1f}s after the writes")
-    out += (["", "steps:"] + [f"  {s}" for s in r.steps]) if r.steps else ["", "steps: none (nothing was written)"]
-    if r.stop_reason:
-        ws = f"; working set ~ {format_bytes(r.working_set_bytes)}" if r.working_set_bytes is not None else ""
-        out.append(f"gradual stopped: {r.stop_reason}{ws}")
-    if r.notes:
-        out += ["notes:"] + [f"  {n}" for n in r.notes]
-    if r.error:
-        out += ["", f"error: {r.error}"]
-    return "\n".join(out)
 
 
 

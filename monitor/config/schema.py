@@ -207,6 +207,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ControlConfig:
+    users: list[str] = field(default_factory=list, metadata=doc(
+        "Who besides root and the watcher's own user may act through the watcher (snooze, pause, answer "
+        "prompts, reclaim, reload), by user name. `service install` run through sudo adds the invoking user."))
+    group: str = field(default="", metadata=doc('Members of this group may too (e.g. "vmmemctl"); "" = none.'))
+    second_watcher: Literal["record", "exit"] = field(default="record", metadata=doc(
+        "A watcher that finds another owning the VM (another distro's, or a second one here): "
+        '"record" keeps a read-only record of its own (no rules, schedules or reclaims); "exit" stops.'))
+
+
+@dataclass(frozen=True)
 class TuiConfig:
     range: Literal["5m", "1h", "24h", "7d"] = field(default="1h", metadata=doc("Chart range at start."))
 
@@ -226,6 +237,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
     tui: TuiConfig = field(default_factory=TuiConfig)
     path: str | None = field(default=None, compare=False, metadata=doc("", internal=True))
 

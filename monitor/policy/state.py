@@ -43,20 +43,31 @@ def decision_now(config: Config, store: Store | None, sample: Sample, facts: Fac
     return decide(samples, config, load_state(store), sample.time, facts)
 
 
-def set_snooze(store: Store, seconds: float, now: float | None = None) -> PolicyState:
+def set_snooze(store: Store, seconds: float, now: float | None = None, by: str = "") -> PolicyState:
+    """Snooze notifications and prompts for ``seconds`` (0 clears); ``by``: who asked, for the record.
+    One transaction: a watcher's tick between the read and the write (a rule's `armed`, `last_fired`)
+    is not wiped out."""
+    return _change(store, now, lambda state, now: PolicyState(state.rules, now + seconds if seconds > 0 else None,
+                                                              state.paused_until),
+                   (f"snoozed for {format_duration(seconds)}" if seconds > 0 else "snooze cleared") + _by(by))
+
+
+def set_pause(store: Store, seconds: float, now: float | None = None, by: str = "") -> PolicyState:
+    """Pause automatic reclaims for ``seconds`` (0 resumes); one transaction, as :func:`set_snooze`."""
+    return _change(store, now, lambda state, now: PolicyState(state.rules, state.snoozed_until,
+                                                              now + seconds if seconds > 0 else None),
+                   (f"auto-reclaim paused for {format_duration(seconds)}" if seconds > 0
+                    else "auto-reclaim resumed") + _by(by))
+
+
+def _change(store: Store, now: float | None, change, words: str) -> PolicyState:
     now = time.time() if now is None else now
-    state = load_state(store)
-    state = PolicyState(state.rules, now + seconds if seconds > 0 else None, state.paused_until)
-    save_state(store, state)
-    store.add_event("state", f"snoozed for {format_duration(seconds)}" if seconds > 0 else "snooze cleared")
+    with store.transaction():
+        state = change(load_state(store), now)
+        save_state(store, state)
+        store.add_event("state", words)
     return state
 
 
-def set_pause(store: Store, seconds: float, now: float | None = None) -> PolicyState:
-    now = time.time() if now is None else now
-    state = load_state(store)
-    state = PolicyState(state.rules, state.snoozed_until, now + seconds if seconds > 0 else None)
-    save_state(store, state)
-    store.add_event("state", f"auto-reclaim paused for {format_duration(seconds)}" if seconds > 0
-                    else "auto-reclaim resumed")
-    return state
+def _by(who: str) -> str:
+    return f" (asked by {who})" if who else ""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from monitor.history.store import Store
 from monitor.reclaim import workingset
 from monitor.reclaim.reclaimer import Reclaimer, ReclaimResult
+from monitor.text import table
 from monitor.units import format_bytes
 
 
@@ -44,3 +46,41 @@ def describe_reclaim(r: ReclaimResult) -> str:
         host = f"; host {format_bytes(-r.host_returned_bytes, signed=True)}{kind}"
     return (f"reclaim {methods} ({r.trigger}): freed {format_bytes(r.freed_bytes)} of page cache, "
             f"returnable {format_bytes(r.returnable_gain_bytes, signed=True)}{host}")
+
+
+def reclaim_text(r: Any) -> str:
+    """A ReclaimResult as a small before / after / change table."""
+    methods = " + ".join(r.methods_run) or r.method
+    head = f"reclaim: {methods}{' (dry run: nothing written)' if r.dry_run else ''}  took {r.ended - r.started:.1f}s"
+    b, a = r.before, r.after
+
+    def row(label: str, x: int | None, y: int | None) -> tuple[str, str, str, str]:
+        change = None if x is None or y is None else y - x
+        return (label, format_bytes(x), format_bytes(y), format_bytes(change, signed=True) if change is not None else "?")
+
+    rows = [row("page cache", b.page_cache, a.page_cache),
+            row("slab reclaimable", b.slab_reclaimable, a.slab_reclaimable),
+            row("free", b.free, a.free),
+            row("returnable free", b.returnable_free, a.returnable_free),
+            row("fragmented free", b.fragmented_free, a.fragmented_free)]
+    hb, ha = r.host_before, r.host_after
+    if hb is not None and ha is not None:
+        label = "host (estimated)" if hb.estimated else f"host ({hb.source})"
+        rows.append(row(label, hb.bytes, ha.bytes))
+    if r.dry_run:
+        rows = [(label, before) for label, before, _, _ in rows]
+        out = [head, "", table(rows, header=("", "now"), indent="  "),
+               f"  reclaimable now: {format_bytes(b.reclaimable)} (what dropping the page cache would free)"]
+    else:
+        out = [head, "", table(rows, header=("", "before", "after", "change"), indent="  ")]
+    if r.host_return_seconds is not None:
+        out.append(f"  host had 90% of it back {r.host_return_seconds:.1f}s after the writes")
+    out += (["", "steps:"] + [f"  {s}" for s in r.steps]) if r.steps else ["", "steps: none (nothing was written)"]
+    if r.stop_reason:
+        ws = f"; working set ~ {format_bytes(r.working_set_bytes)}" if r.working_set_bytes is not None else ""
+        out.append(f"gradual stopped: {r.stop_reason}{ws}")
+    if r.notes:
+        out += ["notes:"] + [f"  {n}" for n in r.notes]
+    if r.error:
+        out += ["", f"error: {r.error}"]
+    return "\n".join(out)

@@ -107,6 +107,8 @@ class Recorder:
     monotonic: Callable[[], float] = time.monotonic  # what durations are measured with across clock jumps
     run_async: Callable[[Callable[[], None]], None] = field(default=lambda fn: fn())
     control: Path | None = None  # where this recorder's control endpoint listens (a watcher's), for clients
+    acts: bool = True  # False: another watcher owns the VM (monitor.kernel.vmclaim): record, never act
+    vm_owner: str | None = None  # who owns the VM when we do not, in words
     started: float = field(default_factory=time.time)
     last_host: HostSample | None = None
     last_decision: Decision | None = None
@@ -150,7 +152,7 @@ class Recorder:
             table.append(Job("host", self.sample_host, every(s.host_interval), SAMPLE_GRACE))
         table.append(Job("tick", self.tick, every(s.interval), SAMPLE_GRACE))
         table.append(Job("maintain", self.maintain, every(MAINTAIN_EVERY), MAINTAIN_EVERY))
-        for i, sched in enumerate(self.config.schedule):
+        for i, sched in enumerate(self.config.schedule if self.acts else ()):
             table.append(Job(f"schedule{i}", lambda sched=sched: self.run_schedule(sched),
                              cron(sched.cron), max(1.0, sched.grace)))
         return table
@@ -323,7 +325,7 @@ class Recorder:
         jobs' thread (no tick runs meanwhile); the caller re-schedules :meth:`jobs`."""
         old, changed = self.config, []
         for name in ("sampling", "rule", "schedule", "notify", "policy", "idle", "reclaim", "history", "metrics",
-                     "host", "guest", "general"):
+                     "control", "host", "guest", "general"):
             if getattr(old, name) != getattr(config, name):
                 changed.append(name)
         self.config = config  # (the daemon gives the wiring the same config: it owns both)
@@ -382,6 +384,8 @@ class Recorder:
             if new_state != state:
                 save_state(self.store, new_state)  # ... and saved once, when it changed
         self._log_decision(decision)
+        if not self.acts:  # another watcher owns the VM: its rules act, ours only record
+            return decision
         if decision.action == "notify":
             self._notify(decision, f"rule:{decision.rule}")
         elif decision.action == "prompt":
@@ -431,24 +435,36 @@ class Recorder:
                 self.store.answer_prompt(prompt.id, "expired", "the condition passed")
 
     def _reclaim(self, method: str, trigger: str, paths: list[str] | None = None) -> None:
-        """One reclaim at a time from this recorder, on the caller's (worker) thread; with ``paths``,
-        only those trees' cache."""
+        """A reclaim by rule or schedule, on the caller's (worker) thread; never raises."""
+        request = ReclaimRequest(method, tuple(os.path.expanduser(p) for p in paths or ()), trigger)
+        try:
+            self.reclaim_now(request)
+        except ReclaimBusy as exc:
+            log.info("%s: skipped: %s", trigger, exc)
+        except Exception:
+            pass  # recorded by reclaim_now
+
+    def reclaim_now(self, request: ReclaimRequest) -> ReclaimResult:
+        """One reclaim at a time from this recorder (a rule's, a schedule's, a client's), with a store
+        connection of its own; ReclaimBusy when one runs (here, or in any process: the machine lock)."""
         if not self._reclaiming.acquire(blocking=False):
-            log.info("%s: a reclaim is already running here; skipped", trigger)
-            return
+            raise ReclaimBusy("a reclaim is already running in this watcher")
         store = None
         try:
             store = self.wiring.open_store()  # this thread's own connection
-            request = ReclaimRequest(method, tuple(os.path.expanduser(p) for p in paths or ()), trigger)
             result = self.wiring.reclaim(request, store=store)
             if self.metrics:
                 self.metrics.observe_reclaim(result)
             log.info("%s", describe_reclaim(result))
+            return result
         except ReclaimBusy as exc:
             if store is not None:
-                store.add_event("reclaim", f"{trigger}: skipped: {exc}", rule=trigger, status="skipped")
+                store.add_event("reclaim", f"{request.trigger}: skipped: {exc}", rule=request.trigger,
+                                status="skipped")
+            raise
         except Exception as exc:
-            self._record_error(trigger, exc, store)
+            self._record_error(request.trigger, exc, store)
+            raise
         finally:
             if store is not None:
                 store.close()

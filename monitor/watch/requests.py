@@ -1,0 +1,176 @@
+"""What the watcher does when a client asks (the control endpoint's handler, monitor.control).
+
+The watcher owns the VM: a client's snooze, pause, answer or reclaim is carried out
+here, by the owner, as the owner's user (so the dashboard's Reclaim button works
+with a root service), each state change one transaction, and recorded with who
+asked. A request that no longer makes sense is refused here, whatever a stale
+screen showed: a prompt that is not pending any more is not answered, and its
+reclaim is not run (issue 24: it once ran anyway and dropped the hot files left).
+
+    op         fields                              result
+    hello      -                                   who the watcher is, its config and its latest decision
+    snooze     seconds (0 clears)                  the state after
+    pause      seconds (0 resumes)                 the state after
+    resume     -                                   the state after
+    answer     prompt, answer (reclaim | dismiss)  the answer, and the reclaim's result
+    reclaim    method?, paths?, dry_run?           the reclaim's result
+    reload     -                                   queued; the history says whether it took
+    subscribe  -                                   a stream: new samples and events, as they are recorded
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from monitor import __version__
+from monitor.config.schema import to_toml
+from monitor.errors import UserError
+from monitor.history.store import Store, sample_row
+from monitor.policy.state import set_pause, set_snooze
+from monitor.reclaim.reclaimer import ReclaimResult
+from monitor.reclaim.record import ReclaimRequest, describe_reclaim, reclaim_text
+from monitor.watch.recorder import Recorder
+
+
+class Refused(UserError):
+    """The watcher will not do it; the message says why, in one line."""
+
+
+@dataclass
+class Requests:
+    recorder: Recorder
+    queue_reload: Callable[[], None]
+    allowed_users: tuple[str, ...] = ()  # `watch --allow USER`, beside [control] users
+    uid: int = field(default_factory=lambda: os.geteuid())
+    clock: Callable[[], float] = time.time
+    poll: float = 0.5  # how often a subscription looks for new rows (the watcher writes every interval)
+
+    # ------------------------------------------------------------ who may ask
+
+    def authorize(self, peer: Any) -> str | None:
+        """None when ``peer`` may act, else the one line it gets."""
+        control = self.recorder.config.control
+        users = set(control.users) | set(self.allowed_users)
+        if peer.uid in (0, self.uid) or peer.user in users or _in_group(peer, control.group):
+            return None
+        who = ["root", _user_name(self.uid)] + sorted(users) + ([f"group {control.group}"] if control.group else [])
+        return (f"{peer.user} (uid {peer.uid}) may not act through this watcher; {', '.join(dict.fromkeys(who))} "
+                f"may: add them to [control] users in the watcher's config, or use `service install --allow USER`")
+
+    # ------------------------------------------------------------ the requests
+
+    def handle(self, peer: Any, request: Any) -> dict | Iterator[dict]:
+        op = request.op
+        fields = dict(request.fields)
+        if op == "hello":
+            return self.hello()
+        if op == "subscribe":
+            return self.subscribe()
+        by = f"{peer.user}, pid {peer.pid}"
+        if op in ("snooze", "pause", "resume"):
+            return self._state(op, float(fields.get("seconds", 0)), by)
+        if op == "answer":
+            return self.answer(int(fields["prompt"]), fields["answer"], by)
+        if op == "reclaim":
+            request = ReclaimRequest(fields.get("method") or self.recorder.config.reclaim.method,
+                                     tuple(fields.get("paths") or ()), f"request ({by})", bool(fields.get("dry_run")))
+            return _told(self._reclaim(request))
+        if op == "reload":
+            self.queue_reload()
+            return {"queued": True}
+        raise Refused(f"unknown request {op!r}")
+
+    def hello(self) -> dict:
+        rec = self.recorder
+        decision = rec.last_decision
+        return {"pid": os.getpid(), "user": _user_name(self.uid), "db": str(rec.wiring.db), "since": rec.started,
+                "version": __version__, "config": to_toml(rec.config), "config_path": rec.config.path,
+                "decision": None if decision is None else
+                {"action": decision.action, "reason": decision.reason, "method": decision.method, "rule": decision.rule},
+                "acts": rec.acts}
+
+    def _state(self, op: str, seconds: float, by: str) -> dict:
+        with self._store() as store:
+            if op == "snooze":
+                state = set_snooze(store, seconds, self.clock(), by=by)
+            else:
+                state = set_pause(store, 0 if op == "resume" else seconds, self.clock(), by=by)
+        return {"snoozed_until": state.snoozed_until, "paused_until": state.paused_until}
+
+    def answer(self, prompt_id: int, answer: str, by: str) -> dict:
+        """Answer a pending prompt; "reclaim" runs its reclaim here. A prompt that is not pending any
+        more (answered, or expired when its condition passed) is refused, and nothing runs."""
+        with self._store() as store:
+            prompt = next((p for p in store.pending_prompts() if p.id == prompt_id), None)
+            if prompt is None:
+                raise Refused(f"prompt {prompt_id} is not pending any more: {_status(store, prompt_id)}")
+            status = "reclaimed" if answer == "reclaim" else "dismissed"
+            if not store.answer_prompt(prompt_id, status, f"asked by {by}"):
+                raise Refused(f"prompt {prompt_id} was answered meanwhile")
+        if answer != "reclaim":
+            return {"prompt": prompt_id, "answer": status}
+        method = (prompt.data or {}).get("method") or self.recorder.config.reclaim.method
+        result = self._reclaim(ReclaimRequest(method, trigger=f"prompt ({by})"))
+        return {"prompt": prompt_id, "answer": status, **_told(result)}
+
+    def _reclaim(self, request: ReclaimRequest) -> ReclaimResult:
+        if not self.recorder.acts and not request.dry_run:
+            raise Refused(f"this watcher only records: {self.recorder.vm_owner or 'another watcher'} owns the VM")
+        return self.recorder.reclaim_now(request)
+
+    def subscribe(self) -> Iterator[dict]:
+        """New samples and events as the watcher records them, until the client goes away."""
+        with Store(self.recorder.wiring.db, readonly=True) as store:
+            last_sample = store.latest_sample()
+            last_t = last_sample.time if last_sample else 0.0
+            last_event = max((e.id for e in store.events(since=0, limit=1)), default=0)
+            yield {"hello": self.hello()}
+            while True:
+                latest = store.latest_sample()
+                if latest is not None and latest.time > last_t:
+                    last_t = latest.time
+                    yield {"sample": sample_row(latest)}
+                for event in sorted(store.events(since=0, limit=50), key=lambda e: e.id):
+                    if event.id > last_event:
+                        last_event = event.id
+                        yield {"event": {"id": event.id, "t": event.t, "kind": event.kind, "message": event.message,
+                                         "rule": event.rule, "status": event.status}}
+                time.sleep(self.poll)
+
+    def _store(self) -> Store:
+        return self.recorder.wiring.open_store()  # this request's own connection
+
+
+def _told(result: ReclaimResult) -> dict:
+    """A reclaim's result as a client shows it: the record, and the words `vmmemctl reclaim` prints."""
+    return {"reclaim": result.to_json(), "text": reclaim_text(result), "words": describe_reclaim(result)}
+
+
+def _status(store: Store, prompt_id: int) -> str:
+    row = store.db.execute("SELECT status FROM events WHERE id = ? AND kind = 'prompt'", (prompt_id,)).fetchone()
+    return "no such prompt" if row is None else f"it is {row[0]}"
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _in_group(peer: Any, group: str) -> bool:
+    if not group:
+        return False
+    try:
+        import grp
+
+        entry = grp.getgrnam(group)
+    except (ImportError, KeyError):
+        return False
+    return peer.gid == entry.gr_gid or peer.user in entry.gr_mem
+
