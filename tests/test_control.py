@@ -188,6 +188,7 @@ ROUND_TRIPS = [
     ("reclaim", {}),
     ("reclaim", {"method": "gradual", "paths": ["/var/cache", "/home/a b/ünïcode\nnewline"], "dry_run": True}),
     ("reclaim", {"paths": [f"/p{i}" for i in range(MAX_PATHS)], "dry_run": False}),
+    ("reclaim", {"paths": [os.fsdecode(b"/data/not-utf8-\xff\xfe")]}),
     ("snooze", {"seconds": 3600}),
     ("snooze", {"seconds": 0}),
     ("pause", {"seconds": 90.5}),
@@ -257,12 +258,15 @@ BAD_REQUESTS = [
     (b'{"op": "answer", "prompt": 3, "answer": "yes"}', 'answer: expected "reclaim" or "dismiss", got "yes"'),
     (b'{"op": "answer", "prompt": 3, "answer": ["reclaim"]}', 'answer: expected "reclaim" or "dismiss"'),
     (b'{"op": "reclaim", "paths": "/tmp"}', 'paths: expected a list of at most 64 absolute paths, got "/tmp"'),
-    (b'{"op": "reclaim", "paths": ["relative"]}', 'paths[0]: expected an absolute path (text starting with "/", no NUL)'),
+    (b'{"op": "reclaim", "paths": ["relative"]}', 'paths[0]: expected an absolute path (starting with "/"; no NUL, no stray surrogate)'),
     (b'{"op": "reclaim", "paths": ["/a", 5]}', "paths[1]: expected an absolute path"),
     (b'{"op": "reclaim", "paths": ["/a\\u0000b"]}', "paths[0]: expected an absolute path"),
     (('{"op": "reclaim", "paths": [%s]}' % ", ".join(['"/x"'] * 65)).encode(),
      "paths: expected a list of at most 64 absolute paths, got 65"),
-    (b'{"op": "reclaim", "method": ""}', "method: expected a method name (text of 1 to 64 characters)"),
+    (b'{"op": "reclaim", "paths": ["/a\\ud800"]}', "paths[0]: expected an absolute path"),  # no path decodes to it
+    (b'{"op": "reclaim", "method": ""}', "method: expected a method name (1 to 64 printable characters)"),
+    (b'{"op": "reclaim", "method": "gra\\ndual"}', 'method: expected a method name (1 to 64 printable characters), '
+                                                  'got "gra\\ndual"'),
     (b'{"op": "reclaim", "method": 3}', "method: expected a method name"),
     (b'{"op": "reclaim", "dry_run": "yes"}', 'dry_run: expected true or false, got "yes"'),
     (b"[" * 60000, "request: nested too deep"),
@@ -750,6 +754,32 @@ def test_the_client_says_when_the_answer_does_not_come_in_time():
             release.set()
 
 
+def test_the_client_waits_for_room_in_a_full_queue_until_its_timeout(folder):
+    """A Unix socket with a timeout does not wait for room in a full listen queue (EAGAIN at
+    once): the client tries again until its time is up, then says so."""
+    path = folder / "c.sock"
+    with socket.socket(socket.AF_UNIX) as stuck:  # listens, never accepts
+        stuck.bind(str(path))
+        stuck.listen(1)
+        queued = []
+        try:
+            while len(queued) < 100:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.setblocking(False)
+                queued.append(sock)
+                sock.connect(str(path))
+        except BlockingIOError:
+            pass
+        try:
+            assert len(queued) < 100
+            with pytest.raises(ControlError) as caught:
+                call(path, "hello", timeout=1)
+            assert str(caught.value) == f"no answer within 1s from the watcher at {path}"
+        finally:
+            for sock in queued:
+                sock.close()
+
+
 def test_the_client_checks_a_request_before_it_asks(folder):
     path = folder / "nothing-here.sock"
     with pytest.raises(ControlError, match='^seconds: expected a number of seconds .*, got "x"$'):
@@ -788,6 +818,30 @@ def test_a_subscription_stops_cleanly_when_the_client_closes():
             assert [next(items)["tick"] for _ in range(3)] == [0, 1, 2]
         assert stopped.wait(WAIT)  # the handler's generator was closed
         assert eventually(lambda: call(server.path, "hello"))["op"] == "hello"  # and its place freed
+
+
+def test_a_quiet_stream_notices_a_client_that_left_at_its_next_heartbeat():
+    stopped = threading.Event()
+
+    def handler(peer, request):
+        if request.op != "subscribe":
+            return echo(peer, request)
+
+        def items():
+            try:
+                yield {"hello": True}
+                while True:  # nothing new to say, ever: only heartbeats
+                    time.sleep(0.02)
+                    yield None
+            finally:
+                stopped.set()
+        return items()
+
+    with serving(handler, max_clients=1) as server:
+        with subscribe(server.path) as items:
+            assert next(items) == {"hello": True}
+        assert stopped.wait(WAIT)
+        assert eventually(lambda: call(server.path, "hello"))  # its place is free again
 
 
 def test_closing_the_server_ends_a_subscription():

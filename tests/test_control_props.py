@@ -1,8 +1,8 @@
 """Properties of the control protocol, checked with hypothesis, most against a real socket.
 
 - any bytes a client sends get exactly one valid answer line, or a close; the server lives on
-- any valid request goes there and back unchanged, strings with newlines, U+2028, NUL-free
-  control characters, lone surrogates (a path that is not UTF-8) and all
+- any valid request goes there and back unchanged, paths with newlines, U+2028, control
+  characters and the lone surrogates of a path that is not UTF-8
 - the parser never fails with anything but a one-line ProtocolError
 """
 
@@ -35,9 +35,11 @@ def server_path():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-# Characters that break naive framing or decoding, among all the others.
+# Characters that break naive framing or decoding, among all the others; U+DC80..U+DCFF are the
+# bytes of a path that is not UTF-8, as os.fsdecode gives them.
 awkward = st.one_of(st.characters(), st.sampled_from("\n\r\u2028\u2029\u0085\"\\\t\x1b{}[]"),
-                    st.integers(0xD800, 0xDFFF).map(chr))
+                    st.integers(0xDC80, 0xDCFF).map(chr))
+printable = st.characters(exclude_categories=("C", "Z"), include_characters=" ")
 texts = st.text(awkward, max_size=30)
 paths = texts.map(lambda text: "/" + text.replace("\0", ""))
 seconds = st.one_of(st.integers(0, MAX_SECONDS), st.floats(0, MAX_SECONDS, allow_nan=False))
@@ -47,7 +49,7 @@ valid_requests = st.one_of(
     st.builds(lambda prompt, answer: ("answer", {"prompt": prompt, "answer": answer}),
               st.integers(1, MAX_PROMPT), st.sampled_from(["reclaim", "dismiss"])),
     st.fixed_dictionaries({}, optional={
-        "method": st.text(awkward, min_size=1, max_size=MAX_METHOD),
+        "method": st.text(printable, min_size=1, max_size=MAX_METHOD),
         "paths": st.lists(paths, max_size=MAX_PATHS),
         "dry_run": st.booleans(),
     }).map(lambda fields: ("reclaim", fields)),

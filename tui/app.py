@@ -28,9 +28,8 @@ from textual.worker import get_current_worker
 from monitor import logs
 from monitor.config.schema import METHODS, Config, to_toml
 from monitor.errors import UserError
-from monitor.history.store import TIER_WORDS, db_path
+from monitor.history.store import TIER_WORDS
 from monitor.notify import Notification
-from monitor.reclaim.record import describe_reclaim
 from monitor.units import format_duration
 from tui import data, screens
 from tui.messages import (
@@ -306,10 +305,8 @@ class VmmemApp(App):
         if answer is None:
             self.deferred.add(prompt.id)
             return
-        if answer.answer == "reclaim":
-            self._record(lambda: self.source.answer(prompt.id, "reclaimed", answer.method or "") and
-                         f"prompt {prompt.id}: reclaiming ({answer.method})")
-            self.start_reclaim(answer.method or "auto", "prompt")
+        if answer.answer == "reclaim":  # one request: the answer and its reclaim, or a refusal and nothing
+            self.start_reclaim(answer.method or "auto", "prompt", prompt.id)
         elif answer.answer == "snooze":
             seconds = answer.seconds or screens.DEFAULT_SNOOZE
 
@@ -326,10 +323,11 @@ class VmmemApp(App):
     def action_cache(self) -> None:
         from tui.cache_view import (  # what is in the page cache (tui/cache_view.py)
             CacheScreen,
-            wiring_give_back,
         )
 
-        self._push(CacheScreen(self.config, wiring_give_back(self.source.wiring)),
+        # --view never acts: the view shows what is cached, and Enter says why nothing is given back
+        give_back = None if self.source.read_only else self.source.give_back
+        self._push(CacheScreen(self.config, give_back, refusal=self.source.read_only),
                    lambda gave_back: gave_back and self.refresh_data())
 
     def action_help(self) -> None:
@@ -378,15 +376,16 @@ class VmmemApp(App):
         self.notify(message.words, severity=message.severity)  # type: ignore[arg-type]
         self.refresh_data()
 
-    def start_reclaim(self, method: str, trigger: str) -> None:
+    def start_reclaim(self, method: str, trigger: str, prompt: int | None = None) -> None:
         self.reclaiming = method
         self._activity(f"reclaiming ({method})… measuring before")
-        self._reclaim(method, trigger)
+        self._reclaim(method, trigger, prompt)
 
     @work(thread=True, exclusive=True, group="reclaim", exit_on_error=False)
-    def _reclaim(self, method: str, trigger: str) -> None:
+    def _reclaim(self, method: str, trigger: str, prompt: int | None = None) -> None:
         try:
-            result = self.source.reclaim(method, trigger, lambda text: self.post_message(ReclaimProgress(text)))
+            result = self.source.reclaim(method, trigger, lambda text: self.post_message(ReclaimProgress(text)),
+                                         prompt)
         except UserError as exc:  # no privilege, another reclaim running
             self.post_message(ReclaimDone(None, str(exc)))
             return
@@ -405,9 +404,9 @@ class VmmemApp(App):
         if message.error or message.result is None:
             self.notify(f"reclaim failed: {message.error}", severity="error", timeout=10)
         else:
-            result = message.result
-            severity = "error" if result.error else "information"
-            self.notify(describe_reclaim(result), title="reclaim", severity=severity, timeout=10)
+            outcome = message.result
+            severity = "error" if outcome.error else "information"
+            self.notify(outcome.words, title="reclaim", severity=severity, timeout=10)
         self.refresh_data(tick=self.source.probes is not None)  # standalone: sample the effect now
 
     def _activity(self, text: str) -> None:
@@ -452,11 +451,12 @@ def make_app(config: Config, db_path: str | Path, *, standalone: bool, interval:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    """`vmmemctl tui`: attach to the watcher recording ``--db`` if one runs, else record standalone."""
-    from monitor.history.instance import recording_pid
+    """`vmmemctl tui`: attach to the running watcher (found without flags: the system's, then the
+    user's; or the one recording ``--db``), else record standalone."""
+    from monitor.history.places import choose_history
 
-    db = db_path(config, getattr(args, "db", None))
-    watcher = recording_pid(db)
+    db, found = choose_history(config.general.db, getattr(args, "db", None))
+    watcher = found.pid if found else None
     # --view: only read (someone's recorded history); otherwise record when nobody else does.
     standalone = not getattr(args, "view", False) and (bool(getattr(args, "standalone", False)) or watcher is None)
     app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None),

@@ -30,15 +30,8 @@ from monitor.units import format_bytes
 
 log = logging.getLogger("monitor.tui")
 BAR = 12
-# (paths, progress, stop) -> the recorded ReclaimResult: Wiring.reclaim, the one composition root
+# (paths, progress, stop) -> the reclaim's Outcome: DataSource.give_back (the watcher's, or ours)
 GiveBack = Callable[[list[str], Callable[[str], None], threading.Event], Any]
-
-
-def wiring_give_back(wiring: Any) -> GiveBack:
-    from monitor.reclaim.record import ReclaimRequest
-
-    return lambda paths, progress, stop: wiring.reclaim(ReclaimRequest(paths=tuple(paths)), progress=progress,
-                                                       stop=stop)
 
 
 class ScanProgress(Message):
@@ -115,11 +108,13 @@ class CacheScreen(Screen):
                 Binding("enter", "give_back", "Give back", show=True, priority=True),
                 Binding("g", "rescan", "Rescan")]
 
-    def __init__(self, config: Config, give_back: GiveBack, paths: list[str] | None = None, depth: int = 2):
+    def __init__(self, config: Config, give_back: GiveBack | None, paths: list[str] | None = None, depth: int = 2,
+                 refusal: str = ""):
         super().__init__()
         from monitor.pagecache.scan import default_paths
 
         self.config, self.give_back, self.depth = config, give_back, depth
+        self.refusal = refusal  # why nothing is given back from here (--view), when give_back is None
         self.paths = paths or default_paths()
         self.stop = threading.Event()
         self.result: Any = None
@@ -216,6 +211,10 @@ class CacheScreen(Screen):
 
     def action_give_back(self) -> None:
         table = self.query_one(DataTable)
+        if self.give_back is None:
+            self.notify(f"giving back is unavailable: {self.refusal or 'nothing can act from here'}",
+                        severity="warning")
+            return
         if self.busy or not self.rows or table.cursor_row >= len(self.rows):
             if self.busy:
                 self.notify(f"{self.busy}: wait for it to finish", severity="warning")
@@ -244,7 +243,6 @@ class CacheScreen(Screen):
         self.post_message(GiveBackDone(result))
 
     def on_give_back_done(self, message: GiveBackDone) -> None:
-        from monitor.reclaim.record import describe_reclaim
 
         self.busy = ""
         if message.error or message.result is None:
@@ -252,7 +250,7 @@ class CacheScreen(Screen):
             self._say(f"giving back failed: {message.error}")
             return
         self.gave_back = True
-        self.notify(describe_reclaim(message.result), title="reclaim --path", timeout=10)
+        self.notify(message.result.words, title="reclaim --path", timeout=10)
         self.action_rescan()
 
     def action_close(self) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from monitor.reclaim.reclaimer import ReclaimResult
-from tui.source import Snapshot
+from tui.source import Outcome, Snapshot
 
 
 class SnapshotReady(Message):
@@ -27,7 +26,7 @@ class ReclaimProgress(Message):
 
 
 class ReclaimDone(Message):
-    def __init__(self, result: ReclaimResult | None, error: str | None = None):
+    def __init__(self, result: Outcome | None, error: str | None = None):
         super().__init__()
         self.result = result
         self.error = error

@@ -24,6 +24,7 @@ Modes, said in the header:
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from monitor.config.schema import Config
+from monitor.config.schema import Config, config_from_toml
 from monitor.errors import UserError
 from monitor.history.health import history_words
 from monitor.history.store import TIERS, Event, Store, sample_row
@@ -41,8 +42,10 @@ from monitor.notify import Notification, Notifier
 from monitor.policy.rules import Decision, Facts, PolicyState
 from monitor.policy.state import decision_now, load_state, set_pause, set_snooze
 from monitor.probes.probeset import Probes
-from monitor.reclaim.reclaimer import ReclaimResult, plan_methods
-from monitor.reclaim.record import ReclaimRequest
+from monitor.reclaim.reclaimer import plan_methods
+from monitor.control.client import call
+from monitor.history.places import watcher_of
+from monitor.reclaim.record import ReclaimRequest, describe_reclaim
 from monitor.sample import Environment, Sample
 from monitor.history.instance import AlreadyRecording, recording_pid, take_instance_lock
 from monitor.watch.clockwork import Clockwork
@@ -50,7 +53,17 @@ from monitor.watch.recorder import Recorder
 from monitor.watch.wiring import Wiring, build_probes
 from tui import data
 
+log = logging.getLogger("monitor.tui")
 LONG_RELOAD = 60.0  # a rolled-up tier gains a row a minute: re-read it no more often
+RECLAIM_WAIT = 3600.0  # a reclaim the watcher runs for us: a gradual one of a large cache takes minutes
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A reclaim as the dashboard tells it, whoever ran it (the watcher, or this process)."""
+
+    words: str
+    error: str | None = None
 
 
 def unwritable_folder(db: Path) -> str:
@@ -152,6 +165,9 @@ class DataSource:
         self.error: str | None = None  # why the history cannot be read, for the screen
         self.not_recording = False  # standalone, but the history's folder cannot be written (self.error says)
         self._instance_lock: Any = None
+        self._writer: Store | None = None  # attached to a history nobody records any more: for what we do
+        self._hello_at = float("-inf")  # when the watcher was last asked for its config and decision
+        self._watcher_decision: Decision | None = None
         self._other_pid: int | None = None
         self._cache = _Cache()
 
@@ -168,7 +184,7 @@ class DataSource:
                 if self.setup.standalone:
                     self._start_sampling()
                 elif self.setup.db_path.exists():
-                    self.store = Store(self.setup.db_path, readonly=self.setup.view)
+                    self.store = Store(self.setup.db_path, readonly=True)  # the watcher writes it
             except UserError as exc:  # not a history file, unreadable: say so on the screen, keep the rest up
                 self.error = str(exc)
                 return
@@ -207,6 +223,9 @@ class DataSource:
             if self.store is not None:
                 self.store.close()
                 self.store = None
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
             if self.probes is not None:
                 self.probes.close()
                 self.probes = None
@@ -232,6 +251,7 @@ class DataSource:
             return self._snapshot(range_name, columns, now)
 
     def _snapshot(self, range_name: str, columns: int, now: float) -> Snapshot:
+        self._follow_watcher(now)
         store = self.store
         latest = store.latest_sample() if store else None
         trend_rows = store.series(latest.time - data.TREND_WINDOW - 1, latest.time, tier="samples")[1] \
@@ -291,10 +311,36 @@ class DataSource:
         tail = store.series(edge, now, tier="samples")[1]
         return tier, [r for r in cached.rows if r["t"] >= since] + tail
 
+    def _follow_watcher(self, now: float) -> None:
+        """Attached: the watcher's own config and latest decision (not this viewer's), asked at most
+        once an interval; while it does not answer, the last ones stay."""
+        if self.mode != "attached" or now - self._hello_at < self.setup.interval:
+            return
+        self._hello_at = now
+        watcher = watcher_of(self.setup.db_path)
+        if watcher is None or watcher.control is None:
+            self._watcher_decision = None
+            return
+        try:
+            hello = call(watcher.control, "hello", timeout=2.0)
+            config = config_from_toml(hello["config"], f"the watcher's config ({hello.get('config_path') or 'defaults'})")
+        except (UserError, KeyError, TypeError) as exc:
+            log.info("the watcher did not say hello: %s", exc)
+            return
+        if config != self.config:
+            self.config = config
+            self._cache.decision_key = None
+        decision = hello.get("decision")
+        self._watcher_decision = Decision(decision["action"], decision["reason"], method=decision.get("method"),
+                                          rule=decision.get("rule")) if decision else None
+
     def _policy(self, latest: Sample | None, state: PolicyState) -> str:
-        """What the policy says now, in words (the watcher's own decision when we are the watcher)."""
+        """What the policy says now, in words: the watcher's own decision (we are the watcher, or it
+        told us), else the policy run here on the history."""
         if self.recorder is not None and self.recorder.last_decision is not None:
             decision = self.recorder.last_decision
+        elif self._watcher_decision is not None:
+            decision = self._watcher_decision
         elif self.not_recording and self.error:
             return self.error
         elif self.store is None:
@@ -370,28 +416,60 @@ class DataSource:
 
     # ------------------------------------------------------------ what a person does
 
+    # Attached, the watcher owns the history: every action is a request it carries out (as root, for a
+    # root service) and may refuse (a prompt no longer pending). Standalone, the history is ours.
+
     def snooze(self, seconds: float) -> PolicyState:
+        asked = self._ask("snooze", seconds=seconds)
+        if asked is not None:
+            return PolicyState({}, asked["snoozed_until"], asked["paused_until"])
         with self.lock:
             return set_snooze(self._writable(), seconds, self.setup.clock())
 
     def pause(self, seconds: float) -> PolicyState:
+        asked = self._ask("pause", seconds=seconds)
+        if asked is not None:
+            return PolicyState({}, asked["snoozed_until"], asked["paused_until"])
         with self.lock:
             return set_pause(self._writable(), seconds, self.setup.clock())
 
     def answer(self, prompt_id: int, answer: str, detail: str = "") -> bool:
+        """Dismiss (or snooze: "snoozed") a prompt; a reclaim answer is :meth:`reclaim` with its id."""
+        if self._ask("answer", prompt=prompt_id, answer="dismiss") is not None:
+            return True
         with self.lock:
             return self._writable().answer_prompt(prompt_id, answer, detail)
+
+    def _ask(self, op: str, timeout: float = 10.0, **fields: Any) -> dict | None:
+        """The watcher's answer to ``op``, or None when this dashboard acts by itself (standalone).
+        A refusal, or a watcher that takes no requests, is a one-line UserError."""
+        if self.read_only:
+            raise UserError(self.read_only)
+        if self.mode != "attached":
+            return None
+        watcher = watcher_of(self.setup.db_path)
+        if watcher is None:  # it stopped: nobody owns the history now, so the one who acts writes it
+            return None
+        if watcher.control is None:
+            raise UserError(f"{watcher.words()} takes no requests (an older watcher): restart it")
+        return call(watcher.control, op, timeout=timeout, **fields)
 
     def event(self, event_id: int) -> Event | None:
         """One of the events last read (for its details)."""
         return next((e for e in self._cache.events if e.id == event_id), None)
 
     def _writable(self) -> Store:
+        """The history, to write what a person did when no watcher owns it (standalone, or the watcher
+        stopped): our reading connection is read-only then, so a writing one is opened once."""
         if self.read_only:
             raise RuntimeError(self.read_only)
         if self.store is None:
             raise RuntimeError(self.error or "no history open")
-        return self.store
+        if not self.store.readonly:
+            return self.store
+        if self._writer is None:
+            self._writer = Store(self.setup.db_path)
+        return self._writer
 
     def _gradual(self) -> bool:
         return self._planning_probes().gradual_available()
@@ -409,8 +487,26 @@ class DataSource:
     def offer(self, method: str, row: dict | None) -> data.Offer:
         return data.make_offer(method, self.plan, row, self.config)
 
-    def reclaim(self, method: str, trigger: str, progress: Callable[[str], None]) -> ReclaimResult:
-        """Run and record one reclaim with fresh probes and a store of its own (seconds; in a worker)."""
-        if self.read_only:
-            raise UserError(self.read_only)
-        return self.wiring.reclaim(ReclaimRequest(method, trigger=trigger), progress=progress)
+    def reclaim(self, method: str, trigger: str, progress: Callable[[str], None],
+                prompt: int | None = None) -> Outcome:
+        """One reclaim, measured and recorded (seconds; in a worker): the watcher's when attached, else
+        ours with fresh probes. With ``prompt``, the answer to that prompt: refused, and nothing run,
+        when it is not pending any more (answered, or expired because its condition passed)."""
+        asked = self._ask("answer", RECLAIM_WAIT, prompt=prompt, answer="reclaim") if prompt is not None else \
+            self._ask("reclaim", RECLAIM_WAIT, method=method)
+        if asked is not None:
+            return Outcome(asked["words"], asked["reclaim"].get("error"))
+        if prompt is not None:
+            with self.lock:
+                if not self._writable().answer_prompt(prompt, "reclaimed", method):
+                    raise UserError(f"prompt {prompt} is not pending any more: nothing reclaimed")
+        result = self.wiring.reclaim(ReclaimRequest(method, trigger=trigger), progress=progress)
+        return Outcome(describe_reclaim(result), result.error)
+
+    def give_back(self, paths: list[str], progress: Callable[[str], None], stop: threading.Event) -> Outcome:
+        """`reclaim --path` from the cache view: the watcher's when attached, else ours."""
+        asked = self._ask("reclaim", RECLAIM_WAIT, paths=list(paths))
+        if asked is not None:
+            return Outcome(asked["words"], asked["reclaim"].get("error"))
+        result = self.wiring.reclaim(ReclaimRequest(paths=tuple(paths)), progress=progress, stop=stop)
+        return Outcome(describe_reclaim(result), result.error)

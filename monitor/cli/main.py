@@ -361,7 +361,7 @@ def _claim_vm(config: Config):
 
     from monitor.kernel.vmclaim import VmClaim, claim_dir, distro_name
 
-    where = claim_dir(os.environ, config.general.proc_root)
+    where = claim_dir(os.environ)  # this machine's own mounts: never a recorded tree (--proc-root)
     claim = VmClaim(where.path, distro_name(os.environ))
     owner = claim.try_take()
     if owner is None:

@@ -279,12 +279,17 @@ def load_config(path: str | Path | None) -> Config:
             text = raw_bytes.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); expected a TOML config file") from None
+    return config_from_toml(text, str(path))
+
+
+def config_from_toml(text: str, origin: str) -> Config:
+    """A config from TOML text (a file's, or a running watcher's as it told a client), checked alike."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    config = LOADER.build(Config, data, str(path), "")
-    return dataclasses.replace(config, path=str(path))
+        raise ConfigError(f"{origin}: invalid TOML: {exc}") from None
+    config = LOADER.build(Config, data, origin, "")
+    return dataclasses.replace(config, path=origin)
 
 
 def check_record(obj: Any, file: str, prefix: str) -> None:

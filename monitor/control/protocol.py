@@ -10,8 +10,9 @@ and the answer one line::
     {"ok": false, "error": "seconds: expected a number of seconds from 0 to 31622400, got \\"x\\""}
     {"ok": false, "error": "uid 1000 (alice) may not control this watcher: ...", "refused": true}
 
-``subscribe`` answers ``{"ok": true, "result": {"subscribed": true}}`` first, then one such
-``{"ok": true, "result": ITEM}`` line per item until either side goes away (an
+``subscribe`` answers ``{"ok": true, "result": {"subscribed": true}}`` first (the server's own
+line: the client knows it was accepted before the first item, however long that takes), then
+one such ``{"ok": true, "result": ITEM}`` line per item until either side goes away (an
 ``{"ok": false, ...}`` line ends it early). One request per connection; bytes after its
 newline are ignored.
 
@@ -99,9 +100,21 @@ def _answer(name: str, value: object) -> str:
 
 
 def _method(name: str, value: object) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_METHOD:
-        raise _fail(name, f"a method name (text of 1 to {MAX_METHOD} characters)", value)
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_METHOD or not value.isprintable():
+        raise _fail(name, f"a method name (1 to {MAX_METHOD} printable characters)", value)
     return value
+
+
+def _nameable(path: str) -> bool:
+    """Whether ``path`` is a name this machine's file system can hold: what :func:`os.fsdecode` gives
+    (UTF-8, undecodable bytes as lone surrogates U+DC80..U+DCFF), so :func:`os.fsencode` takes it
+    back. Other surrogates are no path, and a high one before a low one would not survive JSON
+    (``"\\ud800\\udc00"`` reads back as one character)."""
+    try:
+        path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return path.startswith("/") and "\0" not in path
 
 
 def _paths(name: str, value: object) -> list[str]:
@@ -111,8 +124,8 @@ def _paths(name: str, value: object) -> list[str]:
         raise ProtocolError(f"{name}: expected a list of at most {MAX_PATHS} absolute paths, got {len(value)}")
     for i, path in enumerate(value):
         # Absolute: the watcher does not share the client's working folder.
-        if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
-            raise _fail(f"{name}[{i}]", 'an absolute path (text starting with "/", no NUL)', path)
+        if not isinstance(path, str) or not _nameable(path):
+            raise _fail(f"{name}[{i}]", 'an absolute path (starting with "/"; no NUL, no stray surrogate)', path)
     return list(value)
 
 

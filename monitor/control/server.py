@@ -6,7 +6,9 @@
     server.close()      # stops accepting and removes the socket, if it is still ours
 
 ``handler(peer, request)`` returns the result dict (for ``subscribe``: an iterator of dicts; a
-generator is closed when its client goes away, so its ``finally`` can unsubscribe), or raises
+generator is closed when its client goes away, so its ``finally`` can unsubscribe; it may yield
+None now and then, which sends nothing but lets the server see a client that left: a stream that
+is quiet for long should), or raises
 :class:`~monitor.errors.UserError` to refuse with its words ("prompt 12 has expired"). Any other
 exception is a bug: the client gets ``internal error: ExcType: msg``, the log gets the traceback,
 and the server carries on. ``authorize(peer)`` returns None to allow, or the one line to refuse
@@ -22,6 +24,7 @@ import grp
 import logging
 import os
 import pwd
+import select
 import selectors
 import socket
 import stat
@@ -283,6 +286,8 @@ class ControlServer:
             selector.register(self._wake_r, selectors.EVENT_READ)
             while not self._closing.is_set():
                 selector.select()
+                if self._closing.is_set():
+                    break
                 try:
                     conn, _ = self._listener.accept()
                 except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -392,7 +397,12 @@ class ControlServer:
             self._send(conn, encode_result({"subscribed": True}))
             while True:
                 try:
-                    line = encode_result(_checked(next(items)))
+                    item = next(items)
+                    if item is None:  # a heartbeat: nothing to send, but is anyone still listening?
+                        if _hung_up(conn):
+                            return
+                        continue
+                    line = encode_result(_checked(item))
                 except StopIteration:
                     return
                 except Exception as exc:
@@ -425,6 +435,14 @@ def _checked(result: object) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise TypeError(f"the handler gave {type(result).__name__}, not a dict")
     return result
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client closed its end (or the server is closing): POLLHUP, without reading.
+    A client that only shut its writing side (``socat`` after its input ends) still listens."""
+    poller = select.poll()
+    poller.register(conn, select.POLLHUP)
+    return any(mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, mask in poller.poll(0))
 
 
 def _close_items(items: Iterator[Any]) -> None:

@@ -100,8 +100,8 @@ class VmClaim:
                 if (found := self.owner()) is not None:
                     return found
                 continue
-            except UserError as exc:  # FileLock's advice (--db) does not fit here; its OSError does
-                raise UserError(f"cannot open the VM claim {self.path}: {_why(exc.__context__ or exc)} ({FIX})") from None
+            except UserError as err:  # FileLock's advice (--db) does not fit here; its OSError does
+                raise UserError(f"cannot open the VM claim {self.path}: {_why(err.__context__)} ({FIX})") from None
             self._lock = lock
             self._announce(lock)
             return None
