@@ -161,7 +161,8 @@ def test_gradual_stops_at_the_remembered_working_set_and_says_so(fake_kernel, tm
     data = result.to_json()
     start = data["working_set_start_bytes"]
     assert abs(start - 1.5 * GiB) < MiB and data["stop_reason"] == "target"
-    assert start <= result.after.page_cache < start + MiB  # stopped at the start level, not the floor
+    # stopped at the start level (to the page: the kernel reclaims whole pages), not the floor
+    assert start - 4096 <= result.after.page_cache < start + MiB
     assert abs(data["working_set_bytes"] - 1.2 * GiB) < MiB and event.data["stop_reason"] == "target"
     assert any("working set ~ 1.2 GiB" in n for n in result.notes)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -523,3 +524,55 @@ def test_a_path_schedule_with_a_method_is_refused_in_one_line(tmp_path):
     done = run_cli("config", "check", str(path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "schedule[0].method" in done.stderr and "expected no method with path" in done.stderr
+
+
+def test_a_hung_notification_never_holds_sampling(tmp_path):
+    """Issue 24: three backends x 10 s once held sampling for 30 s. The watcher's deliveries run on a
+    worker of their own (monitor.notify.worker): ticks go on while a backend hangs, and the
+    notification is recorded once it is delivered."""
+    from monitor.notify.worker import DeliveryQueue
+
+    release, entered = threading.Event(), threading.Event()
+
+    class Hung:
+        name = "hung"
+
+        def send(self, notification):
+            entered.set()
+            release.wait(120)
+            return True, "late, but delivered"
+
+    watcher = make_watcher(tmp_path, cfg(tiny_rule(cooldown=0.0, rearm_below=Size(bytes=2**50, text="1PiB"))))
+    watcher.notifier = Notifier([Hung()])
+    deliveries = DeliveryQueue()
+    watcher.deliver = deliveries.submit
+    try:
+        watcher.tick()  # the rule fires: its notification waits on the hung backend...
+        assert entered.wait(60)
+        for _ in range(3):  # ...while sampling goes on
+            assert watcher.tick() is not None
+        assert len(watcher.store.recent_samples(3600)) == 4
+        assert watcher.store.events(kinds=["notify"]) == []  # not delivered yet
+        release.set()
+        assert deliveries.drain(60)
+        (event,) = watcher.store.events(kinds=["notify"])
+        assert "late, but delivered" in event.message or "hung" in event.message
+    finally:
+        release.set()
+        deliveries.close(10)
+        watcher.close()
+
+
+def test_a_full_delivery_queue_drops_and_says_so(caplog):
+    from monitor.notify.worker import DeliveryQueue
+
+    release = threading.Event()
+    deliveries = DeliveryQueue(size=2)
+    try:
+        deliveries.submit(lambda: release.wait(120))  # the worker takes this one and hangs on it
+        accepted = [deliveries.submit(lambda: None) for _ in range(5)]
+        assert accepted.count(False) >= 2  # at most the queue's 2 (and the one in hand) wait; the rest are dropped
+        assert "this one is dropped" in caplog.text
+    finally:
+        release.set()
+        deliveries.close(10)

@@ -327,8 +327,9 @@ def test_task_xml_is_well_formed_and_runs_the_watcher_headless_at_logon():
     assert root.find("t:Settings/t:RestartOnFailure/t:Interval", NS) is not None
     command, argv = task_exec(xml)
     assert command == r"%SystemRoot%\System32\conhost.exe"
-    assert argv == ["--headless", "wsl.exe", "-d", "Ubuntu-24.04", "-u", "root", "-e",
-                    "/home/u/.venv/bin/vmmemctl", "watch"]
+    # the system unit's places (issue 24): the same XDG folders as the unit and the wsl.conf line
+    assert argv == ["--headless", "wsl.exe", "-d", "Ubuntu-24.04", "-u", "root", "-e", "/usr/bin/env",
+                    *(f"{k}={v}" for k, v in service.SYSTEM_ENVIRONMENT.items()), "/home/u/.venv/bin/vmmemctl", "watch"]
 
 
 def test_task_xml_escapes_and_quotes_awkward_but_allowed_values():
@@ -336,7 +337,8 @@ def test_task_xml_escapes_and_quotes_awkward_but_allowed_values():
     xml = windows_task_xml("Debian", "/opt/a&b <c>/vmmemctl", args, user="CORP\\J. O'Brien", headless=False)
     command, argv = task_exec(xml)
     assert command == r"%SystemRoot%\System32\wsl.exe"
-    assert argv == ["-d", "Debian", "-u", "root", "-e", "/opt/a&b <c>/vmmemctl", *args]
+    assert argv == ["-d", "Debian", "-u", "root", "-e", "/usr/bin/env",
+                    *(f"{k}={v}" for k, v in service.SYSTEM_ENVIRONMENT.items()), "/opt/a&b <c>/vmmemctl", *args]
     root = ET.fromstring(encode_task_xml(xml))
     assert root.findtext("t:Triggers/t:LogonTrigger/t:UserId", namespaces=NS) == "CORP\\J. O'Brien"
 
@@ -515,3 +517,19 @@ def test_task_user_from_the_command_line_wins_and_the_trigger_repeats(tmp_path, 
     assert root.findtext("t:Triggers/t:LogonTrigger/t:UserId", namespaces=NS) == "CORP\\bob"
     # conhost --headless hides the exit code: restarts come from a repeating trigger
     assert root.findtext("t:Triggers/t:LogonTrigger/t:Repetition/t:Interval", namespaces=NS) == "PT5M"
+
+
+def test_the_windows_task_the_unit_and_the_boot_line_record_in_the_same_places(tmp_path):
+    """Issue 24: the Windows task's watcher once kept its history in root's XDG folders, where no
+    user's CLI looked, beside the unit's. Each way of starting the root watcher gives it one
+    environment: the system unit's."""
+    env = {**os.environ, "SUDO_USER": "alice"}
+    unit = subprocess.run([sys.executable, "-m", "monitor", "service", "install", "--system", "--print"],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    task = subprocess.run([sys.executable, "-m", "monitor", "service", "install", "--windows-task", "--distro",
+                           "Ubuntu", "--windows-user", "PC\\alice"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert unit.returncode == 0 and task.returncode == 0, (unit.stderr, task.stderr)
+    for key, value in service.SYSTEM_ENVIRONMENT.items():
+        assert f"{key}={value}" in unit.stdout and f"{key}={value}" in task.stdout
+    # and both let the user who ran sudo act through the root watcher (their dashboard's Reclaim)
+    assert "watch --allow alice" in unit.stdout and "watch --allow alice" in task.stdout

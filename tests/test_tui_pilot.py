@@ -523,9 +523,12 @@ def test_run_attaches_when_a_watcher_runs_and_records_otherwise(tmp_path, monkey
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # tui.log goes there
     args = argparse.Namespace(db=str(tmp_path / "h.db"), standalone=False, interval=5.0, proc_root=None, config=None)
     assert tui_app.run(Config(), args) == 0
-    monkeypatch.setattr(instance_mod, "recording_pid", lambda db: 99)
-    tui_app.run(Config(), args)
-    tui_app.run(Config(), argparse.Namespace(**{**vars(args), "standalone": True}))
+    lock = take_instance_lock(tmp_path / "h.db")  # a recorder holds the history (here: this process)
+    try:
+        tui_app.run(Config(), args)
+        tui_app.run(Config(), argparse.Namespace(**{**vars(args), "standalone": True}))
+    finally:
+        lock.__exit__(None, None, None)
     assert [(s.standalone, s.interval, s.db_path) for s in started] == [
         (True, 5.0, tmp_path / "h.db"), (False, 5.0, tmp_path / "h.db"), (True, 5.0, tmp_path / "h.db")]
     monitor_log = logging.getLogger("monitor")

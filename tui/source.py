@@ -106,7 +106,7 @@ class Snapshot:
     policy: str
     chart: data.ChartData
     events: list[data.EventLine]
-    events_key: tuple[int | None, int]
+    events_key: tuple[int | None, int, int]
     pending: list[Event]
     latest: dict | None
     state: PolicyState
@@ -121,7 +121,7 @@ class _Series:
 
 @dataclass
 class _Cache:
-    events_key: tuple[int | None, int] | None = None
+    events_key: tuple[int | None, int, int] | None = None
     events: list[Event] = field(default_factory=list)
     reclaims: list[float] = field(default_factory=list)
     series: dict[str, _Series] = field(default_factory=dict)
@@ -220,6 +220,11 @@ class DataSource:
         with self.lock:
             if self.store is not None and self.recorder is not None:
                 self.store.add_event("watch", "dashboard stopped recording")
+            if self.recorder is not None:
+                # The recorder's close writes a disk-full backlog when there is room again (it was lost at
+                # exit: issue 24) and closes its store and probes, which are ours too.
+                self.recorder.close()
+                self.recorder, self.store, self.probes = None, None, None
             if self.store is not None:
                 self.store.close()
                 self.store = None
@@ -268,10 +273,10 @@ class DataSource:
             chart=chart, events=data.event_lines(self._cache.events, now, self.setup.localtime),
             events_key=events_key, pending=store.pending_prompts() if store else [], latest=last_row, state=state)
 
-    def _refresh_events(self, now: float) -> tuple[int | None, int]:
+    def _refresh_events(self, now: float) -> tuple[int | None, int, int]:
         """Events are re-read only when one was added (an answer or a snooze adds one too)."""
         if self.store is None:
-            return (None, 0)
+            return (None, 0, 0)
         key = self.store.events_version()
         if key != self._cache.events_key:
             self._cache.events = self.store.events(since=0, limit=200)

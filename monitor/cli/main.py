@@ -495,7 +495,7 @@ def cmd_service_install(args: argparse.Namespace) -> int:
         from monitor.kernel.windows import find_windows_tool
 
         user = args.windows_user or service.windows_user(find_windows_tool)
-        xml = service.windows_task_xml(distro, vmmemctl_executable(), user=user)
+        xml = service.windows_task_xml(distro, vmmemctl_executable(), _watch_args(args), user=user)
         if not user:
             print("vmmemctl: no Windows user (whoami.exe did not answer; pass --windows-user DOMAIN\\name): "
                   "only an administrator can register this task", file=sys.stderr)
@@ -509,12 +509,28 @@ def cmd_service_install(args: argparse.Namespace) -> int:
                   "schtasks /create /xml FILE /tn vmmemctl", file=sys.stderr)
         return 0
     scope = "system" if args.system or (not args.user and os.geteuid() == 0) else "user"
-    code, text = service.install(scope, args.print, vmmemctl_executable(), ["watch"])
+    code, text = service.install(scope, args.print, vmmemctl_executable(),
+                                 _watch_args(args) if scope == "system" else ["watch"])
     if code == 0:
         print(text)
     else:
         print(f"vmmemctl: {text}", file=sys.stderr)
     return code
+
+
+def _watch_args(args: argparse.Namespace) -> list[str]:
+    """The root watcher's command line: who besides root may act through it. `sudo vmmemctl service
+    install` allows the user who ran sudo, so their dashboard's Reclaim works with the root service."""
+    import os
+
+    users = args.allow if args.allow is not None else \
+        [u for u in [os.environ.get("SUDO_USER") or os.environ.get("USER") or ""] if u and u != "root"]
+    words = ["watch"]
+    for user in users:
+        if not user or not all(c.isalnum() or c in "._-" for c in user):
+            raise UserError(f"service install --allow: got {user!r}; expected a user name")
+        words += ["--allow", user]
+    return words
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -689,6 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", metavar="FILE", help="with --windows-task: write the XML (UTF-16) here")
     c.add_argument("--windows-user", metavar="DOMAIN\\NAME",
                    help="with --windows-task: the Windows account (default: what whoami.exe says)")
+    c.add_argument("--allow", action="append", metavar="USER", default=None,
+                   help="a user who may act through the root watcher (its dashboard's Reclaim, snooze...); "
+                        "repeatable (default: the user who ran sudo, or who runs this)")
     c.set_defaults(func=cmd_service_install)
 
     p = sub.add_parser("doctor", parents=[common], help="check everything vmmemctl depends on, on this machine")

@@ -312,12 +312,21 @@ class Store:
                 return False
             data = {**(json.loads(row[0]) if row[0] else {}), **patch}
             self.db.execute("UPDATE events SET data = ? WHERE id = ?", (json.dumps(data), event_id))
+            self._event_changed()
         return True
 
-    def events_version(self) -> tuple[int | None, int]:
-        """(highest event id, number of events): changes whenever an event is added, answered away or pruned."""
+    def events_version(self) -> tuple[int | None, int, int]:
+        """(highest event id, number of events, changes made in place): changes whenever an event is
+        added, pruned, or changed where it is (a reclaim's cost measured minutes later, a prompt
+        answered or expired): a dashboard's "has anything changed" (issue 24: costs never arrived)."""
         top, count = self.db.execute("SELECT MAX(id), COUNT(*) FROM events").fetchone()
-        return top, count
+        changed = self.db.execute("SELECT value FROM state WHERE key = 'events_changed'").fetchone()
+        return top, count, int(changed[0]) if changed and str(changed[0]).isdigit() else 0
+
+    def _event_changed(self) -> None:
+        """Count a change in place (inside the caller's transaction)."""
+        self.db.execute("INSERT INTO state VALUES ('events_changed', '1') ON CONFLICT(key) DO UPDATE SET "
+                        "value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
 
     def pending_prompts(self) -> list[Event]:
         rows = self.db.execute("SELECT id, t, kind, message, rule, data, status FROM events "
@@ -331,6 +340,7 @@ class Store:
                                   (answer, prompt_id))
             if cur.rowcount == 0:
                 return False
+            self._event_changed()
             self.add_event("answer", f"prompt {prompt_id}: {answer}" + (f" ({detail})" if detail else ""),
                            data={"prompt": prompt_id, "answer": answer})
         return True

@@ -103,7 +103,11 @@ class Probes:
         return self.host.sample(guest)
 
     def close(self) -> None:
+        """The host probe's session and every kernel file kept open (issue 24: 9 descriptors were left)."""
         self.host.close()
+        close_files = getattr(self.files, "close", None)  # LocalFiles keeps descriptors; a command channel none
+        if close_files is not None:
+            close_files()
 
 
 def build(config: Config, environ: Mapping[str, str] | None = None, files: SystemFiles | None = None) -> Probes:

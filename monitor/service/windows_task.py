@@ -6,7 +6,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from typing import Callable, Sequence
 
-from monitor.service.common import Run, ServiceError, _absolute, _check_text
+from monitor.service.common import SYSTEM_ENVIRONMENT, Run, ServiceError, _absolute, _check_text
 from monitor.kernel.windows import DISTRO_NAME
 
 TASK_NAMESPACE = "http://schemas.microsoft.com/windows/2004/02/mit/task"
@@ -42,7 +42,11 @@ def windows_task_xml(distro: str, exe_in_distro: str, args: Sequence[str] = ("wa
     executes the program without a Linux shell.
     """
     validate_distro_name(distro)
-    words = ["wsl.exe", "-d", distro, "-u", "root", "-e", _absolute("executable", exe_in_distro), *args]
+    # The system unit's places (/var/lib/vmmemctl, /etc/vmmemctl): a root watcher is the system's however
+    # it starts, and `wsl.exe -u root` alone would give it root's XDG folders (issue 24).
+    environment = [f"{k}={v}" for k, v in SYSTEM_ENVIRONMENT.items()]
+    words = ["wsl.exe", "-d", distro, "-u", "root", "-e", "/usr/bin/env", *environment,
+             _absolute("executable", exe_in_distro), *args]
     words = [_windows_word("argument", w) for w in words]
     if user is not None:
         _windows_word("user", user)

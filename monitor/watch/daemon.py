@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from monitor.errors import UserError
+from monitor.notify.worker import DeliveryQueue
 
 if TYPE_CHECKING:
     from monitor.config.schema import Config
@@ -134,6 +135,8 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
     # milliseconds); reclaims, which take seconds, run on their own worker with their own connection.
     scheduler = build_scheduler(workers=1, reclaim_workers=1)
     recorder.run_async = lambda fn: scheduler.add_job(fn, executor="reclaim", misfire_grace_time=30)
+    deliveries = DeliveryQueue()
+    recorder.deliver = deliveries.submit
     schedule_jobs(scheduler, recorder)
     record_missed_runs(scheduler, recorder)
     config, db = recorder.config, recorder.wiring.db
@@ -164,6 +167,8 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
             last = now
     finally:
         scheduler.shutdown(wait=True)  # quick: ticks take milliseconds, a reclaim sees `stop` and ends
+        notify = recorder.config.notify
+        deliveries.close(notify.timeout * max(1, len(notify.backends)))  # each backend is tried in turn
         server = reloader.server if reloader is not None else metrics_server
         if server is not None:
             server.close()

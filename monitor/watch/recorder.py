@@ -106,6 +106,9 @@ class Recorder:
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic  # what durations are measured with across clock jumps
     run_async: Callable[[Callable[[], None]], None] = field(default=lambda fn: fn())
+    # How a notification goes out: here, at once (tests, the dashboard's screen); the watcher hands it
+    # to a worker (monitor.notify.worker), so a hung backend never holds sampling.
+    deliver: Callable[[Callable[[], None]], None] = field(default=lambda fn: fn())
     control: Path | None = None  # where this recorder's control endpoint listens (a watcher's), for clients
     acts: bool = True  # False: another watcher owns the VM (monitor.kernel.vmclaim): record, never act
     vm_owner: str | None = None  # who owns the VM when we do not, in words
@@ -410,9 +413,18 @@ class Recorder:
         limiter.prune(self.clock())
         self.store.set_state(RATE_STATE_KEY, limiter.to_state())
         note = Notification("vmmemctl: WSL memory", body or decision.reason, key=key)
+        self.deliver(lambda: self._send(note, decision.rule))
+
+    def _send(self, note: Notification, rule: str | None) -> None:
+        """One notification through the backends, and its record (on the delivery's own thread in the
+        watcher: a store connection of its own)."""
         delivery = self.notifier.send(note)
-        self.store.add_event("notify", f"{note.body} [{delivery.summary()}]", rule=decision.rule,
-                             data={"backend": delivery.backend, "failures": list(delivery.failures)})
+        store = self.wiring.open_store()
+        try:
+            store.add_event("notify", f"{note.body} [{delivery.summary()}]", rule=rule,
+                            data={"backend": delivery.backend, "failures": list(delivery.failures)})
+        finally:
+            store.close()
         if self.metrics:
             self.metrics.observe_notification(delivery.backend)
 
