@@ -188,16 +188,22 @@ class DataSource:
             except UserError as exc:  # not a history file, unreadable: say so on the screen, keep the rest up
                 self.error = str(exc)
                 return
-            if self.store is None:
+            if self.store is None and not self.not_recording:
                 self.error = f"no history at {self.setup.db_path} (start `vmmemctl watch`, or run `vmmemctl tui` " \
                              "without a watcher to record one)"
 
     def _start_sampling(self) -> None:
         db = self.setup.db_path
         problem = unwritable_folder(db)
-        if problem:  # say so in the header, not "recording every 2s" over an empty chart (issue 18)
-            self.not_recording = True
-            raise UserError(f"not recording: {problem} (--db PATH records elsewhere)")
+        if problem:  # say so in the header, not "recording every 2s" over an empty chart (issue 18), and
+            # still show live numbers: a dashboard that cannot record is not blind (issue 24)
+            self.not_recording, self.mode = True, "live"
+            self.error = f"not recording: {problem} (--db PATH records elsewhere)"
+            self.probes = self.wiring.probes()
+            self.probes.prime()
+            if db.exists():
+                self.store = Store(db, readonly=True)  # what was recorded before stays on the chart
+            return
         self.probes = self.wiring.probes()
         try:
             self._instance_lock = take_instance_lock(db, "a standalone `vmmemctl tui`")
