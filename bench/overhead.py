@@ -34,7 +34,7 @@ from common import (MiB, REPO, descendants, ensure_venv, loadavg, machine, machi
 import psutil  # noqa: E402
 
 from monitor.kernel import procfs  # noqa: E402
-from monitor.probes.probeset import guest as guest_mod  # noqa: E402
+from monitor.probes import guest as guest_mod  # noqa: E402
 from monitor.probes.guest import FILES, GuestProbe  # noqa: E402
 from monitor.kernel.procfs import LocalFiles  # noqa: E402
 

@@ -112,11 +112,14 @@ def test_unit_has_the_hardening_and_lifecycle_settings(scope, tmp_path):
     assert "-/run/lock" in values(unit, "Service", "ReadWritePaths")
 
 
-def test_system_unit_writes_only_its_state_dir_and_the_lock():
+def test_system_unit_writes_only_its_state_dir_the_lock_its_endpoint_and_the_vm_claim():
     unit = systemd_unit("/usr/bin/vmmemctl", ["watch"], "system", default_paths("system"),
                         default_environment("system", {}))
     assert values(unit, "Service", "StateDirectory") == ["vmmemctl"]
-    assert values(unit, "Service", "ReadWritePaths") == ["-/run/lock"]
+    assert values(unit, "Service", "ReadWritePaths") == ["-/run/lock", "-/mnt/wsl"]
+    # /run/vmmemctl for the control endpoint, 0755 so that users reach the socket (the watcher checks them)
+    assert values(unit, "Service", "RuntimeDirectory") == ["vmmemctl"]
+    assert values(unit, "Service", "RuntimeDirectoryMode") == ["0755"]
     assert values(unit, "Service", "CapabilityBoundingSet") == ["CAP_DAC_READ_SEARCH"]
     assert values(unit, "Install", "WantedBy") == ["multi-user.target"]
     env = [systemd_words(v)[0] for v in values(unit, "Service", "Environment")]

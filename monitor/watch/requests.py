@@ -47,6 +47,7 @@ class Requests:
     uid: int = field(default_factory=lambda: os.geteuid())
     clock: Callable[[], float] = time.time
     poll: float = 0.5  # how often a subscription looks for new rows (the watcher writes every interval)
+    _toml: tuple[Any, str] | None = None
 
     # ------------------------------------------------------------ who may ask
 
@@ -87,10 +88,18 @@ class Requests:
         rec = self.recorder
         decision = rec.last_decision
         return {"pid": os.getpid(), "user": _user_name(self.uid), "db": str(rec.wiring.db), "since": rec.started,
-                "version": __version__, "config": to_toml(rec.config), "config_path": rec.config.path,
+                "version": __version__, "config": self._config_text(), "config_path": rec.config.path,
                 "decision": None if decision is None else
                 {"action": decision.action, "reason": decision.reason, "method": decision.method, "rule": decision.rule},
                 "acts": rec.acts}
+
+    def _config_text(self) -> str:
+        """The watcher's config as TOML, made again only when a reload changed it (a dashboard asks
+        every interval)."""
+        config = self.recorder.config
+        if self._toml is None or self._toml[0] is not config:
+            self._toml = (config, to_toml(config))
+        return self._toml[1]
 
     def _state(self, op: str, seconds: float, by: str) -> dict:
         with self._store() as store:
