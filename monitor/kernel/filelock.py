@@ -78,36 +78,34 @@ def who_holds(path: Path) -> LockHeld | None:
         st = os.stat(path)
     except OSError:
         return None
-    holders = flock_holders(st.st_dev, st.st_ino)
+    holders = lock_pids(st.st_dev, st.st_ino)
     if holders is None:
         return _try_who_holds(path)
     if not holders:
         return None
     pid, holder = _record(path)
-    return LockHeld(path, pid if pid is not None else holders[0] or None, holder)
+    return LockHeld(path, pid if pid is not None else max(holders[0], 0) or None, holder)
 
 
-# /proc/locks, one line per lock (a waiter's line has "->" after the number):
+# /proc/locks, one line per lock (a waiter's line has "->" after the number, and holds nothing):
 #   1: FLOCK  ADVISORY  WRITE 4242 00:2a:1234567 0 EOF
-# The device is "major:minor" in hex. This machine's own locks: not read through --proc-root.
+#   2: OFDLCK ADVISORY  READ  -1 00:2a:1234567 0 EOF
+# The device is "major:minor" in hex ("%02x:%02x:%lu"). This machine's own locks: never read through
+# --proc-root. The kernel leaves out an flock whose holder another PID namespace hides (another WSL
+# distro); an OFD lock it lists everywhere, with pid -1 (monitor.kernel.vmclaim takes one for that).
 PROC_LOCKS = "/proc/locks"
 
 
-def flock_holders(dev: int, ino: int, proc_locks: str = PROC_LOCKS) -> list[int] | None:
-    """The pids holding an flock on the file (dev, ino) (0 where another PID namespace hides it);
-    None when the kernel's list cannot be read."""
-    key = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+def lock_pids(dev: int, ino: int, proc_locks: str = PROC_LOCKS) -> list[int] | None:
+    """The pids locking the file (dev, ino) (-1: an OFD lock; 0: not nameable here); None: unreadable."""
     try:
         with open(proc_locks, encoding="ascii", errors="replace") as fh:
-            lines = fh.read().splitlines()
+            rows = [line.split() for line in fh.read().splitlines()]
     except OSError:
         return None
-    found = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == key:
-            found.append(int(parts[4]) if parts[4].isdigit() else 0)
-    return found
+    key = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    return [int(r[4]) if r[4].lstrip("-").isdigit() else 0 for r in rows
+            if len(r) >= 6 and r[1] in ("FLOCK", "OFDLCK") and r[5] == key]
 
 
 def _record(path: Path) -> tuple[int | None, str]:

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from monitor.errors import UserError
-from monitor.kernel.filelock import FileLock, LockHeld
+from monitor.kernel.filelock import PROC_LOCKS, FileLock, LockHeld, lock_pids
 from monitor.kernel.procfs import LocalFiles
 
 ENV_DIR = "VMMEMCTL_VM_CLAIM_DIR"
 WSL_SHARED = "/mnt/wsl"
 CLAIM_NAME = "vm.claim"
-PROC_LOCKS = "/proc/locks"  # this machine's own locks: never read through --proc-root
 FIX = f"set {ENV_DIR} to a folder you can write"
 
 
@@ -171,19 +170,6 @@ class VmClaim:
                          str(data.get("holder") or ""), float(since) if isinstance(since, (int, float)) else None)
         except (OSError, ValueError, AttributeError):  # missing, empty, half written, not ours
             return None
-
-
-def lock_pids(dev: int, ino: int, proc_locks: str = PROC_LOCKS) -> list[int] | None:
-    """The pids locking the file (dev, ino) in /proc/locks (-1: OFD; 0: not nameable here); None: unreadable."""
-    try:
-        with open(proc_locks, encoding="ascii", errors="replace") as fh:
-            rows = [line.split() for line in fh.read().splitlines()]
-    except OSError:
-        return None
-    # "1: FLOCK  ADVISORY  WRITE 4242 00:2a:1234567 0 EOF" ("%02x:%02x:%lu"); a waiter's "1: -> FLOCK" holds none
-    key = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
-    return [int(r[4]) if r[4].lstrip("-").isdigit() else 0 for r in rows
-            if len(r) >= 6 and r[1] in ("FLOCK", "OFDLCK") and r[5] == key]
 
 
 def _alive(pid: int | None) -> bool:
