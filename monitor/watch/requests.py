@@ -130,7 +130,7 @@ class Requests:
             raise Refused(f"this watcher only records: {self.recorder.vm_owner or 'another watcher'} owns the VM")
         return self.recorder.reclaim_now(request)
 
-    def subscribe(self) -> Iterator[dict]:
+    def subscribe(self) -> Iterator[dict | None]:
         """New samples and events as the watcher records them, until the client goes away."""
         with Store(self.recorder.wiring.db, readonly=True) as store:
             last_sample = store.latest_sample()
@@ -147,6 +147,7 @@ class Requests:
                         last_event = event.id
                         yield {"event": {"id": event.id, "t": event.t, "kind": event.kind, "message": event.message,
                                          "rule": event.rule, "status": event.status}}
+                yield None  # nothing new: the server checks the client is still there (a slot is freed)
                 time.sleep(self.poll)
 
     def _store(self) -> Store:
