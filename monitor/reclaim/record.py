@@ -40,6 +40,8 @@ def describe_reclaim(r: ReclaimResult) -> str:
     methods = "+".join(r.methods_run) or r.method
     if r.error:
         return f"reclaim {methods} failed: {r.error}"
+    if r.dry_run:
+        return f"reclaim {methods} ({r.trigger}): dry run, nothing written"
     host = ""
     if r.host_returned_bytes is not None:
         kind = " (estimated)" if r.host_before and r.host_before.estimated else ""
