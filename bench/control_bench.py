@@ -34,7 +34,10 @@ PYTHON = str(REPO / ".venv/bin/python")
 DASHBOARD = """
 import sys, time
 from pathlib import Path
-from monitor.config.schema import Config
+try:
+    from monitor.config.schema import Config
+except ImportError:  # a checkout before monitor/ became packages
+    from monitor.config import Config
 from tui.source import DataSource, Setup
 db, duration = Path(sys.argv[1]), float(sys.argv[2])
 source = DataSource(Setup(Config(), db, False, 2.0, timers=False))
@@ -79,11 +82,13 @@ def watcher_cpu(pid: int, duration: float) -> dict:
 
 def dashboard(repo: Path, db: Path, duration: float, env: dict) -> subprocess.Popen:
     return subprocess.Popen([PYTHON, "-c", DASHBOARD, str(db), str(duration)], cwd=repo, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def dashboard_result(proc: subprocess.Popen) -> dict:
-    out, _ = proc.communicate(timeout=600)
+    out, err = proc.communicate(timeout=600)
+    if proc.returncode != 0 or len(out.split()) != 2:
+        raise SystemExit(f"a dashboard failed: {err.strip().splitlines()[-1:] or out}")
     refreshes, cpu = out.split()
     return {"refreshes": int(refreshes), "cpu_ms_per_refresh": round(1000 * float(cpu) / max(1, int(refreshes)), 2)}
 

@@ -14,7 +14,7 @@ looks for a running system watcher first, then its user's own: libvirt's
 
 from __future__ import annotations
 
-import hashlib
+import zlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +69,9 @@ def control_path(db: Path, environ: Mapping[str, str] | None = None) -> Path:
     places = own_places(environ)
     if _same(db, places.db):
         return places.control
-    digest = hashlib.sha256(str(db.expanduser().absolute()).encode()).hexdigest()[:12]
+    # A name, not a secret: crc32 (zlib), since hashlib would load OpenSSL's libcrypto into the watcher
+    # (~4 MiB of RSS). Two histories that collided would meet the endpoint's lock, not each other's socket.
+    digest = f"{zlib.crc32(str(db.expanduser().absolute()).encode()):08x}"
     return places.run_dir / f"control-{digest}.sock"
 
 
