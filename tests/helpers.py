@@ -125,3 +125,31 @@ def kernel_cached(path: Path) -> int:
         return MincoreReader().read(fd, os.fstat(fd).st_size).cached
     finally:
         os.close(fd)
+
+
+# ------------------------------------------------------------------ the TUI as a person uses it
+
+
+class Tmux:
+    def __init__(self, tmp_path: Path):
+        self.socket = f"vmmemctl-test-{os.getpid()}-{tmp_path.name}"[:80]
+
+    def __call__(self, *args: str) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
+        return done.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "tui")
+
+    def wait_for(self, *words: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if all(w in text for w in words):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never saw {words!r}; the screen:\n{text}")
+            time.sleep(0.1)
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", "tui", *keys)

@@ -14,7 +14,7 @@ from monitor.config.schema import Config, ReclaimConfig
 from monitor.history.store import Store
 from helpers import REPO, cold_file, kernel_cached, warm
 from test_tui_pilot import pilot
-from test_tui_tmux import Tmux
+from helpers import Tmux
 from tui.app import make_app
 from tui.cache_view import CacheScreen, ConfirmScreen
 

@@ -9,18 +9,15 @@ machine's caches.
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from fakekernel import FakeKernel
-from helpers import REPO
+from helpers import REPO, Tmux
 
 GiB = 1024**3
 pytestmark = [pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"), pytest.mark.slow]
@@ -32,31 +29,6 @@ def card_bytes(screen: str, label: str) -> float:
     row = next(i for i, line in enumerate(lines) if label in line)
     value, unit = lines[row + 1][lines[row].index(label):].split()[:2]
     return float(value) / (1024 if unit == "MiB" else 1)
-
-
-class Tmux:
-    def __init__(self, tmp_path: Path):
-        self.socket = f"vmmemctl-test-{os.getpid()}-{tmp_path.name}"[:80]
-
-    def __call__(self, *args: str) -> str:
-        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10)
-        return done.stdout
-
-    def screen(self) -> str:
-        return self("capture-pane", "-p", "-t", "tui")
-
-    def wait_for(self, *words: str, timeout: float = 20.0) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            text = self.screen()
-            if all(w in text for w in words):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"never saw {words!r}; the screen:\n{text}")
-            time.sleep(0.1)
-
-    def keys(self, *keys: str) -> None:
-        self("send-keys", "-t", "tui", *keys)
 
 
 @pytest.fixture

@@ -455,3 +455,76 @@ def test_two_watchers_writing_one_log_file_are_told_apart_by_their_pids(tmp_path
         assert any(line.endswith(": stopped") for line in by_pid[pid])
     assert any(f"recording only: pid {pids['a']} in distro" in line for line in by_pid[pids["b"]])
     assert not any("recording only" in line for line in by_pid[pids["a"]])
+
+
+# ------------------------------------------------------------------ 5. the dashboard as a person uses it
+
+
+PROMPT_RULES = """
+[reclaim]
+settle = "0s"
+
+[[rule]]  # asks at once: any page cache at all
+name = "ask"
+metric = "page_cache"
+above = "1"
+for = "0s"
+cooldown = "1h"
+action = "prompt"
+method = "pagecache"
+
+[control]
+users = ["nobody"]
+"""
+
+
+@needs_nobody
+@pytest.mark.skipif(not shutil.which("tmux"), reason="needs tmux")
+def test_a_users_dashboard_answers_the_root_watchers_prompt_and_the_watcher_reclaims(system, reclaim_lock,
+                                                                                      tmp_path, shared_dir):
+    """Issue 24's done-when: a normal user, with the root service running, types `vmmemctl tui` with no
+    flags, sees the prompt, answers Reclaim, and the root watcher reclaims (here into a tree whose
+    drop_caches and compact_memory are plain files, so what ran is seen)."""
+    from helpers import Tmux
+
+    root = tmp_path / "tree"
+    shutil.copytree(TREE.parent, root)
+    knobs = root / "proc" / "sys" / "vm"
+    knobs.mkdir()
+    for name in ("drop_caches", "compact_memory"):
+        (knobs / name).write_text("")
+    config = tmp_path / "config.toml"
+    config.write_text(PROMPT_RULES)
+    home = shared_dir / "nobody-home"
+    home.mkdir()
+    home.chmod(0o777)  # (mkdir's mode is masked by the umask)
+    env = {**system.env, "HOME": str(home), "TERM": "xterm-256color", "VMMEMCTL_CONFIG": "", "PATH": "/usr/bin:/bin"}
+    command = " ".join(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
+                        *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "monitor", "tui"])
+    tmux = Tmux(tmp_path)
+    with watching(system.db, "--proc-root", str(root / "proc"), "--config", str(config)) as watcher:
+        prompt = wait_for_event(system.db, lambda e: e.kind == "prompt" and e.status == "pending", "a prompt")
+        try:
+            tmux("new-session", "-d", "-s", "tui", "-x", "120", "-y", "40", "-c", str(REPO), command)
+            tmux("set-option", "-t", "tui", "remain-on-exit", "on")  # a dashboard that died leaves its last words
+            tmux.wait_for(f"attached to watcher (pid {watcher.pid})", "vmmemctl asks", timeout=DEADLINE)
+            tmux.keys("Enter")  # Reclaim (pagecache), the first choice
+            done = wait_for_event(system.db, lambda e: e.kind == "reclaim", "the watcher's reclaim")
+            assert done.rule.startswith("prompt (nobody, pid ") and done.status == "ok"
+            assert knobs_written(knobs) == {"drop_caches": "1", "compact_memory": "1"}  # root wrote them
+            assert prompt_status(system.db, prompt.id) == "reclaimed"
+            tmux.wait_for("reclaim pagecache", timeout=DEADLINE)  # the dashboard shows what came back
+            tmux.keys("q")
+        finally:
+            tmux("kill-server")
+
+
+@needs_nobody
+def test_a_config_folder_the_user_cannot_enter_is_one_line_not_a_traceback(shared_dir):
+    private = shared_dir / "private"
+    (private / "vmmemctl").mkdir(parents=True)
+    private.chmod(0o700)  # root's: 'nobody' cannot look inside
+    done = as_nobody("config", "show", env={"XDG_CONFIG_HOME": str(private)})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"vmmemctl: config error: {private}/vmmemctl/config.toml: cannot read: Permission denied (pass --config FILE)"]

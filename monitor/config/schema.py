@@ -255,7 +255,10 @@ def find_config_path(explicit: str | None, environ: typing.Mapping[str, str] | N
     import platformdirs  # deferred: only needed when no path was given
 
     candidate = Path(platformdirs.user_config_dir("vmmemctl")) / "config.toml"
-    return candidate if candidate.is_file() else None
+    try:
+        return candidate if candidate.is_file() else None
+    except OSError as exc:  # a config dir this user may not enter: say so, never a traceback
+        raise ConfigError(f"{candidate}: cannot read: {exc.strerror or exc} (pass --config FILE)") from None
 
 
 def load_config(path: str | Path | None) -> Config:
