@@ -219,17 +219,23 @@ def test_a_user_sees_the_system_watcher_in_status_and_its_events_in_history(syst
         assert any(re.search(r"\bstate +snoozed for 1h \(asked by root, pid \d+\)$", row) for row in rows), rows
 
 
-@pytest.fixture
-def prompt_watcher(tmp_path, reclaim_lock):
-    """A watcher on a copy of the recorded tree whose drop_caches and compact_memory are plain files:
-    a reclaim that runs writes '1' into them, so "nothing ran" is seen, not assumed. Its only rule
-    never fires, and a reclaim does not settle."""
+def tree_with_knobs(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the recorded tree with plain-file drop_caches and compact_memory: (the tree, sys/vm)."""
     root = tmp_path / "tree"
     shutil.copytree(TREE.parent, root)
     knobs = root / "proc" / "sys" / "vm"
     knobs.mkdir()
     for name in ("drop_caches", "compact_memory"):
         (knobs / name).write_text("")
+    return root, knobs
+
+
+@pytest.fixture
+def prompt_watcher(tmp_path, reclaim_lock):
+    """A watcher on a copy of the recorded tree whose drop_caches and compact_memory are plain files:
+    a reclaim that runs writes '1' into them, so "nothing ran" is seen, not assumed. Its only rule
+    never fires, and a reclaim does not settle."""
+    root, knobs = tree_with_knobs(tmp_path)
     config = tmp_path / "config.toml"
     config.write_text(QUIET_RULES)
     db = tmp_path / "history.db"
@@ -487,12 +493,7 @@ def test_a_users_dashboard_answers_the_root_watchers_prompt_and_the_watcher_recl
     drop_caches and compact_memory are plain files, so what ran is seen)."""
     from helpers import Tmux
 
-    root = tmp_path / "tree"
-    shutil.copytree(TREE.parent, root)
-    knobs = root / "proc" / "sys" / "vm"
-    knobs.mkdir()
-    for name in ("drop_caches", "compact_memory"):
-        (knobs / name).write_text("")
+    root, knobs = tree_with_knobs(tmp_path)
     config = tmp_path / "config.toml"
     config.write_text(PROMPT_RULES)
     home = shared_dir / "nobody-home"
