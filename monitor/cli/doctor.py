@@ -216,7 +216,8 @@ def check_wslconfig(ctx: Context) -> Check:
 
 
 def check_history(ctx: Context) -> Check:
-    from monitor.history.store import db_path, open_existing
+    from monitor.history.places import db_path
+    from monitor.history.store import open_existing
     from monitor.kernel.filelock import who_holds
     from monitor.units import format_bytes, format_duration
     from monitor.history.instance import instance_lock_path

@@ -111,7 +111,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_reclaim(args: argparse.Namespace) -> int:
     from monitor.cli import report
-    from monitor.history.store import db_path
+    from monitor.history.places import db_path
     from monitor.reclaim.record import ReclaimRequest
     from monitor.watch.wiring import Wiring
 
@@ -159,7 +159,7 @@ def _reclaim_by_watcher(args: argparse.Namespace, config: Config) -> int | None:
 def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
     """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
     from monitor.cli import report
-    from monitor.history.store import db_path
+    from monitor.history.places import db_path
     from monitor.pagecache.residency import choose_reader
     from monitor.reclaim.record import ReclaimRequest
     from monitor.watch.wiring import Wiring
@@ -271,7 +271,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _set_state(args: argparse.Namespace, what: str) -> int:
     from monitor.cli.report import iso
-    from monitor.history.store import Store, db_path
+    from monitor.history.places import db_path
+    from monitor.history.store import Store
     from monitor.policy.state import set_pause, set_snooze
     from monitor.units import UnitError, parse_duration
 
@@ -313,7 +314,7 @@ def ask_watcher(config: Config, db: str | None, op: str, timeout: float = 10.0, 
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from monitor.history.store import db_path
+    from monitor.history.places import db_path
     from monitor.notify import build_notifier
     from monitor.watch import daemon
     from monitor.history.instance import take_instance_lock
@@ -601,7 +602,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     from monitor.cli.report import config_toml
-    from monitor.history.store import db_path
+    from monitor.history.places import db_path
 
     config = load(args)
     print(f"# effective config ({config.path or 'defaults: no config file'})")

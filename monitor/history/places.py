@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from monitor.config.schema import Config
+from monitor.errors import UserError
 from monitor.history.health import read_health
 from monitor.history.instance import instance_lock_path
 from monitor.kernel.filelock import who_holds
@@ -144,8 +146,6 @@ def choose_history(config_db: str, override: str | None, environ: Mapping[str, s
     """The history a client reads and the watcher recording it (or None): ``--db``, else [general] db,
     else a running system watcher's, else the user's own watcher's; with none running, this
     process's own history, or the system's when only that one exists."""
-    from monitor.history.store import db_path_for
-
     if override or config_db:
         db = db_path_for(config_db, override)
         return db, watcher_of(db)
@@ -156,3 +156,28 @@ def choose_history(config_db: str, override: str | None, environ: Mapping[str, s
     if not own.db.exists() and system.db.exists():  # nobody records now: the service's history is still there
         return system.db, None
     return own.db, None
+
+
+def default_db_path() -> Path:
+    """This process's own history: the system's for root, the user's otherwise."""
+    return own_places().db
+
+
+def db_path(config: Config, override: str | None = None) -> Path:
+    """The history this process records: ``--db``, else [general] db, else its own places' (the
+    system's for root, the user's otherwise). Clients use monitor.history.places.choose_history."""
+    return db_path_for(config.general.db, override)
+
+
+def db_path_for(config_db: str, override: str | None = None) -> Path:
+    """As :func:`db_path`, from the config's ``db`` string.
+
+    A ``--db`` whose folder does not exist is a typo until shown otherwise: one line, and no folder
+    made (it once started a second watcher, with the user's rules, beside the real one: issue 24).
+    The default folder, and [general] db's, are made when the history is first written."""
+    if override:
+        folder = Path(override).expanduser().parent
+        if not folder.is_dir():
+            why = "is not a folder" if folder.exists() else "does not exist (create it first, or fix the path)"
+            raise UserError(f"--db {override}: {folder} {why}")
+    return Path(override or config_db or default_db_path()).expanduser()

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from monitor.config.schema import Config
 from monitor.errors import UserError
 from monitor.sample import GuestSample, HostSample, Pressure, Sample
 
@@ -405,33 +404,6 @@ def row_sample(row: dict[str, Any]) -> Sample:
     host = HostSample(row["t"], row.get("host_bytes"), row.get("host_source") or "estimate",
                       bool(row.get("host_estimated", 1)), host_total=row.get("host_total"))
     return Sample(guest, host)
-
-
-def default_db_path() -> Path:
-    """This process's own history: the system's for root, the user's otherwise (monitor.history.places)."""
-    from monitor.history.places import own_places
-
-    return own_places().db
-
-
-def db_path(config: Config, override: str | None = None) -> Path:
-    """The history this process records: ``--db``, else [general] db, else its own places' (the
-    system's for root, the user's otherwise). Clients use monitor.history.places.choose_history."""
-    return db_path_for(config.general.db, override)
-
-
-def db_path_for(config_db: str, override: str | None = None) -> Path:
-    """As :func:`db_path`, from the config's ``db`` string.
-
-    A ``--db`` whose folder does not exist is a typo until shown otherwise: one line, and no folder
-    made (it once started a second watcher, with the user's rules, beside the real one: issue 24).
-    The default folder, and [general] db's, are made when the history is first written."""
-    if override:
-        folder = Path(override).expanduser().parent
-        if not folder.is_dir():
-            why = "is not a folder" if folder.exists() else "does not exist (create it first, or fix the path)"
-            raise UserError(f"--db {override}: {folder} {why}")
-    return Path(override or config_db or default_db_path()).expanduser()
 
 
 def open_existing(path: Path) -> Store | None:
