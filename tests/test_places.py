@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -90,7 +91,8 @@ def test_a_user_reads_the_root_watchers_history_it_cannot_write(shared_dir, monk
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert not (system / "history.db-wal").exists()  # the last writer checkpointed: only the file is left
+    # Usually the last writer checkpointed and only the file is left (the reader opens it immutable);
+    # either way a user who cannot write the folder reads what was recorded.
     after = as_nobody("history", "--since", "1h", "--format", "csv", env=env)
     assert after.returncode == 0, after.stderr
     assert len(after.stdout.splitlines()) >= 4  # a header and the rows recorded
@@ -104,3 +106,23 @@ def test_a_history_that_is_not_a_database_is_one_line(tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done
     with pytest.raises(UserError):
         choose_history("", str(tmp_path / "missing" / "h.db"))
+
+
+@needs_nobody
+def test_a_history_nobody_writes_any_more_is_read_by_a_user_who_cannot_write_its_folder(shared_dir):
+    """SQLite's reader of a WAL history needs its -shm file; with no writer left (both files gone) and a
+    folder the user cannot write, it is opened immutable."""
+    from builders import sample
+    from monitor.history.store import Store
+
+    folder = shared_dir / "root-only"
+    folder.mkdir()
+    folder.chmod(0o755)
+    db = folder / "history.db"
+    with Store(db) as store:
+        store.add_samples([sample(time.time() - 60 + i, 2**30) for i in range(3)])
+    assert not (folder / "history.db-wal").exists() and not (folder / "history.db-shm").exists()
+    done = as_nobody("history", "--db", str(db), "--since", "1h", "--format", "csv")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 4  # the header and the three samples
+    assert sorted(p.name for p in folder.iterdir()) == ["history.db"]  # the reader made nothing

@@ -96,20 +96,25 @@ def test_concurrent_callers(vm):
     results: dict[int, subprocess.CompletedProcess] = {}
 
     def call(i: int) -> None:
-        results[i] = subprocess.run(vm.exec_prefix + ["sh", "-c", f"sleep 1; echo {i}"],
-                                    capture_output=True, timeout=60)
+        # each call says, by the guest's own clock, when it began and ended its 2 s of work
+        results[i] = subprocess.run(vm.exec_prefix + ["sh", "-c", f"date +%s.%N; sleep 2; date +%s.%N; echo {i}"],
+                                    capture_output=True, timeout=120)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
-    t0 = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - t0
+    spans = []
     for i in range(5):
-        assert (results[i].returncode, results[i].stdout) == (0, f"{i}\n".encode()), results[i].stderr
-    # 3 channels: 5 one-second calls need two rounds, not five
-    assert elapsed < 4.5, elapsed
+        assert results[i].returncode == 0, results[i].stderr
+        began, ended, echoed = results[i].stdout.decode().split()
+        assert echoed == str(i)
+        spans.append((float(began), float(ended)))
+    # the channels serve callers side by side (3 of them): some calls' work overlapped, which one channel
+    # answering in turn could never show, however loaded the machine (no verdict on elapsed time)
+    overlaps = sum(1 for a in spans for b in spans if a < b and a[0] < b[1] and b[0] < a[1])
+    assert overlaps >= 1, spans
 
 
 def test_unreachable_exits_125(tmp_path):
