@@ -96,9 +96,10 @@ def test_concurrent_callers(vm):
     results: dict[int, subprocess.CompletedProcess] = {}
 
     def call(i: int) -> None:
-        # each call says, by the guest's own clock, when it began and ended its 2 s of work
-        results[i] = subprocess.run(vm.exec_prefix + ["sh", "-c", f"date +%s.%N; sleep 2; date +%s.%N; echo {i}"],
-                                    capture_output=True, timeout=120)
+        # each call says, by the guest's own clock (seconds since its boot, /proc/uptime), when it began
+        # and ended its 2 s of work
+        script = f"cut -d' ' -f1 /proc/uptime; sleep 2; cut -d' ' -f1 /proc/uptime; echo {i}"
+        results[i] = subprocess.run(vm.exec_prefix + ["sh", "-c", script], capture_output=True, timeout=120)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
     for t in threads:
