@@ -54,10 +54,15 @@ def test_gradual_stops_above_an_unknown_working_set_and_its_cost_matches_the_gue
     config_path.write_text(f'[guest]\nexec = {json.dumps(vm.exec_prefix)}\ntimeout = "30s"\n'
                            f'[host]\nsource = "process"\nprocess = "{vm.pid}"\n'
                            '[reclaim]\nrefault_window = "4s"\ncompact = false\n')
-    done = subprocess.run([sys.executable, "-m", "monitor", "reclaim", "--method", "gradual", "--json", "--settle",
-                           "0", "--config", str(config_path), "--db", str(tmp_path / "h.db")], capture_output=True,
-                          text=True, cwd=REPO, timeout=300, env={**os.environ, "VMMEMCTL_CONFIG": ""})
-    assert done.returncode == 0, done.stderr
+    for _ in range(2):  # once more if the lab's channel left the memory.reclaim check unanswered (see
+        # tests/lab/test_host_mode_lab.py's reclaim(): the refusal is right, and not this test's subject)
+        done = subprocess.run([sys.executable, "-m", "monitor", "reclaim", "--method", "gradual", "--json",
+                               "--settle", "0", "--config", str(config_path), "--db", str(tmp_path / "h.db")],
+                              capture_output=True, text=True, cwd=REPO, timeout=300,
+                              env={**os.environ, "VMMEMCTL_CONFIG": ""})
+        if "the guest did not answer whether cgroup v2 memory.reclaim" not in done.stdout:
+            break
+    assert done.returncode == 0, done.stderr or done.stdout[-2000:]
     data = json.loads(done.stdout)
     floor = int(data["before"]["total_bytes"] * 0.05)
     assert data["stop_reason"] in ("refaults", "pressure"), (data["stop_reason"], data["steps"], data["notes"])

@@ -38,11 +38,20 @@ def vmmemctl(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
                           timeout=timeout, env={**os.environ, "VMMEMCTL_CONFIG": ""})
 
 
+GUEST_SILENT = "the guest did not answer whether cgroup v2 memory.reclaim is there"
+
+
 def reclaim(tmp_path: Path, vm, method: str, settle: str = "12s") -> dict:
     config = host_mode_config(tmp_path, vm)
-    done = vmmemctl("reclaim", "--method", method, "--json", "--settle", settle, "--config", str(config),
-                    "--db", str(tmp_path / "h.db"))
-    result = json.loads(done.stdout) if done.stdout.startswith("{") else {}
+    for _ in range(2):
+        done = vmmemctl("reclaim", "--method", method, "--json", "--settle", settle, "--config", str(config),
+                        "--db", str(tmp_path / "h.db"))
+        result = json.loads(done.stdout) if done.stdout.startswith("{") else {}
+        # The lab's channel now and then leaves a call unanswered (twice in a row, 30 s each; cause not
+        # known, seen in CI and clean runs): the reclaim then rightly refuses and writes nothing, which is
+        # tests/test_reclaim.py's subject. Here the subject is what a reclaim does: ask once more.
+        if not (result.get("error") or "").startswith(GUEST_SILENT):
+            break
     assert done.returncode == 0, done.stderr or {k: result.get(k) for k in ("error", "steps", "notes")}
     return result
 
