@@ -576,3 +576,21 @@ def test_a_full_delivery_queue_drops_and_says_so(caplog):
     finally:
         release.set()
         deliveries.close(10)
+
+
+def test_a_recording_only_watcher_refuses_a_prompts_reclaim_and_leaves_it_pending(tmp_path):
+    """Another watcher owns the VM: answering Reclaim here is refused before the prompt is marked, so
+    the person can still answer it where it can be carried out."""
+    from monitor.watch.requests import Refused, Requests
+
+    watcher = make_watcher(tmp_path, cfg(tiny_rule(above=Size(bytes=2**50, text="1PiB"))))
+    watcher.acts, watcher.vm_owner = False, "pid 1 in distro Ubuntu"
+    prompt = watcher.store.add_event("prompt", "page cache high. Reclaim?", rule="r", status="pending",
+                                     data={"method": "pagecache"})
+    try:
+        with pytest.raises(Refused, match="only records: pid 1 in distro Ubuntu owns the VM"):
+            Requests(watcher, lambda: None).answer(prompt, "reclaim", "root, pid 1")
+        assert [p.id for p in watcher.store.pending_prompts()] == [prompt]
+        assert watcher.store.events(kinds=["answer", "reclaim"]) == []
+    finally:
+        watcher.close()

@@ -168,6 +168,7 @@ class DataSource:
         self._writer: Store | None = None  # attached to a history nobody records any more: for what we do
         self._hello_at = float("-inf")  # when the watcher was last asked for its config and decision
         self._watcher_decision: Decision | None = None
+        self._watcher_toml: str | None = None  # the watcher's config as it last told it
         self._other_pid: int | None = None
         self._cache = _Cache()
 
@@ -211,7 +212,7 @@ class DataSource:
             self.mode, self._other_pid = "live", self.setup.watcher_pid(db)
         if self.mode == "live":
             self.probes.prime()
-            self.store = Store(db)
+            self.store = Store(db, readonly=True)  # the watcher writes it; what we do is asked of it
             return
         notifier = Notifier([ScreenBackend(self.show)] if self.show else [])
         self.recorder = self.wiring.recorder(notifier, clock=self.setup.clock, run_async=self.run_async,
@@ -334,13 +335,15 @@ class DataSource:
             return
         try:
             hello = call(watcher.control, "hello", timeout=2.0)
-            config = config_from_toml(hello["config"], f"the watcher's config ({hello.get('config_path') or 'defaults'})")
+            if hello["config"] != self._watcher_toml:  # parsed again only when the watcher's config changed
+                origin = f"the watcher's config ({hello.get('config_path') or 'defaults'})"
+                config, self._watcher_toml = config_from_toml(hello["config"], origin), hello["config"]
+                if config != self.config:
+                    self.config = config
+                    self._cache.decision_key = None
         except (UserError, KeyError, TypeError) as exc:
             log.info("the watcher did not say hello: %s", exc)
             return
-        if config != self.config:
-            self.config = config
-            self._cache.decision_key = None
         decision = hello.get("decision")
         self._watcher_decision = Decision(decision["action"], decision["reason"], method=decision.get("method"),
                                           rule=decision.get("rule")) if decision else None
@@ -456,7 +459,7 @@ class DataSource:
         A refusal, or a watcher that takes no requests, is a one-line UserError."""
         if self.read_only:
             raise UserError(self.read_only)
-        if self.mode != "attached":
+        if self.mode not in ("attached", "live"):  # standalone or viewing: no watcher owns what we do
             return None
         watcher = watcher_of(self.setup.db_path)
         if watcher is None:  # it stopped: nobody owns the history now, so the one who acts writes it

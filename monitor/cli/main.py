@@ -116,11 +116,12 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     from monitor.watch.wiring import Wiring
 
     config = load(args)
-    remote = _reclaim_by_watcher(args, config)
+    paths = _path_args(args)
+    remote = _reclaim_by_watcher(args, config, paths)
     if remote is not None:
         return remote
-    if args.path:
-        return _reclaim_paths(args, config)
+    if paths:
+        return _reclaim_paths(args, config, paths)
     progress = _progress_printer() if sys.stderr.isatty() else None
     wiring = Wiring(config, db_path(config, args.db))
     try:
@@ -142,12 +143,20 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
 RECLAIM_WAIT = 3600.0  # a gradual reclaim of a large cache takes minutes; the watcher bounds its own steps
 
 
-def _reclaim_by_watcher(args: argparse.Namespace, config: Config) -> int | None:
-    """With a watcher recording, the watcher reclaims (as root, for a root service) and says what it
-    gave back; None when no watcher records this history (this process reclaims, if it may)."""
+def _path_args(args: argparse.Namespace) -> list[str]:
+    """`reclaim --path`'s trees, absolute (a watcher runs elsewhere), checked before anyone reclaims."""
     paths = [str(Path(p).expanduser().absolute()) for group in (args.path or []) for p in group]
     if paths and args.method:
         raise UserError("reclaim: --path gives back those trees' cache; it takes no --method")
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise UserError(f"reclaim --path: {missing[0]}: no such file or directory")
+    return paths
+
+
+def _reclaim_by_watcher(args: argparse.Namespace, config: Config, paths: list[str]) -> int | None:
+    """With a watcher recording, the watcher reclaims (as root, for a root service) and says what it
+    gave back; None when no watcher records this history (this process reclaims, if it may)."""
     fields = {"paths": paths} if paths else {"method": args.method} if args.method else {}
     answer = ask_watcher(config, args.db, "reclaim", timeout=RECLAIM_WAIT, dry_run=bool(args.dry_run), **fields)
     if answer is None:
@@ -156,20 +165,14 @@ def _reclaim_by_watcher(args: argparse.Namespace, config: Config) -> int | None:
     return 1 if answer["reclaim"].get("error") else 0
 
 
-def _reclaim_paths(args: argparse.Namespace, config: Config) -> int:
-    """`reclaim --path`: the cache of those trees only (monitor/cache_reclaim.py)."""
+def _reclaim_paths(args: argparse.Namespace, config: Config, paths: list[str]) -> int:
+    """`reclaim --path`: the cache of those trees only (monitor/reclaim/paths.py)."""
     from monitor.cli import report
     from monitor.history.places import db_path
     from monitor.pagecache.residency import choose_reader
     from monitor.reclaim.record import ReclaimRequest
     from monitor.watch.wiring import Wiring
 
-    paths = [p for group in args.path for p in group]
-    if args.method:
-        raise UserError("reclaim: --path gives back those trees' cache; it takes no --method")
-    missing = [p for p in paths if not Path(p).expanduser().exists()]
-    if missing:
-        raise UserError(f"reclaim --path: {missing[0]}: no such file or directory")
     tty = sys.stderr.isatty()
     with _stop_on_sigint() as stop:
         request = ReclaimRequest(paths=tuple(paths), dry_run=args.dry_run, settle=args.settle)
@@ -636,7 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure CPU busy over this long (default 0.25)")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("reclaim", parents=[common], help="give memory back now, and report what came back")
+    p = sub.add_parser("reclaim", parents=[common], help="give memory back now, and report what came back "
+                       "(the running watcher does it, when one records)")
     p.add_argument("--method", choices=METHODS,
                    help="how (default: [reclaim] method, auto)")
     p.add_argument("--dry-run", action="store_true", help="say what would be written; write nothing")
@@ -682,7 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a user who may act through this watcher, beside root and [control] users (repeatable)")
     p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("reload", parents=[common], help="make the running watcher re-read its config (SIGHUP)")
+    p = sub.add_parser("reload", parents=[common], help="make the running watcher re-read its config (asked through its control endpoint)")
     p.set_defaults(func=cmd_reload)
 
     p = sub.add_parser("history", parents=[common], help="export the recorded history")

@@ -20,10 +20,8 @@ socket's mode: the socket is 0o666, so a refused user gets a sentence instead of
 
 from __future__ import annotations
 
-import grp
 import logging
 import os
-import pwd
 import select
 import selectors
 import socket
@@ -49,6 +47,7 @@ from monitor.control.protocol import (
 )
 from monitor.errors import UserError
 from monitor.kernel.filelock import FileLock, LockHeld
+from monitor.kernel.users import in_group, user_name
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,7 @@ Authorize = Callable[[Peer], "str | None"]
 
 def read_peer(conn: socket.socket) -> Peer:
     pid, uid, gid = _CRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        user = None
-    return Peer(pid, uid, gid, user)
+    return Peer(pid, uid, gid, user_name(uid))
 
 
 def describe_peer(peer: Peer) -> str:
@@ -92,11 +87,7 @@ def peer_in_group(peer: Peer, group: str) -> bool:
     """Whether the peer's primary group is ``group`` or the group database lists its user in it.
 
     The database, not the process's live groups: SO_PEERCRED carries only the primary gid."""
-    try:
-        entry = grp.getgrnam(group)
-    except KeyError:
-        return False
-    return peer.gid == entry.gr_gid or (peer.user is not None and peer.user in entry.gr_mem)
+    return in_group(peer.gid, peer.user, group)
 
 
 def _plural(n: int, word: str) -> str:

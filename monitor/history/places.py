@@ -14,8 +14,8 @@ looks for a running system watcher first, then its user's own: libvirt's
 
 from __future__ import annotations
 
-import zlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -25,6 +25,7 @@ from monitor.errors import UserError
 from monitor.history.health import read_health
 from monitor.history.instance import instance_lock_path
 from monitor.kernel.filelock import who_holds
+from monitor.kernel.users import user_name
 
 SYSTEM_DIR = "/var/lib/vmmemctl"
 SYSTEM_RUN_DIR = "/run/vmmemctl"
@@ -123,14 +124,7 @@ def _user_of(pid: int | None) -> str:
         uid = os.stat(f"/proc/{pid}").st_uid if pid else None
     except OSError:
         uid = None
-    if uid is None:
-        return "?"
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return f"uid {uid}"
+    return "?" if uid is None else user_name(uid) or f"uid {uid}"
 
 
 def _euid() -> int | None:

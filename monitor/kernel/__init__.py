@@ -5,7 +5,9 @@
     windows       interop: finding powershell.exe/tasklist.exe, decoding their text, distro names
     wslconfig     WSL's own autoMemoryReclaim, read from the Windows user's .wslconfig
     privilege     the one narrow path that writes /proc/sys/vm/* (root, or the sudo rule)
-    filelock      flock-based locks that name their holder
+    filelock      flock-based locks that name their holder, and who holds one (/proc/locks)
+    vmclaim       one watcher acts per VM: a claim under /mnt/wsl, shared by every distro
+    users         user and group names by id (who asks the watcher, who runs it)
 
 May import: the vocabulary (monitor.errors, monitor.units, monitor.sample).
 """

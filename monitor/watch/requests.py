@@ -28,7 +28,9 @@ from typing import Any, Callable, Iterator
 from monitor import __version__
 from monitor.config.schema import to_toml
 from monitor.errors import UserError
+from monitor.control.server import peer_in_group
 from monitor.history.store import Store, sample_row
+from monitor.kernel.users import user_name
 from monitor.policy.state import set_pause, set_snooze
 from monitor.reclaim.reclaimer import ReclaimResult
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim, reclaim_text
@@ -55,10 +57,10 @@ class Requests:
         """None when ``peer`` may act, else the one line it gets."""
         control = self.recorder.config.control
         users = set(control.users) | set(self.allowed_users)
-        if peer.uid in (0, self.uid) or peer.user in users or _in_group(peer, control.group):
+        if peer.uid in (0, self.uid) or peer.user in users or peer_in_group(peer, control.group):
             return None
         who = ["root", _user_name(self.uid)] + sorted(users) + ([f"group {control.group}"] if control.group else [])
-        return (f"{peer.user} (uid {peer.uid}) may not act through this watcher; {', '.join(dict.fromkeys(who))} "
+        return (f"{peer.user or 'a user'} (uid {peer.uid}) may not act through this watcher; {', '.join(dict.fromkeys(who))} "
                 f"may: add them to [control] users in the watcher's config, or use `service install --allow USER`")
 
     # ------------------------------------------------------------ the requests
@@ -70,7 +72,7 @@ class Requests:
             return self.hello()
         if op == "subscribe":
             return self.subscribe()
-        by = f"{peer.user}, pid {peer.pid}"
+        by = f"{peer.user or f'uid {peer.uid}'}, pid {peer.pid}"
         if op in ("snooze", "pause", "resume"):
             return self._state(op, float(fields.get("seconds", 0)), by)
         if op == "answer":
@@ -112,6 +114,8 @@ class Requests:
     def answer(self, prompt_id: int, answer: str, by: str) -> dict:
         """Answer a pending prompt; "reclaim" runs its reclaim here. A prompt that is not pending any
         more (answered, or expired when its condition passed) is refused, and nothing runs."""
+        if answer == "reclaim":
+            self._may_reclaim()  # before the prompt is marked reclaimed: a refusal leaves it pending
         with self._store() as store:
             prompt = next((p for p in store.pending_prompts() if p.id == prompt_id), None)
             if prompt is None:
@@ -126,9 +130,13 @@ class Requests:
         return {"prompt": prompt_id, "answer": status, **_told(result)}
 
     def _reclaim(self, request: ReclaimRequest) -> ReclaimResult:
-        if not self.recorder.acts and not request.dry_run:
-            raise Refused(f"this watcher only records: {self.recorder.vm_owner or 'another watcher'} owns the VM")
+        if not request.dry_run:
+            self._may_reclaim()
         return self.recorder.reclaim_now(request)
+
+    def _may_reclaim(self) -> None:
+        if not self.recorder.acts:
+            raise Refused(f"this watcher only records: {self.recorder.vm_owner or 'another watcher'} owns the VM")
 
     def subscribe(self) -> Iterator[dict | None]:
         """New samples and events as the watcher records them, until the client goes away."""
@@ -165,22 +173,5 @@ def _status(store: Store, prompt_id: int) -> str:
 
 
 def _user_name(uid: int) -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        return f"uid {uid}"
-
-
-def _in_group(peer: Any, group: str) -> bool:
-    if not group:
-        return False
-    try:
-        import grp
-
-        entry = grp.getgrnam(group)
-    except (ImportError, KeyError):
-        return False
-    return peer.gid == entry.gr_gid or peer.user in entry.gr_mem
+    return user_name(uid) or f"uid {uid}"
 
