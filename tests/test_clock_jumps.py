@@ -25,7 +25,6 @@ from monitor.policy.rules import PolicyState, RuleState
 from monitor.policy.state import load_state, save_state
 from monitor.probes.probeset import build
 from monitor.units import Size
-from monitor.watch.clockwork import Clockwork
 from monitor.watch.recorder import Recorder
 from monitor.watch.wiring import Wiring
 
@@ -119,12 +118,7 @@ def test_roll_ups_after_a_step_back_lose_and_double_nothing(tmp_path):
     config = Config(rule=(), reclaim=ReclaimConfig(settle=0.0), sampling=SamplingConfig(interval=2.0),
                     history=HistoryConfig(raw_for=86400.0))
     rec = recorder(tmp_path, config, clocks)
-    work = Clockwork(rec)
-
-    def run(seconds: int) -> None:
-        for _ in range(seconds // 2):
-            work.run_due()  # samples every call, maintains once a minute on the recorder's clock
-            clocks.advance(2)
+    run = jobs_as_the_driver_runs_them(rec, clocks)
     run(600)
     clocks.jump(-301)  # five minutes back: the next samples land in minutes already rolled up (at other
     # instants: the store keeps one sample per instant, and real clocks tick in microseconds)
@@ -141,47 +135,48 @@ def test_roll_ups_after_a_step_back_lose_and_double_nothing(tmp_path):
     assert ten == in_finished_tens
 
 
-def test_a_schedule_is_not_run_twice_by_a_step_back_and_maintenance_goes_on(tmp_path):
-    kernel = FakeKernel(tmp_path / "tree", cached=2 * 1024**3, hot=0, with_reclaim=False)  # a compact really writes
-    try:
-        clocks = Clocks(at("2030-01-02 02:59:59"))
-        # The store stamps events with the real time.time(), years before this recorder's 2030 clock, by
-        # which maintenance prunes: events_for keeps them in the history for the test to read.
-        config = Config(rule=(), reclaim=ReclaimConfig(settle=0.0),
-                        history=HistoryConfig(events_for=20 * 365 * 86400.0),
-                        schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
-        rec = recorder(tmp_path, config, clocks, proc=kernel.proc)
-        work = Clockwork(rec)
+def test_maintenance_goes_on_after_a_step_back(tmp_path):
+    """Every minute from the step's on is rolled up. (That the driver runs the interval jobs on after a step
+    back, and a cron schedule keeps its next run, is test_recorder's test_an_interval_job_the_wall_clock_...)"""
+    clocks = Clocks(at("2030-01-02 02:59:59"))
+    config = Config(rule=(), reclaim=ReclaimConfig(settle=0.0), history=HistoryConfig(events_for=20 * 365 * 86400.0))
+    rec = recorder(tmp_path, config, clocks)
+    run = jobs_as_the_driver_runs_them(rec, clocks)
 
-        def run(seconds: int) -> None:
-            for _ in range(seconds // 2):
-                clocks.advance(2)
-                work.run_due()
+    def rolled_minutes() -> list[float]:
+        return [t for (t,) in rec.store.db.execute("SELECT t FROM samples_1m ORDER BY t")]
 
-        def schedule_events() -> list[str]:
-            return [e.message for e in rec.store.events(kinds=["schedule"])]
+    run(10)
+    assert rolled_minutes() == []  # maintenance is due a minute after the start
+    clocks.jump(-1800)  # back to 02:30:09
+    run(80)  # maintenance ran within a minute of the step (by the monotonic clock, as the scheduler waits)
+    assert rolled_minutes() == [at("2030-01-02 02:30:00")]
+    run(1920)
+    assert "the clock jumped back 30m" in " ".join(e.message for e in rec.store.events(kinds=["watch"]))
+    minutes = rolled_minutes()
+    last = clocks.wall // 60 * 60 - 60
+    assert minutes[0] == at("2030-01-02 02:30:00") and minutes[-1] >= last - 60
+    assert minutes == [minutes[0] + 60 * i for i in range(len(minutes))]
 
-        def rolled_minutes() -> list[float]:
-            return [t for (t,) in rec.store.db.execute("SELECT t FROM samples_1m ORDER BY t")]
 
-        run(10)  # 03:00:09: the 03:00 run is done, and its reclaim really ran
-        assert schedule_events() == ["schedule:night: reclaiming (compact)"]
-        (reclaim,) = rec.store.events(kinds=["reclaim"])
-        assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"] == ["compact"]
-        assert (kernel.proc / "sys/vm/compact_memory").read_text() == "1"
-        assert rolled_minutes() == []  # maintenance is due a minute after the start, at 03:00:59
+def jobs_as_the_driver_runs_them(rec: Recorder, clocks: Clocks):
+    """``run(seconds)``: the recorder's interval jobs (the tick every 2 s, maintenance every 60 s, the host
+    figure every 10 s) on its clocks, as its driver runs them: APScheduler's interval triggers keep wall-clock
+    run times (the next one a period after the last, late runs coalesced), and
+    monitor.watch.scheduling.StepSafe runs a job due further than a period away now (the clock stepped back)."""
+    jobs = {job.id: job for job in rec.jobs()}
+    period = {job_id: job.trigger.interval.total_seconds() for job_id, job in jobs.items()}
+    assert period["tick"] == 2 and period["maintain"] == 60
+    due = {job_id: clocks.wall + period[job_id] for job_id in jobs}
 
-        clocks.jump(-1800)  # back to 02:30:09
-        run(80)  # 02:31:29: maintenance ran within a minute of the step (it was due at 03:00:59 by the wall clock)
-        assert rolled_minutes() == [at("2030-01-02 02:30:00")]
-        run(1920)  # 2000 s after the step: past 03:00 again on the wall clock
-        assert schedule_events() == ["schedule:night: reclaiming (compact)"]  # 03:00 was done; the next is tomorrow
-        assert len(rec.store.events(kinds=["reclaim"])) == 1
-        # and maintenance went on: every minute from the step's on rolled up, to the last one finished
-        # by the latest run (maintenance runs a minute apart, so that is at most two minutes back)
-        minutes = rolled_minutes()
-        last = clocks.wall // 60 * 60 - 60
-        assert minutes[0] == at("2030-01-02 02:30:00") and minutes[-1] >= last - 60
-        assert minutes == [minutes[0] + 60 * i for i in range(len(minutes))]
-    finally:
-        kernel.close()
+    def run(seconds: int) -> None:
+        for _ in range(seconds // 2):
+            clocks.advance(2)
+            for job_id, job in jobs.items():
+                if due[job_id] - clocks.wall > period[job_id] + 1:  # StepSafe
+                    due[job_id] = clocks.wall
+                if clocks.wall >= due[job_id]:
+                    job.run()
+                    while due[job_id] <= clocks.wall:
+                        due[job_id] += period[job_id]
+    return run

@@ -1,5 +1,5 @@
-"""The recorder's jobs, called directly; its two drivers (APScheduler, the Clockwork); and
-`vmmemctl watch` as a real process (signals, kill -9)."""
+"""The recorder's jobs, called directly; its one driver (APScheduler, in the watcher and in a
+standalone dashboard); and `vmmemctl watch` as a real process (signals, kill -9)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from monitor.notify import NotifySendBackend, Notifier
 from monitor.probes.probeset import build
 from monitor.probes.guest import MIN_CPU_INTERVAL
 from monitor.kernel.procfs import LocalFiles, SystemFiles
-from monitor.watch.clockwork import Clockwork
+from monitor.watch.driver import Driver
 from monitor.watch.recorder import Recorder
 from monitor.history.store import Store
 from monitor.units import Size
@@ -236,11 +236,8 @@ def test_maintain_rolls_up_and_prunes(tmp_path, notify_log):
 
 def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
     """After sleep, the runs of a reclaim missed beyond its grace are recorded as one skipped run, and none runs:
-    the job table handed to the scheduler `vmmemctl watch` builds, as `watch` hands it."""
+    the job table handed to APScheduler by the driver `vmmemctl watch` and the dashboard use."""
     from datetime import datetime, timedelta
-
-    from monitor.watch.daemon import record_missed_runs, schedule_jobs
-    from monitor.watch.scheduling import build_scheduler
 
     db = tmp_path / "h.db"
     now = datetime.now().astimezone()
@@ -255,16 +252,14 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
     kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
     try:
         watcher = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc))
-        scheduler = build_scheduler(workers=1, reclaim_workers=1)
-        watcher.run_async = lambda fn: scheduler.add_job(fn, executor="reclaim", misfire_grace_time=30)  # as `watch`
-        schedule_jobs(scheduler, watcher)
-        record_missed_runs(scheduler, watcher)
-        job = scheduler.get_job("schedule0")
-        assert job.coalesce and job.max_instances == 1 and job.misfire_grace_time == 1
-        scheduler.start(paused=True)
+        driver = Driver(watcher)
+        driver.start()
+        driver.scheduler.pause()
         try:
+            job = driver.scheduler.get_job("schedule0")
+            assert job.coalesce and job.max_instances == 1 and job.misfire_grace_time == 1
             job.modify(next_run_time=now - timedelta(hours=3))  # "the laptop slept"
-            scheduler.resume()
+            driver.scheduler.resume()
             deadline = time.time() + 30
             while time.time() < deadline:
                 with Store(db) as store:
@@ -272,7 +267,7 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
                         break
                 time.sleep(0.05)
         finally:
-            scheduler.shutdown(wait=True)  # every missed run the scheduler saw is recorded by now
+            driver.shutdown(wait=True)  # every missed run the scheduler saw is recorded by now
         with Store(db) as store:
             schedule = [e.message for e in store.events(kinds=["schedule"])]
             reclaims = store.events(kinds=["reclaim"])
@@ -284,19 +279,74 @@ def test_missed_scheduled_reclaims_are_skipped_not_burst(tmp_path):
     assert reclaims == [] and compacted == ""  # and not run late
 
 
-def test_schedule_jobs_use_cron5_weekdays(tmp_path):
-    from monitor.watch.daemon import schedule_jobs
-    from monitor.watch.scheduling import build_scheduler
-
+def test_the_driver_uses_cron5_weekdays_and_the_recorders_jobs(tmp_path):
     config = cfg(schedule=(Schedule(cron="0 3 * * 0", name="sunday", method="full"),))
-    scheduler = build_scheduler(workers=1, reclaim_workers=1)
-    schedule_jobs(scheduler, make_watcher(tmp_path, config))
-    scheduler.start(paused=True)
+    driver = Driver(make_watcher(tmp_path, config))
+    driver.start()
+    driver.scheduler.pause()
     try:
-        assert scheduler.get_job("schedule0").next_run_time.strftime("%a %H:%M") == "Sun 03:00"
-        assert {j.id for j in scheduler.get_jobs()} == {"tick", "maintain", "schedule0"}  # no host job for estimates
+        assert driver.scheduler.get_job("schedule0").next_run_time.strftime("%a %H:%M") == "Sun 03:00"
+        assert {j.id for j in driver.scheduler.get_jobs()} == {"tick", "maintain", "schedule0"}  # no host job for estimates
+        assert driver.scheduler.get_job("maintain").trigger.interval.total_seconds() == 60
     finally:
-        scheduler.shutdown(wait=False)
+        driver.shutdown(wait=False)
+
+
+def test_the_driver_runs_a_due_schedule_once_and_says_when_the_next_is(tmp_path):
+    """The schedule made due now (as 03:00 arriving): it runs once, really reclaims, and the next run is
+    the next 03:00."""
+    from monitor.watch.scheduling import next_runs
+
+    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
+    try:
+        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
+        recorder = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc))
+        compact = kernel.proc / "sys/vm/compact_memory"
+        driver = Driver(recorder)
+        driver.start()
+        try:
+            sched, when = driver.next_schedule()
+            assert sched.name == "night" and when == next_runs("0 3 * * *", 1)[0]
+            driver.run_now("schedule0")
+            deadline = time.time() + 30
+            while time.time() < deadline and compact.read_text() == "":
+                time.sleep(0.05)
+            assert driver.next_schedule()[1] == next_runs("0 3 * * *", 1)[0]  # the next 03:00, not now again
+        finally:
+            driver.shutdown(wait=True)
+        with Store(tmp_path / "h.db") as store:
+            schedule = [e.message for e in store.events(kinds=["schedule"])]
+            (reclaim,) = store.events(kinds=["reclaim"])
+    finally:
+        kernel.close()
+    assert schedule == ["schedule:night: reclaiming (compact)"]
+    assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"] == ["compact"]
+    assert compact.read_text() == "1"  # the reclaim really ran
+
+
+def test_an_interval_job_the_wall_clock_stepped_back_runs_now(tmp_path):
+    """APScheduler 3 keeps wall-clock run times: after a step back of an hour the tick would wait an hour.
+    What a step back does to a job is what moving its next run an hour ahead does: it runs at the next
+    wakeup all the same, and a cron schedule keeps its next run (a run done is not done again)."""
+    import datetime as dt
+
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact"),))
+    recorder = make_watcher(tmp_path, config)
+    ran = threading.Event()
+    driver = Driver(recorder, after=lambda job_id: job_id == "tick" and ran.set())
+    driver.start()
+    try:
+        cron_next = driver.scheduler.get_job("schedule0").next_run_time
+        an_hour = dt.datetime.now().astimezone() + dt.timedelta(hours=1)
+        driver.scheduler.modify_job("maintain", next_run_time=an_hour)
+        ran.clear()
+        driver.scheduler.modify_job("tick", next_run_time=an_hour)
+        assert ran.wait(60)  # at the next wakeup (this modify is one), not an hour from now
+        assert driver.scheduler.get_job("tick").next_run_time < an_hour
+        assert driver.scheduler.get_job("maintain").next_run_time < an_hour
+        assert driver.scheduler.get_job("schedule0").next_run_time == cron_next
+    finally:
+        driver.shutdown(wait=True)
 
 
 # ------------------------------------------------------------------ `vmmemctl watch` as a process
@@ -377,7 +427,7 @@ def test_history_reads_while_watch_writes(tmp_path):
         proc.wait(timeout=5)
 
 
-# ------------------------------------------------------------------ the Clockwork (a recording dashboard's driver)
+# ------------------------------------------------------------------ the jobs on the recorder's clock; the dashboard's driver
 
 
 def at(text: str) -> float:
@@ -387,95 +437,68 @@ def at(text: str) -> float:
     return dt.datetime.fromisoformat(text).astimezone().timestamp()
 
 
-def test_clockwork_runs_a_due_schedule_once_and_says_when_the_next_is(tmp_path):
-    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
-    try:
-        clock = [at("2030-01-02 02:59:58")]
-        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
-        recorder = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc), clock=lambda: clock[0])
-        compact = kernel.proc / "sys/vm/compact_memory"
-        work = Clockwork(recorder)
-        sched, when = work.next_schedule()
-        assert sched.name == "night" and when.timestamp() == at("2030-01-02 03:00:00")
-        work.run_due()
-        assert recorder.store.events(kinds=["schedule"]) == [] and compact.read_text() == ""
-        clock[0] = at("2030-01-02 03:00:01")
-        work.run_due()
-        work.run_due()  # the same minute again: not twice
-        schedule = [e.message for e in recorder.store.events(kinds=["schedule"])]
-        assert schedule == ["schedule:night: reclaiming (compact)"]
-        (reclaim,) = recorder.store.events(kinds=["reclaim"])
-        assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"] == ["compact"]
-        assert compact.read_text() == "1"  # the reclaim really ran
-        assert work.next_schedule()[1].timestamp() == at("2030-01-03 03:00:00")
-        assert len(recorder.store.recent_samples(3600)) == 3  # and it sampled on every call (at the probe's time)
-    finally:
-        kernel.close()
-
-
-def test_clockwork_skips_and_records_a_run_missed_beyond_its_grace(tmp_path):
-    kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=0, with_reclaim=False)
-    try:
-        clock = [at("2030-01-02 02:00:00")]
-        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact", grace=60.0),))
-        recorder = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc), clock=lambda: clock[0])
-        work = Clockwork(recorder)
-        clock[0] = at("2030-01-04 09:00:00")  # the laptop slept through two nights
-        work.run_due()
-        schedule = [e.message for e in recorder.store.events(kinds=["schedule"])]
-        assert schedule == ["schedule:night: missed the 03:00 run by more than 60s (asleep?): skipped, not run late"]
-        assert recorder.store.events(kinds=["reclaim"]) == []  # not run late
-        assert (kernel.proc / "sys/vm/compact_memory").read_text() == ""
-        assert work.next_schedule()[1].timestamp() == at("2030-01-05 03:00:00")  # no burst of the missed ones
-    finally:
-        kernel.close()
-
-
-def test_clockwork_maintains_once_a_minute_on_the_recorders_clock(tmp_path):
-    """Maintenance rolls the finished minutes up a minute after the start and every minute after,
-    by the recorder's clock: the 12:00 minute is in the roll-up at 12:01:30 (not at 12:01:00, when
-    it ended), the 12:01 minute at 12:02:30."""
+def test_maintenance_rolls_up_a_minute_after_the_start_on_the_recorders_clock(tmp_path):
+    """Run as the driver runs them (the tick every 2 s, maintenance every 60 s from the start), on the
+    recorder's clock: the 12:00 minute is in the roll-up at 12:01:30 (not at 12:01:00, when it ended),
+    the 12:01 minute at 12:02:30."""
     start = at("2030-01-02 12:00:30")
     clock = [start]
     recorder = make_watcher(tmp_path, cfg(), clock=lambda: clock[0], samples_on_clock=True)
-    work = Clockwork(recorder)
+    periods = {job.id: job.trigger.interval.total_seconds() for job in recorder.jobs()}
+    assert periods == {"tick": 2.0, "maintain": 60.0}
     appeared = {}  # each minute's roll-up row: (the step that first showed it, its sample count)
     for step in range(0, 130, 2):
         clock[0] = start + step
-        work.run_due()
+        recorder.tick()
+        if step and step % 60 == 0:
+            recorder.maintain()
         for row in recorder.store.series(start - 60, clock[0], tier="samples_1m")[1]:
             appeared.setdefault(row["t"], (step, row["n"]))
     assert appeared == {at("2030-01-02 12:00:00"): (60, 15), at("2030-01-02 12:01:00"): (120, 30)}
 
 
 def test_a_standalone_dashboard_runs_a_due_schedule(tmp_path):
-    """The bug this design fixed: a dashboard holding the history ran no [[schedule]] reclaims."""
+    """The bug this design fixed: a dashboard holding the history ran no [[schedule]] reclaims. Its driver
+    is the watcher's, on an asyncio loop as Textual's."""
+    import asyncio
+
     from tui.source import DataSource, Setup
 
     kernel = FakeKernel(tmp_path / "tree", cached=2 * GiB, hot=GiB)
-    try:
-        clock = [at("2030-01-02 02:59:59")]
-        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="pagecache"),))
-        files = LocalFiles(kernel.proc)
-        setup = Setup(config, tmp_path / "h.db", True, 2.0, clock=lambda: clock[0], environ={},
-                      reclaim_lock=tmp_path / "reclaim.lock", watcher_pid=lambda db: None,
-                      probes_factory=lambda c, env: build(c, environ={}, files=files))
-        source = DataSource(setup, run_async=lambda fn: fn())
+    config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="pagecache"),))
+    files = LocalFiles(kernel.proc)
+    setup = Setup(config, tmp_path / "h.db", True, 2.0, environ={}, reclaim_lock=tmp_path / "reclaim.lock",
+                  watcher_pid=lambda db: None, probes_factory=lambda c, env: build(c, environ={}, files=files))
+    source = DataSource(setup, run_async=lambda fn: fn())
+    ran: list[str] = []
+
+    async def dashboard() -> str:
         source.start()
         source.tick()
-        assert "next scheduled reclaim: night at 03:00" in source.snapshot("5m", 80).policy
-        clock[0] = at("2030-01-02 03:00:02")
-        source.tick()
+        source.start_driver(asyncio.get_running_loop(), ran.append)
+        policy = source.snapshot("5m", 80).policy
+        source.driver.run_now("schedule0")  # 03:00 arrives
+        for _ in range(600):  # its reclaim event is written once the drop and its settle are done
+            with Store(tmp_path / "h.db", readonly=True) as store:
+                if store.events(kinds=["reclaim"]):
+                    break
+            await asyncio.sleep(0.05)
+        source.close()
+        return policy
+
+    try:
+        policy = asyncio.run(dashboard())
         with Store(tmp_path / "h.db") as store:
             schedule = [e.message for e in store.events(kinds=["schedule"])]
             (reclaim,) = store.events(kinds=["reclaim"])
-        source.close()
         dropped = (kernel.proc / "sys/vm/drop_caches").read_text()
     finally:
         kernel.close()
+    assert "next scheduled reclaim: night at 03:00" in policy
     assert schedule == ["schedule:night: reclaiming (pagecache)"]
     assert reclaim.rule == "schedule:night" and reclaim.data["methods_run"][0] == "pagecache"
     assert dropped.strip() == "1"
+    assert "schedule0" in ran  # run by the driver, under the dashboard's lock
 
 
 def test_gradual_available_is_kept_only_once_definitely_known(tmp_path):

@@ -10,6 +10,7 @@ and call :meth:`VmmemApp.refresh_data` themselves.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from tui.messages import (
     ReclaimDone,
     ReclaimProgress,
     RefreshFailed,
+    Sampled,
     SnapshotReady,
 )
 from tui.source import DataSource, Setup, Snapshot
@@ -106,6 +108,7 @@ class VmmemApp(App):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self._loop = asyncio.get_running_loop()  # the standalone recorder's scheduler keeps its timer here
         self.query_one("#chart-box").border_title = "host footprint & page cache"
         self.query_one("#events").border_title = "events, newest first (enter: details)"
         self._apply_size()
@@ -127,8 +130,24 @@ class VmmemApp(App):
     # ------------------------------------------------------------ refreshing
 
     def _on_timer(self) -> None:
-        if not self.refreshing:  # a slow refresh (a Windows tool, a busy disk) is not queued up behind
-            self.refresh_data(tick=True)
+        if self.refreshing:  # a slow refresh (a Windows tool, a busy disk) is not queued up behind
+            return
+        if self.source.driver is not None:
+            # Recording: the driver samples and each sample refreshes the screen (on_sampled); this
+            # timer only keeps the staleness words true should the samples stop.
+            if self.snapshot is None or time.time() - self.snapshot.now > 1.5 * self.setup.interval:
+                self.refresh_data()
+            return
+        self.refresh_data(tick=True)
+
+    def on_sampled(self, message: Sampled) -> None:
+        if not self.refreshing:
+            self.refresh_data()
+
+    def _job_ran(self, job_id: str) -> None:
+        """The driver ran a job (on its worker thread): a new sample is worth a refresh."""
+        if job_id in ("tick", "host"):
+            self.post_message(Sampled())
 
     def refresh_data(self, tick: bool = False) -> None:
         """Read the history again (and sample first, with ``tick``, in standalone mode)."""
@@ -141,8 +160,10 @@ class VmmemApp(App):
         try:
             if self.source.environment is None:
                 self.source.start()
-                tick = True  # the first numbers now, not one interval from now
-            if tick:
+                self.source.tick()  # the first numbers now, not one interval from now
+                if self.setup.timers:  # recording standalone: the recorder's jobs on this app's loop
+                    self.source.start_driver(self._loop, self._job_ran)
+            elif tick:
                 self.source.tick()
             snapshot = self.source.snapshot(range_name, columns)
         except (UserError, OSError, RuntimeError, ValueError) as exc:

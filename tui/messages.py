@@ -13,6 +13,10 @@ class SnapshotReady(Message):
         self.snapshot = snapshot
 
 
+class Sampled(Message):
+    """The standalone recorder's driver ran a job that changed what the screen shows (a new sample)."""
+
+
 class RefreshFailed(Message):
     def __init__(self, error: str):
         super().__init__()

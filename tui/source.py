@@ -10,8 +10,8 @@ Modes, said in the header:
     standalone  no watcher holds this history: we take its instance lock (so a
                 later `vmmemctl watch` or a second TUI attaches to us) and
                 record through the same :class:`~monitor.watch.recorder.Recorder` the
-                watcher uses (its jobs, schedules included, run from our refresh
-                worker by a :class:`~monitor.watch.clockwork.Clockwork`), with a notifier
+                watcher uses (its jobs, schedules included, run by the same
+                :class:`~monitor.watch.driver.Driver`, on the app's event loop), with a notifier
                 that shows on the dashboard (ScreenBackend); its prompts appear as modals
     live        --standalone while a watcher holds the history: we sample by
                 ourselves for the cards but write no samples (the watcher does)
@@ -48,7 +48,7 @@ from monitor.history.places import watcher_of
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim
 from monitor.sample import Environment, Sample
 from monitor.history.instance import AlreadyRecording, recording_pid, take_instance_lock
-from monitor.watch.clockwork import Clockwork
+from monitor.watch.driver import Driver
 from monitor.watch.recorder import Recorder
 from monitor.watch.wiring import Wiring, build_probes
 from tui import data
@@ -159,7 +159,7 @@ class DataSource:
         self.wiring = Wiring(setup.config, setup.db_path, setup.environ, setup.probes_factory,
                              setup.reclaim_lock, self.stop)
         self.recorder: Recorder | None = None
-        self.clockwork: Clockwork | None = None
+        self.driver: Driver | None = None  # standalone: runs the recorder's jobs (start_driver)
         self.probes: Probes | None = None  # standalone and live: ours; else built when a reclaim is planned
         self.live: Sample | None = None  # live mode: the sample we took but did not store
         self.error: str | None = None  # why the history cannot be read, for the screen
@@ -218,12 +218,21 @@ class DataSource:
         self.recorder = self.wiring.recorder(notifier, clock=self.setup.clock, run_async=self.run_async,
                                              probes=self.probes)
         self.store = self.recorder.store  # used under self.lock only, by the jobs and the reads alike
-        self.clockwork = Clockwork(self.recorder)
         self.store.add_event("watch", "dashboard started recording (standalone, every "
                                       f"{self.setup.interval:g}s)")
 
+    def start_driver(self, event_loop: Any, after: Callable[[str], None]) -> None:
+        """Standalone and recording: the recorder's jobs on APScheduler, its timer on ``event_loop`` (the
+        app's), each job under :attr:`lock`; ``after(job_id)`` when one has run (the screen refreshes)."""
+        if self.recorder is None or self.driver is not None or self.stop.is_set():
+            return
+        self.driver = Driver(self.recorder, event_loop=event_loop, guard=self.lock, after=after)
+        self.driver.start()
+
     def close(self) -> None:
         self.stop.set()
+        if self.driver is not None:
+            self.driver.shutdown(wait=False)  # a job already queued does nothing now (waits for the lock)
         with self.lock:
             if self.store is not None and self.recorder is not None:
                 self.store.add_event("watch", "dashboard stopped recording")
@@ -248,10 +257,14 @@ class DataSource:
     # ------------------------------------------------------------ sampling (standalone)
 
     def tick(self) -> None:
-        """One step of recording (standalone: the recorder's jobs that are due) or of live sampling."""
+        """A sample now: standalone, the recorder's tick (through the driver when it runs: it samples
+        on its own, and this only brings the next sample forward); live, one for the cards."""
+        if self.driver is not None:
+            self.driver.run_now("tick")
+            return
         with self.lock:
-            if self.clockwork is not None:
-                self.clockwork.run_due()
+            if self.recorder is not None:
+                self.recorder.tick()  # the first sample, before the driver starts (or no driver: tests)
             elif self.mode == "live" and self.probes is not None:
                 self.live = self.probes.sample()  # for the cards only: the watcher records
 
@@ -382,8 +395,8 @@ class DataSource:
 
     def _next_schedule_words(self) -> str:
         """" · next scheduled reclaim: nightly at 03:00" (ours when we record, else from the config)."""
-        if self.clockwork is not None:
-            upcoming = self.clockwork.next_schedule()
+        if self.driver is not None:
+            upcoming = self.driver.next_schedule()
         else:
             upcoming = data.next_schedule(self.config, self.setup.clock())
         if upcoming is None:

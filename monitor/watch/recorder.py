@@ -10,9 +10,9 @@ when:
     maintain   every minute                     roll-ups and retention
     scheduleN  its cron(5) line                 a scheduled reclaim, if its conditions hold
 
-Two drivers run that table and nothing else: `vmmemctl watch` hands it to
-APScheduler (:mod:`monitor.watch.daemon`), and a recording dashboard calls
-:meth:`Clockwork.run_due` from its refresh worker. So schedules run wherever
+One driver runs that table and nothing else: :class:`monitor.watch.driver.Driver`
+hands it to APScheduler, on a thread of its own in `vmmemctl watch` and on
+Textual's event loop in a recording dashboard. So schedules run wherever
 recording runs. Every job is a method a test can call directly; none raises:
 an odd sample is logged and recorded as an error event, and the next tick
 carries on.

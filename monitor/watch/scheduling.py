@@ -22,9 +22,10 @@ stand-in is removed right after, and a later ``import asyncio`` (the TUI's
 Textual) gets the real package. If asyncio is already loaded, or a future
 APScheduler wants more from it, the normal import runs instead.
 
-The API the recorder uses::
+The API the recorder's driver (:mod:`monitor.watch.driver`) uses::
 
     scheduler = build_scheduler(reclaim_workers=1)   # a BackgroundScheduler, not started
+    scheduler = build_scheduler(event_loop=loop)     # an AsyncIOScheduler on that loop (the dashboard's)
     scheduler.add_job(fn, interval(2.0), id="tick", **JOB_DEFAULTS)
     scheduler.add_job(fn, cron("0 3 * * 0"), id="schedule0", **JOB_DEFAULTS)
     scheduler.add_listener(on_missed, EVENT_JOB_MISSED)
@@ -93,12 +94,50 @@ __all__ = ["EVENT_JOB_MISSED", "JOB_DEFAULTS", "BackgroundScheduler", "BaseTrigg
            "build_scheduler", "cron", "interval", "next_runs", "to_trigger"]
 
 
-def build_scheduler(workers: int = 1, reclaim_workers: int = 1, **options: Any) -> BackgroundScheduler:
-    """A BackgroundScheduler (not started) with two thread pools: ``default`` runs the jobs that share the
+class StepSafe:
+    """An interval job is never due later than one interval from now.
+
+    APScheduler 3 keeps next-run times on the wall clock and waits for them on the monotonic one, so
+    after the wall clock steps back (an NTP step, a restored snapshot) every interval job would wait out
+    the step: an hour back, no sample for an hour. At each wakeup (at least once per sampling interval,
+    since the tick is an interval job) an interval job due further away than its interval is made due
+    now. This is not a second clock-jump detector: the recorder's tick is the one place that measures
+    a jump (wall against monotonic) and handles what it means for the policy and the roll-ups; here
+    only the invariant is kept. A forward jump needs nothing: APScheduler runs the late job once
+    (coalesce) or skips it past its grace. Cron schedules keep their next run, so a run already done
+    is not done again."""
+
+    def _process_jobs(self):  # type: ignore[no-untyped-def]  (BaseScheduler's, APScheduler 3.x)
+        now = dt.datetime.now(self.timezone)  # type: ignore[attr-defined]
+        for job in self.get_jobs():  # type: ignore[attr-defined]
+            period = getattr(job.trigger, "interval", None)
+            due = job.next_run_time
+            if period is not None and due is not None and due - now > period + dt.timedelta(seconds=1):
+                log.warning("the wall clock stepped back %s: %s runs now, then every %s", due - now - period,
+                            job.id, period)
+                job.modify(next_run_time=now)
+        return super()._process_jobs()  # type: ignore[misc]
+
+
+class StepSafeBackground(StepSafe, BackgroundScheduler):
+    """The watcher's scheduler: a thread of its own."""
+
+
+def build_scheduler(workers: int = 1, reclaim_workers: int = 1, event_loop: Any = None, **options: Any) -> Any:
+    """A scheduler (not started) with two thread pools: ``default`` runs the jobs that share the
     recorder's store connection, one at a time; ``reclaim`` runs the reclaims (seconds long) beside them.
-    ``options`` go to BackgroundScheduler (e.g. ``timezone``)."""
+    With ``event_loop`` an AsyncIOScheduler that keeps its timer on that loop (a dashboard's: Textual's),
+    else a BackgroundScheduler with a thread of its own; both :class:`StepSafe`. ``options`` go to the
+    scheduler (e.g. ``timezone``)."""
     executors = {"default": ThreadPoolExecutor(workers), "reclaim": ThreadPoolExecutor(reclaim_workers)}
-    return BackgroundScheduler(executors=executors, job_defaults={"coalesce": True}, **options)
+    if event_loop is None:
+        return StepSafeBackground(executors=executors, job_defaults={"coalesce": True}, **options)
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler  # asyncio is loaded already: Textual's loop
+
+    class StepSafeAsyncIO(StepSafe, AsyncIOScheduler):
+        """A dashboard's scheduler: its timer on the app's event loop, the jobs on the thread pools."""
+
+    return StepSafeAsyncIO(executors=executors, job_defaults={"coalesce": True}, event_loop=event_loop, **options)
 
 
 def interval(seconds: float) -> IntervalTrigger:
