@@ -86,6 +86,32 @@ def test_notify_rule_notifies_once_per_rate_limit(tmp_path, notify_log):
     assert "delivered by notify-send" in event.message and event.data["backend"] == "notify-send"
 
 
+@pytest.mark.parametrize("writer", ["another connection", "the recorder's own connection"])
+def test_a_snooze_written_between_ticks_holds_the_next_decision(tmp_path, notify_log, writer):
+    """The recorder keeps the policy state between ticks and reads it again only when someone wrote it:
+    another connection (a client's request) is noticed by SQLite's data_version; a write on its own
+    connection (a standalone dashboard's) is announced with state_written()."""
+    from monitor.policy.state import set_snooze
+
+    clock = [at("2030-01-02 12:00:00")]
+    watcher = make_watcher(tmp_path, cfg(tiny_rule(for_=4.0)), clock=lambda: clock[0], samples_on_clock=True)
+    watcher.tick()
+    assert watcher.last_decision.action == "none" and "needs 4s" in watcher.last_decision.reason
+    if writer == "another connection":
+        with Store(tmp_path / "h.db") as other:
+            set_snooze(other, 3600, clock[0])
+    else:
+        set_snooze(watcher.store, 3600, clock[0])
+        watcher.state_written()
+    clock[0] += 2
+    watcher.tick()  # nothing fires yet, and the words say the snooze (the state was read again)
+    assert "needs 4s" in watcher.last_decision.reason and "snoozed until" in watcher.last_decision.reason
+    clock[0] += 4
+    watcher.tick()
+    assert watcher.last_decision.action == "none" and "snoozed until" in watcher.last_decision.reason
+    assert not notify_log.exists() and watcher.store.events(kinds=["notify"]) == []
+
+
 def test_notification_nobody_can_deliver_is_still_recorded(tmp_path, monkeypatch):
     monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))

@@ -451,14 +451,20 @@ class DataSource:
         if asked is not None:
             return PolicyState({}, asked["snoozed_until"], asked["paused_until"])
         with self.lock:
-            return set_snooze(self._writable(), seconds, self.setup.clock())
+            state = set_snooze(self._writable(), seconds, self.setup.clock())
+            if self.recorder is not None:
+                self.recorder.state_written()
+            return state
 
     def pause(self, seconds: float) -> PolicyState:
         asked = self._ask("pause", seconds=seconds)
         if asked is not None:
             return PolicyState({}, asked["snoozed_until"], asked["paused_until"])
         with self.lock:
-            return set_pause(self._writable(), seconds, self.setup.clock())
+            state = set_pause(self._writable(), seconds, self.setup.clock())
+            if self.recorder is not None:
+                self.recorder.state_written()
+            return state
 
     def answer(self, prompt_id: int, answer: str, detail: str = "") -> bool:
         """Dismiss (or snooze: "snoozed") a prompt; a reclaim answer is :meth:`reclaim` with its id."""

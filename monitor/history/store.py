@@ -356,6 +356,15 @@ class Store:
     def transaction(self) -> _Transaction:
         return _Transaction(self.db)
 
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection (a client's request, a reclaim's own connection, another process)
+        committed to the file since the last call on this connection; True on the first call and after
+        a reconnect. One cheap query (SQLite's ``PRAGMA data_version``): the watcher's tick asks it
+        instead of reading back state it wrote itself."""
+        seen = (id(self.db), self.db.execute("PRAGMA data_version").fetchone()[0])
+        changed, self._data_version = seen != getattr(self, "_data_version", None), seen
+        return changed
+
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from monitor.config.schema import Config, IdleConfig, Rule
 from monitor.sample import Sample, metric_value
@@ -100,7 +100,12 @@ class RuleStatus:
     rearm: int | None  # hysteresis: the rule re-arms once the value is below this
     above_for: float  # seconds the metric has been above the threshold (0 if not above)
     fires: bool
-    why: str
+    words: Callable[[], str] = field(compare=False, repr=False)  # the watcher decides every tick and
+    # needs the words of one rule at most: they are put together only when asked (``why``)
+
+    @property
+    def why(self) -> str:
+        return self.words()
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,12 @@ def effective_method(method: str, gradual_available: bool) -> str:
 DROPS_HOT_PAGES = ("pagecache", "full")
 
 
+def rule_level(rule: Rule, sample: Sample) -> tuple[int | None, int | None]:
+    """The rule's metric in ``sample`` and its threshold there (None when unknown)."""
+    total = sample.host.host_total if rule.metric in ("host", "host_gap") else sample.guest.total
+    return metric_value(sample, rule.metric), rule.above.resolve(total)
+
+
 def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float) -> RuleStatus:
     latest = samples[-1]
     total = latest.host.host_total if rule.metric in ("host", "host_gap") else latest.guest.total
@@ -194,26 +205,30 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
     value = metric_value(latest, rule.metric)
     name = METRIC_NAMES[rule.metric]
 
-    def status(above_for: float, fires: bool, why: str) -> RuleStatus:
-        return RuleStatus(rule, value, threshold, rearm, above_for, fires, why)
+    def status(above_for: float, fires: bool, words: Callable[[], str]) -> RuleStatus:
+        return RuleStatus(rule, value, threshold, rearm, above_for, fires, words)
 
     if threshold is None or value is None:
         missing = "host RAM unknown" if threshold is None else f"{name} unknown"
-        return status(0.0, False, f"{rule.label}: {missing}")
-    limit = f"{format_bytes(threshold)}" + (f" ({rule.above})" if rule.above.percent is not None else "")
+        return status(0.0, False, lambda: f"{rule.label}: {missing}")
+
+    def limit() -> str:
+        return f"{format_bytes(threshold)}" + (f" ({rule.above})" if rule.above.percent is not None else "")
     since = _above_since(samples, rule.metric, threshold)
     if since is None:
-        return status(0.0, False, f"{name} {format_bytes(value)} below {limit}")
+        return status(0.0, False, lambda: f"{name} {format_bytes(value)} below {limit()}")
     above_for = now - since
-    why = f"{name} {format_bytes(value)} above {limit} for {format_duration(above_for)}"
+
+    def why() -> str:
+        return f"{name} {format_bytes(value)} above {limit()} for {format_duration(above_for)}"
     rs = state.rule(rule.label)
     if above_for < rule.for_:
-        return status(above_for, False, f"{why} (needs {format_duration(rule.for_)})")
+        return status(above_for, False, lambda: f"{why()} (needs {format_duration(rule.for_)})")
     if not rs.armed:
-        return status(above_for, False, f"{why}; already acted, re-arms below {format_bytes(rearm)}")
+        return status(above_for, False, lambda: f"{why()}; already acted, re-arms below {format_bytes(rearm)}")
     if rs.last_fired is not None and now - rs.last_fired < rule.cooldown:
         left = rule.cooldown - (now - rs.last_fired)
-        return status(above_for, False, f"{why}; cooling down {format_duration(left)}")
+        return status(above_for, False, lambda: f"{why()}; cooling down {format_duration(left)}")
     return status(above_for, True, why)
 
 

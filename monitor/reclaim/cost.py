@@ -120,9 +120,12 @@ class CostMeter:
             done.append(Cost(w.event_id, w.start, guest.time, refaults, pgpgin, w.source, w.freed, w.level_after))
         return done
 
-    def tick(self, store: Any, guest: GuestSample, config: ReclaimConfig) -> list[Cost]:
-        """Pick up new reclaim events from the store, feed the sample, record what finished."""
-        self._discover(store, guest.time)
+    def tick(self, store: Any, guest: GuestSample, config: ReclaimConfig, look: bool = True) -> list[Cost]:
+        """Pick up new reclaim events from the store (``look``: False when the caller knows no other
+        connection wrote since the last tick: reclaims are recorded on their own), feed the sample,
+        record what finished."""
+        if look:
+            self._discover(store, guest.time)
         costs = self.observe(guest)
         for cost in costs:
             record(store, cost, config, guest.time)

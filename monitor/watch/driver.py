@@ -37,7 +37,10 @@ class Driver:
         from monitor.watch.scheduling import build_scheduler
 
         self.recorder = recorder
-        self.scheduler = build_scheduler(workers=1, reclaim_workers=1, event_loop=event_loop)
+        # The watcher runs its jobs (milliseconds each) on the scheduler's own thread; a dashboard's
+        # scheduler lives on the screen's event loop, so its jobs go to a worker thread.
+        self.scheduler = build_scheduler(workers=1, reclaim_workers=1, event_loop=event_loop,
+                                         inline=event_loop is None)
         self.guard = guard if guard is not None else contextlib.nullcontext()
         self.after = after
         self.closed = threading.Event()

@@ -45,7 +45,7 @@ from monitor.policy.rules import (
     decide,
     effective_method,
     judge_idle,
-    rule_status,
+    rule_level,
 )
 from monitor.policy.state import history_window, load_state, save_state
 from monitor.probes.host import interop_down_message
@@ -136,6 +136,10 @@ class Recorder:
     _warnings: frozenset[str] | None = None  # the last sample's: a file that goes missing mid-run is news
     _interop_down: float | None = None  # since when Windows interop is dead, as last recorded
     _last_guest: GuestSample | None = None  # the latest, for the host job's estimate fallback
+    # The policy's state as last read or written by this recorder: read again only when another
+    # connection wrote the history (Store.changed_elsewhere), not every tick.
+    _state: PolicyState | None = None
+    _elsewhere: bool = True  # whether another connection wrote since the last tick (this tick's answer)
 
     # ------------------------------------------------------------ what runs when
 
@@ -170,6 +174,7 @@ class Recorder:
             self._check_clock()
             self._record_new_warnings(sample)
             self._write(sample)
+            self._elsewhere = self._others_wrote()
             if self.metrics:
                 self.metrics.observe_sample(sample)
             self._record_crossings(sample)
@@ -246,6 +251,13 @@ class Recorder:
             self._history_resumed()
         self._backlog.clear()
 
+    def _others_wrote(self) -> bool:
+        """Whether another connection wrote the history since the last tick (when unsure: yes)."""
+        try:
+            return self.store.changed_elsewhere()
+        except sqlite3.Error:
+            return True
+
     def _follow_file(self) -> None:
         change = self.store.file_changed()
         if change:
@@ -313,6 +325,7 @@ class Recorder:
             shifted = shift_cooldowns(state, jump)
             if shifted != state:
                 save_state(self.store, shifted)
+        self._state = shifted
         if jump < 0:
             since = min(wall, self._reroll[0]) if self._reroll else wall
             self._reroll = (since, max(last[0], self._reroll[1] if self._reroll else last[0]))
@@ -343,6 +356,11 @@ class Recorder:
             self.probes.prime()
             self.last_host = None
         return changed
+
+    def state_written(self) -> None:
+        """Someone wrote the policy state on this recorder's own connection (a standalone dashboard's
+        snooze): the next tick reads it again (writes on other connections are noticed by themselves)."""
+        self._state = None
 
     # ------------------------------------------------------------ derived facts, asked of their owners
 
@@ -380,12 +398,21 @@ class Recorder:
     def _decide_and_act(self, sample: Sample) -> Decision:
         now = self.clock()
         history = self.window(sample.time, sample)
-        with self.store.transaction():  # a snooze from the TUI between our read and write is not lost
-            state = load_state(self.store)  # read once a tick ...
-            decision, new_state = decide(history, self.config, state, now,
-                                         Facts(self.wsl_mode, self.gradual_available()))
-            if new_state != state:
-                save_state(self.store, new_state)  # ... and saved once, when it changed
+        facts = Facts(self.wsl_mode, self.gradual_available())
+        first = self._state is None
+        if first or self._elsewhere:
+            self._state = load_state(self.store)  # a client's snooze or pause, a reclaim's connection
+        state = self._state
+        decision, new_state = decide(history, self.config, state, now, facts)
+        if new_state != state:
+            with self.store.transaction():  # a snooze that arrived since our read is not lost:
+                current = load_state(self.store)  # decide again on what is there now
+                if current != state:
+                    state = current
+                    decision, new_state = decide(history, self.config, state, now, facts)
+                if new_state != state:
+                    save_state(self.store, new_state)
+            self._state = new_state
         self._log_decision(decision)
         if not self.acts:  # another watcher owns the VM: its rules act, ours only record
             return decision
@@ -395,7 +422,8 @@ class Recorder:
             self._prompt(decision)
         elif decision.action == "reclaim":
             self.run_async(lambda: self._reclaim(decision.method or "auto", f"rule:{decision.rule}"))
-        self._expire_prompts(new_state)
+        if first or new_state != state:  # a prompt expires when its rule re-arms: a change of state
+            self._expire_prompts(new_state)
         return decision
 
     def _log_decision(self, decision: Decision) -> None:
@@ -504,18 +532,18 @@ class Recorder:
         return None
 
     def _record_crossings(self, sample: Sample) -> None:
-        """Threshold crossings, both ways, as events (the TUI lists them)."""
+        """Threshold crossings, both ways, as events (the TUI lists them); words only for a crossing."""
         for rule in self.config.rule:
-            status = rule_status(rule, [sample], PolicyState(), sample.time)
-            if status.value is None or status.threshold is None:
+            value, threshold = rule_level(rule, sample)
+            if value is None or threshold is None:
                 continue
-            above = status.value > status.threshold
+            above = value > threshold
             before = self._above.get(rule.label)
             self._above[rule.label] = above
             if before is not None and above != before:
                 word = "rose above" if above else "fell below"
-                self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {format_bytes(status.value)} {word} "
-                                     f"{format_bytes(status.threshold)} ({rule.label})", rule=rule.label)
+                self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {format_bytes(value)} {word} "
+                                     f"{format_bytes(threshold)} ({rule.label})", rule=rule.label)
 
     def _follow_interop(self, host: HostSample) -> None:
         """Windows interop dying for the VM's lifetime (microsoft/WSL#41283) and coming back: one
@@ -552,7 +580,7 @@ class Recorder:
         """Each reclaim's cost after the fact: what was read back within [reclaim] cost_window."""
         if self._costs is None:
             self._costs = CostMeter(self.config.reclaim.cost_window)
-        for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim):
+        for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim, look=self._elsewhere):
             if self.metrics:
                 self.metrics.observe_cost(cost)
 

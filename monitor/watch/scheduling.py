@@ -123,13 +123,20 @@ class StepSafeBackground(StepSafe, BackgroundScheduler):
     """The watcher's scheduler: a thread of its own."""
 
 
-def build_scheduler(workers: int = 1, reclaim_workers: int = 1, event_loop: Any = None, **options: Any) -> Any:
-    """A scheduler (not started) with two thread pools: ``default`` runs the jobs that share the
-    recorder's store connection, one at a time; ``reclaim`` runs the reclaims (seconds long) beside them.
+def build_scheduler(workers: int = 1, reclaim_workers: int = 1, event_loop: Any = None, inline: bool = False,
+                    **options: Any) -> Any:
+    """A scheduler (not started) with two executors: ``default`` runs the jobs that share the recorder's
+    store connection, one at a time (a pool of ``workers`` threads, or with ``inline`` the scheduler's own
+    thread); ``reclaim`` runs the reclaims (seconds long) beside them on a pool of their own.
     With ``event_loop`` an AsyncIOScheduler that keeps its timer on that loop (a dashboard's: Textual's),
     else a BackgroundScheduler with a thread of its own; both :class:`StepSafe`. ``options`` go to the
     scheduler (e.g. ``timezone``)."""
-    executors = {"default": ThreadPoolExecutor(workers), "reclaim": ThreadPoolExecutor(reclaim_workers)}
+    default: Any = ThreadPoolExecutor(workers)
+    if inline:  # jobs of milliseconds: no hand-over to a second thread (a wake-up and a future per run)
+        from apscheduler.executors.debug import DebugExecutor
+
+        default = DebugExecutor()
+    executors = {"default": default, "reclaim": ThreadPoolExecutor(reclaim_workers)}
     if event_loop is None:
         return StepSafeBackground(executors=executors, job_defaults={"coalesce": True}, **options)
     from apscheduler.schedulers.asyncio import AsyncIOScheduler  # asyncio is loaded already: Textual's loop
