@@ -1,4 +1,5 @@
-"""monitor.watch.scheduling: APScheduler 3 without asyncio or ssl, in a fresh interpreter (like test_headless)."""
+"""monitor.watch.scheduling: APScheduler 3 without asyncio, ssl, multiprocessing or importlib.metadata, in a
+fresh interpreter (like test_headless)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ scheduler.add_listener(lambda event: None, EVENT_JOB_MISSED)
 scheduler.start()
 ok = ran.wait(10)
 scheduler.shutdown(wait=True)
-loaded = sorted(m for m in ("asyncio", "ssl", "_ssl") if m in sys.modules)
+loaded = sorted(m for m in ("asyncio", "ssl", "_ssl", "multiprocessing", "concurrent.futures.process",
+                           "importlib.metadata", "email") if m in sys.modules)
 {after}
 print(json.dumps({{"ran": ok, "loaded": loaded, **extra}}))
 """
@@ -52,6 +54,19 @@ def test_a_job_runs_without_asyncio_or_ssl():
 def test_asyncio_imported_later_is_the_real_one():
     result = run_child(RUN_A_JOB.format(after=REAL_ASYNCIO_AFTER))
     assert result["real"] and result["sees_coroutines"] and not result["sees_plain"]
+
+
+LATER_IMPORTS_ARE_REAL = """
+import apscheduler, importlib.metadata, multiprocessing, concurrent.futures.process
+extra = {"version": apscheduler.__version__, "real_version": importlib.metadata.version("APScheduler"),
+         "mp": hasattr(multiprocessing, "get_context"), "pool": concurrent.futures.ProcessPoolExecutor.__name__}
+"""
+
+
+def test_apscheduler_knows_its_version_and_later_imports_are_the_real_ones():
+    result = run_child(RUN_A_JOB.format(after=LATER_IMPORTS_ARE_REAL))
+    assert result["ran"] and result["version"] == ".".join(result["real_version"].split(".")[:3])
+    assert result["mp"] and result["pool"] == "ProcessPoolExecutor"
 
 
 def test_asyncio_already_loaded_is_left_alone():

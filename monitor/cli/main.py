@@ -317,6 +317,7 @@ def ask_watcher(config: Config, db: str | None, op: str, timeout: float = 10.0, 
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from monitor.watch import scheduling  # noqa: F401  (first: APScheduler's lean import, before any thread)
     from monitor.history.places import db_path
     from monitor.notify import build_notifier
     from monitor.watch import daemon

@@ -10,7 +10,6 @@ valid one (difflib).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from typing import Annotated, Any, Callable, Literal
@@ -57,7 +56,7 @@ class RecordLoader:
         fields = {key_of(f): f for f in public_fields(cls)}
         for key in table:
             if key not in fields:
-                close = difflib.get_close_matches(key, list(fields), n=1)
+                close = _close(key, list(fields))
                 hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
                 raise ConfigError(f"{file}: {prefix}{key}: unknown key{hint}")
         values = {}
@@ -92,7 +91,7 @@ class RecordLoader:
         if origin is Literal:
             choices = typing.get_args(tp)
             if value not in choices:
-                close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+                close = _close(str(value), [str(c) for c in choices])
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 fail("one of " + ", ".join(f'"{c}"' for c in choices) + hint)
             return value
@@ -178,3 +177,10 @@ def _toml_str(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     escaped = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped)
     return f'"{escaped}"'
+
+
+def _close(word: str, choices: list[str]) -> list[str]:
+    """"did you mean" (difflib only when a config has a mistake: the watcher's RSS)."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1)

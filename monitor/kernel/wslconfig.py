@@ -12,7 +12,6 @@ docs/wsl-facts.md). From inside WSL the file is under ``<C: mount>/Users/<you>``
 
 from __future__ import annotations
 
-import configparser
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +86,8 @@ def read_wsl_reclaim(path: Path | None) -> WslReclaim:
         text = decode_windows_text(path.read_bytes())
     except OSError as exc:
         return WslReclaim(None, f"{path}: {exc.strerror or exc}")
+    import configparser  # only where a .wslconfig is read
+
     parser = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=("#", ";"),
                                        inline_comment_prefixes=("#", ";"))
     try:

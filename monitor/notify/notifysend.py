@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ class NotifySendBackend:
         # The body may hold markup (<b>, <a href>) per the freedesktop spec,
         # so it is escaped; the summary is plain text. NUL cannot be in argv.
         argv = [exe, f"--app-name={APP_NAME}", f"--urgency={notification.urgency}", "--",
-                notification.title.replace("\x00", ""), html.escape(notification.body.replace("\x00", ""), quote=False)]
+                notification.title.replace("\x00", ""), _escape(notification.body.replace("\x00", ""), quote=False)]
         try:
             done = subprocess.run(argv, capture_output=True, timeout=self.timeout, env=dict(self.environ),
                                   stdin=subprocess.DEVNULL, start_new_session=True)
@@ -40,3 +39,9 @@ class NotifySendBackend:
             said = _last_line(done.stderr) or _last_line(done.stdout) or "no message"
             return False, f"notify-send exited with {done.returncode}: {said}"
         return True, f"desktop notification sent ({why})"
+
+
+def _escape(text: str, quote: bool = False) -> str:
+    import html  # only when a notification goes out (the watcher's RSS, bench/results/overhead.md)
+
+    return html.escape(text, quote=quote)

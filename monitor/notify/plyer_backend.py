@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Mapping
@@ -61,6 +60,8 @@ def _run_helper(argv: list[str], request: bytes, env: dict, timeout: float) -> t
     waits for it so we neither block nor leave a zombie. Threads, not
     selectors, because Windows cannot select on pipes.
     """
+    import tempfile  # only when a notification goes out
+
     with tempfile.TemporaryFile() as errors:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, env=env,
@@ -124,6 +125,8 @@ def run_plyer_child() -> None:
     """
     request = json.loads(sys.stdin.buffer.read())
     answer = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    import tempfile  # only when a notification goes out
+
     with tempfile.TemporaryFile() as noise:
         os.dup2(noise.fileno(), 1)
         os.dup2(noise.fileno(), 2)

@@ -7,7 +7,6 @@ PowerShell or XML.
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 from typing import Mapping
@@ -50,6 +49,8 @@ _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _b64(text: str) -> str:
+    import base64  # only when a toast goes out
+
     return base64.b64encode(_XML_INVALID.sub("", text).encode("utf-8", "replace")).decode("ascii")
 
 

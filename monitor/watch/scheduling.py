@@ -1,26 +1,37 @@
-"""APScheduler 3 for the recorder, without the asyncio and ssl it drags in.
+"""APScheduler 3 for the recorder, without the asyncio, multiprocessing and
+package metadata it drags in.
 
-Every APScheduler 3.11 path (schedulers, triggers, jobs, job stores) imports
-``apscheduler.util``, whose module body runs, on Python < 3.14::
+Importing APScheduler 3.11's scheduler, triggers and executors loads, on
+Python < 3.14, three things vmmemctl never uses: in a fresh interpreter this
+module costs 11.4 MiB of RSS with them and 2.4 MiB without, for a watcher
+that should stay under 24 MiB (README, Benchmarks):
 
-    if sys.version_info < (3, 14):
-        from asyncio import iscoroutinefunction
-    else:
-        from inspect import iscoroutinefunction
+- ``asyncio`` (its 30-odd submodules, ``ssl`` and libssl/libcrypto: 6.8 MiB),
+  for one name in ``apscheduler.util``: ``from asyncio import
+  iscoroutinefunction``, which only the asyncio/tornado executors call. The
+  stand-in's only name is ``inspect.iscoroutinefunction``, the function
+  APScheduler itself uses on 3.14 (and the one CPython deprecated the asyncio
+  alias for, python/cpython#122858; generator-based ``@asyncio.coroutine``,
+  the only thing the two ever told apart, is gone since 3.11).
+- ``multiprocessing`` and ``concurrent.futures.process`` (with pickle and
+  friends), imported by ``apscheduler.executors.pool`` for its
+  ``ProcessPoolExecutor``; vmmemctl runs jobs on threads only. The stand-ins
+  carry nothing but the ``BrokenProcessPool`` name that module imports.
+- ``importlib.metadata`` (with email, zipfile, csv), for the package's
+  ``__version__`` and the entry-point tables of trigger, executor and job store
+  names ("date", "interval", "threadpool"). The stand-in reads the version from
+  APScheduler's dist-info folder name and its own plugins from that folder's
+  ``entry_points.txt`` (other packages' APScheduler plugins are not looked
+  for: vmmemctl uses none).
 
-for one function that only the asyncio/tornado executors call. Importing
-``asyncio`` loads its 30-odd submodules, ``ssl`` and libssl/libcrypto: 6.8 MiB
-of a watcher's 31 MiB peak RSS (bench/results/overhead.md). There is no
-lighter path inside APScheduler 3, so :func:`_import_apscheduler_util`
-imports that one module with a stand-in ``asyncio`` whose only name is
-``inspect.iscoroutinefunction``, the function APScheduler itself uses on
-3.14 (and the one CPython deprecated the asyncio alias for, python/cpython#122858;
-generator-based ``@asyncio.coroutine``, the only thing the two ever told
-apart, is gone since 3.11). The stand-in is in ``sys.modules`` only while
-that single module body runs: its other imports are loaded first, the
-stand-in is removed right after, and a later ``import asyncio`` (the TUI's
-Textual) gets the real package. If asyncio is already loaded, or a future
-APScheduler wants more from it, the normal import runs instead.
+:func:`_import_apscheduler` imports the modules below with those stand-ins in
+``sys.modules``, their other imports loaded first, and takes the stand-ins out
+right after: a later ``import asyncio`` (the TUI's Textual) or ``import
+multiprocessing`` gets the real package. Any module already loaded is used as
+it is; if the lean import fails in any way (a future APScheduler wants more),
+the normal import runs instead. Call it from the main thread before other
+threads start (`vmmemctl watch` imports this module first thing): the
+stand-ins are visible to every thread while APScheduler's module bodies run.
 
 The API the recorder's driver (:mod:`monitor.watch.driver`) uses::
 
@@ -51,36 +62,113 @@ log = logging.getLogger(__name__)
 JOB_DEFAULTS = dict(coalesce=True, max_instances=1, replace_existing=True)
 
 
-def _import_apscheduler_util() -> None:
-    if "apscheduler.util" in sys.modules or "asyncio" in sys.modules or sys.version_info >= (3, 14):
-        import apscheduler.util  # noqa: F401  (nothing to avoid, or nothing left to avoid)
+_PACKAGES = ("apscheduler.util", "apscheduler.events", "apscheduler.executors.pool", "apscheduler.executors.debug",
+             "apscheduler.schedulers.background", "apscheduler.triggers.base", "apscheduler.triggers.combining",
+             "apscheduler.triggers.cron", "apscheduler.triggers.interval")
+
+
+def _stand_ins() -> dict[str, types.ModuleType]:
+    aio = types.ModuleType("asyncio", "vmmemctl's stand-in while APScheduler loads (monitor.watch.scheduling)")
+    aio.iscoroutinefunction = inspect.iscoroutinefunction  # type: ignore[attr-defined]
+
+    mp = types.ModuleType("multiprocessing", aio.__doc__)
+    process = types.ModuleType("concurrent.futures.process", aio.__doc__)
+
+    class BrokenProcessPool(RuntimeError):
+        """(never raised: vmmemctl runs no process pool)"""
+    process.BrokenProcessPool = BrokenProcessPool  # type: ignore[attr-defined]
+
+    meta = types.ModuleType("importlib.metadata", aio.__doc__)
+
+    class PackageNotFoundError(ModuleNotFoundError):
+        pass
+
+    def dist_info() -> Any:
+        """APScheduler's own dist-info folder (beside the package), or None."""
+        import importlib.util
+        from pathlib import Path
+
+        spec = importlib.util.find_spec("apscheduler")
+        where = Path(spec.origin).parent.parent if spec and spec.origin else None
+        for info in sorted(where.glob("*.dist-info")) if where else ():
+            if info.name.lower().startswith("apscheduler-"):
+                return info
+        return None
+
+    def version(name: str) -> str:
+        info = dist_info()
+        if name.lower() != "apscheduler" or info is None:
+            raise PackageNotFoundError(name)
+        return info.name.removesuffix(".dist-info").partition("-")[2]
+
+    class EntryPoint:
+        def __init__(self, name: str, value: str):
+            self.name, self.value = name, value
+
+        def load(self) -> Any:
+            import importlib
+
+            module, _, attr = self.value.partition(":")
+            return getattr(importlib.import_module(module.strip()), attr.strip())
+
+    def entry_points(group: str = "") -> list[EntryPoint]:
+        """APScheduler's own plugins by name ("date", "interval", "threadpool", ...), read from its
+        entry_points.txt; other packages' plugins are not looked for."""
+        info, found, section = dist_info(), [], ""
+        try:
+            text = (info / "entry_points.txt").read_text() if info is not None else ""
+        except OSError:
+            text = ""
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("[") and line.endswith("]"):
+                section = line[1:-1]
+            elif "=" in line and section == group:
+                name, _, value = line.partition("=")
+                found.append(EntryPoint(name.strip(), value.strip()))
+        return found
+    meta.PackageNotFoundError = PackageNotFoundError  # type: ignore[attr-defined]
+    meta.version = version  # type: ignore[attr-defined]
+    meta.entry_points = entry_points  # type: ignore[attr-defined]
+    return {"asyncio": aio, "multiprocessing": mp, "concurrent.futures.process": process, "importlib.metadata": meta}
+
+
+def _import_apscheduler() -> None:
+    import importlib
+
+    if "apscheduler" in sys.modules or sys.version_info >= (3, 14):
+        for name in _PACKAGES:  # nothing to avoid, or nothing left to avoid
+            importlib.import_module(name)
         return
-    # util's other imports, and the package's own (importlib.metadata for its version), first:
-    # while the stand-in is in sys.modules, only util's module body runs.
-    import calendar  # noqa: F401
-    import functools  # noqa: F401
-    import re  # noqa: F401
-    import zoneinfo  # noqa: F401
-
-    import apscheduler  # noqa: F401
-
-    stand_in = types.ModuleType("asyncio", "vmmemctl's stand-in while apscheduler.util loads (monitor.watch.scheduling)")
-    stand_in.iscoroutinefunction = inspect.iscoroutinefunction  # type: ignore[attr-defined]
-    sys.modules["asyncio"] = stand_in
+    # What APScheduler's modules import besides the stand-ins, first: while the stand-ins are in
+    # sys.modules, only APScheduler's own module bodies run.
+    for name in ("calendar", "functools", "re", "zoneinfo", "uuid", "warnings", "traceback", "collections.abc",
+                 "contextlib", "threading", "logging", "concurrent.futures", "concurrent.futures.thread", "queue",
+                 "tzlocal", "importlib.util"):
+        importlib.import_module(name)
+    stand_ins = {name: module for name, module in _stand_ins().items() if name not in sys.modules}
+    sys.modules.update(stand_ins)
     try:
-        import apscheduler.util  # noqa: F401
-    except ImportError as exc:  # it wanted more than iscoroutinefunction: load the real asyncio
-        log.debug("apscheduler.util needs more of asyncio (%s): importing it", exc)
-        sys.modules.pop("apscheduler.util", None)
-        if sys.modules.get("asyncio") is stand_in:
-            del sys.modules["asyncio"]
-        import apscheduler.util  # noqa: F401,F811
+        for name in _PACKAGES:
+            importlib.import_module(name)
+    except Exception as exc:  # it wanted more than the stand-ins give: load it the normal way
+        log.debug("APScheduler needs more than the stand-ins (%s): importing it as it is", exc)
+        for name in [m for m in sys.modules if m == "apscheduler" or m.startswith("apscheduler.")]:
+            del sys.modules[name]
+        _restore(stand_ins)
+        for name in _PACKAGES:
+            importlib.import_module(name)
     finally:
-        if sys.modules.get("asyncio") is stand_in:
-            del sys.modules["asyncio"]
+        _restore(stand_ins)
 
 
-_import_apscheduler_util()
+def _restore(stand_ins: dict[str, types.ModuleType]) -> None:
+    for name, module in stand_ins.items():
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+
+
+_import_apscheduler()
 
 from apscheduler.events import EVENT_JOB_MISSED  # noqa: E402
 from apscheduler.executors.pool import ThreadPoolExecutor  # noqa: E402
