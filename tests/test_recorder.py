@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -643,3 +645,47 @@ def test_a_recording_only_watcher_refuses_a_prompts_reclaim_and_leaves_it_pendin
         assert watcher.store.events(kinds=["answer", "reclaim"]) == []
     finally:
         watcher.close()
+
+
+def test_a_recording_only_watcher_owns_the_vm_once_the_owner_lets_go(tmp_path):
+    """The owner is another process holding the real claim (a flock); the recording-only recorder asks
+    again at its once-a-minute maintenance, and when the owner is gone it acts, says so, and its
+    driver adds its schedules."""
+    from monitor.kernel.vmclaim import VmClaim
+
+    claims = tmp_path / "claims"
+    hold = ("import sys; from monitor.kernel.vmclaim import VmClaim; c = VmClaim(sys.argv[1], 'arch'); "
+            "print(c.try_take(), flush=True); sys.stdin.read()")
+    owner = subprocess.Popen([sys.executable, "-c", hold, str(claims)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, cwd=str(Path(__file__).resolve().parents[1]))
+    try:
+        assert owner.stdout.readline().strip() == "None"  # it owns the VM
+        claim = VmClaim(claims, "ubuntu")
+        taken = claim.try_take()
+        assert taken is not None and taken.pid == owner.pid
+        config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact"),))
+        recorder = make_watcher(tmp_path, config)
+        recorder.acts, recorder.vm_owner = False, taken.words()
+        recorder.retake = lambda: None if (now := claim.try_take()) is None else now.words()
+        driver = Driver(recorder)
+        driver.start()
+        try:
+            assert "schedule0" not in {j.id for j in driver.scheduler.get_jobs()}
+            recorder.maintain()
+            assert not recorder.acts and f"pid {owner.pid}" in recorder.vm_owner
+            owner.stdin.close()
+            owner.wait(timeout=30)
+            recorder.maintain()
+            assert recorder.acts and recorder.vm_owner is None
+            deadline = time.time() + 30
+            while time.time() < deadline and driver.scheduler.get_job("schedule0") is None:
+                time.sleep(0.05)
+            assert driver.scheduler.get_job("schedule0") is not None
+        finally:
+            driver.shutdown(wait=True)
+            claim.release()
+        (event,) = [e for e in recorder.store.events(kinds=["watch"]) if "no longer owns" in e.message]
+        assert event.message.startswith(f"pid {owner.pid} in distro arch") and "this watcher does now" in event.message
+    finally:
+        owner.kill()
+        owner.wait()

@@ -339,6 +339,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         try:
             if owner is not None:
                 recorder.acts, recorder.vm_owner = False, owner
+                recorder.retake = lambda: None if (now := claim.try_take()) is None else now.words()
                 recorder.store.add_event("watch", f"recording only: {owner} owns this VM ([control] "
                                                   "second_watcher = \"record\"): no rules, schedules or reclaims here")
                 daemon.log.warning("recording only: %s owns this VM", owner)
@@ -361,7 +362,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def _claim_vm(config: Config):
     """One watcher acts per VM (every WSL distro shares /mnt/wsl): (the claim, None) when we own it,
-    else (None, who owns it in words); with [control] second_watcher = "exit", one line instead."""
+    else (the claim, who owns it in words); with [control] second_watcher = "exit", one line instead."""
     import os
 
     from monitor.kernel.vmclaim import VmClaim, claim_dir, distro_name
@@ -374,7 +375,7 @@ def _claim_vm(config: Config):
     if config.control.second_watcher == "exit":
         raise AlreadyActing(f"{owner.words()} owns this VM ({where.why}); this watcher exits "
                             "([control] second_watcher = \"exit\")")
-    return None, owner.words()
+    return claim, owner.words()  # (the recorder tries the claim again once a minute: VmClaim.try_take)
 
 
 class AlreadyActing(UserError):

@@ -46,6 +46,7 @@ class Driver:
         self.closed = threading.Event()
         self._ids: set[str] = set()
         recorder.run_async = self.run_async
+        recorder.jobs_changed = self.jobs_changed
 
     def run_async(self, fn: Callable[[], None]) -> None:
         """A reclaim (seconds to minutes) on its own worker, beside the ticks."""
@@ -64,6 +65,12 @@ class Driver:
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
         self._add_jobs()
+
+    def jobs_changed(self) -> None:
+        """The recorder's table changed (it now owns the VM: its schedules join): added again at the
+        next wakeup, outside the job that said so."""
+        if not self.closed.is_set():
+            self.scheduler.add_job(self.reschedule, id="reschedule", replace_existing=True, misfire_grace_time=60)
 
     def run_now(self, job_id: str) -> None:
         """Run a job at the next wakeup instead of at its time (the dashboard samples a reclaim's effect)."""

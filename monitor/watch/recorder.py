@@ -112,6 +112,10 @@ class Recorder:
     control: Path | None = None  # where this recorder's control endpoint listens (a watcher's), for clients
     acts: bool = True  # False: another watcher owns the VM (monitor.kernel.vmclaim): record, never act
     vm_owner: str | None = None  # who owns the VM when we do not, in words
+    # Not owning the VM: tries to own it (None when it now does, else the owner in words); asked once a
+    # minute, so a recording-only watcher takes over when the owner stops (monitor.kernel.vmclaim)
+    retake: Callable[[], str | None] | None = None
+    jobs_changed: Callable[[], None] = field(default=lambda: None)  # the driver adds the jobs again
     started: float = field(default_factory=time.time)
     last_host: HostSample | None = None
     last_decision: Decision | None = None
@@ -196,6 +200,7 @@ class Recorder:
             self._record_error("host sample", exc)
 
     def maintain(self) -> None:
+        self._try_to_own_the_vm()
         try:
             h, now = self.config.history, self.clock()
             since = self._reroll[0] if self._reroll else None
@@ -205,6 +210,23 @@ class Recorder:
             self.store.prune(h.raw_for, h.minute_for, h.ten_minute_for, h.events_for, self.clock())
         except Exception as exc:
             self._record_error("maintenance", exc)
+
+    def _try_to_own_the_vm(self) -> None:
+        if self.acts or self.retake is None:
+            return
+        try:
+            owner = self.retake()
+        except Exception as exc:
+            self._record_error("VM claim", exc)
+            return
+        if owner is not None:
+            self.vm_owner = owner
+            return
+        was, self.acts, self.vm_owner = self.vm_owner, True, None
+        words = f"{was} no longer owns this VM: this watcher does now (its rules, schedules and reclaims act)"
+        log.warning("%s", words)
+        self.store.add_event("watch", words)
+        self.jobs_changed()  # the schedules join the job table
 
     def run_schedule(self, schedule: Schedule) -> None:
         """A scheduled reclaim, if its conditions hold now."""
