@@ -277,6 +277,20 @@ def test_an_expired_prompt_is_refused_and_no_reclaim_runs_but_a_pending_one_does
     assert answers == [f"prompt {pending}: reclaimed (asked by root, pid {os.getpid()})"]
 
 
+def test_a_clients_settle_reaches_the_watchers_reclaim_and_a_bad_one_is_refused(prompt_watcher):
+    """`vmmemctl reclaim --settle 2s` with a watcher: the watcher's reclaim settles 2 s (its config: 0 s)."""
+    db, control, knobs = prompt_watcher
+    with pytest.raises(ControlError) as refused:
+        call(control, "reclaim", method="pagecache", settle=-1, timeout=DEADLINE)
+    assert "settle" in str(refused.value) and "from 0 to 3600" in str(refused.value) and "-1" in str(refused.value)
+    assert knobs_written(knobs) == {"drop_caches": "", "compact_memory": ""} and events(db, "reclaim") == []
+    done = run_cli("reclaim", "--db", str(db), "--method", "pagecache", "--settle", "2s", "--json")
+    assert done.returncode == 0, done
+    trace = json.loads(done.stdout)["host_trace"]
+    assert trace[-1][0] >= 2.0 and len(trace) >= 2  # watched the host for the 2 s asked, not the config's 0
+    assert knobs_written(knobs)["drop_caches"] == "1"
+
+
 def test_a_dismissed_prompt_names_who_dismissed_it_and_cannot_be_answered_again(prompt_watcher):
     db, control, knobs = prompt_watcher
     with Store(db) as store:  # no rule: the watcher's ticks never expire it meanwhile

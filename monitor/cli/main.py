@@ -158,9 +158,14 @@ def _reclaim_by_watcher(args: argparse.Namespace, config: Config, paths: list[st
     """With a watcher recording, the watcher reclaims (as root, for a root service) and says what it
     gave back; None when no watcher records this history (this process reclaims, if it may)."""
     fields = {"paths": paths} if paths else {"method": args.method} if args.method else {}
+    if args.settle is not None:
+        fields["settle"] = args.settle
     answer = ask_watcher(config, args.db, "reclaim", timeout=RECLAIM_WAIT, dry_run=bool(args.dry_run), **fields)
     if answer is None:
         return None
+    if getattr(args, "reader", "auto") != "auto":
+        print(f"vmmemctl: --reader {args.reader} applies when this process reclaims; the watcher reads page "
+              "residency its own way (auto)", file=sys.stderr)
     print(json.dumps(answer["reclaim"], indent=2) if args.json else answer["text"])
     return 1 if answer["reclaim"].get("error") else 0
 

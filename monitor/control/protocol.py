@@ -39,6 +39,7 @@ MAX_RESPONSE = 1024 * 1024  # what a client reads of one answer line before it g
 MAX_PATHS = 64
 MAX_METHOD = 64  # characters of a reclaim method's name (the watcher knows the real names)
 MAX_SECONDS = 366 * 86400  # a longer snooze or pause is a typo (or an overflow further down)
+MAX_SETTLE = 3600  # a reclaim's settle a client may ask for
 MAX_PROMPT = 2**63 - 1  # prompt numbers are SQLite row ids
 MAX_ERROR = 1000  # characters of an error line
 
@@ -143,6 +144,12 @@ def _seconds(zero_means: str) -> Callable[[str, object], float]:
     return check
 
 
+def _settle(name: str, value: object) -> float:
+    if not _is_number(value) or not math.isfinite(value) or not 0 <= value <= MAX_SETTLE:
+        raise _fail(name, f"a number of seconds from 0 to {MAX_SETTLE} (how long to watch the host give back)", value)
+    return float(value)
+
+
 @dataclass(frozen=True)
 class _Field:
     check: Callable[[str, object], Any]
@@ -153,7 +160,7 @@ class _Field:
 OPS: dict[str, dict[str, _Field]] = {
     "hello": {},
     "answer": {"prompt": _Field(_prompt, True), "answer": _Field(_answer, True)},
-    "reclaim": {"method": _Field(_method), "paths": _Field(_paths), "dry_run": _Field(_flag)},
+    "reclaim": {"method": _Field(_method), "paths": _Field(_paths), "dry_run": _Field(_flag), "settle": _Field(_settle)},
     "snooze": {"seconds": _Field(_seconds("clears the snooze"), True)},
     "pause": {"seconds": _Field(_seconds("resumes"), True)},
     "resume": {},

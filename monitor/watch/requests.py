@@ -79,7 +79,8 @@ class Requests:
             return self.answer(int(fields["prompt"]), fields["answer"], by)
         if op == "reclaim":
             request = ReclaimRequest(fields.get("method") or self.recorder.config.reclaim.method,
-                                     tuple(fields.get("paths") or ()), f"request ({by})", bool(fields.get("dry_run")))
+                                     tuple(fields.get("paths") or ()), f"request ({by})", bool(fields.get("dry_run")),
+                                     fields.get("settle"))
             return _told(self._reclaim(request))
         if op == "reload":
             self.queue_reload()
