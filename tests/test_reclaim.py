@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -355,3 +356,48 @@ def test_gradual_refuses_to_guess_when_the_guest_does_not_say(fake_kernel, tmp_p
     assert "steps: none (nothing was written)" in text and f"error: {result.error}" in text
     # a dry run still says what it would do
     assert Reclaimer(files, probes, config.reclaim, tmp_path / "lock").run(method, dry_run=True).methods_run
+
+
+def test_knobs_missing_here_are_said_so_not_needs_root(tmp_path):
+    from monitor.errors import PrivilegeError
+    from monitor.reclaim.reclaimer import choose_writer
+
+    (tmp_path / "proc" / "sys" / "vm").mkdir(parents=True)
+    with pytest.raises(PrivilegeError) as refused:
+        choose_writer(LocalFiles(str(tmp_path / "proc")), dry_run=False)
+    assert str(refused.value) == ("reclaim cannot write /proc/sys/vm/drop_caches: it does not exist here "
+                                  "(a kernel without it, or /proc not mounted)")
+
+
+READ_ONLY_KNOBS = """
+set -e
+mount -t tmpfs none "$1"
+mkdir -p "$1/sys/vm"
+touch "$1/sys/vm/drop_caches" "$1/sys/vm/compact_memory"
+mount -o remount,ro "$1"
+exec "$2" -c '
+import sys
+from monitor.errors import PrivilegeError
+from monitor.kernel.procfs import LocalFiles
+from monitor.reclaim.reclaimer import choose_writer
+try:
+    choose_writer(LocalFiles(sys.argv[1]), dry_run=False)
+except PrivilegeError as exc:
+    print(exc)
+' "$1"
+"""
+
+
+def test_knobs_on_a_read_only_mount_are_said_so_even_to_root(tmp_path):
+    """As in a container whose /proc/sys is read-only: root cannot write either, so "needs root" was wrong."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) (a read-only tmpfs in a mount namespace of its own)")
+    where = tmp_path / "proc"
+    where.mkdir()
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", READ_ONLY_KNOBS, "sh", str(where),
+                           sys.executable], capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[1]),
+                          timeout=60)
+    if done.returncode != 0 and "mount" in done.stderr:
+        pytest.skip(f"cannot mount here: {done.stderr.strip()}")
+    assert done.stdout.strip() == ("reclaim cannot write /proc/sys/vm/drop_caches: it is on a read-only mount "
+                                   "(/proc/sys read-only: a container?)"), done

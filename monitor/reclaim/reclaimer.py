@@ -474,7 +474,26 @@ def choose_writer(files: SystemFiles, dry_run: bool) -> Writer:
         return files  # a guest channel writes as the guest's root; a dry run writes nothing
     if all(os.access(files.resolve(p), os.W_OK) for p in (DROP_CACHES, COMPACT_MEMORY)):
         return files
+    blocked = _unwritable_for_anyone(files)
+    if blocked:  # root would not help: say what stops it, not "needs root"
+        raise PrivilegeError(f"reclaim cannot write {blocked}")
     sudo = SudoWriter(files)
     if sudo.allowed():
         return sudo
     raise PrivilegeError(f"reclaim needs root to write /proc/sys/vm/drop_caches: {missing_right_hint()}")
+
+
+def _unwritable_for_anyone(files: SystemFiles) -> str | None:
+    """"/proc/sys/vm/drop_caches: /proc/sys is mounted read-only (a container?)" when no user could write
+    the knobs here (missing, or on a read-only mount), else None (root, or the sudo rule, would do)."""
+    for knob in (DROP_CACHES, COMPACT_MEMORY):
+        path = files.resolve(knob)
+        try:
+            read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except FileNotFoundError:
+            return f"/{knob}: it does not exist here (a kernel without it, or /proc not mounted)"
+        except OSError:
+            continue
+        if read_only:
+            return f"/{knob}: it is on a read-only mount (/proc/sys read-only: a container?)"
+    return None
