@@ -277,6 +277,26 @@ def test_an_expired_prompt_is_refused_and_no_reclaim_runs_but_a_pending_one_does
     assert answers == [f"prompt {pending}: reclaimed (asked by root, pid {os.getpid()})"]
 
 
+def test_a_prompt_answered_snooze_is_recorded_as_snoozed_and_snoozes_in_one_request(prompt_watcher):
+    db, control, knobs = prompt_watcher
+    with Store(db) as store:
+        pending = store.add_event("prompt", "page cache above 50%. Reclaim (pagecache)?", rule="r", status="pending",
+                                  data={"method": "pagecache"})
+    before = time.time()
+    told = call(control, "answer", prompt=pending, answer="snooze", seconds=600, timeout=DEADLINE)
+    assert (told["prompt"], told["answer"]) == (pending, "snoozed")
+    assert before + 600 <= told["snoozed_until"] <= time.time() + 600
+    assert prompt_status(db, pending) == "snoozed"
+    answers = [e.message for e in events(db, "answer")]
+    assert answers == [f"prompt {pending}: snoozed (for 10m, asked by root, pid {os.getpid()})"]
+    with Store(db) as store:
+        assert store.get_state("policy")["snoozed_until"] == told["snoozed_until"]
+    assert knobs_written(knobs) == {"drop_caches": "", "compact_memory": ""}  # a snooze reclaims nothing
+    with pytest.raises(ControlError) as again:
+        call(control, "answer", prompt=pending, answer="snooze", timeout=DEADLINE)
+    assert str(again.value) == f"prompt {pending} is not pending any more: it is snoozed"
+
+
 def test_a_clients_settle_reaches_the_watchers_reclaim_and_a_bad_one_is_refused(prompt_watcher):
     """`vmmemctl reclaim --settle 2s` with a watcher: the watcher's reclaim settles 2 s (its config: 0 s)."""
     db, control, knobs = prompt_watcher

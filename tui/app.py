@@ -31,7 +31,6 @@ from monitor.config.schema import METHODS, Config, to_toml
 from monitor.errors import UserError
 from monitor.history.store import TIER_WORDS
 from monitor.notify import Notification
-from monitor.units import format_duration
 from tui import data, screens
 from tui.messages import (
     ActionDone,
@@ -331,12 +330,9 @@ class VmmemApp(App):
         elif answer.answer == "snooze":
             seconds = answer.seconds or screens.DEFAULT_SNOOZE
 
-            def snooze() -> str:
-                self.source.answer(prompt.id, "snoozed", format_duration(seconds))
-                return self._snooze_words(self.source.snooze(seconds))
-            self._record(snooze)
+            self._record(lambda: self._snooze_words(self.source.snooze_prompt(prompt.id, seconds)))
         else:
-            self._record(lambda: self.source.answer(prompt.id, "dismissed") and f"prompt {prompt.id} dismissed")
+            self._record(lambda: self.source.answer(prompt.id) and f"prompt {prompt.id} dismissed")
 
     def action_config(self) -> None:
         self._push(screens.config_screen(to_toml(self.config), self.config.path))

@@ -23,10 +23,10 @@ from textual.widgets.option_list import Option
 
 from monitor.history.store import Event
 from monitor.units import format_bytes, format_duration
+from monitor.policy.state import DEFAULT_SNOOZE
 from tui import data
 
 SNOOZE_CHOICES = (900.0, 3600.0, 4 * 3600.0, 86400.0)
-DEFAULT_SNOOZE = 3600.0
 
 
 class Modal(ModalScreen):

@@ -47,6 +47,7 @@ from monitor.control.client import call
 from monitor.history.places import watcher_of
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim
 from monitor.sample import Environment, Sample
+from monitor.units import format_duration
 from monitor.history.instance import AlreadyRecording, recording_pid, take_instance_lock
 from monitor.watch.driver import Driver
 from monitor.watch.recorder import Recorder
@@ -466,12 +467,23 @@ class DataSource:
                 self.recorder.state_written()
             return state
 
-    def answer(self, prompt_id: int, answer: str, detail: str = "") -> bool:
-        """Dismiss (or snooze: "snoozed") a prompt; a reclaim answer is :meth:`reclaim` with its id."""
+    def answer(self, prompt_id: int) -> bool:
+        """Dismiss a prompt; a reclaim answer is :meth:`reclaim` with its id, a snooze :meth:`snooze_prompt`."""
         if self._ask("answer", prompt=prompt_id, answer="dismiss") is not None:
             return True
         with self.lock:
-            return self._writable().answer_prompt(prompt_id, answer, detail)
+            return self._writable().answer_prompt(prompt_id, "dismissed")
+
+    def snooze_prompt(self, prompt_id: int, seconds: float) -> PolicyState:
+        """Answer a prompt "snooze": the prompt marked snoozed and the snooze set, in one request (attached)
+        or one go (standalone); refused when the prompt is not pending any more."""
+        asked = self._ask("answer", prompt=prompt_id, answer="snooze", seconds=seconds)
+        if asked is not None:
+            return PolicyState({}, asked["snoozed_until"], None)
+        with self.lock:
+            if not self._writable().answer_prompt(prompt_id, "snoozed", f"for {format_duration(seconds)}"):
+                raise UserError(f"prompt {prompt_id} is not pending any more: nothing snoozed")
+        return self.snooze(seconds)
 
     def _ask(self, op: str, timeout: float = 10.0, **fields: Any) -> dict | None:
         """The watcher's answer to ``op``, or None when this dashboard acts by itself (standalone).

@@ -95,8 +95,8 @@ def _prompt(name: str, value: object) -> int:
 
 
 def _answer(name: str, value: object) -> str:
-    if not isinstance(value, str) or value not in ("reclaim", "dismiss"):
-        raise _fail(name, '"reclaim" or "dismiss"', value)
+    if not isinstance(value, str) or value not in ("reclaim", "dismiss", "snooze"):
+        raise _fail(name, '"reclaim", "dismiss" or "snooze" (with seconds)', value)
     return value
 
 
@@ -159,7 +159,8 @@ class _Field:
 # op -> its fields. The handler gives each op its meaning; this table only says what is well formed.
 OPS: dict[str, dict[str, _Field]] = {
     "hello": {},
-    "answer": {"prompt": _Field(_prompt, True), "answer": _Field(_answer, True)},
+    "answer": {"prompt": _Field(_prompt, True), "answer": _Field(_answer, True),
+               "seconds": _Field(_seconds("snoozes for the default"))},
     "reclaim": {"method": _Field(_method), "paths": _Field(_paths), "dry_run": _Field(_flag), "settle": _Field(_settle)},
     "snooze": {"seconds": _Field(_seconds("clears the snooze"), True)},
     "pause": {"seconds": _Field(_seconds("resumes"), True)},

@@ -19,6 +19,9 @@ from monitor.units import format_duration
 POLICY_STATE_KEY = "policy"
 
 
+DEFAULT_SNOOZE = 3600.0  # a prompt's "snooze" without a duration (the dashboard's default choice too)
+
+
 def load_state(store: Store | None) -> PolicyState:
     return PolicyState.from_json(store.get_state(POLICY_STATE_KEY)) if store else PolicyState()
 

@@ -12,8 +12,9 @@ reclaim is not run (issue 24: it once ran anyway and dropped the hot files left)
     snooze     seconds (0 clears)                  the state after
     pause      seconds (0 resumes)                 the state after
     resume     -                                   the state after
-    answer     prompt, answer (reclaim | dismiss)  the answer, and the reclaim's result
-    reclaim    method?, paths?, dry_run?           the reclaim's result
+    answer     prompt, answer (reclaim | dismiss   the answer, and the reclaim's result (or the snooze)
+               | snooze), seconds? (a snooze's)
+    reclaim    method?, paths?, dry_run?, settle?  the reclaim's result
     reload     -                                   queued; the history says whether it took
     subscribe  -                                   a stream: new samples and events, as they are recorded
 """
@@ -31,9 +32,10 @@ from monitor.errors import UserError
 from monitor.control.server import peer_in_group
 from monitor.history.store import Store, sample_row
 from monitor.kernel.users import user_name
-from monitor.policy.state import set_pause, set_snooze
+from monitor.policy.state import DEFAULT_SNOOZE, set_pause, set_snooze
 from monitor.reclaim.reclaimer import ReclaimResult
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim, reclaim_text
+from monitor.units import format_duration
 from monitor.watch.recorder import Recorder
 
 
@@ -76,7 +78,7 @@ class Requests:
         if op in ("snooze", "pause", "resume"):
             return self._state(op, float(fields.get("seconds", 0)), by)
         if op == "answer":
-            return self.answer(int(fields["prompt"]), fields["answer"], by)
+            return self.answer(int(fields["prompt"]), fields["answer"], by, float(fields.get("seconds") or 0))
         if op == "reclaim":
             request = ReclaimRequest(fields.get("method") or self.recorder.config.reclaim.method,
                                      tuple(fields.get("paths") or ()), f"request ({by})", bool(fields.get("dry_run")),
@@ -112,18 +114,24 @@ class Requests:
                 state = set_pause(store, 0 if op == "resume" else seconds, self.clock(), by=by)
         return {"snoozed_until": state.snoozed_until, "paused_until": state.paused_until}
 
-    def answer(self, prompt_id: int, answer: str, by: str) -> dict:
-        """Answer a pending prompt; "reclaim" runs its reclaim here. A prompt that is not pending any
-        more (answered, or expired when its condition passed) is refused, and nothing runs."""
+    def answer(self, prompt_id: int, answer: str, by: str, seconds: float = 0.0) -> dict:
+        """Answer a pending prompt; "reclaim" runs its reclaim here, "snooze" snoozes for ``seconds``
+        (0: the default). A prompt that is not pending any more (answered, or expired when its condition
+        passed) is refused, and nothing runs."""
         if answer == "reclaim":
             self._may_reclaim()  # before the prompt is marked reclaimed: a refusal leaves it pending
+        seconds = seconds or DEFAULT_SNOOZE
         with self._store() as store:
             prompt = next((p for p in store.pending_prompts() if p.id == prompt_id), None)
             if prompt is None:
                 raise Refused(f"prompt {prompt_id} is not pending any more: {_status(store, prompt_id)}")
-            status = "reclaimed" if answer == "reclaim" else "dismissed"
-            if not store.answer_prompt(prompt_id, status, f"asked by {by}"):
+            status = {"reclaim": "reclaimed", "snooze": "snoozed"}.get(answer, "dismissed")
+            detail = f"for {format_duration(seconds)}, asked by {by}" if answer == "snooze" else f"asked by {by}"
+            if not store.answer_prompt(prompt_id, status, detail):
                 raise Refused(f"prompt {prompt_id} was answered meanwhile")
+            if answer == "snooze":
+                state = set_snooze(store, seconds, self.clock(), by=by)
+                return {"prompt": prompt_id, "answer": status, "snoozed_until": state.snoozed_until}
         if answer != "reclaim":
             return {"prompt": prompt_id, "answer": status}
         method = (prompt.data or {}).get("method") or self.recorder.config.reclaim.method
