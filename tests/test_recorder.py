@@ -689,3 +689,33 @@ def test_a_recording_only_watcher_owns_the_vm_once_the_owner_lets_go(tmp_path):
     finally:
         owner.kill()
         owner.wait()
+
+
+def test_a_dashboards_interval_is_the_recorders_so_its_window_holds(tmp_path):
+    """`tui --interval 10s`: the recorder samples every 10 s and does not take 10 s between samples for
+    a gap (it compared with [sampling] interval, 2 s, and started the policy's window again every tick)."""
+    from tui.app import make_app
+
+    clock = [at("2030-01-02 12:00:00")]
+    files = LocalFiles("/proc")
+
+    def probes(c, env):
+        made = build(c, environ={}, files=files)
+        made.guest.clock = lambda: clock[0]
+        return made
+    app = make_app(cfg(), tmp_path / "h.db", standalone=True, interval=10.0, clock=lambda: clock[0], timers=False,
+                   environ={}, reclaim_lock=tmp_path / "reclaim.lock", watcher_pid=lambda db: None,
+                   probes_factory=probes)
+    source = app.source
+    source.start()
+    try:
+        recorder = source.recorder
+        recorder.monotonic = lambda: clock[0]  # (the same clock: no jump, only the 10 s between ticks)
+        assert {j.id: j.trigger.interval.total_seconds() for j in recorder.jobs()}["tick"] == 10.0
+        for _ in range(3):
+            source.tick()
+            clock[0] += 10
+        assert len(recorder.window(clock[0])) == 3  # one run of samples, not three beginnings
+        assert "recording every 10s" in source.mode_words()
+    finally:
+        source.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -461,9 +462,10 @@ def make_app(config: Config, db_path: str | Path, *, standalone: bool, interval:
     (environ, reclaim_lock, watcher_pid, probes_factory, localtime) for tests."""
     if options.get("reclaim_lock") is not None:
         options["reclaim_lock"] = Path(options["reclaim_lock"])
-    setup = Setup(config, Path(db_path), standalone and not options.get("view"), interval or config.sampling.interval,
-                  clock=clock,
-                  timers=timers, **options)
+    if interval:  # `tui --interval`: the recorder samples, and judges gaps, at the interval shown (issue 28)
+        config = dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, interval=interval))
+    setup = Setup(config, Path(db_path), standalone and not options.get("view"), config.sampling.interval,
+                  clock=clock, timers=timers, **options)
     return VmmemApp(setup)
 
 
