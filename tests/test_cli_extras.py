@@ -8,7 +8,7 @@ import socket
 import time
 import urllib.request
 
-from helpers import FAKEBIN, run_cli
+from helpers import FAKEBIN, TREES, run_cli
 from helpers import start_watch, wait_for_samples
 
 
@@ -77,3 +77,18 @@ def test_service_install_print_is_a_unit():
     assert result.returncode == 0
     assert "[Service]" in result.stdout and "ExecStart=" in result.stdout and " watch" in result.stdout
     assert "NoNewPrivileges=yes" in result.stdout and "ProtectSystem=strict" in result.stdout
+
+
+def test_the_common_options_work_before_the_command_too(tmp_path):
+    """`vmmemctl --db X status` (was: invalid choice 'X'); after the command wins when both are given."""
+    import json
+
+    before = run_cli("--db", str(tmp_path / "before.db"), "--proc-root", str(TREES / "wsl2-ubuntu" / "proc"),
+                     "status", "--json")
+    assert before.returncode == 0, before.stderr
+    report = json.loads(before.stdout)
+    assert report["history"] == str(tmp_path / "before.db") and report["environment"]["kind"] == "wsl2"
+    both = run_cli("--db", str(tmp_path / "before.db"), "status", "--json", "--db", str(tmp_path / "after.db"))
+    assert json.loads(both.stdout)["history"] == str(tmp_path / "after.db")
+    typo = run_cli("--db", str(tmp_path / "no" / "such" / "h.db"), "history")
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "does not exist" in typo.stderr

@@ -35,13 +35,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def common_options() -> argparse.ArgumentParser:
+def common_options(after_command: bool = True) -> argparse.ArgumentParser:
+    """--config, --proc-root and --db: every command takes them, before or after its name. After it, an
+    option not given leaves what was given before it (argparse.SUPPRESS: no default to overwrite it)."""
+    default = argparse.SUPPRESS if after_command else None
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="FILE",
+    common.add_argument("--config", metavar="FILE", default=default,
                         help="config file (default: $VMMEMCTL_CONFIG, then the user config dir)")
-    common.add_argument("--proc-root", metavar="DIR",
+    common.add_argument("--proc-root", metavar="DIR", default=default,
                         help="read kernel files from DIR instead of /proc (sysfs from DIR/../sys)")
-    common.add_argument("--db", metavar="PATH", help="history database (default: [general] db, "
+    common.add_argument("--db", metavar="PATH", default=default, help="history database (default: [general] db, "
                         "else history.db in the user data dir)")
     return common
 
@@ -634,7 +637,7 @@ def _duration(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_options()
-    parser = Parser(prog="vmmemctl", description=(
+    parser = Parser(prog="vmmemctl", parents=[common_options(after_command=False)], description=(
         "Watch how much memory the WSL2 VM holds on the host and give the idle part back."))
     parser.add_argument("--version", action="version", version=f"vmmemctl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
