@@ -168,3 +168,32 @@ def test_config_error_type_carries_the_line():
     with pytest.raises(ConfigError) as err:
         load_config("/definitely/not/here.toml")
     assert "no such file" in str(err.value)
+
+
+def test_config_check_says_every_error_in_the_file_one_line_each(tmp_path):
+    """Two typos and two bad values: all four, in the file's order, each its own line (was: only one)."""
+    path = tmp_path / "config.toml"
+    path.write_text('[policy]\nauto_reclaimm = true\n[sampling]\nintervall = "2s"\n'
+                    '[[rule]]\nname = "x"\nabove = "10 GiBB"\n[[rule]]\nname = "y"\nabove = "1G"\naction = "nottify"\n')
+    result = run_cli("config", "check", "--config", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"vmmemctl: config error: {path}: policy.auto_reclaimm: unknown key; did you mean 'auto_reclaim'?",
+        f"vmmemctl: config error: {path}: sampling.intervall: unknown key; did you mean 'interval'?",
+        f'vmmemctl: config error: {path}: rule[0].above: got "10 GiBB"; expected a size such as "512MiB", "4GiB", '
+        '"1.5G", a byte count, or a percentage "40%"',
+        f'vmmemctl: config error: {path}: rule[1].action: got "nottify"; expected one of "notify", "prompt", '
+        '"reclaim" (did you mean \'notify\'?)',
+    ]
+
+
+def test_a_record_with_a_bad_field_is_not_also_blamed_by_its_cross_checks(tmp_path):
+    """rearm_below is checked against above; with above wrong, only above is said."""
+    path = tmp_path / "config.toml"
+    path.write_text('[[rule]]\nname = "x"\nabove = "lots"\nrearm_below = "1GiB"\n[[rule]]\nname = "y"\n'
+                    'above = "1GiB"\nrearm_below = "2GiB"\n')
+    with pytest.raises(ConfigError) as bad:
+        load_config(path)
+    lines = str(bad.value).splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{path}: rule[0].above: got \"lots\"")
+    assert lines[1].startswith(f"{path}: rule[1].rearm_below: got \"2GiB\"")

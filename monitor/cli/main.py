@@ -766,8 +766,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except UserError as exc:  # ConfigError included: one line, its own exit code
-        print(f"vmmemctl: {exc.label}{exc}", file=sys.stderr)
+    except UserError as exc:  # ConfigError included: one line (one per error in a config), its own exit code
+        for line in str(exc).splitlines() or [""]:
+            print(f"vmmemctl: {exc.label}{line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("vmmemctl: interrupted", file=sys.stderr)

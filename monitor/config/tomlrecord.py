@@ -43,32 +43,56 @@ def public_fields(cls: type) -> list[dataclasses.Field]:
 
 class RecordLoader:
     """Builds records from TOML tables; ``check(record, file, prefix)`` adds the checks that
-    need more than one field (it raises ConfigError)."""
+    need more than one field (it raises ConfigError). Every error in the file is found, not only
+    the first: :meth:`build` raises one ConfigError whose lines are all of them, in file order."""
 
     def __init__(self, check: Callable[[Any, str, str], None]):
         self.check = check
 
     def build(self, cls: type, table: Any, file: str, prefix: str) -> Any:
+        errors: list[str] = []
+        obj = self._build(cls, table, file, prefix, errors)
+        if errors:
+            raise ConfigError("\n".join(errors))
+        return obj
+
+    def _build(self, cls: type, table: Any, file: str, prefix: str, errors: list[str]) -> Any:
         where = prefix.rstrip(".") or "the top level"
         if not isinstance(table, dict):
             raise ConfigError(f"{file}: {where}: got {show(table)}; expected a table")
+        before = len(errors)
         hints = typing.get_type_hints(cls, include_extras=True)
         fields = {key_of(f): f for f in public_fields(cls)}
-        for key in table:
+        values = {}
+        for key in table:  # in the file's order, so the errors are too
             if key not in fields:
                 close = _close(key, list(fields))
                 hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(fields)}"
-                raise ConfigError(f"{file}: {prefix}{key}: unknown key{hint}")
-        values = {}
-        for key, f in fields.items():
-            if key in table:
-                values[f.name] = self.convert(hints[f.name], table[key], file, f"{prefix}{key}", f)
+                errors.append(f"{file}: {prefix}{key}: unknown key{hint}")
+                continue
+            f = fields[key]
+            try:
+                values[f.name] = self.convert(hints[f.name], table[key], file, f"{prefix}{key}", f, errors)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        if len(errors) > before:  # this record (or one inside it) is wrong: said; its cross-checks would
+            try:                  # only repeat it
+                return cls(**values)
+            except (TypeError, ValueError):
+                return None
         obj = cls(**values)
-        self.check(obj, file, prefix)
+        try:
+            self.check(obj, file, prefix)
+        except ConfigError as exc:
+            errors.append(str(exc))
         return obj
 
+    def convert(self, tp: Any, value: Any, file: str, key: str, f: dataclasses.Field,
+                errors: list[str] | None = None) -> Any:
+        """One TOML value as ``tp``; raises ConfigError for it, and adds to ``errors`` what records
+        inside it got wrong (an array of tables goes on past a bad one)."""
+        errors = [] if errors is None else errors
 
-    def convert(self, tp: Any, value: Any, file: str, key: str, f: dataclasses.Field) -> Any:
         def fail(expected: str) -> typing.NoReturn:
             raise ConfigError(f"{file}: {key}: got {show(value)}; expected {expected}")
 
@@ -84,10 +108,10 @@ class RecordLoader:
                     return parse_size(value, allow_percent=False)
             except UnitError as exc:
                 fail(str(exc))
-            return self.convert(base, value, file, key, f)
+            return self.convert(base, value, file, key, f, errors)
         if origin in (types.UnionType, typing.Union):
             options = [a for a in typing.get_args(tp) if a is not type(None)]
-            return self.convert(options[0], value, file, key, f)
+            return self.convert(options[0], value, file, key, f, errors)
         if origin is Literal:
             choices = typing.get_args(tp)
             if value not in choices:
@@ -99,12 +123,12 @@ class RecordLoader:
             item = typing.get_args(tp)[0]
             if not isinstance(value, list):
                 fail(f"an array of tables ([[{key}]])")
-            return tuple(self.build(item, v, file, f"{key}[{i}].") for i, v in enumerate(value))
+            return tuple(self._build_item(item, v, file, f"{key}[{i}].", errors) for i, v in enumerate(value))
         if origin is list:
             item = typing.get_args(tp)[0]
             if not isinstance(value, list):
                 fail("a list")
-            return [self.convert(item, v, file, f"{key}[{i}]", f) for i, v in enumerate(value)]
+            return [self.convert(item, v, file, f"{key}[{i}]", f, errors) for i, v in enumerate(value)]
         if tp is Size:
             try:
                 return parse_size(value)
@@ -121,8 +145,15 @@ class RecordLoader:
                 fail("a string without NUL characters")
             return value
         if dataclasses.is_dataclass(tp):
-            return self.build(tp, value, file, f"{key}.")
+            return self._build(tp, value, file, f"{key}.", errors)
         raise TypeError(f"config field type {tp!r} has no converter")  # a programming error, not user input
+
+    def _build_item(self, cls: type, value: Any, file: str, prefix: str, errors: list[str]) -> Any:
+        try:
+            return self._build(cls, value, file, prefix, errors)
+        except ConfigError as exc:  # this item is no table: said, and the next items are looked at too
+            errors.append(str(exc))
+            return None
 
 
 def _parse_percent(value: Any) -> float:

@@ -53,8 +53,9 @@ def reload(driver: Driver, reloader: Reloader) -> None:
     try:
         config, listen = reloader.load()
     except UserError as exc:
-        log.error("reload refused: %s; the old config stays", exc)
-        recorder.store.add_event("watch", f"reload refused: {exc}; the old config stays")
+        words = "; ".join(str(exc).splitlines())  # every error in the file, on the one line
+        log.error("reload refused: %s; the old config stays", words)
+        recorder.store.add_event("watch", f"reload refused: {words}; the old config stays")
         return
     recorder.wiring.config = config  # what the next reclaim is built with
     changed = recorder.reconfigure(config, build_notifier(config.notify))
