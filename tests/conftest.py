@@ -25,6 +25,9 @@ def isolated_home(tmp_path, monkeypatch):
            "XDG_STATE_HOME": str(home / ".local/state"), "XDG_RUNTIME_DIR": str(run / "user"),
            "VMMEMCTL_SYSTEM_DIR": str(home / "system"), "VMMEMCTL_RUN_DIR": str(run / "system"),
            "VMMEMCTL_VM_CLAIM_DIR": str(run / "vm"),  # each test its own "VM": watchers of two tests never meet
+           # and its own reclaim lock: a reclaim elsewhere on this machine (another suite, the lab's host-mode
+           # watcher, a person) never makes a test's reclaim "busy"
+           "VMMEMCTL_RECLAIM_LOCK": str(run / "reclaim.lock"),
            "VMMEMCTL_CONFIG": ""}
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -8,7 +8,6 @@ import datetime as dt
 import sqlite3
 from pathlib import Path
 
-from fakekernel import FakeKernel
 from helpers import TREES
 
 from monitor.config.schema import (
@@ -17,7 +16,6 @@ from monitor.config.schema import (
     ReclaimConfig,
     Rule,
     SamplingConfig,
-    Schedule,
 )
 from monitor.kernel.procfs import LocalFiles
 from monitor.notify import Notifier

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +24,6 @@ from monitor.reclaim.reclaimer import (
     Reclaimer,
     ReclaimLock,
     Seams,
-    default_lock_path,
     gradual_plan,
 )
 
@@ -235,7 +235,7 @@ def test_real_compact(tmp_path):
 
 
 def test_second_reclaim_waits_for_none_and_says_why(tmp_path):
-    with ReclaimLock(default_lock_path()):
+    with ReclaimLock(Path(os.environ["VMMEMCTL_RECLAIM_LOCK"])):  # the test's own (conftest), not the machine's
         result = run_cli("reclaim", "--method", "compact", "--settle", "0", "--db", str(tmp_path / "h.db"))
     assert result.returncode == 1
     assert f"another reclaim is running (pid {os.getpid()})" in result.stderr
@@ -401,3 +401,32 @@ def test_knobs_on_a_read_only_mount_are_said_so_even_to_root(tmp_path):
         pytest.skip(f"cannot mount here: {done.stderr.strip()}")
     assert done.stdout.strip() == ("reclaim cannot write /proc/sys/vm/drop_caches: it is on a read-only mount "
                                    "(/proc/sys read-only: a container?)"), done
+
+
+def test_ctrl_c_during_a_reclaim_prints_and_records_what_ran_and_exits_130(fake_kernel, tmp_path):
+    """Ctrl-C while it settles (issue 28: "interrupted", exit 130, no table, no event, although the drop ran)."""
+    kernel = fake_kernel(cached=2 * GiB, hot=0)
+    db = tmp_path / "h.db"
+    env = {**os.environ, "VMMEMCTL_CONFIG": "", "VMMEMCTL_RECLAIM_LOCK": str(tmp_path / "reclaim.lock")}
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "reclaim", "--method", "pagecache", "--settle", "1h",
+                             "--json", "--proc-root", str(kernel.proc), "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=str(Path(__file__).resolve().parents[1]))
+    try:
+        knob = kernel.proc / "sys/vm/compact_memory"
+        deadline = time.monotonic() + 60
+        while knob.read_text().strip() != "1":  # the drop and the compaction ran: it is settling now
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else ""
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "vmmemctl: interrupted: what ran before it is above and recorded in the history"
+    result = json.loads(out)
+    assert result["methods_run"] == ["pagecache", "compact"] and result["error"] is None
+    assert any(n.startswith("settle cut short after") and "Ctrl-C" in n for n in result["notes"]), result["notes"]
+    with Store(db) as store:
+        (event,) = store.events(kinds=["reclaim"])
+    assert event.data["methods_run"] == ["pagecache", "compact"] and event.data["notes"] == result["notes"]

@@ -126,20 +126,26 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     if paths:
         return _reclaim_paths(args, config, paths)
     progress = _progress_printer() if sys.stderr.isatty() else None
-    wiring = Wiring(config, db_path(config, args.db))
-    try:
-        request = ReclaimRequest(args.method or config.reclaim.method, dry_run=args.dry_run, settle=args.settle)
-        result = wiring.reclaim(request, progress=progress)
-    except PrivilegeError as exc:
-        if args.json:  # a script reads stdout: give it JSON too; the one line still goes to stderr
-            print(json.dumps(_privilege_json(exc), indent=2))
-        raise
+    # Ctrl-C stops between steps (and ends the settle): what ran is printed and recorded, exit 130.
+    with _stop_on_sigint() as stop:
+        wiring = Wiring(config, db_path(config, args.db), stop=stop)
+        try:
+            request = ReclaimRequest(args.method or config.reclaim.method, dry_run=args.dry_run, settle=args.settle)
+            result = wiring.reclaim(request, progress=progress)
+        except PrivilegeError as exc:
+            if args.json:  # a script reads stdout: give it JSON too; the one line still goes to stderr
+                print(json.dumps(_privilege_json(exc), indent=2))
+            raise
     if progress:
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         print(report.reclaim_text(result))
+    if stop.is_set():
+        recorded = "" if args.dry_run else " and recorded in the history"
+        print(f"vmmemctl: interrupted: what ran before it is above{recorded}", file=sys.stderr)
+        return 130
     return 1 if result.error else 0
 
 

@@ -84,6 +84,8 @@ class ReclaimBusy(UserError):
         self.pid, self.holder = pid, holder
 
 
+STOPPED = "asked to stop: Ctrl-C, or the watcher stopping"  # why a reclaim ended early, in its notes
+
 @dataclass
 class ReclaimResult:
     method: str  # what was asked for
@@ -262,7 +264,7 @@ class Reclaimer:
             try:
                 for i, name in enumerate(chain):
                     if i and self.stop.is_set():  # shutting down: what ran is the result
-                        result.notes.append(f"stopped before {'+'.join(chain[i:])} (vmmemctl is shutting down)")
+                        result.notes.append(f"stopped before {'+'.join(chain[i:])} ({STOPPED})")
                         result.methods_run = chain[:i]
                         break
                     getattr(self, f"_run_{name}")(result)
@@ -358,7 +360,7 @@ class Reclaimer:
                 self._gradual_stop(result, decision.reason, decision.words, decision.working_set)
                 return
             if self.stop.is_set():
-                self._gradual_stop(result, "stopped", "stopped early (vmmemctl is shutting down)")
+                self._gradual_stop(result, "stopped", f"stopped early ({STOPPED})")
                 return
             eagain = False
             try:
@@ -414,7 +416,10 @@ class Reclaimer:
             host = self.sampler.sample_host(guest or result.after)
             result.host_trace.append((elapsed, host.bytes))
             result.host_after = host
-            if elapsed >= settle or self.stop.is_set():
+            if self.stop.is_set():
+                result.notes.append(f"settle cut short after {elapsed:.0f}s ({STOPPED})")
+                break
+            if elapsed >= settle:
                 break
             self.progress(f"settling: host {format_bytes(host.bytes)} ({settle - elapsed:.0f}s left)")
             self.sleep(min(1.0, settle - elapsed))
