@@ -117,6 +117,21 @@ def format_bytes(n: int | float | None, *, signed: bool = False) -> str:
     return f"{sign}{int(n)} B"
 
 
+def format_bytes_apart(a: int, b: int) -> tuple[str, str]:
+    """Two sizes in words that differ whenever the sizes do: ``1.52 GiB`` and ``1.50 GiB`` where
+    :func:`format_bytes` says "1.5 GiB" twice (a crossing "1.5 GiB rose above 1.5 GiB" says nothing)."""
+    first, second = format_bytes(a), format_bytes(b)
+    if first != second or a == b:
+        return first, second
+    unit, scale = next(((u, k) for u, k in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+                        if max(abs(a), abs(b)) >= k), ("B", 1))
+    for digits in (2, 3):
+        first, second = f"{a / scale:.{digits}f} {unit}", f"{b / scale:.{digits}f} {unit}"
+        if first != second:
+            return first, second
+    return f"{a:,} B", f"{b:,} B"
+
+
 def format_duration(seconds: float | None) -> str:
     """``150`` -> ``"2m30s"``; keeps the two largest units."""
     if seconds is None:

@@ -139,9 +139,36 @@ def test_prompt_is_recorded_once_and_expires_when_the_condition_passes(tmp_path,
         assert watcher.store.pending_prompts() == []
         assert watcher.store.events(kinds=["answer"])[0].data["answer"] == "expired"
         crossings = [e.message for e in watcher.store.events(kinds=["crossing"])]
-        assert any("fell below 4.0 GiB" in c for c in crossings)
+        assert any("fell below 3.0 GiB (where it re-arms)" in c for c in crossings), crossings
     finally:
         kernel.close()
+
+
+def test_a_value_hovering_at_a_threshold_is_one_crossing_each_way_in_words_that_differ(tmp_path):
+    """Issue 28: 512 MiB rose above, 510 fell below, ... four events in 12 s; and "1.5 GiB rose above 1.5 GiB"."""
+    kernel = FakeKernel(tmp_path / "tree", cached=300 * MiB, hot=0)
+    try:
+        rule = tiny_rule(name="cache", metric="page_cache", above=Size(bytes=512 * MiB, text="512MiB"))
+        watcher = make_watcher(tmp_path, cfg(rule), files=LocalFiles(kernel.proc))
+        for cached in (300 * MiB, 520 * MiB, 510 * MiB, 515 * MiB, 505 * MiB, 300 * MiB, 400 * MiB, 512 * MiB + 1024):
+            kernel.cached = cached
+            watcher.tick()
+        crossings = [e.message for e in watcher.store.events(kinds=["crossing"])]
+    finally:
+        kernel.close()
+    # up once, down once below where it re-arms (75 %: 384 MiB), up again by a hair, which the words show
+    assert crossings == ["page cache 520 MiB rose above 512 MiB (cache)",
+                         "page cache 300 MiB fell below 384 MiB (where it re-arms) (cache)",
+                         "page cache 512.43 MiB rose above 512.00 MiB (cache)"]  # (+ the fake's buffers)
+
+
+def test_format_bytes_apart_shows_the_difference():
+    from monitor.units import format_bytes_apart
+
+    assert format_bytes_apart(int(1.52 * 1024**3), int(1.5 * 1024**3)) == ("1.52 GiB", "1.50 GiB")
+    assert format_bytes_apart(512 * MiB + 1, 512 * MiB) == ("536,870,913 B", "536,870,912 B")
+    assert format_bytes_apart(520 * MiB, 512 * MiB) == ("520 MiB", "512 MiB")
+    assert format_bytes_apart(GiB, GiB) == ("1.0 GiB", "1.0 GiB")
 
 
 def test_reclaim_rule_reclaims_on_the_fake_kernel(tmp_path, notify_log):

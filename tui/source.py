@@ -219,7 +219,7 @@ class DataSource:
         self.recorder = self.wiring.recorder(notifier, clock=self.setup.clock, run_async=self.run_async,
                                              probes=self.probes)
         self.store = self.recorder.store  # used under self.lock only, by the jobs and the reads alike
-        self.store.add_event("watch", "dashboard started recording (standalone, every "
+        self.store.add_event("dashboard", "dashboard started recording (standalone, every "
                                       f"{self.setup.interval:g}s)")
 
     def start_driver(self, event_loop: Any, after: Callable[[str], None]) -> None:
@@ -236,7 +236,7 @@ class DataSource:
             self.driver.shutdown(wait=False)  # a job already queued does nothing now (waits for the lock)
         with self.lock:
             if self.store is not None and self.recorder is not None:
-                self.store.add_event("watch", "dashboard stopped recording")
+                self.store.add_event("dashboard", "dashboard stopped recording")
             if self.recorder is not None:
                 # The recorder's close writes a disk-full backlog when there is room again (it was lost at
                 # exit: issue 24) and closes its store and probes, which are ours too.
@@ -300,7 +300,9 @@ class DataSource:
             return (None, 0, 0)
         key = self.store.events_version()
         if key != self._cache.events_key:
-            self._cache.events = self.store.events(since=0, limit=200)
+            # The dashboard's own comings and goings stay out of the list (`history --events` has them)
+            self._cache.events = [e for e in self.store.events(since=0, limit=200, without=["dashboard"])
+                                  if not (e.kind == "watch" and e.message.startswith("dashboard "))]  # older histories
             week = self.store.events(since=now - data.RANGES["7d"], kinds=["reclaim"], limit=5000)
             self._cache.reclaims = data.reclaim_times(week)
             self._cache.events_key = key

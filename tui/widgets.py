@@ -20,7 +20,7 @@ INACTIVE_STYLE = "#808080"  # a reclaim rule while auto-reclaim is off: drawn, b
 RECLAIM_STYLE = "#af87ff"
 MOOD_STYLE = {"good": "green", "bad": "yellow", "neutral": ""}
 KIND_STYLE = {"reclaim": "green", "error": "red", "prompt": "yellow", "answer": "cyan", "crossing": "magenta",
-              "notify": "blue", "schedule": "green", "state": "", "watch": "dim"}
+              "notify": "blue", "schedule": "green", "state": "", "watch": "dim", "dashboard": "dim"}
 
 
 def show_if_changed(widget: Static, content: Text, layout: bool = False) -> None:

@@ -39,7 +39,7 @@ REAL_COLUMNS = {"psi_memory_some_avg10", "psi_io_some_avg10", "cpu_busy_percent"
 COUNTERS = {"workingset_refault_file", "pgpgin", "drop_pagecache"}  # roll-ups keep the last value, not the mean
 TIERS = (("samples", 0), ("samples_1m", 60), ("samples_10m", 600))
 TIER_WORDS = {"samples": "every sample", "samples_1m": "1-minute averages", "samples_10m": "10-minute averages"}
-EVENT_KINDS = ("crossing", "notify", "prompt", "answer", "reclaim", "schedule", "error", "state", "watch")
+EVENT_KINDS = ("crossing", "notify", "prompt", "answer", "reclaim", "schedule", "error", "state", "watch", "dashboard")
 
 
 def _column_sql(name: str) -> str:
@@ -296,12 +296,17 @@ class Store:
             (time.time() if t is None else t, kind, rule, message, json.dumps(data) if data else None, status))
         return int(cur.lastrowid)
 
-    def events(self, since: float = 0, kinds: Sequence[str] | None = None, limit: int = 1000) -> list[Event]:
+    def events(self, since: float = 0, kinds: Sequence[str] | None = None, limit: int = 1000,
+               without: Sequence[str] = ()) -> list[Event]:
+        """Events since ``since``, oldest first (the newest ``limit``); only ``kinds``, none of ``without``."""
         sql = "SELECT id, t, kind, message, rule, data, status FROM events WHERE t >= ?"
         args: list[Any] = [since]
         if kinds:
             sql += f" AND kind IN ({', '.join('?' for _ in kinds)})"
             args += list(kinds)
+        if without:
+            sql += f" AND kind NOT IN ({', '.join('?' for _ in without)})"
+            args += list(without)
         sql += " ORDER BY t DESC, id DESC LIMIT ?"
         rows = self.db.execute(sql, (*args, limit)).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if r[5] else None, r[6]) for r in rows][::-1]

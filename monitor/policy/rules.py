@@ -191,10 +191,10 @@ def effective_method(method: str, gradual_available: bool) -> str:
 DROPS_HOT_PAGES = ("pagecache", "full")
 
 
-def rule_level(rule: Rule, sample: Sample) -> tuple[int | None, int | None]:
-    """The rule's metric in ``sample`` and its threshold there (None when unknown)."""
+def rule_level(rule: Rule, sample: Sample) -> tuple[int | None, int | None, int | None]:
+    """The rule's metric in ``sample``, its threshold there and where it re-arms (None when unknown)."""
     total = sample.host.host_total if rule.metric in ("host", "host_gap") else sample.guest.total
-    return metric_value(sample, rule.metric), rule.above.resolve(total)
+    return metric_value(sample, rule.metric), rule.above.resolve(total), _rearm_threshold(rule, total)
 
 
 def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float) -> RuleStatus:

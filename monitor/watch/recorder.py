@@ -53,7 +53,7 @@ from monitor.reclaim.cost import CostMeter
 from monitor.reclaim.reclaimer import ReclaimBusy, ReclaimResult
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim
 from monitor.sample import GuestSample, HostSample, Sample
-from monitor.units import format_bytes, format_duration
+from monitor.units import format_bytes, format_bytes_apart, format_duration
 
 if TYPE_CHECKING:
     from monitor.probes.probeset import Probes
@@ -554,18 +554,29 @@ class Recorder:
         return None
 
     def _record_crossings(self, sample: Sample) -> None:
-        """Threshold crossings, both ways, as events (the TUI lists them); words only for a crossing."""
+        """Threshold crossings, both ways, as events (the TUI lists them), with the rule's own hysteresis:
+        it rises above its threshold, and falls only below where it re-arms (`rearm_below`, else 75 % of
+        the threshold), so a value hovering at the threshold is one event, not four in 12 s. Words only
+        for a crossing, with sizes that differ when the numbers do."""
         for rule in self.config.rule:
-            value, threshold = rule_level(rule, sample)
+            value, threshold, rearm = rule_level(rule, sample)
             if value is None or threshold is None:
                 continue
-            above = value > threshold
             before = self._above.get(rule.label)
+            if value > threshold:
+                above = True
+            elif rearm is None or value < rearm or before is None:
+                above = False
+            else:
+                above = before  # between the two: no change
             self._above[rule.label] = above
             if before is not None and above != before:
+                limit = threshold if above else (rearm if rearm is not None else threshold)
+                shown, at = format_bytes_apart(value, limit)
                 word = "rose above" if above else "fell below"
-                self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {format_bytes(value)} {word} "
-                                     f"{format_bytes(threshold)} ({rule.label})", rule=rule.label)
+                also = "" if above or limit == threshold else " (where it re-arms)"
+                self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {shown} {word} {at}{also} "
+                                     f"({rule.label})", rule=rule.label)
 
     def _follow_interop(self, host: HostSample) -> None:
         """Windows interop dying for the VM's lifetime (microsoft/WSL#41283) and coming back: one
