@@ -34,6 +34,8 @@ from tui import screens
 from tui.app import VmmemApp, make_app
 from tui.data import build_cards
 from tui.demo import write_history
+from textual.containers import VerticalScroll
+
 from tui.widgets import EventList, TrendChart
 
 GiB, MiB = 1024**3, 1024**2
@@ -286,6 +288,24 @@ async def reclaim_from_standalone_dashboard(kernel: FakeKernel, tmp_path: Path) 
         assert snap.latest["page_cache"] < before - GiB  # the cards show the drop...
         assert snap.chart.cache[-1][-1][1] < before  # ...and so does the chart's last point
         assert any("reclaim" in t for t in toasts(app))
+        # Its details in words (issue 28: raw JSON, "started": 1796614017.875673), the raw record on `j`
+        events = app.query_one(EventList)
+        events.focus()
+        events.move_cursor(row=kinds.index("reclaim"))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, screens.EventScreen)
+        assert app.screen.query_one(VerticalScroll).border_subtitle == "j: raw JSON · Esc closes"
+        words = app.screen.words.plain
+        assert re.search(r"^freed: [0-9.]+ GiB$", words, re.M) and re.search(r"^started: \d\d:\d\d:\d\d$", words, re.M)
+        assert "freed_bytes" not in words and not re.search(r"\b1[0-9]{9}\b", words), words  # no raw bytes or epochs
+        assert "freed: " in screen(app)  # first, where the screen shows it
+        await pilot.press("j")
+        await settle(pilot)
+        assert app.screen.showing_raw and '"freed_bytes": ' in app.screen.raw.plain
+        assert app.screen.query_one(VerticalScroll).border_subtitle == "j: in words · Esc closes"
+        assert '"method": ' in screen(app)  # the JSON is what the screen shows now
+        await pilot.press("escape")
     (reclaim,) = events_of(db, "reclaim")
     assert reclaim.rule == "manual" and reclaim.status == "ok" and len(kernel.requests) > 3
 

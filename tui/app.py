@@ -354,7 +354,7 @@ class VmmemApp(App):
     def on_data_table_row_selected(self, message: EventList.RowSelected) -> None:
         line = self.query_one(EventList).selected()
         if line is not None:
-            self._push(screens.event_screen(self.source.event(line.id), line))
+            self._push(screens.event_screen(self.source.event(line.id), line, self.setup.clock(), self.setup.localtime))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

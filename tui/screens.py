@@ -7,6 +7,7 @@ Choices are OptionLists: arrows choose, Enter confirms, Escape backs out, the mo
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,11 +229,40 @@ def help_screen() -> TextScreen:
     return TextScreen("help", body, "help-dialog")
 
 
-def event_screen(event: Event | None, line: data.EventLine) -> TextScreen:
-    body = Text()
-    body.append(f"{line.when}  {line.kind}\n\n", style="bold")
-    body.append((event.message if event else line.text) + "\n")
+class EventScreen(TextScreen):
+    """One event whole: its data in words; `j` shows the raw record (JSON) and back."""
+
+    BINDINGS = [*TextScreen.BINDINGS, Binding("j", "raw", "Raw JSON")]
+
+    def __init__(self, title: str, words: Text, raw: Text):
+        super().__init__(title, words, "event-dialog")
+        self.words, self.raw, self.showing_raw = words, raw, False
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog page", id=self.dialog_id) as box:
+            box.border_title = self.title_text
+            box.border_subtitle = "j: raw JSON · Esc closes" if self.raw.plain else "Esc closes"
+            yield Static(self.body, id="event-body")
+
+    def action_raw(self) -> None:
+        if not self.raw.plain:
+            return
+        self.showing_raw = not self.showing_raw
+        self.query_one("#event-body", Static).update(self.raw if self.showing_raw else self.words)
+        box = self.query_one(VerticalScroll)
+        box.border_subtitle = "j: in words · Esc closes" if self.showing_raw else "j: raw JSON · Esc closes"
+
+
+def event_screen(event: Event | None, line: data.EventLine, now: float | None = None,
+                 localtime: Any = time.localtime) -> EventScreen:
+    head = Text()
+    head.append(f"{line.when}  {line.kind}\n\n", style="bold")
+    head.append((event.message if event else line.text) + "\n")
+    words, raw = head.copy(), Text()
     if event and event.data:
-        body.append("\n")
-        body.append(json.dumps(event.data, indent=2, default=str), style="dim")
-    return TextScreen(f"event {line.id}", body, "event-dialog")
+        words.append("\n")
+        words.append("\n".join(data.detail_lines(event.data, time.time() if now is None else now, localtime)))
+        raw = head.copy()
+        raw.append("\n")
+        raw.append(json.dumps(event.data, indent=2, default=str), style="dim")
+    return EventScreen(f"event {line.id}", words, raw)

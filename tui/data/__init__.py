@@ -45,6 +45,7 @@ from tui.data.words import (
                             Header,
                             auto_words,
                             clock_text,
+                            detail_lines,
                             event_lines,
                             next_schedule,
                             snooze_words,
@@ -58,6 +59,6 @@ __all__ = [
     "reclaim_times", "sample_step", "split_runs", "thresholds", "time_ticks",
     "RANGE_NAMES", "RANGES", "TREND_WINDOW", "LocalTime", "Row", "next_range",
     "Offer", "expected_gain", "make_offer",
-    "EventLine", "Header", "auto_words", "clock_text", "event_lines", "next_schedule",
+    "EventLine", "Header", "auto_words", "clock_text", "detail_lines", "event_lines", "next_schedule",
     "snooze_words", "staleness", "until_words",
 ]

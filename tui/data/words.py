@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from monitor.config.schema import Config, Schedule
 from monitor.policy.rules import PolicyState
 from monitor.reclaim.cost import cost_words
-from monitor.units import format_duration
+from monitor.units import format_bytes, format_duration
 from tui.data.common import LocalTime
 
 def clock_text(ts: float, now: float, localtime: LocalTime = time.localtime) -> str:
@@ -93,3 +93,65 @@ def staleness(latest_t: float | None, now: float, interval: float) -> str:
         return ""
     unit = next(u for u in (86400, 3600, 60, 1) if age >= u or u == 1)  # one unit: it changes once a minute at most
     return f"last sample {format_duration(age // unit * unit)} ago"
+
+
+# ------------------------------------------------------------------ an event's data, for a person
+
+_TIME_KEYS = ("t", "time", "started", "ended", "since", "until", "learned_at")
+_EPOCH_FLOOR = 1e9  # a number this large under a time key is a timestamp (2001 on), not a count
+
+
+def detail_lines(data: dict, now: float, localtime: LocalTime = time.localtime, indent: str = "") -> list[str]:
+    """An event's data in words (issue 28: it was raw JSON, `"started": 1796614017.875673`): sizes as
+    sizes, times as local clock times, durations as durations, traces and steps summed up; the raw
+    record stays one key away (the event screen's `j`)."""
+    out = []
+    for key, value in sorted(data.items(), key=lambda kv: _detail_order(*kv)):
+        name = key.removesuffix("_bytes").removesuffix("_s").replace("_", " ")
+        if isinstance(value, list) and len(value) > 1 and all(isinstance(v, str) for v in value):
+            out.append(f"{indent}{name}:")
+            out.extend(f"{indent}  - {v}" for v in value)
+        elif isinstance(value, dict):
+            out.append(f"{indent}{name}:")
+            out.extend(detail_lines(value, now, localtime, indent + "  "))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            out.append(f"{indent}{name}: {len(value)}")
+            for i, item in enumerate(value, 1):
+                words = ", ".join(line.strip() for line in detail_lines(item, now, localtime))
+                out.append(f"{indent}  {i}. {words}")
+        elif isinstance(value, list) and value and all(isinstance(v, list) and len(v) == 2 for v in value):
+            first, last = value[0], value[-1]  # a trace: (seconds after, bytes)
+            out.append(f"{indent}{name}: {len(value)} readings over {format_duration(last[0])}, "
+                       f"{format_bytes(first[1])} -> {format_bytes(last[1])}")
+        else:
+            out.append(f"{indent}{name}: {_value_words(key, value, now, localtime)}")
+    return out
+
+
+_FIRST = ("freed_bytes", "page_cache_before_bytes", "page_cache_after_bytes", "host_before_bytes", "host_after_bytes",
+          "started", "duration_s", "stop_reason", "working_set_bytes", "reread_bytes_after")
+
+
+def _detail_order(key: str, value: Any) -> tuple[int, int]:
+    """What a person asks first (how much came back, when, how long) first; lists and records last."""
+    if key in _FIRST:
+        return 0, _FIRST.index(key)
+    return (2 if isinstance(value, (dict, list)) else 1), 0
+
+
+def _value_words(key: str, value: Any, now: float, localtime: LocalTime) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value) or "none"
+        return str(value)
+    if key.endswith("_bytes"):
+        return format_bytes(value)
+    if (key in _TIME_KEYS or key.endswith(("_at", "_until"))) and value > _EPOCH_FLOOR:
+        return clock_text(value, now, localtime)
+    if key.endswith("_s") or key in ("duration", "elapsed", "window", "jump"):
+        return format_duration(value)
+    if key.endswith(("_percent", "avg10", "_share")):
+        return f"{value:.1f}%"
+    return f"{value:g}" if isinstance(value, float) else str(value)
