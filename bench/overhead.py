@@ -3,9 +3,16 @@
     .venv/bin/python bench/overhead.py                    # 3 rounds x 180 s; writes bench/results/overhead.*
     .venv/bin/python bench/overhead.py --duration 60 --rounds 1   # a quick look (say so if you quote it)
 
-1. In-process, the median of many calls: ``GuestProbe(LocalFiles('/proc')).sample()``,
-   ``psutil.virtual_memory()`` and a bare read of /proc/meminfo (the floor), plus
-   what a sample is made of (the bare read of each of its 7 files, and each parse).
+1. In-process, side by side (each round times every candidate in turn, so a machine
+   that speeds up or slows down moves them together): a bare read of /proc/meminfo
+   (the floor), ``GuestProbe.sample(tick=True)`` as the watcher takes it (a clock
+   stepping 2 s a call, the default interval, so the slower files come on their
+   cadence: median, p90 and the mean over the cadence), ``GuestProbe.sample()``
+   (every file read, as a reclaim's measurements and ``status`` take it) and
+   ``psutil.virtual_memory()``; then what a sample is made of (each file's bare read
+   and its re-read on a kept descriptor, and each parse).
+   ``--only-sample`` runs just this part and keeps parts 2 and 3 of the previous
+   results file, marked with the date they were measured.
 2. Processes side by side for --duration seconds, in the same run: ``vmmemctl watch
    --interval 2s`` (default config, a fresh database), the same with the TUI's imports
    loaded first, ``glances --stdout mem.used,mem.cached -t 2`` (from bench/.venv-glances,
@@ -47,21 +54,43 @@ PYTHON = str(REPO / ".venv/bin/python")
 
 def per_call_us(fn, calls: int, rounds: int) -> dict:
     """Median (and p90) of per-call times in microseconds, over ``rounds`` x ``calls``; GC off while timing."""
-    for _ in range(50):
-        fn()  # warm caches and lazy imports
-    times = []
+    return side_by_side({"fn": fn}, calls, rounds)["fn"]
+
+
+def side_by_side(fns: dict, calls: int, rounds: int, floor: str | None = None) -> dict:
+    """Per-call times of each function, timed in turn within each round (``calls`` calls each), so
+    drift in the machine's speed (a shared VM) moves all of them alike. Median, p90 and mean over
+    all calls in microseconds; with ``floor``, each one's median and mean over the floor's median
+    round by round, and the median of those ratios (robust to the drift). GC off while timing."""
+    for fn in fns.values():
+        for _ in range(50):
+            fn()  # warm caches and lazy imports
+    times: dict[str, list[int]] = {name: [] for name in fns}
+    per_round: dict[str, list[tuple[float, float]]] = {name: [] for name in fns}
     gc.disable()
     try:
         for _ in range(rounds):
-            for _ in range(calls):
-                t0 = time.perf_counter_ns()
-                fn()
-                times.append(time.perf_counter_ns() - t0)
+            for name, fn in fns.items():
+                got = []
+                for _ in range(calls):
+                    t0 = time.perf_counter_ns()
+                    fn()
+                    got.append(time.perf_counter_ns() - t0)
+                times[name] += got
+                got.sort()
+                per_round[name].append((got[len(got) // 2], sum(got) / len(got)))
     finally:
         gc.enable()
-    times.sort()
-    return {"median_us": round(times[len(times) // 2] / 1000, 2), "p90_us": round(times[int(len(times) * 0.9)] / 1000, 2),
-            "calls": len(times)}
+    out = {}
+    for name, ts in times.items():
+        ts.sort()
+        out[name] = {"median_us": round(ts[len(ts) // 2] / 1000, 2), "p90_us": round(ts[int(len(ts) * 0.9)] / 1000, 2),
+                     "mean_us": round(sum(ts) / len(ts) / 1000, 2), "calls": len(ts)}
+        if floor is not None:
+            base = [m for m, _ in per_round[floor]]
+            out[name]["ratio_median"] = round(median([m / b for (m, _), b in zip(per_round[name], base)]), 2)
+            out[name]["ratio_mean"] = round(median([a / b for (_, a), b in zip(per_round[name], base)]), 2)
+    return out
 
 
 def bare_read(path: str) -> bytes:
@@ -69,36 +98,58 @@ def bare_read(path: str) -> bytes:
         return fh.read()
 
 
+class _StepClock:
+    def __init__(self, start: float, step: float = 2.0):
+        self.now, self.step_s = start, step
+
+    def step(self) -> None:
+        self.now += self.step_s
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def micro(calls: int, rounds: int) -> dict:
+    clock = _StepClock(time.time())
+    ticking = GuestProbe(LocalFiles("/proc"), clock=clock)
+    ticking.prime()
+
+    def tick():
+        clock.step()  # the watcher's default interval: the slower files come on their cadence
+        return ticking.sample(tick=True)
     probe = GuestProbe(LocalFiles("/proc"))
     probe.prime()
     files = LocalFiles("/proc")
-    out = {
-        "bare_read_meminfo": per_call_us(lambda: bare_read("/proc/meminfo"), calls, rounds),
-        "psutil_virtual_memory": per_call_us(psutil.virtual_memory, calls, rounds),
-        "guest_sample": per_call_us(probe.sample, calls, rounds),
-    }
-    # What the sample is made of: each file's bare read, then each parse on that text.
+    rounds_of = max(1, calls // 250)  # short rounds: the machine's drift is shared within each
+    out = side_by_side({
+        "bare_read_meminfo": lambda: bare_read("/proc/meminfo"),
+        "guest_tick": tick,
+        "guest_sample": probe.sample,
+        "psutil_virtual_memory": psutil.virtual_memory,
+        "localfiles_read_all7": lambda: files.read(FILES),
+    }, 250, rounds * rounds_of, floor="bare_read_meminfo")
+    # What the sample is made of: each file's bare read, its re-read on a kept descriptor, each parse.
     reads = {p: per_call_us(lambda p=p: bare_read(str(files.resolve(p))), calls // 2, rounds) for p in FILES}
     out["bare_read_each"] = reads
+    out["kept_read_each"] = {p: per_call_us(lambda p=p: files.read([p]), calls // 2, rounds) for p in FILES}
     out["bare_read_all7_sum_us"] = round(sum(r["median_us"] for r in reads.values()), 2)
-    out["localfiles_read_all7"] = per_call_us(lambda: files.read(FILES), calls // 2, rounds)
     texts = files.read(FILES)
     parsers = {
         "meminfo by the learnt layout (what a sample runs)": lambda: probe._meminfo(texts["proc/meminfo"], []),
         "parse_meminfo+fields (full: the first or an odd file)": lambda: guest_mod._from_meminfo(texts["proc/meminfo"], []),
+        "cpu_busy_total (stat's first line)": lambda: procfs.cpu_busy_total(texts["proc/stat"]),
         "parse_pressure x2": lambda: (procfs.parse_pressure(texts["proc/pressure/memory"]),
                                       procfs.parse_pressure(texts["proc/pressure/io"])),
-        "parse_vmstat": lambda: guest_mod._from_vmstat(texts["proc/vmstat"], []),
-        "parse_buddyinfo+split": lambda: guest_mod._from_buddyinfo(texts["proc/buddyinfo"], 9, []),
-        "parse_cpu_times": lambda: procfs.parse_cpu_times(texts["proc/stat"]),
+        "vmstat's three counters": lambda: guest_mod._from_vmstat(texts["proc/vmstat"], []),
+        "buddyinfo's free-block sums": lambda: guest_mod._from_buddyinfo(texts["proc/buddyinfo"], 9, []),
     }
     out["parse_each"] = {k: per_call_us(fn, calls // 2, rounds) for k, fn in parsers.items()}
     out["file_sizes"] = {p: len(t or "") for p, t in texts.items()}
-    out["ratio_sample_to_bare_meminfo"] = round(out["guest_sample"]["median_us"] /
-                                                out["bare_read_meminfo"]["median_us"], 2)
-    out["ratio_psutil_to_bare_meminfo"] = round(out["psutil_virtual_memory"]["median_us"] /
-                                                out["bare_read_meminfo"]["median_us"], 2)
+    out["cadence_s"] = dict(guest_mod.CADENCE)
+    out["tick_files"] = list(guest_mod.QUICK_FILES)
+    out["ratio_tick_to_bare_meminfo"] = out["guest_tick"]["ratio_mean"]
+    out["ratio_sample_to_bare_meminfo"] = out["guest_sample"]["ratio_median"]
+    out["ratio_psutil_to_bare_meminfo"] = out["psutil_virtual_memory"]["ratio_median"]
     return out
 
 
@@ -151,17 +202,6 @@ def watcher_tick(ticks: int, tmp: Path) -> dict:
                 __import__("monitor.policy.state", fromlist=["x"]).history_window(config), clock())),
             "profile_cumulative": _trim(text.getvalue()), "profile_tottime": _trim(own.getvalue()),
             "last_decision": watcher.last_decision.reason if watcher.last_decision else None}
-
-
-class _StepClock:
-    def __init__(self, start: float):
-        self.now = start
-
-    def step(self) -> None:
-        self.now += 2.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _trim(profile: str) -> str:
@@ -295,34 +335,52 @@ def summarise_rounds(rounds: list[dict]) -> dict:
 def markdown(data: dict) -> str:
     m = data["micro"]
     a = data["args"]
-    row = lambda name, r: f"| {name} | {r['median_us']:.1f} | {r['p90_us']:.1f} |"  # noqa: E731
+    row = lambda name, r: f"| {name} | {r['median_us']:.1f} | {r['p90_us']:.1f} | {r['mean_us']:.1f} |"  # noqa: E731
+    tick, cad = m["guest_tick"], m["cadence_s"]
     lines = [f"# Overhead of watching ({data['finished']})", "",
              machine_markdown(data["machine"], data["load_before"], data["load_after"]), "",
              "## One sample, in-process", "",
-             f"Median of {m['guest_sample']['calls']} calls each (GC off while timing).", "",
-             "| what | median µs | p90 µs |", "|---|---|---|",
-             row("bare read of /proc/meminfo (the floor)", m["bare_read_meminfo"]),
-             row("psutil.virtual_memory()", m["psutil_virtual_memory"]),
-             row("GuestProbe(LocalFiles('/proc')).sample()", m["guest_sample"]),
-             row("LocalFiles.read(the 7 files), no parsing", m["localfiles_read_all7"]), "",
-             f"Guest sample / bare meminfo read: **{m['ratio_sample_to_bare_meminfo']}x** (target <= 3x); "
-             f"psutil.virtual_memory / bare read: {m['ratio_psutil_to_bare_meminfo']}x.", "",
-             "What a sample is made of (bare read of each file; each parse of its text):", "",
-             "| part | median µs | bytes |", "|---|---|---|"]
+             f"{m['guest_sample']['calls']} calls each, side by side: rounds of 250 calls of each in turn, so the "
+             "machine's drift moves them alike; ratios are the median over rounds of each round's figure over "
+             "that round's bare read (GC off while timing).", "",
+             "| what | median µs | p90 µs | mean µs | / bare read |", "|---|---|---|---|---|",
+             row("bare read of /proc/meminfo (the floor)", m["bare_read_meminfo"]) + " 1 |",
+             row("GuestProbe.sample(tick=True), the watcher's sample, 2 s apart", tick)
+             + f" {tick['ratio_median']}x (median), **{tick['ratio_mean']}x (mean)** |",
+             row("GuestProbe.sample(), every file read (a reclaim's before/after, status)", m["guest_sample"])
+             + f" {m['guest_sample']['ratio_median']}x |",
+             row("psutil.virtual_memory()", m["psutil_virtual_memory"]) + f" {m['psutil_virtual_memory']['ratio_median']}x |",
+             row("LocalFiles.read(the 7 files), no parsing", m["localfiles_read_all7"])
+             + f" {m['localfiles_read_all7']['ratio_median']}x |", "",
+             f"The watcher's guest sample / bare meminfo read: **{m['ratio_tick_to_bare_meminfo']}x** over the "
+             f"cadence (the mean; target <= 3x), {tick['ratio_median']}x for a tick that reads "
+             f"{' and '.join('/' + f for f in m['tick_files'])} only (the median). A tick reads those two every "
+             "time and the others when due, carrying their last values in between with the time they were read "
+             "(`GuestSample.carried`): " + ", ".join(f"{k} every {v:g} s" for k, v in cad.items())
+             + " (buddyinfo also on the tick after MemFree moved by 32 MiB).", "",
+             "What a sample is made of (each file's bare open/read/close; its re-read on the descriptor "
+             "LocalFiles keeps; each parse of its text):", "",
+             "| part | median µs | kept: median µs | bytes |", "|---|---|---|---|"]
     for path, r in m["bare_read_each"].items():
-        lines.append(f"| read /{path} | {r['median_us']:.1f} | {m['file_sizes'][path]} |")
+        kept = m.get("kept_read_each", {}).get(path)
+        lines.append(f"| read /{path} | {r['median_us']:.1f} | {kept['median_us']:.1f} | {m['file_sizes'][path]} |"
+                     if kept else f"| read /{path} | {r['median_us']:.1f} | | {m['file_sizes'][path]} |")
     for name, r in m["parse_each"].items():
-        lines.append(f"| {name} | {r['median_us']:.1f} | |")
+        lines.append(f"| {name} | {r['median_us']:.1f} | | |")
     t = data["watcher_tick"]
-    lines += ["", "## One watcher tick, in-process", "",
+    kept = data.get("kept_from")  # --only-sample: parts 2 and 3 are the previous run's
+    note = ([f"Not re-run (`--only-sample`): measured {kept['finished']} on kernel {kept['kernel']}, "
+             f"{kept['damon']}, before the sample's cadence; {kept['sample_figure']}.", ""] if kept else [])
+    lines += ["", "## One watcher tick, in-process", "", *note,
               f"`Watcher.tick()` (sample, store, decide over the stored history, act) with default config and "
               f"{t['history_samples']} samples of history behind it (a full policy window): median "
               f"**{t['median_us']:.0f} µs**, p90 {t['p90_us']:.0f} µs, over {t['ticks']} ticks. At one tick per "
               f"2 s that is {t['median_us'] / 2e6 * 100:.3f} % of one core before the scheduler's own cost. "
               "Where it goes (cProfile, cumulative):", "", "```", *t["profile_cumulative"].splitlines()[:22], "```",
               "", "Own time (tottime):", "", "```", *t["profile_tottime"].splitlines()[:14], "```"]
+    a = kept["args"] if kept else a
     lines += ["", f"## The watcher as a process ({a['rounds']} round(s) of {a['duration']:g} s, all side by side; "
-              f"CPU measured after a {a['warmup']:g} s warm-up)", "",
+              f"CPU measured after a {a['warmup']:g} s warm-up)", "", *note,
               "| process | CPU % of one core (median) | per round | incl. startup | startup CPU s | peak RSS (max) |",
               "|---|---|---|---|---|---|"]
     for name, r in data["processes"].items():
@@ -336,6 +394,30 @@ def markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def only_sample(args: argparse.Namespace, data: dict) -> int:
+    """Part 1 measured now; parts 2 and 3 as the previous results file has them, with where they come from."""
+    from common import RESULTS
+
+    import json
+
+    old = json.loads((RESULTS / f"{args.out}.json").read_text())
+    for key in ("watcher_tick", "rounds", "processes", "tui_prelude"):
+        data[key] = old.get(key)
+    d = old["machine"].get("damon")
+    m = old["micro"]
+    data["kept_from"] = old.get("kept_from") or {  # a file written by --only-sample passes on where they came from
+        "finished": old["finished"], "kernel": old["machine"]["kernel"], "args": old["args"],
+        "damon": "DAMON on" if d else "no DAMON",
+        "sample_figure": (f"its guest sample was {m['guest_sample']['median_us']} µs, {m['ratio_sample_to_bare_meminfo']}x its bare "
+         f"read of {m['bare_read_meminfo']['median_us']} µs"),
+    }
+    data["load_after"] = loadavg()
+    data["finished"] = now_iso()
+    js, md = write_results(args.out, data, markdown(data))
+    print(md.read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=180.0, help="seconds each process round lasts")
@@ -345,12 +427,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--micro-rounds", type=int, default=5)
     p.add_argument("--ticks", type=int, default=300, help="in-process watcher ticks to time")
     p.add_argument("--skip-processes", action="store_true")
+    p.add_argument("--only-sample", action="store_true",
+                   help="only part 1 (one sample); parts 2 and 3 are kept from the previous results file, "
+                        "marked with their date")
     p.add_argument("--out", default="overhead")
     args = p.parse_args(argv)
     data = {"started": now_iso(), "machine": machine(), "load_before": loadavg(), "args": vars(args)}
     data["micro"] = micro(args.calls, args.micro_rounds)
-    print(f"guest sample {data['micro']['guest_sample']['median_us']} us, bare meminfo "
-          f"{data['micro']['bare_read_meminfo']['median_us']} us", file=sys.stderr, flush=True)
+    print(f"guest tick {data['micro']['guest_tick']['mean_us']} us (mean), sample {data['micro']['guest_sample']['median_us']}"
+          f" us, bare meminfo {data['micro']['bare_read_meminfo']['median_us']} us", file=sys.stderr, flush=True)
+    if args.only_sample:
+        return only_sample(args, data)
     with tempfile.TemporaryDirectory(prefix="vmmemctl-tick-") as tmp:
         data["watcher_tick"] = watcher_tick(args.ticks, Path(tmp))
     print(f"watcher tick {data['watcher_tick']['median_us']} us", file=sys.stderr, flush=True)

@@ -89,6 +89,18 @@ class GuestSample:
     pgpgin: int | None = None
     drop_pagecache: int | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # Values this sample did not read but carries from an earlier read, as (what, when it was read):
+    # a recorder's tick reads vmstat, buddyinfo and page_reporting_order on a slower cadence
+    # (monitor/probes/guest.py CADENCE). Empty: every value was read at ``time``.
+    carried: tuple[tuple[str, float], ...] = field(default=(), compare=False)
+
+    def read_at(self, what: str) -> float:
+        """When the values from ``what`` ("vmstat", "buddyinfo", "pressure", "page_reporting_order";
+        anything else: meminfo, stat) were read: ``time``, or earlier for values carried."""
+        for name, at in self.carried:
+            if name == what:
+                return at
+        return self.time
 
     @property
     def psi_memory_some_avg10(self) -> float | None:

@@ -177,6 +177,23 @@ def test_cost_meter_counts_the_window_after_a_gradual_reclaim():
     assert meter.observe(guest(NOW + 400, 2000, 60_000)) == []  # returned once
 
 
+def test_cost_window_ends_at_the_first_read_of_the_counters_past_it():
+    # a recorder's tick carries vmstat's counters between reads (monitor/probes/guest.py CADENCE)
+    meter = cost.CostMeter(window=300)
+    meter.watch(7, reclaim_data(NOW, ["gradual"]))
+    carried = GuestSample(time=NOW + 302, workingset_refault_file=1000 + 256, pgpgin=50_000,
+                          carried=(("vmstat", NOW + 290),))
+    assert meter.observe(carried) == []  # the counters are 12 s older than the sample: before the window's end
+    (done,) = meter.observe(GuestSample(time=NOW + 320, workingset_refault_file=1000 + 512, pgpgin=50_000,
+                                        carried=(("vmstat", NOW + 320),)))
+    assert done.reread_bytes == 2 * MiB and done.to_data()["cost_window_s"] == 320  # the window it measured
+    late = cost.CostMeter(window=300)
+    late.watch(8, reclaim_data(NOW, ["gradual"]))
+    (done,) = late.observe(GuestSample(time=NOW + 330, workingset_refault_file=1000 + 256, pgpgin=50_000,
+                                       carried=(("vmstat", NOW + 310),)))
+    assert done.window_end == NOW + 310 and done.to_data()["cost_window_s"] == 310  # read 20 s before the sample
+
+
 def test_cost_after_a_drop_is_pgpgin_and_a_reset_counter_says_nothing():
     meter = cost.CostMeter(window=60)
     meter.watch(1, reclaim_data(NOW, ["pagecache", "compact"]))  # a drop leaves no shadow entries

@@ -275,3 +275,183 @@ def test_quick_paths_give_what_the_full_parse_gives(name):
     fields = {f.name: getattr(again, f.name) for f in dataclasses.fields(GuestSample)}
     assert GuestSample(**fields) == again and repr(GuestSample(**fields)) == repr(again)
     assert dataclasses.replace(first, time=again.time, cpu_busy_percent=again.cpu_busy_percent) == again
+
+
+# ------------------------------------------------------------- a recorder's tick: the slower files on a cadence
+
+
+class Tree:
+    """A copy of the linux-vm tree whose files a test rewrites, sampled on a clock it sets."""
+
+    def __init__(self, tmp_path):
+        shutil.copytree(TREES / "linux-vm", tmp_path / "t")
+        self.root = tmp_path / "t"
+        self.now = 1_000_000.0
+        self.probe = GuestProbe(LocalFiles(self.root / "proc"), clock=lambda: self.now)
+
+    def write(self, path: str, text: str) -> None:
+        (self.root / path).write_text(text)  # in place, as the kernel regenerates it
+
+    def sub(self, path: str, pattern: str, value: str) -> None:
+        text = (self.root / path).read_text()
+        new = re.sub(pattern, value, text, count=1, flags=re.M)
+        assert new != text, pattern
+        self.write(path, new)
+
+    def tick(self, after: float = 2.0) -> GuestSample:
+        self.now += after
+        return self.probe.sample(tick=True)
+
+
+PSI_BUSY = "some avg10=42.00 avg60=1.00 avg300=0.50 total=9999999\nfull avg10=1.00 avg60=0.76 avg300=0.48 total=2840482\n"
+BUDDY = "Node 0, zone   Normal      1      0      0      0      0      0      2      0      0      0      {n} \n"
+SPLIT_9 = lambda n: (n * (4096 << 10), 4096 + 2 * (4096 << 6))  # noqa: E731  (returnable, fragmented)
+SPLIT_5 = lambda n: (n * (4096 << 10) + 2 * (4096 << 6), 4096)  # noqa: E731
+
+
+def test_a_tick_reads_meminfo_and_stat_every_time_and_the_rest_on_its_cadence(tmp_path):
+    t = Tree(tmp_path)
+    first = t.tick()
+    assert first.carried == () and first.pgpgin is not None and first.psi_io.some_avg10 == 1.68
+    start = first.time
+    # every slower file changes at once; meminfo and stat too
+    t.write("proc/pressure/io", PSI_BUSY)
+    t.sub("proc/vmstat", r"^pgpgin \d+", "pgpgin 123")
+    t.write("proc/buddyinfo", BUDDY.format(n=7))
+    t.write("sys/module/page_reporting/parameters/page_reporting_order", "5\n")
+    t.sub("proc/meminfo", r"^Cached:\s+\d+ kB", "Cached: 1000 kB")
+    t.write("proc/stat", "cpu  10000000 0 0 990000000 0 0 0 0 0 0\n")
+    s = t.tick()
+    assert s.cached == 1000 * KiB and s.cpu_busy_percent is not None  # read this tick
+    # carried from the first sample, and said so
+    assert (s.psi_io, s.pgpgin, s.returnable_free, s.page_reporting_order) == \
+        (first.psi_io, first.pgpgin, first.returnable_free, 9)
+    assert dict(s.carried) == {"pressure": start, "vmstat": start, "buddyinfo": start, "page_reporting_order": start}
+    assert s.read_at("vmstat") == start and s.read_at("meminfo") == s.time and s.warnings == ()
+    for _ in range(3):
+        s = t.tick()  # +8 s: still within every cadence
+        assert s.psi_io == first.psi_io and s.read_at("pressure") == start
+    s = t.tick()  # +10 s: PSI is due
+    assert s.psi_io.some_avg10 == 42.0 and s.read_at("pressure") == s.time
+    assert s.pgpgin == first.pgpgin and s.read_at("vmstat") == start
+    while t.now < start + 28:
+        s = t.tick()
+        assert s.pgpgin == first.pgpgin and s.returnable_free == first.returnable_free
+    s = t.tick()  # +30 s: vmstat and buddyinfo
+    assert s.pgpgin == 123 and s.read_at("vmstat") == s.time == start + 30
+    assert (s.returnable_free, s.fragmented_free) == SPLIT_9(7) and s.read_at("buddyinfo") == s.time
+    assert s.page_reporting_order == 9 and s.read_at("page_reporting_order") == start  # split at the order kept
+    while t.now < start + 58:
+        s = t.tick()
+        assert s.page_reporting_order == 9
+    s = t.tick()  # +60 s: the module parameter, and the split by the new order
+    assert s.page_reporting_order == 5 and s.read_at("page_reporting_order") == s.time
+    assert (s.returnable_free, s.fragmented_free) == SPLIT_5(7) and s.read_at("buddyinfo") == s.time
+
+
+def test_a_sample_that_is_not_a_tick_reads_every_file_and_restarts_the_cadence(tmp_path):
+    t = Tree(tmp_path)
+    t.tick()
+    t.sub("proc/vmstat", r"^pgpgin \d+", "pgpgin 123")
+    t.write("proc/pressure/io", PSI_BUSY)
+    t.now += 2
+    full = t.probe.sample()  # a reclaim's before/after, status, doctor
+    assert full.carried == () and full.pgpgin == 123 and full.psi_io.some_avg10 == 42.0
+    t.sub("proc/vmstat", r"^pgpgin \d+", "pgpgin 456")
+    s = t.tick()
+    assert s.pgpgin == 123 and s.read_at("vmstat") == full.time
+
+
+def test_buddyinfo_is_read_on_the_tick_after_free_memory_moved(tmp_path):
+    t = Tree(tmp_path)
+    first = t.tick()
+    t.write("proc/buddyinfo", BUDDY.format(n=7))
+    t.sub("proc/meminfo", r"^MemFree:\s+\d+ kB", f"MemFree: {first.free // KiB - 16 * 1024} kB")  # 16 MiB
+    s = t.tick()
+    assert s.returnable_free == first.returnable_free and s.read_at("buddyinfo") == first.time
+    assert t.tick().returnable_free == first.returnable_free  # within BUDDY_FREE_MOVE (32 MiB): kept
+    t.sub("proc/meminfo", r"^MemFree:\s+\d+ kB", f"MemFree: {first.free // KiB - 40 * 1024} kB")  # 40 MiB
+    moved = t.tick()
+    assert moved.free == first.free - 40 * 1024 * KiB and moved.returnable_free == first.returnable_free
+    s = t.tick()  # the tick after the move reads buddyinfo
+    assert (s.returnable_free, s.fragmented_free) == SPLIT_9(7) and s.read_at("buddyinfo") == s.time
+    assert s.pgpgin == first.pgpgin and s.read_at("vmstat") == first.time  # the others keep their cadence
+    assert t.tick().read_at("buddyinfo") == s.time  # and from there, kept again
+
+
+def test_a_slower_file_that_vanishes_warns_from_its_next_read_on_every_tick_until_it_is_back(tmp_path):
+    t = Tree(tmp_path)
+    first = t.tick()
+    vmstat = (t.root / "proc/vmstat").read_text()
+    (t.root / "proc/vmstat").unlink()
+    s = t.tick()  # not due yet: the last values, said to be 2 s old
+    assert s.pgpgin == first.pgpgin and s.read_at("vmstat") == first.time and s.warnings == ()
+    t.now = first.time + 28
+    s = t.tick()  # +30 s, due: read, missing
+    assert s.pgpgin is None and s.read_at("vmstat") == s.time
+    assert any("vmstat: missing" in w for w in s.warnings)
+    assert s.read_at("buddyinfo") == s.time  # due at the same time
+    for _ in range(3):  # a file read with a warning is read again on every tick, and warns again
+        s = t.tick()
+        assert s.pgpgin is None and s.read_at("vmstat") == s.time and any("vmstat: missing" in w for w in s.warnings)
+        assert s.read_at("buddyinfo") == first.time + 30  # the others keep their cadence
+    (t.root / "proc/vmstat").write_text(vmstat.replace(f"pgpgin {first.pgpgin}\n", "pgpgin 77\n"))
+    s = t.tick()  # back: read at once
+    assert s.pgpgin == 77 and s.warnings == () and s.read_at("vmstat") == s.time
+    s = t.tick()
+    assert s.pgpgin == 77 and s.read_at("vmstat") == s.time - 2  # and carried again
+
+
+def test_an_odd_slower_file_is_read_and_reported_on_every_tick(tmp_path):
+    t = Tree(tmp_path)
+    t.write("sys/module/page_reporting/parameters/page_reporting_order", "seven\n")
+    for _ in range(3):
+        s = t.tick()
+        assert s.page_reporting_order == 9 and s.read_at("page_reporting_order") == s.time
+        assert any("not a number ('seven')" in w for w in s.warnings)
+
+
+def test_wsl_without_psi_reads_no_pressure_files_between_its_looks(tmp_path):
+    shutil.copytree(TREES / "wsl2-ubuntu", tmp_path / "t")
+    now = [1_000_000.0]
+    probe = GuestProbe(LocalFiles(tmp_path / "t/proc"), clock=lambda: now[0])
+    asked: list[list[str]] = []
+    read = probe.files.read
+    probe.files.read = lambda paths: asked.append(list(paths)) or read(paths)
+    for _ in range(5):
+        s = probe.sample(tick=True)
+        now[0] += 2
+        assert s.psi_io is None and s.psi_memory is None and s.warnings == ()  # absent is no warning
+    assert "proc/pressure/io" in asked[0] and all(paths == ["proc/meminfo", "proc/stat"] for paths in asked[1:])
+
+
+def test_a_clock_that_goes_back_reads_every_file_again(tmp_path):
+    t = Tree(tmp_path)
+    first = t.tick()
+    t.sub("proc/vmstat", r"^pgpgin \d+", "pgpgin 123")
+    s = t.tick(-3600.0)  # the wall clock stepped back an hour
+    assert s.pgpgin == 123 and s.carried == () and s.time < first.time
+    assert t.tick().read_at("vmstat") == s.time  # and the cadence starts again from there
+
+
+def test_ticks_give_what_full_samples_give_when_nothing_changed(tmp_path):
+    t = Tree(tmp_path)
+    full = t.probe.sample()
+    for _ in range(20):
+        s = t.tick()
+        assert dataclasses.replace(s, time=full.time, cpu_busy_percent=None) == \
+            dataclasses.replace(full, cpu_busy_percent=None)
+
+
+def test_a_multi_page_kernel_file_is_read_past_its_first_page():
+    # seq_files of many records hand out about a page per read; only ONE_RECORD files end at a short read
+    if not os.path.exists("/proc/kallsyms"):
+        pytest.skip("no /proc/kallsyms in this kernel")
+    text = LocalFiles("/proc").read(["proc/kallsyms"])["proc/kallsyms"]
+    assert text is not None and len(text) > 3 * 4096
+    from monitor.kernel.procfs import _one_record
+    assert _one_record("proc/meminfo") and _one_record(REPORTING_ORDER) and not _one_record("proc/vmstat")
+    assert not _one_record("proc/buddyinfo") and not _one_record("sys/fs/cgroup/cgroup.procs")
+
+
+REPORTING_ORDER = "sys/module/page_reporting/parameters/page_reporting_order"

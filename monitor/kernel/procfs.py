@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields as dataclass_fields
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -30,6 +30,17 @@ PAGE_SIZE = 4096
 
 MAX_FILE_BYTES = 1 << 20  # no kernel file we read is near this; a hostile one is cut here
 READ_CHUNK = 65536  # os.read/pread in 64 KiB chunks: a buffered read(1 MiB) allocated 1 MiB per file
+
+# Kernel files printed as one record (single_open: meminfo, stat, pressure, uptime, loadavg; a module
+# parameter is one sysfs show): a read that returns less than it asked for holds the whole file. A
+# multi-record seq_file (vmstat, buddyinfo, cgroup.procs) hands out about a page per read, so there a
+# short read proves nothing and the next read, which comes back empty, is what says "the end".
+ONE_RECORD = frozenset({"proc/meminfo", "proc/stat", "proc/pressure/memory", "proc/pressure/io",
+                        "proc/pressure/cpu", "proc/uptime", "proc/loadavg"})
+
+
+def _one_record(path: str) -> bool:
+    return path in ONE_RECORD or (path.startswith("sys/module/") and "/parameters/" in path)
 
 
 class SystemFiles(Protocol):
@@ -60,6 +71,10 @@ class LocalFiles:
     tree, a file may also be replaced by a rename: there the descriptor is dropped when its
     inode has no name left (st_nlink 0). Anything else (a pipe, a character device) cannot be
     pread: it is opened and read for every sample, as before.
+
+    One ``pread`` is the whole file where a short read proves it: a file of this machine's procfs
+    or sysfs printed as one record (:data:`ONE_RECORD`), and a file on disk (a tree). Other files
+    are read until a read comes back empty (1 µs and a system call more each).
     """
 
     def __init__(self, proc_root: str | Path = "/proc", sys_root: str | Path | None = None):
@@ -69,8 +84,11 @@ class LocalFiles:
         self.sys_root = Path(sys_root)
         self.description = str(self.proc_root)
         self._paths: dict[str, str] = {}
+        self._single_record: set[str] = set()  # resolved paths of ONE_RECORD files (see _one_record)
         self._fds: dict[str, int] = {}  # resolved path -> descriptor kept open
         self._kernel: set[str] = set()  # ... of which live on procfs/sysfs (never renamed over)
+        self._whole: set[str] = set()  # ... whose short read is the whole file (see the class's doc)
+        self._quick: set[str] = set()  # ... both: kernel files read with one pread and no check
         self._lock = threading.Lock()  # one reader at a time: a reopen must not close a descriptor in use
 
     def resolve(self, path: str) -> Path:
@@ -82,19 +100,32 @@ class LocalFiles:
         raise ValueError(f"not a proc/ or sys/ path: {path!r}")
 
     def read(self, paths: Sequence[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        resolved, fds, quick = self._paths, self._fds, self._quick
         with self._lock:
-            return {p: self._read_kept(self._resolved(p)) for p in paths}
+            for p in paths:
+                path = resolved.get(p) or self._resolved(p)
+                if path in quick:  # a kernel file whose short read is all of it: one system call
+                    try:
+                        data = os.pread(fds[path], READ_CHUNK, 0)
+                    except OSError:
+                        data = b""  # _read_kept tries again, and opens the file anew if that fails too
+                    if 0 < len(data) < READ_CHUNK:
+                        out[p] = data.decode("utf-8", errors="replace")
+                        continue
+                out[p] = self._read_kept(path)
+        return out
 
     def _resolved(self, path: str) -> str:
-        found = self._paths.get(path)
-        if found is None:
-            found = self._paths[path] = str(self.resolve(path))
+        found = self._paths[path] = str(self.resolve(path))
+        if _one_record(path):
+            self._single_record.add(found)
         return found
 
     def _read_kept(self, path: str) -> str | None:
         fd = self._fds.get(path)
         if fd is not None:
-            data = _read_all(fd)
+            data = _read_all(fd, whole_if_short=path in self._whole)
             if data is not None and (path in self._kernel or _still_named(fd)):
                 return data.decode("utf-8", errors="replace")
             self._forget(path)
@@ -123,10 +154,18 @@ class LocalFiles:
         self._fds[path] = fd
         if st.st_dev in _kernel_devices():
             self._kernel.add(path)
+            if path in self._single_record:
+                self._whole.add(path)
+                self._quick.add(path)
+        elif 0 < st.st_size == len(data):
+            self._whole.add(path)  # a file on disk (a tree): a short read is its end; cgroupfs, a
+            # procfs mounted elsewhere and the like say size 0 or 4096 and are read to an empty read
         return data.decode("utf-8", errors="replace")
 
     def _forget(self, path: str) -> None:
         self._kernel.discard(path)
+        self._whole.discard(path)
+        self._quick.discard(path)
         fd = self._fds.pop(path, None)
         if fd is not None:
             try:
@@ -162,13 +201,19 @@ class LocalFiles:
         os.sync()  # this machine's sync(2), whatever the root: a recorded tree has nothing to flush
 
 
-def _read_all(fd: int, seekable: bool = True) -> bytes | None:
+def _read_all(fd: int, seekable: bool = True, whole_if_short: bool = False) -> bytes | None:
     """The whole file (from offset 0 with ``os.pread`` on a kept descriptor; else a stream, such as
     a pipe, read to its end), or None if a read fails. Read until an empty read: a
     procfs seq_file (vmstat, buddyinfo) hands out at most a page per read, so a short read is
-    not the end there."""
+    not the end there; ``whole_if_short``: it is (see :class:`LocalFiles`)."""
     try:
-        chunks, size = [], 0
+        if whole_if_short:
+            first = os.pread(fd, READ_CHUNK, 0)
+            if len(first) < READ_CHUNK:
+                return first
+            chunks, size = [first], len(first)
+        else:
+            chunks, size = [], 0
         while size < MAX_FILE_BYTES:
             chunk = os.pread(fd, READ_CHUNK, size) if seekable else os.read(fd, READ_CHUNK)
             if not chunk:
@@ -239,7 +284,7 @@ def parse_meminfo(text: str) -> tuple[dict[str, int], list[str]]:
     for line in text.splitlines():
         key, sep, rest = line.partition(":")
         key, parts = key.strip(), rest.split()
-        if sep and key and parts and parts[0].isdigit() and parts[1:] in ([], ["kB"]):
+        if sep and key and parts and parts[0].isascii() and parts[0].isdigit() and parts[1:] in ([], ["kB"]):
             value = int(parts[0]) * (1024 if parts[1:] else 1)
             if value <= MAX_PLAUSIBLE_BYTES:
                 values[key if parts[1:] else key + "#"] = value
@@ -255,7 +300,8 @@ class MeminfoLayout:
     The kernel prints meminfo's lines in an order fixed at build time, so after one clean full
     parse a single regex reads just those fields and skips the other ~45 lines (4 µs against 43 µs
     for :func:`parse_meminfo` here, bench/results/overhead.md). Any difference (a line added, a
-    value that is not "digits kB") makes it miss, and the caller parses in full again.
+    value that is not "digits kB", or one of more than 15 digits, which could pass
+    MAX_PLAUSIBLE_BYTES) makes it miss, and the caller parses in full again.
     """
 
     keys: tuple[str, ...]  # in file order
@@ -275,7 +321,7 @@ def meminfo_layout(text: str, keys: Sequence[str]) -> MeminfoLayout | None:
     for number, key in rows:
         if number - last > 1:
             parts.append(r"(?:[^\n]*\n){%d}" % (number - last - 1))
-        parts.append(re.escape(key) + r":[ ]*(\d{1,19}) kB\n")
+        parts.append(re.escape(key) + r":[ ]*(\d{1,15}) kB\n")  # 15 digits of KiB: under MAX_PLAUSIBLE_BYTES
         last = number
     return MeminfoLayout(tuple(key for _, key in rows), re.compile("".join(parts)))
 
@@ -283,16 +329,11 @@ def meminfo_layout(text: str, keys: Sequence[str]) -> MeminfoLayout | None:
 _KB_VALUE = re.compile(r"[ ]*\d{1,19} kB")
 
 
-def read_meminfo_layout(layout: MeminfoLayout, text: str) -> dict[str, int] | None:
-    """Bytes of the layout's fields, or None where ``text`` is not laid out so (parse it in full)."""
-    match = layout.pattern.match(text)
-    if match is None:
-        return None
-    return {key: int(value) << 10 for key, value in zip(layout.keys, match.groups())}
-
-
 _PSI = re.compile(r"some avg10=(\d+\.\d+) avg60=(\d+\.\d+) avg300=(\d+\.\d+) total=(\d+)\n"
                   r"full avg10=(\d+\.\d+) avg60=(\d+\.\d+) avg300=(\d+\.\d+) total=(\d+)\n")
+
+
+_PRESSURE_FIELDS = tuple(f.name for f in dataclass_fields(Pressure))
 
 
 def parse_pressure(text: str) -> tuple[Pressure, list[str]]:
@@ -300,8 +341,11 @@ def parse_pressure(text: str) -> tuple[Pressure, list[str]]:
     exact = _PSI.fullmatch(text)  # the kernel's two lines: 2 µs, where the general loop takes 6
     if exact is not None:
         g = exact.groups()
-        return Pressure(float(g[0]), float(g[1]), float(g[2]), int(g[3]),
-                        float(g[4]), float(g[5]), float(g[6]), int(g[7])), []
+        # built as _guest_sample builds a GuestSample: the frozen __init__ costs a setattr a field
+        pressure = object.__new__(Pressure)
+        pressure.__dict__.update(zip(_PRESSURE_FIELDS, (float(g[0]), float(g[1]), float(g[2]), int(g[3]),
+                                                        float(g[4]), float(g[5]), float(g[6]), int(g[7]))))
+        return pressure, []
     fields: dict[str, float | int] = {}
     bad = 0
     for line in text.splitlines():
@@ -326,14 +370,14 @@ def parse_vmstat(text: str, keys: Sequence[str] | None = None) -> tuple[dict[str
     (the sampler needs 3 of ~180 lines: a regex finds them 5x faster than splitting all)."""
     if keys is not None:
         found = {k: v for k in keys if (v := _counter_text(text, k)) is not None}
-        good = {k: int(v) for k, v in found.items() if v.isdigit() and int(v) <= MAX_COUNTER}
+        good = {k: int(v) for k, v in found.items() if v.isascii() and v.isdigit() and int(v) <= MAX_COUNTER}
         bad = len(found) - len(good)
         return good, ([f"vmstat: {bad} malformed line(s) skipped"] if bad else [])
     values: dict[str, int] = {}
     bad = 0
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and int(parts[1]) <= MAX_COUNTER:
+        if len(parts) == 2 and parts[1].isascii() and parts[1].isdigit() and int(parts[1]) <= MAX_COUNTER:
             values[parts[0]] = int(parts[1])
         elif line.strip():
             bad += 1
@@ -367,8 +411,8 @@ def parse_buddyinfo(text: str) -> tuple[list[Zone], list[str]]:
         head, sep, counts = line.partition("zone")
         node_text = head.replace("Node", "").strip().rstrip(",")
         parts = counts.split()
-        if not sep or not node_text.isdigit() or len(parts) < 2 or \
-                not all(p.isdigit() and int(p) < MAX_PLAUSIBLE_BYTES >> 30 for p in parts[1:]):
+        if not sep or not (node_text.isascii() and node_text.isdigit()) or len(parts) < 2 or \
+                not all(p.isascii() and p.isdigit() and int(p) < MAX_PLAUSIBLE_BYTES >> 30 for p in parts[1:]):
             bad += line.strip() != ""
             continue
         zones.append(Zone(int(node_text), parts[0], tuple(int(p) for p in parts[1:])))
@@ -393,19 +437,26 @@ def parse_cpu_times(text: str) -> CpuTimes | None:
     is time the hypervisor gave to others: it counts toward the total, not
     toward our busy time.
     """
+    found = cpu_busy_total(text)
+    return None if found is None else CpuTimes(*found)
+
+
+def cpu_busy_total(text: str) -> tuple[int, int] | None:
+    """:func:`parse_cpu_times` as a plain ``(busy, total)`` (what a sample keeps: no object to build)."""
     # The aggregate is the first line: look no further (on many CPUs the file is KBs of per-CPU and IRQ lines).
-    first = text[:text.find("\n")] if text.startswith("cpu ") and "\n" in text else None
-    for line in ([first] if first is not None else text.splitlines()):
+    end = text.find("\n") if text.startswith("cpu ") else -1
+    for line in ((text[:end],) if end >= 0 else text.splitlines()):
         parts = line.split()
         if parts and parts[0] == "cpu":
             try:
-                nums = [int(p) for p in parts[1:9]]
+                nums = [*map(int, parts[1:9])]
             except ValueError:
                 return None
-            if len(nums) < 4:
-                return None
-            nums += [0] * (8 - len(nums))
+            if len(nums) < 8:
+                if len(nums) < 4:
+                    return None
+                nums += [0] * (8 - len(nums))
             user, nice, system, idle, iowait, irq, softirq, steal = nums
             busy = user + nice + system + irq + softirq
-            return CpuTimes(busy=busy, total=busy + idle + iowait + steal)
+            return busy, busy + idle + iowait + steal
     return None

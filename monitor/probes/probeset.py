@@ -73,11 +73,12 @@ class Probes:
             self.guest.prime()
 
     def sample_guest(self, idle_skip: bool = False) -> GuestSample:
-        """``idle_skip``: the recorder's ticks, which may skip an idle VM ([guest] skip_unchanged);
-        a reclaim's measurements never do."""
+        """``idle_skip``: the recorder's ticks, which may skip an idle VM ([guest] skip_unchanged) and
+        read the guest's slower files on their own cadence (GuestProbe.sample(tick=True)); a
+        reclaim's measurements never do: they read every file."""
         if self.gated:
             return self._guest_if_running(self.host.sample(None), idle_skip)
-        return self.guest.sample()
+        return self.guest.sample(tick=idle_skip)
 
     def _guest_if_running(self, host: HostSample, idle_skip: bool = False) -> GuestSample:
         """Host mode reads the guest only while its VM runs: `wsl.exe` would start a stopped VM."""
@@ -90,7 +91,7 @@ class Probes:
             return GuestSample(time=host.time, warnings=(
                 "guest not sampled: the VM's footprint has not moved since the last guest sample "
                 "([guest] skip_unchanged), so the distro may idle out",))
-        guest = self.guest.sample()
+        guest = self.guest.sample(tick=idle_skip)
         if guest.total is not None:
             self._host_at_guest = host.bytes
         return guest

@@ -18,6 +18,11 @@ not count). drop_caches leaves no shadow entries (refaults stay 0, see
 bench/README.md), so after pagecache/full the figure is pgpgin: every disk
 read in the window, an upper bound.
 
+The window ends with the first sample whose counters were read at or past
+its end: a recorder's tick carries vmstat's counters between reads (up to
+30 s, ``monitor/probes/guest.py`` CADENCE), so a window may run that much
+long, and ``cost_window_s`` says how long it ran.
+
 The base counters are the reclaim's own ``after`` sample (in its event
 data), so the window also covers the settle period, and a watcher restarted
 mid-window still measures it whole: the counters are cumulative. Any
@@ -109,15 +114,18 @@ class CostMeter:
     def observe(self, guest: GuestSample) -> list[Cost]:
         """Feed one sample; the costs whose window ended with it (each returned once)."""
         done = []
+        # A recorder's tick may carry vmstat's counters from an earlier read (monitor/probes/guest.py
+        # CADENCE): the window ends at the first read of them past its end, and says so.
+        read_at = guest.read_at("vmstat")
         for w in list(self._watching.values()):
-            if guest.time < w.start + self.window:
+            if read_at < w.start + self.window:
                 continue
             del self._watching[w.event_id]
             refaults = counter_bytes(w.refaults, guest.workingset_refault_file, PAGE_SIZE)
             pgpgin = counter_bytes(w.pgpgin, guest.pgpgin, 1024)
             if (refaults if w.source == "refaults" else pgpgin) is None:
                 continue  # counters reset (the guest rebooted): nothing to say
-            done.append(Cost(w.event_id, w.start, guest.time, refaults, pgpgin, w.source, w.freed, w.level_after))
+            done.append(Cost(w.event_id, w.start, read_at, refaults, pgpgin, w.source, w.freed, w.level_after))
         return done
 
     def tick(self, store: Any, guest: GuestSample, config: ReclaimConfig, look: bool = True) -> list[Cost]:
