@@ -12,7 +12,9 @@
    ``psutil.virtual_memory()``; then what a sample is made of (each file's bare read
    and its re-read on a kept descriptor, and each parse).
    ``--only-sample`` runs just this part and keeps parts 2 and 3 of the previous
-   results file, marked with the date they were measured.
+   results file, marked with the date they were measured. ``--before COMMIT`` also
+   times that commit's ``GuestProbe.sample()`` the same way, in a process of its own
+   (its ``monitor/`` from ``git archive``), so a change is compared on one machine.
 2. Processes side by side for --duration seconds, in the same run: ``vmmemctl watch
    --interval 2s`` (default config, a fresh database), the same with the TUI's imports
    loaded first, ``glances --stdout mem.used,mem.cached -t 2`` (from bench/.venv-glances,
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import shutil
 import signal
@@ -151,6 +154,66 @@ def micro(calls: int, rounds: int) -> dict:
     out["ratio_sample_to_bare_meminfo"] = out["guest_sample"]["ratio_median"]
     out["ratio_psutil_to_bare_meminfo"] = out["psutil_virtual_memory"]["ratio_median"]
     return out
+
+
+BEFORE_SCRIPT = """
+import gc, json, sys, time
+sys.path.insert(0, sys.argv[1])
+from monitor.probes.guest import GuestProbe
+from monitor.kernel.procfs import LocalFiles
+rounds = int(sys.argv[2])
+def bare():
+    with open("/proc/meminfo", "rb") as fh:
+        return fh.read()
+now = [time.time()]
+probe = GuestProbe(LocalFiles("/proc"), clock=lambda: now[0])
+probe.prime()
+def sample():
+    now[0] += 2.0  # as the watcher's ticks come; an older probe reads every file each time
+    return probe.sample()
+fns = {"bare_read_meminfo": bare, "guest_sample": sample}
+for fn in fns.values():
+    for _ in range(50):
+        fn()
+times = {k: [] for k in fns}
+per_round = {k: [] for k in fns}
+gc.disable()
+for _ in range(rounds):
+    for k, fn in fns.items():
+        got = []
+        for _ in range(250):
+            t0 = time.perf_counter_ns()
+            fn()
+            got.append(time.perf_counter_ns() - t0)
+        times[k] += got
+        got.sort()
+        per_round[k].append((got[125], sum(got) / len(got)))
+gc.enable()
+def med(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+out = {}
+for k, ts in times.items():
+    ts.sort()
+    out[k] = {"median_us": round(ts[len(ts) // 2] / 1000, 2), "p90_us": round(ts[int(len(ts) * 0.9)] / 1000, 2),
+              "mean_us": round(sum(ts) / len(ts) / 1000, 2), "calls": len(ts)}
+base = [m for m, _ in per_round["bare_read_meminfo"]]
+out["guest_sample"]["ratio_median"] = round(med([m / b for (m, _), b in zip(per_round["guest_sample"], base)]), 2)
+out["guest_sample"]["ratio_mean"] = round(med([a / b for (_, a), b in zip(per_round["guest_sample"], base)]), 2)
+print(json.dumps(out))
+"""
+
+
+def before(commit: str, rounds: int) -> dict:
+    """``commit``'s GuestProbe.sample() against a bare meminfo read, side by side, in a process of its own."""
+    rev = subprocess.run(["git", "rev-parse", "--short", commit], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="vmmemctl-before-") as tmp:
+        archive = subprocess.run(["git", "archive", rev, "monitor"], cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        done = subprocess.run([PYTHON, "-c", BEFORE_SCRIPT, tmp, str(rounds)], cwd=tmp, capture_output=True,
+                              text=True, check=True)
+    return {"commit": rev, **json.loads(done.stdout)}
 
 
 def watcher_tick(ticks: int, tmp: Path) -> dict:
@@ -349,6 +412,10 @@ def markdown(data: dict) -> str:
              + f" {tick['ratio_median']}x (median), **{tick['ratio_mean']}x (mean)** |",
              row("GuestProbe.sample(), every file read (a reclaim's before/after, status)", m["guest_sample"])
              + f" {m['guest_sample']['ratio_median']}x |",
+             *([row(f"the same before ({m['before']['commit']}: every file each call; its own bare read "
+                    f"{m['before']['bare_read_meminfo']['median_us']:.1f} µs)", m["before"]["guest_sample"])
+                + f" {m['before']['guest_sample']['ratio_median']}x (median), {m['before']['guest_sample']['ratio_mean']}x (mean) |"]
+               if m.get("before") else []),
              row("psutil.virtual_memory()", m["psutil_virtual_memory"]) + f" {m['psutil_virtual_memory']['ratio_median']}x |",
              row("LocalFiles.read(the 7 files), no parsing", m["localfiles_read_all7"])
              + f" {m['localfiles_read_all7']['ratio_median']}x |", "",
@@ -369,8 +436,9 @@ def markdown(data: dict) -> str:
         lines.append(f"| {name} | {r['median_us']:.1f} | | |")
     t = data["watcher_tick"]
     kept = data.get("kept_from")  # --only-sample: parts 2 and 3 are the previous run's
-    note = ([f"Not re-run (`--only-sample`): measured {kept['finished']} on kernel {kept['kernel']}, "
-             f"{kept['damon']}, before the sample's cadence; {kept['sample_figure']}.", ""] if kept else [])
+    note = ([f"Not re-run (`--only-sample`): measured {kept['finished']} on kernel {kept['kernel']} "
+             f"({kept.get('cpu_model', '?')}), {kept['damon']}, before the sample's cadence; "
+             f"{kept['sample_figure']}.", ""] if kept else [])
     lines += ["", "## One watcher tick, in-process", "", *note,
               f"`Watcher.tick()` (sample, store, decide over the stored history, act) with default config and "
               f"{t['history_samples']} samples of history behind it (a full policy window): median "
@@ -407,6 +475,7 @@ def only_sample(args: argparse.Namespace, data: dict) -> int:
     m = old["micro"]
     data["kept_from"] = old.get("kept_from") or {  # a file written by --only-sample passes on where they came from
         "finished": old["finished"], "kernel": old["machine"]["kernel"], "args": old["args"],
+        "cpu_model": old["machine"]["cpu_model"],
         "damon": "DAMON on" if d else "no DAMON",
         "sample_figure": (f"its guest sample was {m['guest_sample']['median_us']} µs, {m['ratio_sample_to_bare_meminfo']}x its bare "
          f"read of {m['bare_read_meminfo']['median_us']} µs"),
@@ -430,10 +499,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only-sample", action="store_true",
                    help="only part 1 (one sample); parts 2 and 3 are kept from the previous results file, "
                         "marked with their date")
+    p.add_argument("--before", metavar="COMMIT", help="also time COMMIT's guest sample the same way (side by side "
+                   "with its own bare read, in a process of its own)")
     p.add_argument("--out", default="overhead")
     args = p.parse_args(argv)
     data = {"started": now_iso(), "machine": machine(), "load_before": loadavg(), "args": vars(args)}
     data["micro"] = micro(args.calls, args.micro_rounds)
+    if args.before:
+        data["micro"]["before"] = before(args.before, args.micro_rounds * max(1, args.calls // 250))
     print(f"guest tick {data['micro']['guest_tick']['mean_us']} us (mean), sample {data['micro']['guest_sample']['median_us']}"
           f" us, bare meminfo {data['micro']['bare_read_meminfo']['median_us']} us", file=sys.stderr, flush=True)
     if args.only_sample:
