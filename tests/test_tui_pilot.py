@@ -422,7 +422,29 @@ async def test_enter_on_an_event_shows_its_details(history, tmp_path):
         await pilot.press("enter")
         await pilot.pause()
         text = screen(app)
-        assert f"event {events.lines[index].id}" in text and "freed_bytes" in text
+        assert f"event {events.lines[index].id}" in text and "freed: " in text and "freed_bytes" not in text
+
+
+@pilot
+async def test_a_cards_change_is_left_out_rather_than_cut_at_80_columns(history, tmp_path):
+    """Issue 28: the returnable card read "8.6G / 211M ↓ -1.…" at 80x24."""
+    from tui.data import Card
+    from tui.data.cards import Trend
+
+    app = dashboard(tree_config(), history, tmp_path)
+    async with app.run_test(notifications=True, size=(80, 24)) as pilot:
+        await main_screen(pilot)
+        card = app.query_one("#card-returnable")
+        wide = Card("returnable", "returnable / frag.", "8.6G / 211M", Trend("↓", -1.2 * GiB, "good"), "-1.2 GiB",
+                    "host can take / cannot")
+        card.show(wide)
+        await settle(pilot)
+        value_line = card.render().plain.splitlines()[1]
+        assert value_line == "8.6G / 211M ↓" and card.content_size.width < len("8.6G / 211M ↓ -1.2 GiB")
+        await pilot.resize_terminal(160, 40)
+        await settle(pilot)
+        card.show(dataclasses.replace(wide, value="8.6G / 212M"))  # (a change to repaint)
+        assert card.render().plain.splitlines()[1] == "8.6G / 212M ↓ -1.2 GiB"  # room: the change is shown
 
 
 @pilot
@@ -464,11 +486,13 @@ async def test_resizing_down_to_80x24_keeps_everything_readable(history, tmp_pat
             await settle(pilot)
             text = screen(app)
             for words in ("vmmemctl", "host footprint", "page cache", "reclaimable", "CPU busy", "policy:",
-                          "last 1h", "events", "r Reclaim", "q Quit"):
+                          "last 1h", "events", "r Reclaim", "w Cache", "? Help", "q Quit", "^p palette"):
                 assert words in text, (size, words)
             assert app.query_one(TrendChart).size.height >= 6, size
             assert app.query_one(EventList).size.height >= 4, size
-            assert "…" not in app.query_one("#card-host").render().plain.splitlines()[1], size
+            for card in app.query(".card"):  # every value line whole: its change left out rather than cut
+                value_line = card.render().plain.splitlines()[1]
+                assert len(value_line) <= card.content_size.width, (size, card.id, value_line)
 
 
 @pilot
@@ -570,13 +594,17 @@ async def test_a_reclaim_rule_reads_as_inactive_while_auto_reclaim_is_off(histor
     async with app.run_test(notifications=True, size=(160, 40)) as pilot:
         await main_screen(pilot)
         text = screen(app)
-        assert "policy: nothing to do: reclaimable" in text and "would reclaim (auto-reclaim is off)" in text
+        # the verb first (it was "nothing to do: ...; would reclaim (auto-reclaim is off): by dropp…": issue 28)
+        assert "policy: would reclaim (auto-reclaim is off): reclaimable" in text, text
         assert "╌ reclaim-idle-cache 512M would reclaim (auto-reclaim is off)" in text  # the chart legend
         await pilot.resize_terminal(80, 24)
         await settle(pilot)
         app.refresh_data()
         await settle(pilot)
         assert "(off)" in app.query_one("#chart-legend").render().plain
+        policy = app.query_one("#policy")
+        assert "policy: would reclaim (auto-reclaim is off): " in screen(app)  # the verb whole at 80x24
+        assert policy.size.height == 2 and policy.render().plain.endswith("here)"), policy.render().plain
     on = dataclasses.replace(config, policy=dataclasses.replace(config.policy, auto_reclaim=True))
     app = dashboard(on, history, tmp_path)
     async with app.run_test(notifications=True, size=(160, 40)) as pilot:

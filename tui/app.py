@@ -67,13 +67,13 @@ class VmmemApp(App):
         Binding("s", "snooze", "Snooze"),
         Binding("p", "pause", "Pause"),
         Binding("a", "answer", "Prompt"),
-        Binding("t", "cycle_range", "Range"),
+        Binding("t", "cycle_range", "Range", show=False),  # the chart's own line shows the range keys (1-4)
         Binding("1", "range('5m')", "5 min", show=False),
         Binding("2", "range('1h')", "1 h", show=False),
         Binding("3", "range('24h')", "24 h", show=False),
         Binding("4", "range('7d')", "7 days", show=False),
         Binding("c", "config", "Config"),
-        Binding("w", "cache", "Cache", show=False),  # the footer is full at 80 columns; in help and palette
+        Binding("w", "cache", "Cache"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -196,7 +196,8 @@ class VmmemApp(App):
         self._stale = False
         self.query_one(HeaderLine).show(snap.header, len(snap.pending))
         self.query_one(Cards).show(snap.cards)
-        show_if_changed(self.query_one("#policy", Static), Text(f"policy: {snap.policy}"))
+        # layout: the line takes one row or two as its words need (the verb first, never cut: issue 28)
+        show_if_changed(self.query_one("#policy", Static), Text(f"policy: {snap.policy}"), layout=True)
         self._show_chart(snap)
         self.query_one(EventList).show(snap.events)
 
@@ -212,7 +213,7 @@ class VmmemApp(App):
     def on_refresh_failed(self, message: RefreshFailed) -> None:
         self.refreshing = False
         show_if_changed(self.query_one("#policy", Static),
-                        Text(f"cannot read the history: {message.error}", style="red"))
+                        Text(f"cannot read the history: {message.error}", style="red"), layout=True)
 
     def _show_chart(self, snap: Snapshot) -> None:
         chart = snap.chart
@@ -242,10 +243,22 @@ class VmmemApp(App):
 
     # ------------------------------------------------------------ keys
 
+    # The dashboard's own keys; a full screen of its own (the cache view) has its keys instead, so its
+    # footer lists those, whole (at 80 columns it ended "c C▏^p palettep": issue 28).
+    DASHBOARD_ACTIONS = frozenset({"reclaim", "snooze", "pause", "answer", "cycle_range", "range", "config", "cache"})
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.DASHBOARD_ACTIONS and not self._on_dashboard():
+            return False
         if action == "answer":
             return bool(self.snapshot and self.snapshot.pending)
         return True
+
+    def _on_dashboard(self) -> bool:
+        """The dashboard or a modal over it (a modal keeps the keys it does not take itself)."""
+        from tui.cache_view import CacheScreen
+
+        return not any(isinstance(screen, CacheScreen) for screen in self.screen_stack)
 
     def action_cycle_range(self) -> None:
         self.action_range(data.next_range(self.range_name))

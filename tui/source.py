@@ -130,6 +130,18 @@ class _Cache:
     decision: Decision | None = None
 
 
+def policy_words(decision: Decision) -> str:
+    """The policy line, the verb first: "would reclaim (auto-reclaim is off): page cache 21 GiB above ...",
+    not "nothing to do: page cache ...; would reclaim (auto-reclaim is off): ..." whose verb a narrow
+    screen cut off (issue 28)."""
+    if decision.held:  # said once, first (the reason may say it too, for the log and `status`)
+        rest = decision.reason.replace(f"; {decision.held}", "", 1).strip("; ")
+        return f"{decision.held}: {rest}"
+    verb = {"none": "nothing to do", "notify": "would notify", "prompt": "would ask",
+            "reclaim": "would reclaim"}[decision.action]
+    return f"{verb}: {decision.reason}"
+
+
 class ScreenBackend:
     """The standalone dashboard's notifier: the watcher's notifications appear on its own screen."""
 
@@ -362,7 +374,7 @@ class DataSource:
             return
         decision = hello.get("decision")
         self._watcher_decision = Decision(decision["action"], decision["reason"], method=decision.get("method"),
-                                          rule=decision.get("rule")) if decision else None
+                                          rule=decision.get("rule"), held=decision.get("held")) if decision else None
 
     def _policy(self, latest: Sample | None, state: PolicyState) -> str:
         """What the policy says now, in words: the watcher's own decision (we are the watcher, or it
@@ -385,9 +397,7 @@ class DataSource:
                 self._cache.decision_key = key
             decision = self._cache.decision
         assert decision is not None
-        verb = {"none": "nothing to do", "notify": "would notify", "prompt": "would ask",
-                "reclaim": "would reclaim"}[decision.action]
-        return f"{verb}: {decision.reason}" + self._working_set_words() + self._next_schedule_words()
+        return policy_words(decision) + self._working_set_words() + self._next_schedule_words()
 
     def _working_set_words(self) -> str:
         """" · working set ~ 310 MiB, learned 12 min ago", once a gradual reclaim learned it."""

@@ -82,8 +82,10 @@ class CardView(Static):
         text.append(card.value, style="bold")
         if card.trend.arrow:
             text.append(f" {card.trend.arrow}", style=MOOD_STYLE[card.trend.mood] or "bold")
-        if card.delta:
-            text.append(f" {card.delta}", style="dim")
+        room = self.content_size.width  # 0 before the first layout: then everything goes in
+        used = len(card.value) + (len(card.trend.arrow) + 1 if card.trend.arrow else 0)
+        if card.delta and (not room or used + 1 + len(card.delta) <= room):  # the change fits whole, or
+            text.append(f" {card.delta}", style="dim")  # is left out ("8.6G / 211M ↓ -1.…": issue 28)
         text.append("\n" + card.detail, style="dim italic")
         show_if_changed(self, text)
 

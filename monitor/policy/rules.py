@@ -50,6 +50,9 @@ class Decision:
     method: str | None = None
     rule: str | None = None
     metric_bytes: int | None = None  # the metric's value, for messages and prompts
+    # A rule fired but its action is held back: what it would do ("would reclaim (auto-reclaim is off)",
+    # "would reclaim when idle"); a screen leads with it, so the verb is never cut off
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,15 +172,17 @@ def _act(status: RuleStatus, given: _Inputs) -> Decision:
     if rule.method == "auto" and effective == "pagecache":
         words += " (auto: no memory.reclaim here)"
     if not config.policy.auto_reclaim:
-        return Decision("none", f"{status.why}; would reclaim (auto-reclaim is off): {words}", **common)
+        held = "would reclaim (auto-reclaim is off)"
+        return Decision("none", f"{status.why}; {held}: {words}", held=held, **common)
     if state.paused_until and now < state.paused_until:
-        return Decision("none", f"{status.why}; auto-reclaim paused until {_clock(state.paused_until)}", **common)
+        held = f"would reclaim (auto-reclaim paused until {_clock(state.paused_until)})"
+        return Decision("none", f"{status.why}; {held}", held=held, **common)
     idle = judge_idle(given.samples, config.idle, effective, now)
     if not idle.ok:
-        return Decision("none", f"{status.why}; {idle.words}: waiting", **common)
+        return Decision("none", f"{status.why}; {idle.words}: waiting", held="would reclaim when idle", **common)
     if config.policy.defer_to_wsl and wsl_mode in ("dropcache", "gradual") and idle.wsl_would_act:
         return Decision("none", f"{status.why}; {idle.words}; WSL's own autoMemoryReclaim={wsl_mode} "
-                        "acts on this idle VM: deferring to it", **common)
+                        "acts on this idle VM: deferring to it", held="leaving it to WSL's own reclaim", **common)
     return Decision("reclaim", f"{status.why}; {idle.words}; reclaiming {words}", method=rule.method, **common)
 
 

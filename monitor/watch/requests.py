@@ -95,7 +95,8 @@ class Requests:
         return {"pid": os.getpid(), "user": _user_name(self.uid), "db": str(rec.wiring.db), "since": rec.started,
                 "version": __version__, "config": self._config_text(), "config_path": rec.config.path,
                 "decision": None if decision is None else
-                {"action": decision.action, "reason": decision.reason, "method": decision.method, "rule": decision.rule},
+                {"action": decision.action, "reason": decision.reason, "method": decision.method, "rule": decision.rule,
+                 "held": decision.held},
                 "acts": rec.acts}
 
     def _config_text(self) -> str:
