@@ -13,11 +13,14 @@ import re
 from dataclasses import dataclass
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+# A number, then nothing, "B", or a prefix with an optional "B"/"iB" ("10ib" is no size: issue 28)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(i?b)?|(b))?\s*$", re.IGNORECASE)
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+# One part: a number and its unit, the unit not run on into a letter ("1 m s" is no "1ms": issue 28)
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)(?![a-z])\s*", re.IGNORECASE)
+MAX_DURATION = 100 * 365 * 86400.0  # longer is a typo (or "9999...9", which float() makes infinite)
 
 
 class UnitError(ValueError):
@@ -77,7 +80,9 @@ def parse_size(value: object, *, allow_percent: bool = True) -> Size:
     if not m:
         raise UnitError(SIZE_EXPECTED)
     number = float(m.group(1))
-    scaled = number * _SIZE_UNITS[m.group(2).lower()]
+    if m.group(2) is None and number != int(number):  # "0.5" or "0.5B": no such thing as half a byte
+        raise UnitError(SIZE_EXPECTED + " (a byte count is a whole number)")
+    scaled = number * _SIZE_UNITS[(m.group(2) or "").lower()]
     if not math.isfinite(scaled) or scaled > 2**63 - 1:
         raise UnitError("a size below 8 EiB")
     return Size(bytes=int(scaled), text=text)
@@ -88,20 +93,26 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise UnitError(DURATION_EXPECTED)
     if isinstance(value, (int, float)):
-        if value < 0 or not math.isfinite(value):
+        if value < 0:
             raise UnitError("a duration that is not negative")
-        return float(value)
+        return _bounded(float(value))
     if not isinstance(value, str):
         raise UnitError(DURATION_EXPECTED)
-    text = value.strip().replace(" ", "")
+    text = value.strip()
     if text.startswith("-"):
         raise UnitError("a duration that is not negative")
     if re.fullmatch(r"\d+(?:\.\d*)?", text):
-        return float(text)
-    parts = _DURATION_PART.findall(text)
-    if not text or "".join(n + u for n, u in parts).lower() != text.lower():
+        return _bounded(float(text))
+    parts = list(_DURATION_PART.finditer(text))
+    if not text or "".join(m.group(0) for m in parts) != text:
         raise UnitError(DURATION_EXPECTED)
-    return sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
+    return _bounded(sum(float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()] for m in parts))
+
+
+def _bounded(seconds: float) -> float:
+    if not math.isfinite(seconds) or seconds > MAX_DURATION:
+        raise UnitError("a duration below 100 years")
+    return seconds
 
 
 def format_bytes(n: int | float | None, *, signed: bool = False) -> str:

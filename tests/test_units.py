@@ -28,6 +28,7 @@ def test_percentages(text, pct):
     ("-1GiB", "not negative"), (-5, "not negative"), ("4XB", "a size such as"), ("GiB", "a size such as"),
     ("101%", "0% to 100%"), ("", "a size such as"), (True, "a size such as"), (1.5, "ambiguous"),
     ([1], "a size such as"), ("1e3G", "a size such as"), ("99999999999T", "below 8 EiB"), ("4 G i B", "a size"),
+    ("10ib", "a size such as"), ("0.5", "a byte count is a whole number"), ("1.5B", "whole number"),  # issue 28
 ])
 def test_bad_sizes(bad, why):
     with pytest.raises(UnitError, match=why):
@@ -47,10 +48,18 @@ def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["-1s", "soon", "1y", "", "1h30", True, -3, "m5", None, "1s1"])
+@pytest.mark.parametrize("bad", ["-1s", "soon", "1y", "", "1h30", True, -3, "m5", None, "1s1",
+                                 "1 m s", "1hx", "2 ms s"])  # issue 28: "1 m s" read as 1 ms
 def test_bad_durations(bad):
     with pytest.raises(UnitError):
         parse_duration(bad)
+
+
+@pytest.mark.parametrize("huge", ["9" * 400, float("inf"), 10**12, "4000000000d"])
+def test_a_duration_too_long_to_mean_anything_is_refused(huge):
+    """issue 28: interval = "9999...9" loaded as inf."""
+    with pytest.raises(UnitError, match="below 100 years"):
+        parse_duration(huge)
 
 
 @pytest.mark.parametrize("n, text", [
