@@ -430,3 +430,20 @@ def test_ctrl_c_during_a_reclaim_prints_and_records_what_ran_and_exits_130(fake_
     with Store(db) as store:
         (event,) = store.events(kinds=["reclaim"])
     assert event.data["methods_run"] == ["pagecache", "compact"] and event.data["notes"] == result["notes"]
+
+
+@pytest.mark.parametrize("code, stderr, errno_, words", [
+    (1, "vmmemctl: [Errno 16] Device or resource busy\n", 16, "Device or resource busy"),  # the kernel's own
+    (1, "sudo: a password is required\n", 1, "sudo: a password is required"),  # sudo refused: needs the rule
+    (1, "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'monitor'\n", None,
+     "ModuleNotFoundError: No module named 'monitor'"),  # the helper broke: said as it is, not "needs root"
+    (2, "vmmemctl: _privileged-write: '7' is not a valid value for proc/sys/vm/drop_caches\n", None,
+     "vmmemctl: _privileged-write: '7' is not a valid value for proc/sys/vm/drop_caches"),
+    (1, "", None, "failed (exit 1)"),
+])
+def test_a_sudo_write_failure_keeps_its_own_reason(code, stderr, errno_, words):
+    """Issue 28: every failure of `sudo vmmemctl _privileged-write` read as EPERM, so as "reclaim needs root"."""
+    from monitor.kernel.privilege import sudo_failure
+
+    failure = sudo_failure(code, stderr)
+    assert failure.errno == errno_ and (failure.strerror or str(failure)) == words

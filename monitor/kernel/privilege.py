@@ -16,6 +16,7 @@ and /sys only, ignoring every config file, environment variable and
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -98,12 +99,22 @@ class SudoWriter:
         except subprocess.TimeoutExpired:
             raise OSError(f"sudo {path}: no answer within {self.timeout:g}s") from None
         if done.returncode != 0:
-            message = (done.stderr.strip().splitlines() or ["failed"])[-1]
-            errno_match = re.search(r"\[Errno (\d+)\]", message)
-            raise OSError(int(errno_match.group(1)) if errno_match else 1, message)
+            raise sudo_failure(done.returncode, done.stderr)
 
     def read(self, paths):
         return self.files.read(paths)
 
     def exists(self, path: str) -> bool:
         return self.files.exists(path)
+
+
+def sudo_failure(returncode: int, stderr: str) -> OSError:
+    """What a failed ``sudo -n vmmemctl _privileged-write`` says, as the OSError it is: the kernel's errno
+    when the write itself failed (``[Errno 16] ...``), EPERM when sudo refused, else the message as it is
+    (a bad value, a missing program): only a refusal reads as "needs root" (issue 28)."""
+    message = (stderr.strip().splitlines() or [f"failed (exit {returncode})"])[-1]
+    if found := re.search(r"\[Errno (\d+)\] ?(.*)", message):
+        return OSError(int(found.group(1)), found.group(2) or message)
+    if message.startswith("sudo:"):
+        return OSError(errno.EPERM, message)
+    return OSError(message)
