@@ -126,3 +126,14 @@ def test_a_history_nobody_writes_any_more_is_read_by_a_user_who_cannot_write_its
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 4  # the header and the three samples
     assert sorted(p.name for p in folder.iterdir()) == ["history.db"]  # the reader made nothing
+
+
+@needs_nobody
+def test_a_watch_in_a_folder_the_user_cannot_write_says_permission_denied(shared_dir):
+    """Issue 28: as nobody, `watch --db <root's folder>/h.db` said "No such file or directory"."""
+    folder = shared_dir / "roots"
+    folder.mkdir(mode=0o755)  # root's, readable by all, writable by root only
+    done = as_nobody("watch", "--db", str(folder / "h.db"), "--log-file", str(shared_dir / "w.log"))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr == (f"vmmemctl: cannot open the lock file {folder / 'h.db.watch.lock'}: Permission denied "
+                           "(pass --db PATH in a folder you can write)\n")

@@ -53,8 +53,11 @@ class FileLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), True
-            except PermissionError:
-                return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), False
+            except PermissionError as denied:
+                try:  # another user's lock file: locked read-only all the same
+                    return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), False
+                except FileNotFoundError:  # none yet, and we may not make one: the cause is the permission
+                    raise denied from None
         except OSError as exc:
             raise UserError(f"cannot open the lock file {self.path}: {exc.strerror or exc} "
                             "(pass --db PATH in a folder you can write)") from None
