@@ -312,6 +312,24 @@ def test_a_powershell_that_cannot_be_executed_falls_through_the_chain(tmp_path, 
     assert second.estimated and second.error == first.error  # latched: one clear state, not a new error
 
 
+def test_interop_only_with_interop_dead_says_unknown_every_sample_and_never_raises(tmp_path, caplog):
+    """[host] source = "interop": no estimate in the chain. Issue 28: the second sample raised AssertionError
+    (every tool skipped while interop is latched down) and the log said "estimate"."""
+    denied = tmp_path / "powershell.exe"
+    denied.write_text("#!/bin/sh\n")
+    garbage = tmp_path / "tasklist.exe"
+    garbage.write_bytes(b"MZ\x90\x00 not an ELF")
+    garbage.chmod(0o755)
+    chain = ChainProbe([PowerShellProbe(str(denied), timeout=1), TasklistProbe(str(garbage), timeout=1)])
+    try:
+        samples = [chain.sample(None) for _ in range(3)]
+    finally:
+        chain.close()
+    assert all(s.bytes is None and not s.estimated for s in samples)
+    assert all(s.error.startswith("Windows interop stopped working; host figure is unknown") for s in samples)
+    assert [r.message for r in caplog.records if "stopped working" in r.message] == [samples[0].error]
+
+
 def test_exec_errors_are_interop_errors_in_words(tmp_path):
     denied = tmp_path / "powershell.exe"
     denied.write_text("#!/bin/sh\n")

@@ -286,7 +286,9 @@ class ChainProbe:
             if result.bytes is not None:
                 break
             failures.append((probe, result))
-        assert result is not None
+        if result is None:  # every probe is a Windows tool and interop is down: nothing to ask until the recheck
+            # (an assert here once failed every sample after the first: issue 28, item 11)
+            return HostSample(now, None, "none", False, error=interop_down_message(False))
         if recheck:  # a Windows tool that answered (not the estimate) says interop is alive
             measured = result.bytes is not None and not result.estimated
             self._judge_down([] if measured else [p for p, _ in failures], now)
@@ -312,7 +314,7 @@ class ChainProbe:
         self._checked_at = now
         if down and self.down_since is None:
             self.down_since = now
-            log.warning("%s", interop_down_message(True))
+            log.warning("%s", interop_down_message(any(isinstance(p, EstimateProbe) for p in self.probes)))
         elif not down and self.down_since is not None:
             self.down_since = None
             log.warning("Windows interop answers again")
