@@ -84,3 +84,44 @@ def test_config_check_lists_the_next_three_runs(tmp_path):
         when = dt.datetime.fromisoformat(stamp)
         assert when.strftime("%a %H:%M") == "Sun 03:30" and when.utcoffset() is not None
     assert "schedule[1] '0 12 * * 1-5' (auto): next" in result.stdout
+
+
+BERLIN = "Europe/Berlin"
+
+
+@pytest.mark.parametrize("start, expected", [
+    # spring forward (2026-03-29 02:00 -> 03:00): 04:00 is 04:00 local on both sides of the change
+    ("2026-03-28T00:00", ["2026-03-28T04:00:00+01:00", "2026-03-29T04:00:00+02:00", "2026-03-30T04:00:00+02:00"]),
+    # fall back (2026-10-25 03:00 -> 02:00)
+    ("2026-10-24T00:00", ["2026-10-24T04:00:00+02:00", "2026-10-25T04:00:00+01:00", "2026-10-26T04:00:00+01:00"]),
+])
+def test_next_runs_follow_daylight_saving(start, expected):
+    """Issue 28: config check and the dashboard used today's fixed offset, so after the change they showed
+    05:00 (or 03:00) for a run the watcher makes at 04:00 local."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(BERLIN)
+    runs = next_runs("0 4 * * *", 3, dt.datetime.fromisoformat(start).replace(tzinfo=zone), zone)
+    assert [r.isoformat() for r in runs] == expected
+
+
+def test_the_dashboards_next_schedule_is_in_the_zone_not_a_fixed_offset():
+    from zoneinfo import ZoneInfo
+
+    from monitor.config.schema import Config, Schedule
+    from tui.data import next_schedule
+
+    zone = ZoneInfo(BERLIN)
+    config = Config(schedule=(Schedule(cron="0 4 * * *", name="night", method="pagecache"),))
+    before_the_change = dt.datetime(2026, 3, 29, 0, 30, tzinfo=zone).timestamp()
+    sched, when = next_schedule(config, before_the_change, zone)
+    assert when.isoformat() == "2026-03-29T04:00:00+02:00"  # (a fixed +01:00 said 05:00 of the new offset)
+
+
+def test_config_check_in_a_zone_with_daylight_saving_prints_each_run_in_its_own_offset(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[[schedule]]\nname = "night"\ncron = "0 4 * * *"\n')
+    result = run_cli("config", "check", str(path), env={"TZ": BERLIN})
+    assert result.returncode == 0, result.stderr
+    stamps = next(line for line in result.stdout.splitlines() if "night" in line).split("next ")[1].split(", ")
+    assert all(dt.datetime.fromisoformat(s).strftime("%H:%M") == "04:00" for s in stamps), stamps

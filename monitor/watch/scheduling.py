@@ -179,7 +179,7 @@ from apscheduler.triggers.cron import CronTrigger  # noqa: E402
 from apscheduler.triggers.interval import IntervalTrigger  # noqa: E402
 
 __all__ = ["EVENT_JOB_MISSED", "JOB_DEFAULTS", "BackgroundScheduler", "BaseTrigger", "IntervalTrigger", "ThreadPoolExecutor",
-           "build_scheduler", "cron", "interval", "next_runs", "to_trigger"]
+           "build_scheduler", "cron", "interval", "local_zone", "next_runs", "to_trigger"]
 
 
 class StepSafe:
@@ -260,10 +260,21 @@ def to_trigger(spec: CronSpec, timezone: dt.tzinfo | None = None):
     return CronTrigger(day=csv(spec.days), day_of_week=weekday_names, **common)
 
 
-def next_runs(text: str, count: int = 3, now: dt.datetime | None = None) -> list[dt.datetime]:
-    """The next ``count`` fire times in local time (for ``config check``)."""
-    now = now or dt.datetime.now().astimezone()
-    trigger = to_trigger(parse_cron(text), timezone=now.tzinfo)
+def local_zone() -> dt.tzinfo:
+    """This machine's time zone with its daylight-saving rules (tzlocal, APScheduler's own default), not
+    today's fixed offset: a run after the change is at 04:00 local, not 04:00 of the old offset."""
+    import tzlocal
+
+    return tzlocal.get_localzone()
+
+
+def next_runs(text: str, count: int = 3, now: dt.datetime | None = None,
+              timezone: dt.tzinfo | None = None) -> list[dt.datetime]:
+    """The next ``count`` fire times, in ``timezone`` (default: the local zone, DST included, as the
+    watcher's scheduler runs them; issue 28: `config check` printed a fixed offset across the change)."""
+    timezone = timezone or local_zone()
+    now = now.astimezone(timezone) if now is not None else dt.datetime.now(timezone)
+    trigger = to_trigger(parse_cron(text), timezone=timezone)
     runs: list[dt.datetime] = []
     previous = None
     cursor = now

@@ -75,12 +75,14 @@ def until_words(ts: float, now: float, localtime: LocalTime = time.localtime) ->
     return time.strftime(fmt, localtime(ts))
 
 
-def next_schedule(config: Config, now: float) -> tuple[Schedule, dt.datetime] | None:
-    """The next [[schedule]] run by the config's cron lines (a watcher elsewhere runs them)."""
-    from monitor.watch.scheduling import next_runs
+def next_schedule(config: Config, now: float, timezone: dt.tzinfo | None = None) -> tuple[Schedule, dt.datetime] | None:
+    """The next [[schedule]] run by the config's cron lines (a watcher elsewhere runs them), in the local
+    zone with its DST rules (``timezone``: tests)."""
+    from monitor.watch.scheduling import local_zone, next_runs
 
+    zone = timezone or local_zone()
     runs = [(sched, run) for sched in config.schedule
-            for run in next_runs(sched.cron, 1, dt.datetime.fromtimestamp(now).astimezone())]
+            for run in next_runs(sched.cron, 1, dt.datetime.fromtimestamp(now, zone), zone)]
     return min(runs, key=lambda r: r[1]) if runs else None
 
 
