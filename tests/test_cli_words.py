@@ -29,6 +29,13 @@ def test_config_show_prints_the_history_path_used():
     assert 'db = ""' not in shown
 
 
+def test_config_show_says_which_config_the_system_service_reads():
+    """Issue 28: only the wsl.conf alternative named /etc/vmmemctl/config.toml."""
+    shown = run_cli("config", "show").stdout.splitlines()
+    assert shown[0] == "# effective config (defaults: no config file)"
+    assert shown[1].startswith("# (the system service, `sudo vmmemctl service install`, reads /etc/vmmemctl/config.toml")
+
+
 def test_config_show_with_db_says_where_it_came_from(tmp_path):
     shown = run_cli("config", "show", "--db", str(tmp_path / "x.db")).stdout
     assert f'db = {json.dumps(str(tmp_path / "x.db"))}  # from --db' in shown

@@ -10,6 +10,7 @@ parser and by the CommandLineToArgvW rules wsl.exe parses its arguments with.
 from __future__ import annotations
 
 import os
+import tempfile
 import shlex
 import shutil
 import stat
@@ -175,17 +176,24 @@ def systemd_analyze() -> str:
 @pytest.mark.parametrize("scope", ["system", "user"])
 def test_systemd_analyze_verify_accepts_the_unit(scope, tmp_path):
     analyze = systemd_analyze()
-    exe = fake_exe(tmp_path / "bin dir")
-    unit = systemd_unit(exe, HOSTILE_ARGS, scope, default_paths(scope, {"HOME": str(tmp_path / "home")}),
-                        default_environment(scope, {"WSL_DISTRO_NAME": "Ubuntu-24.04"}))
-    unit_dir = tmp_path / "units"
-    unit_dir.mkdir()
-    (unit_dir / service.UNIT_NAME).write_text(unit)
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    cmd = [analyze] + (["--user"] if scope == "user" else []) + ["verify", str(unit_dir / service.UNIT_NAME)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    # Not under /tmp: the unit's PrivateTmp=yes would hide it, and install refuses that (issue 28)
+    if not os.access("/dev/shm", os.W_OK):
+        pytest.skip("needs a writable folder outside /tmp (/dev/shm) for the unit's executable")
+    outside = Path(tempfile.mkdtemp(prefix="vmmemctl-test-", dir="/dev/shm"))
+    try:
+        exe = fake_exe(outside / "bin dir")
+        unit = systemd_unit(exe, HOSTILE_ARGS, scope, default_paths(scope, {"HOME": str(tmp_path / "home")}),
+                            default_environment(scope, {"WSL_DISTRO_NAME": "Ubuntu-24.04"}))
+        unit_dir = tmp_path / "units"
+        unit_dir.mkdir()
+        (unit_dir / service.UNIT_NAME).write_text(unit)
+        runtime = tmp_path / "runtime"
+        runtime.mkdir(mode=0o700)
+        cmd = [analyze] + (["--user"] if scope == "user" else []) + ["verify", str(unit_dir / service.UNIT_NAME)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)})
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
     # verify exits 0 on mere warnings ("Unknown key ..., ignoring"), so any line about our unit fails too.
     about_us = [line for line in (done.stdout + done.stderr).splitlines() if "vmmemctl" in line]
     assert done.returncode == 0 and about_us == [], done.stdout + done.stderr
@@ -384,14 +392,32 @@ def test_print_gives_exactly_the_unit(isolated_home):
                                 default_environment("user"))
 
 
-def test_install_without_systemd_writes_the_unit_and_explains_the_alternative(isolated_home, tmp_path):
+def test_install_without_systemd_writes_nothing_and_explains_the_alternatives(isolated_home, tmp_path):
+    """Issue 28: it wrote the unit (to /etc, as root) although nothing would ever run it."""
     code, text = install("user", False, "/usr/bin/vmmemctl", root=tmp_path / "no-systemd")
     home = Path(isolated_home["HOME"])
-    unit_file = home / ".config/systemd/user/vmmemctl.service"
-    assert code == 0
-    assert unit_file.read_text() == install("user", True, "/usr/bin/vmmemctl")[1]
-    assert "not enabled" in text and "systemd=true" in text and "[boot]" in text and "command = " in text
-    assert "does not reclaim" in text
+    assert code == 1 and not (home / ".config/systemd/user/vmmemctl.service").exists()
+    assert text.startswith("systemd is not running in this distro (PID 1 is not systemd): no unit written.")
+    assert "systemd=true" in text and "[boot]" in text and "command = " in text and "does not reclaim" in text
+    assert "/etc/vmmemctl/config.toml" in text  # which config the boot line's watcher reads
+
+
+def test_an_executable_under_tmp_is_refused_in_one_line(isolated_home, tmp_path):
+    """Issue 28: a clone under /tmp gave ExecStart=/tmp/... with PrivateTmp=yes: a unit that cannot start."""
+    for print_only in (True, False):
+        code, text = install("system", print_only, "/tmp/clone/.venv/bin/vmmemctl", root=tmp_path)
+        assert code == 2 and "\n" not in text and text.startswith("the executable /tmp/clone/.venv/bin/vmmemctl "
+                                                                   "is under /tmp, which this service cannot see")
+    assert install("system", True, "/var/tmp/x/vmmemctl")[0] == 2
+    assert install("system", True, "/tmpfoo/bin/vmmemctl")[0] == 0  # only /tmp itself
+
+
+def test_the_unit_and_the_install_say_which_config_the_service_reads(isolated_home, tmp_path):
+    unit = install("system", True, "/usr/bin/vmmemctl")[1]
+    assert "# Its config: /etc/vmmemctl/config.toml (`vmmemctl config check /etc/vmmemctl/config.toml`" in unit
+    environ, calls = fake_systemctl(tmp_path)
+    code, text = install("user", False, "/usr/bin/vmmemctl", environ=environ, root=tmp_path / "root")
+    assert code == 0 and "its config: ~/.config/vmmemctl/config.toml" in text
     for directory in default_paths("user").values():  # ReadWritePaths= must exist when the unit starts
         assert Path(directory).is_dir()
 
@@ -421,15 +447,17 @@ def test_install_reports_a_systemctl_failure_in_one_line(isolated_home, tmp_path
 
 
 def test_install_system_scope_writes_under_etc(tmp_path):
-    code, text = install("system", False, "/usr/bin/vmmemctl", environ={"PATH": ""}, root=tmp_path)
-    unit_file = tmp_path / "etc/systemd/system/vmmemctl.service"
+    environ, calls = fake_systemctl(tmp_path)
+    code, text = install("system", False, "/usr/bin/vmmemctl", environ=environ, root=tmp_path / "root")
+    unit_file = tmp_path / "root/etc/systemd/system/vmmemctl.service"
     assert code == 0 and str(unit_file) in text
     assert "StateDirectory=vmmemctl" in unit_file.read_text()
 
 
 def test_install_errors_are_one_line(isolated_home, tmp_path):
-    (tmp_path / "etc").write_text("a file where a directory should be")
-    code, text = install("system", False, "/usr/bin/vmmemctl", environ={"PATH": ""}, root=tmp_path)
+    environ, calls = fake_systemctl(tmp_path)
+    (tmp_path / "root/etc").write_text("a file where a directory should be")
+    code, text = install("system", False, "/usr/bin/vmmemctl", environ=environ, root=tmp_path / "root")
     assert code == 1 and "\n" not in text and text.startswith("cannot write")
     code, text = install("user", True, "vmmemctl")
     assert code == 2 and "absolute path" in text and "\n" not in text
@@ -468,7 +496,8 @@ def test_keepalive_text_says_what_stops_the_watcher():
 
 
 def test_unit_files_are_not_world_writable(isolated_home, tmp_path):
-    install("user", False, "/usr/bin/vmmemctl", root=tmp_path)
+    environ, calls = fake_systemctl(tmp_path)
+    assert install("user", False, "/usr/bin/vmmemctl", environ=environ, root=tmp_path / "root")[0] == 0
     unit_file = Path(isolated_home["XDG_CONFIG_HOME"]) / "systemd/user/vmmemctl.service"
     assert not unit_file.stat().st_mode & stat.S_IWOTH
 

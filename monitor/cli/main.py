@@ -623,8 +623,13 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     from monitor.cli.report import config_toml
     from monitor.history.places import db_path
 
+    from monitor.service.common import SYSTEM_CONFIG
+
     config = load(args)
     print(f"# effective config ({config.path or 'defaults: no config file'})")
+    if str(config.path or "") != SYSTEM_CONFIG:  # the root service reads its own (issue 28)
+        print(f"# (the system service, `sudo vmmemctl service install`, reads {SYSTEM_CONFIG}; "
+              "`vmmemctl status` names the running watcher)")
     print(config_toml(config, db_path(config, args.db)), end="")
     return 0
 

@@ -22,6 +22,12 @@ MEMORY_MAX = "64M"  # our target RSS is <= 30 MiB; twice that leaves room for a 
 # everything under /var/lib/vmmemctl and read /etc/vmmemctl/config.toml,
 # instead of root's home, which ProtectHome= makes read-only.
 SYSTEM_ENVIRONMENT = {"XDG_DATA_HOME": "/var/lib", "XDG_STATE_HOME": "/var/lib", "XDG_CONFIG_HOME": "/etc"}
+SYSTEM_CONFIG = "/etc/vmmemctl/config.toml"  # what the system service reads (XDG_CONFIG_HOME=/etc, above)
+PRIVATE_TMP = ("/tmp", "/var/tmp")  # PrivateTmp=yes gives the service its own: it sees nothing of ours there
+
+
+def under_private_tmp(path: str) -> bool:
+    return any(path == top or path.startswith(top + "/") for top in PRIVATE_TMP)
 
 USER_SCOPE_NOTE = (
     "The user unit notifies, prompts and keeps the history, but does not reclaim by itself: a user cannot "

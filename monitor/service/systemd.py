@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from monitor.service.common import (LOCK_DIR, MEMORY_MAX, SYSTEM_ENVIRONMENT, SYSTEM_STATE_DIR, UNIT_NAME,
-                                    USER_SCOPE_NOTE, Run, Scope, ServiceError, _absolute, systemctl_words,
-                                    systemd_quote, xdg_dir)
+from monitor.service.common import (LOCK_DIR, MEMORY_MAX, SYSTEM_CONFIG, SYSTEM_ENVIRONMENT, SYSTEM_STATE_DIR,
+                                    UNIT_NAME, USER_SCOPE_NOTE, Run, Scope, ServiceError, _absolute, systemctl_words,
+                                    systemd_quote, under_private_tmp, xdg_dir)
 from monitor.service.wslconf import wsl_conf_boot_command
 from monitor.kernel.windows import DISTRO_NAME  # one rule for distro names, shared with host mode
 
@@ -49,6 +49,10 @@ def systemd_unit(exe: str, args: Sequence[str], scope: Scope, paths: Mapping[str
     """
     if scope not in ("user", "system"):
         raise ServiceError(f"scope {scope!r}: expected 'user' or 'system'")
+    if under_private_tmp(_absolute("executable", exe)):  # issue 28: systemd-analyze verify passes; it cannot start
+        raise ServiceError(f"the executable {exe} is under /tmp, which this service cannot see (PrivateTmp=yes "
+                           "gives it a /tmp of its own): install vmmemctl elsewhere (a venv in your home or "
+                           "/opt, or pipx), then run `service install` from there")
     command = " ".join([systemd_quote(_absolute("executable", exe))] + [systemd_quote(a) for a in args])
     lines = _unit_header(scope) + [
         "[Unit]",
@@ -87,8 +91,10 @@ def systemd_unit(exe: str, args: Sequence[str], scope: Scope, paths: Mapping[str
 def _unit_header(scope: Scope) -> list[str]:
     where = "/etc/systemd/system" if scope == "system" else "~/.config/systemd/user"
     ctl = systemctl_words(scope)
+    config = SYSTEM_CONFIG if scope == "system" else "~/.config/vmmemctl/config.toml"
     return [
         f"# vmmemctl {scope} unit, written by `vmmemctl service install --{scope}`.",
+        f"# Its config: {config} (`vmmemctl config check {config}`; `systemctl reload` re-reads it).",
         "# For WSL with systemd: [boot] systemd=true in /etc/wsl.conf, then `wsl --shutdown` once.",
         f"# Install by hand: save as {where}/{UNIT_NAME}, then",
         f"#   {ctl} daemon-reload && {ctl} enable --now {UNIT_NAME}",
@@ -191,12 +197,12 @@ def install(scope: Scope, print_only: bool, exe: str, args: Sequence[str] = ("wa
     if print_only:
         return 0, unit
     target = unit_path(scope, environ, root)
+    systemctl = shutil.which("systemctl", path=environ.get("PATH", os.defpath))
+    if not systemctl or not systemd_running(root):  # nothing written: a unit nobody runs only misleads
+        return 1, _without_systemd(scope, target, exe, args)
     problem = _write_unit(target, unit, paths if scope == "user" else {})
     if problem:
         return problem
-    systemctl = shutil.which("systemctl", path=environ.get("PATH", os.defpath))
-    if not systemctl or not systemd_running(root):
-        return 0, _without_systemd(scope, target, exe, args)
     return _enable(systemctl, scope, target, run)
 
 
@@ -218,11 +224,11 @@ def _write_unit(target: Path, unit: str, make_dirs: Mapping[str, str]) -> tuple[
 
 
 def _without_systemd(scope: Scope, target: Path, exe: str, args: Sequence[str]) -> str:
-    ctl = systemctl_words(scope)
-    lines = [f"wrote {target}, but systemd is not running in this distro, so it is not enabled.",
-             "To use it: add `[boot]` / `systemd=true` to /etc/wsl.conf, run `wsl --shutdown` in Windows,",
-             f"open the distro again, then: {ctl} daemon-reload && {ctl} enable --now {UNIT_NAME}",
-             "", "Or, without systemd, start the watcher from /etc/wsl.conf (as root, so it also reclaims):", ""]
+    lines = ["systemd is not running in this distro (PID 1 is not systemd): no unit written.",
+             "To use one: add `[boot]` / `systemd=true` to /etc/wsl.conf, run `wsl --shutdown` in Windows, open",
+             f"the distro again and run `vmmemctl service install` again (it writes {target}).",
+             "", "Or, without systemd, start the watcher from /etc/wsl.conf (as root, so it also reclaims; it reads",
+             f"{SYSTEM_CONFIG}):", ""]
     try:
         lines.append(wsl_conf_boot_command(exe, args))
     except ServiceError as exc:
@@ -243,8 +249,10 @@ def _enable(systemctl: str, scope: Scope, target: Path, run: Run) -> tuple[int, 
             why = ((done.stderr or "").strip().splitlines() or [f"exit code {done.returncode}"])[-1]
             return 1, f"wrote {target}; `systemctl {' '.join(base[1:] + extra)}` failed: {why}"
     ctl = systemctl_words(scope)
+    config = SYSTEM_CONFIG if scope == "system" else "~/.config/vmmemctl/config.toml"
     lines = [f"wrote {target} and started it: {ctl} status {UNIT_NAME}",
-             f"logs: journalctl {'--user-unit' if scope == 'user' else '-u'} {UNIT_NAME}"]
+             f"logs: journalctl {'--user-unit' if scope == 'user' else '-u'} {UNIT_NAME}",
+             f"its config: {config} (after a change: {ctl} reload {UNIT_NAME})"]
     if scope == "user":
         lines += ["A user unit runs while you have a session; `loginctl enable-linger` starts it at boot.",
                   USER_SCOPE_NOTE]
