@@ -403,13 +403,16 @@ def test_install_without_systemd_writes_nothing_and_explains_the_alternatives(is
 
 
 def test_an_executable_under_tmp_is_refused_in_one_line(isolated_home, tmp_path):
-    """Issue 28: a clone under /tmp gave ExecStart=/tmp/... with PrivateTmp=yes: a unit that cannot start."""
-    for print_only in (True, False):
-        code, text = install("system", print_only, "/tmp/clone/.venv/bin/vmmemctl", root=tmp_path)
-        assert code == 2 and "\n" not in text and text.startswith("the executable /tmp/clone/.venv/bin/vmmemctl "
-                                                                   "is under /tmp, which this service cannot see")
-    assert install("system", True, "/var/tmp/x/vmmemctl")[0] == 2
-    assert install("system", True, "/tmpfoo/bin/vmmemctl")[0] == 0  # only /tmp itself
+    """Issue 28: a clone under /tmp gave ExecStart=/tmp/... with PrivateTmp=yes: a unit that cannot start.
+    `install` refuses it; `--print` shows the unit (and the CLI warns on stderr)."""
+    environ, calls = fake_systemctl(tmp_path)
+    code, text = install("system", False, "/tmp/clone/.venv/bin/vmmemctl", environ=environ, root=tmp_path / "root")
+    assert code == 2 and "\n" not in text and text.startswith("the executable /tmp/clone/.venv/bin/vmmemctl "
+                                                               "is under /tmp, which the service cannot see")
+    assert not (tmp_path / "root/etc/systemd/system/vmmemctl.service").exists() and not calls.exists()
+    assert install("system", False, "/var/tmp/x/vmmemctl", environ=environ, root=tmp_path / "root")[0] == 2
+    assert install("system", True, "/tmp/clone/.venv/bin/vmmemctl")[0] == 0
+    assert service.tmp_conflict("/tmpfoo/bin/vmmemctl") is None  # only /tmp itself
 
 
 def test_the_unit_and_the_install_say_which_config_the_service_reads(isolated_home, tmp_path):

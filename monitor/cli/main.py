@@ -531,6 +531,8 @@ def cmd_service_install(args: argparse.Namespace) -> int:
     scope = "system" if args.system or (not args.user and os.geteuid() == 0) else "user"
     code, text = service.install(scope, args.print, vmmemctl_executable(),
                                  _watch_args(args) if scope == "system" else ["watch"])
+    if args.print and (hidden := service.tmp_conflict(vmmemctl_executable())):
+        print(f"vmmemctl: warning: {hidden}", file=sys.stderr)  # the unit all the same: --print only shows
     if code == 0:
         print(text)
     else:

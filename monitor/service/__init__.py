@@ -21,7 +21,7 @@ from monitor.service.common import (BOOT_LOG, LOCK_DIR, MEMORY_MAX, SYSTEM_ENVIR
                                     systemd_quote, xdg_dir)
 from monitor.service.keepalive import KEEPALIVE_TEXT
 from monitor.service.systemd import (default_environment, default_paths, install, systemd_running, systemd_unit,
-                                     unit_path)
+                                     tmp_conflict, unit_path)
 from monitor.service.windows_task import (SCHTASKS_NOTE, TASK_NAMESPACE, encode_task_xml, task_xml_as_utf8,
                                           validate_distro_name, windows_task_xml, windows_user)
 from monitor.service.wslconf import boot_shell_command, wsl_conf_boot_command, wsl_conf_value
@@ -29,6 +29,7 @@ from monitor.service.wslconf import boot_shell_command, wsl_conf_boot_command, w
 __all__ = ["BOOT_LOG", "KEEPALIVE_TEXT", "LOCK_DIR", "MEMORY_MAX", "SCHTASKS_NOTE", "SYSTEM_ENVIRONMENT",
            "SYSTEM_STATE_DIR", "TASK_NAMESPACE", "UNIT_NAME", "USER_SCOPE_NOTE", "Run", "Scope", "ServiceError",
            "boot_shell_command", "default_environment", "default_paths", "encode_task_xml", "install",
-           "systemctl_words", "systemd_quote", "systemd_running", "systemd_unit", "task_xml_as_utf8", "unit_path",
+           "systemctl_words", "systemd_quote", "systemd_running", "systemd_unit", "task_xml_as_utf8", "tmp_conflict",
+           "unit_path",
            "validate_distro_name", "windows_task_xml", "windows_user", "wsl_conf_boot_command", "wsl_conf_value",
            "xdg_dir"]

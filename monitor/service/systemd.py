@@ -49,10 +49,6 @@ def systemd_unit(exe: str, args: Sequence[str], scope: Scope, paths: Mapping[str
     """
     if scope not in ("user", "system"):
         raise ServiceError(f"scope {scope!r}: expected 'user' or 'system'")
-    if under_private_tmp(_absolute("executable", exe)):  # issue 28: systemd-analyze verify passes; it cannot start
-        raise ServiceError(f"the executable {exe} is under /tmp, which this service cannot see (PrivateTmp=yes "
-                           "gives it a /tmp of its own): install vmmemctl elsewhere (a venv in your home or "
-                           "/opt, or pipx), then run `service install` from there")
     command = " ".join([systemd_quote(_absolute("executable", exe))] + [systemd_quote(a) for a in args])
     lines = _unit_header(scope) + [
         "[Unit]",
@@ -196,6 +192,8 @@ def install(scope: Scope, print_only: bool, exe: str, args: Sequence[str] = ("wa
         return 2, str(exc)
     if print_only:
         return 0, unit
+    if hidden := tmp_conflict(exe):  # issue 28: systemd-analyze verify passes, and the unit cannot start
+        return 2, hidden
     target = unit_path(scope, environ, root)
     systemctl = shutil.which("systemctl", path=environ.get("PATH", os.defpath))
     if not systemctl or not systemd_running(root):  # nothing written: a unit nobody runs only misleads
@@ -204,6 +202,15 @@ def install(scope: Scope, print_only: bool, exe: str, args: Sequence[str] = ("wa
     if problem:
         return problem
     return _enable(systemctl, scope, target, run)
+
+
+def tmp_conflict(exe: str) -> str | None:
+    """Why a unit running ``exe`` cannot start (it is under /tmp, which PrivateTmp=yes hides), or None."""
+    if not under_private_tmp(exe):
+        return None
+    return (f"the executable {exe} is under /tmp, which the service cannot see (PrivateTmp=yes gives it a "
+            "/tmp of its own): install vmmemctl elsewhere (a venv in your home or /opt, or pipx) and run "
+            "`service install` from there")
 
 
 def _write_unit(target: Path, unit: str, make_dirs: Mapping[str, str]) -> tuple[int, str] | None:
