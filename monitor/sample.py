@@ -76,6 +76,8 @@ class GuestSample:
     writeback: int | None = None
     swap_total: int | None = None
     swap_free: int | None = None
+    active_file: int | None = None  # Active(file): file pages the kernel saw used more than once recently
+    inactive_file: int | None = None  # Inactive(file): the rest, which memory.reclaim takes first
     page_cache: int | None = None
     reclaimable: int | None = None
     used: int | None = None
@@ -200,6 +202,7 @@ def guest_json(g: GuestSample) -> dict[str, Any]:
         "anon_bytes": g.anon, "used_bytes": g.used, "page_cache_bytes": g.page_cache,
         "shmem_bytes": g.shmem, "slab_reclaimable_bytes": g.slab_reclaimable, "dirty_bytes": g.dirty,
         "mapped_bytes": g.mapped, "reclaimable_bytes": g.reclaimable,
+        "active_file_bytes": g.active_file, "inactive_file_bytes": g.inactive_file,
         "returnable_free_bytes": g.returnable_free, "fragmented_free_bytes": g.fragmented_free,
         "unlisted_free_bytes": g.unlisted_free,
         "page_reporting_order": g.page_reporting_order,

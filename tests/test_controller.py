@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from monitor.config.schema import ReclaimConfig
 from monitor.history.store import Store
 from monitor.reclaim import cost, workingset
-from monitor.reclaim.controller import PROBE_MIN, Observation, Plan, next_step
+from monitor.reclaim.controller import PROBE_MIN, Observation, Plan, bound, bound_words, next_step, window
 from monitor.sample import GuestSample
 
 MiB, GiB = 1024**2, 1024**3
@@ -26,9 +28,10 @@ def obs(before_mib: float, after_mib: float, refault_mib: float | None = 0.0, *,
                        psi_stall_us=psi_us, window_s=window, eagain=eagain)
 
 
-def plan(start_mib: float = 1400, target_mib: float | None = None, **kw) -> Plan:
+def plan(start_mib: float = 1400, target_mib: float | None = None, active_mib: float | None = None, **kw) -> Plan:
     return Plan(cache_start=int(start_mib * MiB), step=STEP, floor=FLOOR,
-                target=None if target_mib is None else int(target_mib * MiB), **kw)
+                target=None if target_mib is None else int(target_mib * MiB),
+                active=None if active_mib is None else int(active_mib * MiB), **kw)
 
 
 # The 4 GiB lab run of issue 11, as the controller would see it: 1.1 GiB read once, a 300 MiB
@@ -36,8 +39,39 @@ def plan(start_mib: float = 1400, target_mib: float | None = None, **kw) -> Plan
 # that cuts into the working set.
 UNKNOWN_WS = [obs(1400, 1144), obs(1144, 888), obs(888, 632, 0.3), obs(632, 419, asked_mib=213)]
 
+# Issue 25, as a new user ran it in the lab: a larger guest, a working set of several hundred MiB re-read
+# every few seconds, a 2 GiB cold read gone idle; shipped defaults: eight whole steps, the eighth crossing
+# into the set ("step 8: asked 256 MiB, page cache 810 MiB -> 601 MiB; refaults 47.2 MiB in 5.4s").
+ISSUE25 = [obs(810 + 256 * (7 - i), 810 + 256 * (6 - i)) for i in range(7)] + [
+    obs(810, 601, 47.2, asked_mib=256, window=5.4)]
+# A 300 MiB set re-read a file at a time over 30 s, the prior wrong (MGLRU left it in the oldest
+# generation, counted inactive): after the 22 MiB step that crossed into it, the 5 s windows each hear a
+# little, under the noise floor (1 MiB) and under 10 % of their own step; since the crossing they add up.
+SLOW = [obs(1400, 1144), obs(1144, 888), obs(888, 632), obs(632, 419, asked_mib=213), obs(419, 312),
+        obs(312, 290, 0.6, asked_mib=22), obs(290, 268, 0.9, asked_mib=22), obs(268, 246, 0.9, asked_mib=22)]
+
 CASES = [
     # id, steps so far, plan, expected size (MiB) or stop reason, working set learned (MiB) or None
+    ("issue 25's trace: the step that crossed was whole, and refaults stopped it", ISSUE25, plan(2602), "refaults",
+     810),
+    ("issue 25's trace with the prior: near the active list the step is a quarter of the distance, not 256 MiB",
+     ISSUE25[:7], plan(2602, active_mib=600), (810 - 750) / 4, None),
+    ("... and far above it the steps stay whole", ISSUE25[:4], plan(2602, active_mib=600), 256, None),
+    ("the prior reached: stop above the active list", ISSUE25[:7] + [obs(810, 750, asked_mib=60)],
+     plan(2602, active_mib=600), "active", None),
+    ("a prior larger than the cache: nothing to do", [], plan(700, active_mib=600), "active", None),
+    ("a wrong prior (the set fell out of the active list): the refault stop still holds", ISSUE25,
+     plan(2602, active_mib=40), "refaults", 810),
+    ("a wrong prior above the floor: the refault stop still holds",
+     ISSUE25[:7] + [obs(810, 700, 30, asked_mib=110)], plan(2602, active_mib=400), "refaults", 810),
+    ("a prior below the floor: the floor is the bound", [obs(300, 215)], plan(300, active_mib=40), PROBE_MIN / MiB,
+     None),
+    ("the remembered working set above the prior: it is the bound", [obs(1400, 1144), obs(1144, 888),
+                                                                       obs(888, 632), obs(632, 375)],
+     plan(target_mib=375, active_mib=200), "target", None),
+    ("refaults after the window: each window under the noise, since the crossing past the share", SLOW, plan(),
+     "refaults", 312),
+    ("... one window short of it: carries on", SLOW[:-1], plan(), (268 - 205) / 4, None),
     ("first step is a whole one", [], plan(), 256, None),
     ("far from the floor: whole steps", UNKNOWN_WS[:2], plan(), 256, None),
     ("near the floor: a quarter of what is left", UNKNOWN_WS, plan(), (419 - 205) / 4, None),
@@ -95,7 +129,7 @@ def simulate(plan_: Plan, hot: int, cold: int) -> tuple[list[Observation], str, 
         take_hot = min(step.size - take_cold, hot)
         before = cold + hot
         cold, hot = cold - take_cold, hot - take_hot
-        steps.append(Observation(step.size, before, cold + hot, refault_bytes=take_hot, window_s=5.0))
+        steps.append(Observation(step.size, before, cold + hot, refault_bytes=take_hot, window_s=step.window or 5.0))
     return steps, step.reason, step.working_set
 
 
@@ -111,6 +145,102 @@ def test_a_whole_run_stops_at_the_working_set_and_costs_little_of_it(ws_mib, col
     again, reason2, _ = simulate(Plan(p.cache_start, STEP, p.floor, target=int(learned * 1.25)), ws_mib * MiB,
                                  cold_mib * MiB)
     assert reason2 == "target" and sum(o.refault_bytes for o in again) == 0  # the next run costs nothing
+
+
+def simulate_slow(plan_: Plan, hot: int, cold: int, period: float, phase: float) -> tuple[list[Observation], str,
+                                                                                     int | None, int]:
+    """As :func:`simulate`, but the hot set is re-read only every ``period`` seconds (passes at ``phase``,
+    ``phase + period``, ...): an evicted hot page refaults at the next pass, in whichever window that falls.
+    Also returns the hot bytes evicted."""
+    steps: list[Observation] = []
+    hot_start = hot
+    pending: list[tuple[float, int]] = []  # (when it refaults, bytes)
+    t = 0.0
+    while (step := next_step(steps, plan_)).size is not None:
+        take_cold = min(step.size, cold)
+        take_hot = min(step.size - take_cold, hot)
+        before = cold + hot
+        cold, hot = cold - take_cold, hot - take_hot
+        if take_hot:
+            pending.append((phase + period * max(0, -(-(t - phase) // period)), take_hot))
+        t += step.window
+        heard = sum(b for at, b in pending if at <= t)
+        pending = [(at, b) for at, b in pending if at > t]
+        steps.append(Observation(step.size, before, cold + hot, refault_bytes=heard, window_s=step.window))
+    return steps, step.reason, step.working_set, hot_start - hot
+
+
+ISSUE25_HOT, ISSUE25_COLD = 648 * MiB, 1954 * MiB  # the issue's run: cache 2602 MiB, the set ~648 MiB
+
+
+def test_issue25_with_a_right_prior_stops_above_the_set_and_evicts_none_of_it():
+    p = plan(2602, active_mib=600)  # the set, as the classic LRU's active list holds it: bound 750 MiB
+    steps, reason, learned = simulate(p, ISSUE25_HOT, ISSUE25_COLD)
+    assert reason == "active" and learned is None
+    assert sum(o.refault_bytes for o in steps) == 0
+    assert abs(steps[-1].cache_after - 750 * MiB) < MiB
+    whole = [o.asked for o in steps].index(next(o.asked for o in steps if o.asked != STEP))
+    assert whole == 6  # whole steps while far above it (2602 -> 1066 MiB), then shrinking ones
+    assert all(a.asked >= b.asked for a, b in itertools.pairwise(steps))
+
+
+@pytest.mark.parametrize("active_mib", [500, 560])
+def test_issue25_with_a_prior_a_little_low_the_crossing_costs_one_small_probe(active_mib):
+    # bound 625 or 700 MiB, the set begins at 648: the steps shrink before they reach it
+    steps, reason, learned = simulate(plan(2602, active_mib=active_mib), ISSUE25_HOT, ISSUE25_COLD)
+    evicted = sum(o.refault_bytes for o in steps)
+    assert evicted <= PROBE_MIN and (reason == "refaults" and learned >= ISSUE25_HOT or reason == "active")
+    # without the prior the crossing step was whole: 47 MiB of the set re-read (8 %), as the issue measured
+    steps, reason, _ = simulate(plan(2602), ISSUE25_HOT, ISSUE25_COLD)
+    assert reason == "refaults" and sum(o.refault_bytes for o in steps) > 40 * MiB
+
+
+def test_a_wrong_prior_still_stops_on_refaults():
+    # the set fell out of the active list (MGLRU keeps a re-read file page in its generation): prior 50 MiB
+    steps, reason, learned = simulate(plan(2602, active_mib=50), ISSUE25_HOT, ISSUE25_COLD)
+    assert reason == "refaults" and learned >= ISSUE25_HOT
+    assert sum(o.refault_bytes for o in steps) <= STEP  # at most the step that crossed (as before the prior)
+
+
+@pytest.mark.parametrize("phase", [1.0, 10.0, 20.0, 29.0])
+def test_refaults_after_the_window_still_count_and_a_set_read_every_30s_is_heard_near_the_bound(phase):
+    # a 300 MiB set re-read every 30 s, no prior (the floor is the bound): each refault arrives at the next
+    # pass, up to 30 s after the step that evicted it, often in a later step's window
+    hot, cold = 300 * MiB, 1100 * MiB
+    cost = {}
+    for near in (5.0, 30.0):
+        _, reason, learned, evicted = simulate_slow(plan(1400, window=5.0, window_near=near), hot, cold,
+                                                        period=30.0, phase=phase)
+        assert reason == "refaults" and learned is not None, (near, phase)  # heard, late or not
+        cost[near] = evicted, learned
+    # 5 s windows everywhere (the old way): up to 71 MiB (24 %) cut before it hears, estimated as low as 237 MiB
+    assert cost[5.0][0] <= 0.25 * hot
+    # windows growing to 30 s near the bound: at most the crossing step and one more (19 or 38 MiB here)
+    assert cost[30.0][0] <= 0.13 * hot
+    assert cost[30.0][1] >= 0.9 * hot  # and the estimate, where the refaults were first heard, is close
+
+
+def test_the_window_grows_near_the_bound_and_stays_short_far_above_it():
+    p = plan(2602, active_mib=600, window=5.0, window_near=30.0)
+    assert window(p, 3 * STEP) == 5.0 and window(p, STEP) == 5.0
+    assert window(p, STEP // 2) == 17.5 and window(p, 0) == 30.0
+    steps, _, _ = simulate(p, ISSUE25_HOT, ISSUE25_COLD)
+    windows = [o.window_s for o in steps]
+    assert windows[:5] == [5.0] * 5 and windows[-1] > 29 and windows == sorted(windows)
+    assert window(plan(window=5.0, window_near=1.0), 0) == 5.0  # never shorter than the short window
+    assert window(plan(window=0.0, window_near=0.0), 0) == 0.0
+
+
+def test_the_bound_says_where_it_comes_from():
+    assert bound(plan()) == (FLOOR, "floor") and "floor" in bound_words(plan())
+    assert bound(plan(active_mib=600)) == (750 * MiB, "active")
+    assert bound_words(plan(active_mib=600)) == ("750 MiB: the active file cache 600 MiB + 25% "
+                                                 "(pages used more than once recently)")
+    assert bound(plan(active_mib=600, target_mib=800)) == (800 * MiB, "remembered")
+    assert bound(plan(active_mib=100)) == (FLOOR, "floor")  # a prior under the floor
+    step = next_step([], plan(700, active_mib=600))
+    assert step.reason == "active" and step.words.startswith("nothing to do: page cache 700 MiB is within the "
+                                                             "active file cache 600 MiB + 25% (750 MiB)")
 
 
 # ------------------------------------------------------------------ the remembered working set

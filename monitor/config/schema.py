@@ -90,10 +90,16 @@ class ReclaimConfig:
     refault_window: Annotated[float, DURATION] = field(default=5.0, metadata=doc(
         "After each gradual step, how long to listen for refaults (and PSI memory stalls): long enough for "
         "a program that re-reads its files every few seconds to show it lost them."))
+    refault_window_near: Annotated[float, DURATION] = field(default=30.0, metadata=doc(
+        "Near the lower bound the window grows to this (linearly over the last whole step), so a working set "
+        "re-read only every half minute is heard before the next small step; far above it stays refault_window. "
+        "Never below refault_window; a refault_window of 0 (no listening) keeps every window at the shortest pause."))
     refault_share: Annotated[float, PERCENT] = field(default=10.0, metadata=doc(
-        "Gradual stops when a window's refaults pass this share of the step: the working set begins there."))
+        "Gradual stops when the refaults since a step pass this share of what was asked since: the working "
+        "set begins there."))
     working_set_margin: Annotated[float, PERCENT] = field(default=25.0, metadata=doc(
-        "The next reclaim stops this much above the remembered working set."))
+        "The next reclaim stops this much above the remembered working set; gradual also stops this much "
+        "above the active file cache (Active(file), pages used more than once recently)."))
     working_set_half_life: Annotated[float, DURATION] = field(default=3600.0, metadata=doc(
         "The remembered working set halves every this long, so a later reclaim probes lower again."))
     cost_window: Annotated[float, DURATION] = field(default=300.0, metadata=doc(

@@ -241,6 +241,8 @@ MEMINFO_FIELDS = {
     "cached": "Cached", "anon": "AnonPages", "shmem": "Shmem", "mapped": "Mapped",
     "slab_reclaimable": "SReclaimable", "dirty": "Dirty", "writeback": "Writeback",
     "swap_total": "SwapTotal", "swap_free": "SwapFree",
+    # the file LRU's split: read twice recently (promoted) or not; gradual's prior (issue 25)
+    "active_file": "Active(file)", "inactive_file": "Inactive(file)",
 }
 # Without these the sample is not worth much; the rest may be missing quietly.
 ESSENTIAL = ("MemTotal", "MemFree", "Cached")

@@ -2,8 +2,9 @@
 
 Modelled on Meta's senpai / TMO (facebookincubator/senpai): reclaim a
 little, listen, back off when the signal rises; never aim at a fixed floor.
-After each ``memory.reclaim`` step the reclaimer watches a short window
-(``[reclaim] refault_window``, 5 s) and hands this module what it saw:
+After each ``memory.reclaim`` step the reclaimer watches a window (``[reclaim]
+refault_window``, 5 s, growing to ``refault_window_near``, 30 s, near the
+lower bound) and hands this module what it saw:
 
 - ``workingset_refault_file`` (pages): memory.reclaim evicts through the
   LRU, so an evicted page leaves a shadow entry and its re-read counts as a
@@ -17,12 +18,17 @@ After each ``memory.reclaim`` step the reclaimer watches a short window
 :func:`next_step` is pure: (the steps so far, a :class:`Plan`) ->
 :class:`Step`, the next request in bytes or a stop with its reason:
 
-    refaults     the window's refaults passed ``refault_share`` of the step:
-                 the working set is being evicted. Its estimate is the page
-                 cache level before that step (where the refaults began).
+    refaults     the refaults since some step passed ``refault_share`` of that
+                 step (heard in its own window, or over several: a set re-read
+                 over 30 s refaults after a 5 s window closed).
+                 The working set is being evicted; its estimate is the page
+                 cache level before the step where the refaults began.
     pressure     PSI memory stalls in the window passed ``psi_share`` of it.
     target       the page cache reached the start level from the remembered
                  working set (monitor.reclaim.workingset): no need to probe again.
+    active       the page cache reached the prior: the active file cache at the
+                 start (``Active(file)``: pages used more than once recently)
+                 plus the margin. Already there before a step: nothing to do.
     floor        the safety minimum ([reclaim] gradual_floor) was reached.
     no progress  a step freed almost nothing, or the kernel said EAGAIN
                  ("unable to evict sufficient pages"): the rest is hot or pinned.
@@ -30,10 +36,23 @@ After each ``memory.reclaim`` step the reclaimer watches a short window
 
 ("stopped", a shutdown, is the reclaimer's to say: it is not an observation.)
 
+The lower bound is the highest of: the floor, the remembered working set's
+start level, and the prior from the kernel's active list (``Active(file)``
+plus the margin; issue 25). The kernel promotes a page read twice to the
+active list and ``memory.reclaim`` takes the inactive list first, so a set
+in use sits on the active list while a one-time read (a build, a clone)
+sits on the inactive one: the prior puts the small steps where the set is.
+A wrong prior (a set that fell out of the active list, as MGLRU may report
+it) only moves where the steps shrink: the refault stop still holds.
+
 Step sizes adapt: whole steps (MemTotal/32 clamped to the configured
 min..max, WSL's size) while far above the lower bound, then a quarter of
 the distance left, never less than ``PROBE_MIN``; a window with some
-refaults, but fewer than the stop share, halves the next step. A first
+refaults, but fewer than the stop share, halves the next step. Windows
+grow as the steps shrink: ``window`` while more than a whole step above
+the bound, then linearly up to ``window_near`` at the bound, so a set read
+every 30 s is heard before the next small step, while the cold cache far
+above it goes at 5 s a step. A first
 reclaim learns the working set by one step into it, so that step is what
 the discovery costs: with half the distance (the first design) the lab's
 4 GiB guest re-read 17 % of its 300 MiB set; a quarter makes the crossing
@@ -51,7 +70,9 @@ MAX_STEPS = 64
 PROBE_MIN = 8 << 20  # smallest step near the lower bound: small enough that crossing the working set costs little
 NEAR_SHARE = 4  # near the lower bound, a step is this fraction (1/N) of the distance left
 NO_PROGRESS = 1 << 20  # a step that frees less than 1 MiB means the rest is hot or unreclaimable
-NOISE = 1 << 20  # refaults below 1 MiB in a window are the system's own churn, not the working set
+NOISE = 1 << 20  # refaults below 1 MiB in a window are the system's own churn, not the working set ...
+NOISE_SECONDS = 10.0  # ... and below 1 MiB per this many seconds over longer listening (30 s near the bound: 3 MiB)
+BEGAN = NOISE // 2  # a window with at least this many refaults is where they began (the estimate's step)
 
 
 @dataclass(frozen=True)
@@ -91,8 +112,12 @@ class Plan:
     step: int  # a whole step: MemTotal/32 clamped to [gradual_step_min, gradual_step_max]
     floor: int  # the safety minimum
     target: int | None = None  # start level from the remembered working set (above it, with a margin)
-    refault_share: float = 0.1  # stop when a window's refaults pass this share of the step
+    refault_share: float = 0.1  # stop when refaults since a step pass this share of what was asked since
     psi_share: float = 0.01  # stop when PSI memory stalls fill this share of a window
+    active: int | None = None  # the scope's active file cache before the first step (Active(file)), if known
+    active_margin: float = 0.25  # the prior is active * (1 + this)
+    window: float = 5.0  # seconds to listen after a step far above the lower bound
+    window_near: float = 5.0  # ... growing to this at the bound (never below ``window``)
 
 
 @dataclass(frozen=True)
@@ -101,40 +126,99 @@ class Step:
     reason: str = ""  # stop reason (see the module docstring); "" while stepping
     words: str = ""  # the same for a person
     working_set: int | None = None  # estimate learned in this run (a "refaults" stop), else None
+    window: float = 0.0  # seconds to listen after this step
+
+
+def prior(plan: Plan) -> int | None:
+    """The bound from the active list: Active(file) plus the margin, or None where unknown."""
+    return None if plan.active is None else int(plan.active * (1 + plan.active_margin))
+
+
+def bound(plan: Plan) -> tuple[int, str]:
+    """The lower bound and where it comes from: "remembered" (the learned working set's start level),
+    "active" (the prior) or "floor". On a tie the remembered one, then the prior, names it."""
+    candidates = [(plan.floor, 2, "floor")]
+    if plan.active is not None:
+        candidates.append((prior(plan) or 0, 1, "active"))
+    if plan.target is not None:
+        candidates.append((plan.target, 0, "remembered"))
+    level, _, source = max(candidates, key=lambda c: (c[0], -c[1]))
+    return level, source
 
 
 def lower_bound(plan: Plan) -> int:
-    return max(plan.floor, plan.target or 0)
+    return bound(plan)[0]
+
+
+def bound_words(plan: Plan) -> str:
+    """Where the lower bound comes from, for a person: "580 MiB: the active file cache 464 MiB + 25%"."""
+    level, source = bound(plan)
+    if source == "active":
+        return (f"{format_bytes(level)}: the active file cache {format_bytes(plan.active or 0)} "
+                f"+ {100 * plan.active_margin:.0f}% (pages used more than once recently)")
+    if source == "remembered":
+        return f"{format_bytes(level)}: the start level above the remembered working set"
+    return f"{format_bytes(level)}: the floor (the safety minimum)"
+
+
+def window(plan: Plan, room: int) -> float:
+    """How long to listen after a step that leaves ``room`` above the lower bound: ``plan.window`` while
+    a whole step or more is left, then growing linearly to ``plan.window_near`` at the bound."""
+    near = max(plan.window, plan.window_near)
+    closeness = 1.0 - min(1.0, max(0, room) / plan.step) if plan.step > 0 else 1.0
+    return plan.window + (near - plan.window) * closeness
 
 
 def next_step(steps: Sequence[Observation], plan: Plan) -> Step:
     """The next request, or a stop and why. Pure: a table of recorded traces tests it."""
-    stop = _listen(steps[-1], plan) if steps else None
+    stop = _listen(steps, plan) if steps else None
     if stop is not None:
         return stop
     cache = steps[-1].cache_after if steps else plan.cache_start
+    level, source = bound(plan)
     # Within a MiB of a bound counts as there: a smaller request frees nothing measurable.
-    if plan.target is not None and plan.target >= plan.floor and cache < plan.target + NO_PROGRESS:
-        return Step(None, "target", f"page cache {format_bytes(cache)} at the start level "
-                    f"{format_bytes(plan.target)} above the remembered working set")
-    if cache < plan.floor + NO_PROGRESS:
-        return Step(None, "floor", f"page cache {format_bytes(cache)} at the floor {format_bytes(plan.floor)}")
+    if cache < level + NO_PROGRESS:
+        return _at_bound(cache, plan, source, bool(steps))
     stop = _progress(steps[-1]) if steps else None
     if stop is not None:
         return stop
     if len(steps) >= MAX_STEPS:
         return Step(None, "steps", f"{MAX_STEPS} steps made; stopping")
-    return Step(_size(steps, plan, cache - lower_bound(plan)))
+    size = _size(steps, plan, cache - level)
+    return Step(size, window=window(plan, cache - size - level))
 
 
-def _listen(last: Observation, plan: Plan) -> Step | None:
-    """A stop the last window's signals call for (refaults, PSI), or None."""
-    reread = last.reread_bytes
-    if reread is not None and reread > max(NOISE, plan.refault_share * last.asked):
+def _at_bound(cache: int, plan: Plan, source: str, stepped: bool) -> Step:
+    if source == "remembered":
+        return Step(None, "target", f"page cache {format_bytes(cache)} at the start level "
+                    f"{format_bytes(plan.target or 0)} above the remembered working set")
+    if source == "floor":
+        return Step(None, "floor", f"page cache {format_bytes(cache)} at the floor {format_bytes(plan.floor)}")
+    active, level = format_bytes(plan.active or 0), format_bytes(prior(plan) or 0)
+    margin = f"{100 * plan.active_margin:.0f}%"
+    if not stepped:
+        return Step(None, "active", f"nothing to do: page cache {format_bytes(cache)} is within the active file "
+                    f"cache {active} + {margin} ({level}): the kernel saw all of it used more than once recently")
+    return Step(None, "active", f"page cache {format_bytes(cache)} at the active file cache {active} + {margin} "
+                f"({level}): the rest was used more than once recently")
+
+
+def _listen(steps: Sequence[Observation], plan: Plan) -> Step | None:
+    """A stop the windows' signals call for (refaults since any step, the last window's PSI), or None."""
+    last = steps[-1]
+    hit = _refaults_since(steps, plan)
+    if hit is not None:
+        j, reread, asked = hit
+        began = steps[j]
         what = "refaults" if last.refault_bytes is not None else "disk reads (pgpgin)"
-        return Step(None, "refaults", f"{what} of {format_bytes(reread)} in {last.window_s:.0f}s after a "
-                    f"{format_bytes(last.asked)} step: the working set begins at ~{format_bytes(last.cache_before)}",
-                    working_set=last.cache_before)
+        since = len(steps) - j
+        if since == 1:
+            heard = f"in {last.window_s:.0f}s after a {format_bytes(asked)} step"
+        else:
+            secs = sum(o.window_s for o in steps[j:])
+            heard = f"in the {secs:.0f}s since step {j + 1} (of {format_bytes(asked)}; {since} windows)"
+        return Step(None, "refaults", f"{what} of {format_bytes(reread)} {heard}: the working set begins at "
+                    f"~{format_bytes(began.cache_before)}", working_set=began.cache_before)
     if last.psi_stall_us is not None and last.window_s > 0 and \
             last.psi_stall_us > plan.psi_share * last.window_s * 1e6:
         share = 100 * last.psi_stall_us / (last.window_s * 1e6)
@@ -142,6 +226,28 @@ def _listen(last: Observation, plan: Plan) -> Step | None:
                     f"(limit {100 * plan.psi_share:g}%): the working set begins at ~{format_bytes(last.cache_before)}",
                     working_set=last.cache_before)
     return None
+
+
+def _refaults_since(steps: Sequence[Observation], plan: Plan) -> tuple[int, int, int] | None:
+    """(the step where the refaults began, the refaults since it, its size) when the refaults since some step
+    passed ``refault_share`` of that step (and the noise of the seconds listened since), else None.
+
+    A set re-read over 30 s refaults after a 5 s window closed, in later steps' windows, each under the
+    noise: counted since the step before, they still add up. Where they began: the earliest such step
+    whose own window heard some (``BEGAN``); with none that loud, the earliest such step (the higher
+    estimate, the safer). A step whose window was quiet is not blamed for what later windows heard."""
+    reread = 0
+    secs = 0.0
+    hits: list[tuple[int, int, int]] = []
+    for j in range(len(steps) - 1, -1, -1):
+        reread += steps[j].reread_bytes or 0
+        secs += steps[j].window_s
+        if reread > max(NOISE * max(1.0, secs / NOISE_SECONDS), plan.refault_share * steps[j].asked):
+            hits.append((j, reread, steps[j].asked))
+    if not hits:
+        return None
+    loud = [h for h in hits if (steps[h[0]].reread_bytes or 0) >= BEGAN]
+    return (loud or hits)[-1]
 
 
 def _progress(last: Observation) -> Step | None:

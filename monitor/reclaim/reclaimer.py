@@ -35,7 +35,7 @@ from monitor.config.schema import Config, ReclaimConfig
 from monitor.errors import PrivilegeError, UserError
 from monitor.kernel.filelock import FileLock, LockHeld
 from monitor.kernel.privilege import COMPACT_MEMORY, DROP_CACHES, MEMORY_RECLAIM
-from monitor.reclaim.controller import Observation, Plan, lower_bound, next_step
+from monitor.reclaim.controller import Observation, Plan, bound, bound_words, next_step
 from monitor.reclaim.workingset import Hint
 from monitor.kernel.procfs import PAGE_SIZE
 from monitor.sample import GuestSample, HostSample, Sample, counter_bytes, guest_json
@@ -104,10 +104,12 @@ class ReclaimResult:
     error: str | None = None
     # gradual only: what the controller saw and why it stopped (monitor.reclaim.controller)
     gradual_steps: list[Observation] = field(default_factory=list)
-    stop_reason: str | None = None  # refaults | pressure | target | floor | no progress | stopped | steps | fallback
+    stop_reason: str | None = None  # refaults | pressure | target | active | floor | no progress | stopped | steps | fallback
     working_set_hint: Hint | None = None  # the remembered working set this run started from
     working_set_learned: int | None = None  # the estimate this run learned (a refaults/pressure stop)
     working_set_bytes: int | None = None  # the estimate used: learned, else the remembered one
+    lower_bound: int | None = None  # gradual's planned lower bound before the first step
+    lower_bound_source: str | None = None  # active | remembered | floor (monitor.reclaim.controller.bound)
 
     @property
     def freed_bytes(self) -> int | None:
@@ -155,6 +157,7 @@ class ReclaimResult:
             "stop_reason": self.stop_reason, "working_set_bytes": self.working_set_bytes,
             "working_set_learned_bytes": self.working_set_learned,
             "working_set_start_bytes": self.working_set_hint.target if self.working_set_hint else None,
+            "lower_bound_bytes": self.lower_bound, "lower_bound_source": self.lower_bound_source,
             "gradual_steps": [o.to_json() for o in self.gradual_steps],
         }
 
@@ -334,22 +337,30 @@ class Reclaimer:
         """Steps chosen by monitor.reclaim.controller, each followed by a window that listens for refaults."""
         guest = result.before
         plan = self._gradual_plan(result)
+        result.lower_bound, result.lower_bound_source = bound(plan)
         self._sync(result)
         if result.working_set_hint is not None:
             result.notes.append(f"gradual: {result.working_set_hint.words}")
+        result.notes.append(f"gradual: lower bound {bound_words(plan)}")
         if result.dry_run:
-            todo = max(0, (guest.page_cache or 0) - lower_bound(plan))
-            result.steps.append(f"would write up to '{plan.step} swappiness=0' to /{MEMORY_RECLAIM} about "
-                                f"{-(-todo // plan.step)} time(s), listening {self.config.refault_window:g}s after "
-                                f"each for refaults, until page cache <= {format_bytes(lower_bound(plan))}")
+            todo = max(0, (guest.page_cache or 0) - result.lower_bound)
+            near = f" (growing to {plan.window_near:g}s near it)" if plan.window_near > plan.window else ""
+            result.steps.append(f"would write up to '{plan.step} swappiness=0' to /{MEMORY_RECLAIM} at least "
+                                f"{-(-todo // plan.step)} time(s), listening {plan.window:g}s after each{near} for "
+                                f"refaults, until page cache <= {format_bytes(result.lower_bound)}")
             return
         self._gradual_loop(result, plan)
 
     def _gradual_plan(self, result: ReclaimResult) -> Plan:
         step, floor = gradual_plan(result.before.total or 0, self.config)
         hint = result.working_set_hint
+        margin = hint.margin if hint is not None and hint.margin is not None else self.config.working_set_margin / 100
+        short = self.config.refault_window
+        # a window of 0 means "do not listen" (tests; the shortest pause): it stays so near the bound too
+        near = max(short, self.config.refault_window_near) if short > 0 else short
         return Plan(cache_start=result.before.page_cache or 0, step=step, floor=floor,
-                    target=hint.target if hint else None, refault_share=self.config.refault_share / 100)
+                    target=hint.target if hint else None, refault_share=self.config.refault_share / 100,
+                    active=result.before.active_file, active_margin=margin, window=short, window_near=near)
 
     def _gradual_loop(self, result: ReclaimResult, plan: Plan) -> None:
         suffix = " swappiness=0"
@@ -382,17 +393,18 @@ class Reclaimer:
                     raise
                 # EAGAIN: "it attempted, but was unable to evict sufficient pages" (WSL treats it as success)
                 eagain = True
-            obs, last = self._listen(decision.size, last, eagain)
+            obs, last = self._listen(decision.size, last, eagain, decision.window)
             result.gradual_steps.append(obs)
             result.steps.append(_step_words(len(result.gradual_steps), obs))
             self.progress(result.steps[-1])
 
-    def _listen(self, asked: int, last: GuestSample, eagain: bool) -> tuple[Observation, GuestSample]:
-        """The window after one write: what came back, and the sample it ended with."""
+    def _listen(self, asked: int, last: GuestSample, eagain: bool, window: float) -> tuple[Observation, GuestSample]:
+        """The window after one write: what came back, and the sample it ended with. The counters run on
+        from the last window's end (``last``), so refaults that arrive late count in the next window."""
         start = self.clock()
         # PSI counts the writer's own reclaim as a stall: only the window after the write is the signal.
         mark = self.sampler.sample_guest() if last.psi_memory is not None else None
-        self.sleep(max(GRADUAL_PAUSE, self.config.refault_window))
+        self.sleep(max(GRADUAL_PAUSE, window))
         end = self.sampler.sample_guest()
         obs = Observation(asked=asked, cache_before=last.page_cache or 0, cache_after=end.page_cache or 0,
                           refault_bytes=counter_bytes(last.workingset_refault_file, end.workingset_refault_file, PAGE_SIZE),

@@ -88,6 +88,7 @@ class Hint:
     target: int
     estimate: int
     words: str
+    margin: float | None = None  # the margin now (the cost feedback grows it): the active-list prior uses it too
 
 
 def hint(ws: WorkingSet | None, config: ReclaimConfig, now: float) -> Hint | None:
@@ -98,7 +99,7 @@ def hint(ws: WorkingSet | None, config: ReclaimConfig, now: float) -> Hint | Non
     words = f"start level {format_bytes(ws.start_level(now, half_life))}: {ws.describe(now, half_life)}"
     if ws.why:
         words += f" ({ws.why})"
-    return Hint(ws.start_level(now, half_life), est, words)
+    return Hint(ws.start_level(now, half_life), est, words, ws.margin)
 
 
 def learn(ws: WorkingSet | None, learned_bytes: int, config: ReclaimConfig, now: float) -> WorkingSet:
