@@ -113,6 +113,33 @@ class Lab:
                 "fill_bytes": int(out[6].split()[4]), "memory": self.vm.memory, "accel": self.vm.accel}
 
 
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, int, str]]:
+    """(MGLRU mode, repeat, policy) in order: every --mglru mode in turn, the policies interleaved in each;
+    a policy given as NAME@MODE (vmmemctl@on) runs under that mode only, where it stands in the list."""
+    modes = [m.strip() for m in args.mglru.split(",") if m.strip()]
+    runs = []
+    for repeat in range(1, args.repeat + 1):
+        for mode_of_block in modes:
+            for entry in args.policies.split(","):
+                name, _, mode = entry.strip().partition("@")
+                if mode and mode_of_block == modes[0]:
+                    runs.append((mode, repeat, name))
+                elif not mode:
+                    runs.append((mode_of_block, repeat, name))
+    return runs
+
+
+def set_mglru(lab: Lab, mode: str) -> str:
+    """MGLRU off (n: the classic active/inactive LRU, as WSL's kernel has) or on (y), or as it is (keep);
+    returns what /sys/kernel/mm/lru_gen/enabled reads after."""
+    path = "/sys/kernel/mm/lru_gen/enabled"
+    if mode in ("off", "on"):
+        lab.sh(f"echo {'n' if mode == 'off' else 'y'} > {path}")
+    elif mode != "keep":
+        raise SystemExit(f"lab_policies: --mglru takes off, on or keep, not {mode!r}")
+    return lab.sh(f"cat {path} 2>/dev/null || echo none").strip()
+
+
 def calibrate(lab: Lab, args: argparse.Namespace, cpus: int) -> dict:
     """What watching costs the guest: its idle floor, the bench's logger, one channel call."""
     log("calibrating: idle floor, logger, channel call")
@@ -518,13 +545,20 @@ def _phase_at(m: dict, t: float) -> str:
 CASES = {
     "2g": dict(memory="2G", cold_mib=1024, hot_mib=128, hot_skip_mib=1280),  # the original lab case
     "4g": dict(memory="4G", cold_mib=1100, hot_mib=300, hot_skip_mib=1200),  # 4 GiB guest, 300 MiB working set
+    # issue 25: a working set well above the floor (448 MiB in a 4 GiB guest, floor 205 MiB), re-read every
+    # 5 s (the lab's fill.bin is 1.5 GiB: 1 GiB cold + 448 MiB hot, disjoint)
+    "ws448": dict(memory="4G", cold_mib=1024, hot_mib=448, hot_skip_mib=1088),
+    # issue 25: a 300 MiB working set re-read only every 30 s, for 4 min (8 passes)
+    "slow30": dict(memory="4G", cold_mib=1024, hot_mib=300, hot_skip_mib=1200, hot_every=30.0, hot_seconds=240.0),
 }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--case", choices=sorted(CASES), help="a named guest + workload: 2g (2 GiB, 128 MiB working "
-                   "set) or 4g (4 GiB, read 1.1 GiB once, 300 MiB working set); run each with its own --out")
+                   "set), 4g (4 GiB, read 1.1 GiB once, 300 MiB working set), ws448 (4 GiB, 1 GiB once, 448 MiB "
+                   "re-read every 5 s) or slow30 (4 GiB, 1 GiB once, 300 MiB re-read every 30 s for 4 min); run each "
+                   "with its own --out")
     p.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated subset of {','.join(POLICIES)}")
     p.add_argument("--repeat", type=int, default=2, help="run the policy list this many times (interleaved)")
     p.add_argument("--memory", default="2G", help="guest RAM (QEMU -m)")
@@ -540,6 +574,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calibrate-seconds", type=float, default=30.0, help="length of each idle measurement")
     p.add_argument("--cron-every", type=float, default=60.0)
     p.add_argument("--vmmemctl-interval", type=float, default=5.0, help="vmmemctl's guest sampling interval, s")
+    p.add_argument("--mglru", default="keep", help="comma-separated MGLRU modes to run the policies under: off "
+                   "(write n to /sys/kernel/mm/lru_gen/enabled, the classic LRU, as WSL's kernel), on (y), keep "
+                   "(as the guest booted: on)")
     p.add_argument("--out", default="lab_policies", help="results file stem under bench/results/")
     p.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the chart from OUT.json")
     return with_case(p.parse_args(argv), CASES, argv)
@@ -566,15 +603,23 @@ def main(argv: list[str] | None = None) -> int:
         data["guest"] = lab.facts()
         data["calibration"] = calibrate(lab, args, data["guest"]["cpus"])
         log(f"calibration: {data['calibration']}")
-        for repeat, name in [(r, n) for r in range(1, args.repeat + 1) for n in args.policies.split(",")]:
-            run = run_policy(lab, name, args, tmp, f"{name}-{repeat}")
-            run["repeat"] = repeat
+        for mode, repeat, name in plan_runs(args):
+            lru_gen = set_mglru(lab, mode)
+            tag = f"{name}-{repeat}" if mode == "keep" else f"{name}-mglru-{mode}-{repeat}"
+            run = run_policy(lab, name, args, tmp, tag)
+            run["repeat"], run["mglru"], run["lru_gen"] = repeat, mode, lru_gen
+            if mode != "keep":
+                run["policy"] = f"{name}, MGLRU {mode}"
             data["runs"].append(run)
             save_results(data, markdown)
     finally:
         lab.vm.stop()
     data["load_after"] = loadavg()
     data["wall_seconds"] = round(time.time() - t0)
+    if any(r.get("mglru", "keep") != "keep" for r in data["runs"]):
+        data.setdefault("notes", []).append(
+            "MGLRU per run (/sys/kernel/mm/lru_gen/enabled written before each): " + "; ".join(
+                f"{r['policy']} #{r['repeat']}: `{r['lru_gen']}`" for r in data["runs"]))
     js, md = save_results(data, markdown)
     plot(js)
     print(md.read_text())
