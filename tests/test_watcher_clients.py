@@ -563,3 +563,42 @@ def test_a_config_folder_the_user_cannot_enter_is_one_line_not_a_traceback(share
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"vmmemctl: config error: {private}/vmmemctl/config.toml: cannot read: Permission denied (pass --config FILE)"]
+
+
+# ------------------------------------------------------------------ the attached dashboard shows the watcher's policy
+
+
+def test_an_attached_dashboard_shows_the_watchers_config_and_decision_and_follows_a_reload(system, reclaim_lock,
+                                                                                         tmp_path):
+    """Issue 24: `tui` showed the viewer's own config (auto-reclaim off) while the watcher ran with it on. The
+    dashboard asks the watcher for its config and facts (on attaching, after a reload) and runs the same
+    policy on the same history: the watcher's decision, in the same words."""
+    from monitor.config.schema import Config
+    from monitor.policy.rules import Decision
+    from tui.source import DataSource, Setup, policy_words
+
+    config = tmp_path / "watcher.toml"
+    config.write_text('[policy]\nauto_reclaim = true\n\n[[rule]]\nname = "big"\nmetric = "page_cache"\n'
+                      'above = "1GiB"\nfor = "1h"\naction = "reclaim"\n')
+    with watching(system.db, "--proc-root", str(TREE), "--config", str(config)):
+        viewer = Config()  # the viewer's own: defaults, auto-reclaim off
+        source = DataSource(Setup(viewer, system.db, standalone=False, interval=2.0, timers=False))
+        source.start()
+        try:
+            snap = source.snapshot("5m", 100)
+            assert source.config.policy.auto_reclaim and source.config.rule[0].label == "big"
+            assert "auto-reclaim on" in snap.header.auto, snap.header
+            said = call(watcher_of(system.db).control, "hello", timeout=DEADLINE)["decision"]
+            assert snap.policy.startswith(policy_words(Decision(**said)).split(" for ")[0]), \
+                (snap.policy, said)  # the same decision, up to how long the rule has been above
+            # a reload: the dashboard takes the new config without waiting for its next half-minute hello
+            config.write_text(config.read_text().replace('above = "1GiB"', 'above = "2GiB"'))
+            assert run_cli("reload").returncode == 0
+            wait_for_event(system.db, lambda e: e.message.startswith("config reloaded"), "config reloaded")
+            deadline = time.monotonic() + DEADLINE
+            while source.config.rule[0].above.text != "2GiB":
+                assert time.monotonic() < deadline, source.config.rule
+                source.snapshot("5m", 100)
+                time.sleep(0.2)
+        finally:
+            source.close()

@@ -56,6 +56,7 @@ from tui import data
 
 log = logging.getLogger("monitor.tui")
 LONG_RELOAD = 60.0  # a rolled-up tier gains a row a minute: re-read it no more often
+HELLO_EVERY = 30.0  # attached: the watcher's config and facts asked this often (and after a reload)
 RECLAIM_WAIT = 3600.0  # a reclaim the watcher runs for us: a gradual one of a large cache takes minutes
 
 
@@ -179,8 +180,8 @@ class DataSource:
         self.not_recording = False  # standalone, but the history's folder cannot be written (self.error says)
         self._instance_lock: Any = None
         self._writer: Store | None = None  # attached to a history nobody records any more: for what we do
-        self._hello_at = float("-inf")  # when the watcher was last asked for its config and decision
-        self._watcher_decision: Decision | None = None
+        self._hello_at = float("-inf")  # when the watcher was last asked for its config and facts
+        self._watcher_facts: Facts | None = None  # the watcher's (attached), for the policy run here
         self._watcher_toml: str | None = None  # the watcher's config as it last told it
         self._other_pid: int | None = None
         self._cache = _Cache()
@@ -312,9 +313,13 @@ class DataSource:
             return (None, 0, 0)
         key = self.store.events_version()
         if key != self._cache.events_key:
+            seen = max((e.id for e in self._cache.events), default=None)
             # The dashboard's own comings and goings stay out of the list (`history --events` has them)
             self._cache.events = [e for e in self.store.events(since=0, limit=200, without=["dashboard"])
                                   if not (e.kind == "watch" and e.message.startswith("dashboard "))]  # older histories
+            if seen is not None and any(e.id > seen and e.kind == "watch" and e.message.startswith("config reloaded")
+                                        for e in self._cache.events):
+                self._hello_at = float("-inf")  # the watcher took a new config: ask for it now
             week = self.store.events(since=now - data.RANGES["7d"], kinds=["reclaim"], limit=5000)
             self._cache.reclaims = data.reclaim_times(week)
             self._cache.events_key = key
@@ -352,14 +357,16 @@ class DataSource:
         return tier, [r for r in cached.rows if r["t"] >= since] + tail
 
     def _follow_watcher(self, now: float) -> None:
-        """Attached: the watcher's own config and latest decision (not this viewer's), asked at most
-        once an interval; while it does not answer, the last ones stay."""
-        if self.mode != "attached" or now - self._hello_at < self.setup.interval:
+        """Attached: the watcher's own config and facts (not this viewer's), asked when attaching, after the
+        history says it reloaded, and every HELLO_EVERY s; the policy line is then the same policy run here
+        on the same history: the watcher's decision, without waking it every interval (its CPU: issue 24,
+        item 7). While it does not answer, the last ones stay."""
+        if self.mode != "attached" or now - self._hello_at < HELLO_EVERY:
             return
         self._hello_at = now
         watcher = watcher_of(self.setup.db_path)
         if watcher is None or watcher.control is None:
-            self._watcher_decision = None
+            self._watcher_facts = None
             return
         try:
             hello = call(watcher.control, "hello", timeout=2.0)
@@ -368,21 +375,17 @@ class DataSource:
                 config, self._watcher_toml = config_from_toml(hello["config"], origin), hello["config"]
                 if config != self.config:
                     self.config = config
-                    self._cache.decision_key = None
+            facts = hello.get("facts") or {}
+            self._watcher_facts = Facts(facts.get("wsl_mode"), bool(facts.get("gradual_available")))
+            self._cache.decision_key = None
         except (UserError, KeyError, TypeError) as exc:
             log.info("the watcher did not say hello: %s", exc)
-            return
-        decision = hello.get("decision")
-        self._watcher_decision = Decision(decision["action"], decision["reason"], method=decision.get("method"),
-                                          rule=decision.get("rule"), held=decision.get("held")) if decision else None
 
     def _policy(self, latest: Sample | None, state: PolicyState) -> str:
-        """What the policy says now, in words: the watcher's own decision (we are the watcher, or it
-        told us), else the policy run here on the history."""
+        """What the policy says now, in words: the watcher's own decision (we are the watcher; or the
+        watcher's config and facts run here on its history), else the policy run here on the history."""
         if self.recorder is not None and self.recorder.last_decision is not None:
             decision = self.recorder.last_decision
-        elif self._watcher_decision is not None:
-            decision = self._watcher_decision
         elif self.not_recording and self.error:
             return self.error
         elif self.store is None:
@@ -392,7 +395,7 @@ class DataSource:
         else:
             key = (latest.time, state)
             if key != self._cache.decision_key:
-                facts = Facts(self.wsl_mode, self._gradual())
+                facts = self._watcher_facts or Facts(self.wsl_mode, self._gradual())
                 self._cache.decision, _ = decision_now(self.config, self.store, latest, facts)
                 self._cache.decision_key = key
             decision = self._cache.decision

@@ -97,11 +97,14 @@ class Requests:
                 "decision": None if decision is None else
                 {"action": decision.action, "reason": decision.reason, "method": decision.method, "rule": decision.rule,
                  "held": decision.held},
+                # what the policy knows of this machine besides its config: a client runs the same policy on
+                # the same history and gets this watcher's decision without asking every interval
+                "facts": {"wsl_mode": rec.wsl_mode, "gradual_available": rec.gradual_available()},
                 "acts": rec.acts}
 
     def _config_text(self) -> str:
-        """The watcher's config as TOML, made again only when a reload changed it (a dashboard asks
-        every interval)."""
+        """The watcher's config as TOML, made again only when a reload changed it (a dashboard asks on
+        attaching, after a reload and every half minute)."""
         config = self.recorder.config
         if self._toml is None or self._toml[0] is not config:
             self._toml = (config, to_toml(config))
