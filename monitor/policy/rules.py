@@ -101,7 +101,8 @@ class RuleStatus:
     value: int | None
     threshold: int | None
     rearm: int | None  # hysteresis: the rule re-arms once the value is below this
-    above_for: float  # seconds the metric has been above the threshold (0 if not above)
+    above_for: float  # seconds the metric has been above the threshold (0 if not above; at least `for` when
+    # it is that long: the exact figure is in the words)
     fires: bool
     words: Callable[[], str] = field(compare=False, repr=False)  # the watcher decides every tick and
     # needs the words of one rule at most: they are put together only when asked (``why``)
@@ -219,13 +220,16 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
 
     def limit() -> str:
         return f"{format_bytes(threshold)}" + (f" ({rule.above})" if rule.above.percent is not None else "")
-    since = _above_since(samples, rule.metric, threshold)
+    # The run is walked back only as far as the rule's `for` (every tick, every rule: the whole window was
+    # most of a tick's policy cost); how long it really is only the words need, and they are asked rarely.
+    since = _above_since(samples, rule.metric, threshold, back_to=now - rule.for_)
     if since is None:
         return status(0.0, False, lambda: f"{name} {format_bytes(value)} below {limit()}")
-    above_for = now - since
+    above_for = now - since  # exact, or at least `for` (then the run reaches back further)
 
     def why() -> str:
-        return f"{name} {format_bytes(value)} above {limit()} for {format_duration(above_for)}"
+        exact = now - (_above_since(samples, rule.metric, threshold) or since) if above_for >= rule.for_ else above_for
+        return f"{name} {format_bytes(value)} above {limit()} for {format_duration(exact)}"
     rs = state.rule(rule.label)
     if above_for < rule.for_:
         return status(above_for, False, lambda: f"{why()} (needs {format_duration(rule.for_)})")
@@ -237,8 +241,9 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
     return status(above_for, True, why)
 
 
-def _above_since(samples: Sequence[Sample], metric: str, threshold: int) -> float | None:
-    """Time of the oldest sample in the unbroken run of samples above ``threshold`` that ends now."""
+def _above_since(samples: Sequence[Sample], metric: str, threshold: int, back_to: float | None = None) -> float | None:
+    """Time of the oldest sample in the unbroken run of samples above ``threshold`` that ends now; with
+    ``back_to``, the walk stops once the run reaches that far back (its start is then at or before it)."""
     since = None
     for sample in reversed(samples):
         value = metric_value(sample, metric)
@@ -247,6 +252,8 @@ def _above_since(samples: Sequence[Sample], metric: str, threshold: int) -> floa
         if value <= threshold:
             break
         since = sample.time
+        if back_to is not None and since <= back_to:
+            break
     return since
 
 
