@@ -442,6 +442,14 @@ def policy_medians(data: dict) -> dict[str, dict]:
     return common_medians(data["runs"], MEDIAN_FIELDS, POLICIES)
 
 
+def _damon(mach: dict) -> str:
+    d = mach.get("damon")
+    if not d:
+        return "no DAMON on the host"
+    return (f"DAMON proactive reclaim on the host ({d['action']} of unmapped file pages idle >= {d['min_age_s']:g} s): "
+            "it does not touch the guest's RAM, which is QEMU's anonymous memory, so `none` keeps its footprint")
+
+
 def _mib(n: float | None) -> str:
     return "n/a" if n is None else f"{n / MiB:.0f} MiB"
 
@@ -454,11 +462,11 @@ def markdown(data: dict) -> str:
     lines = [
         f"# Giving memory back in the QEMU lab ({data['finished']})", "",
         f"Host: kernel {mach['kernel']}, {mach['cpus']} CPUs ({mach['cpu_model']}), {fmt_bytes(mach['mem_total_bytes'])}; "
-        f"/proc/loadavg before `{data['load_before']}`, after `{data['load_after']}`. "
+        f"/proc/loadavg before `{data['load_before']}`, after `{data['load_after']}`; {_damon(mach)}. "
         f"Guest (lab/): kernel {g['kernel']}, {g['cpus']} vCPUs under QEMU {g['accel'].upper()}, "
         f"-m {g['memory']} (MemTotal {fmt_bytes(g['mem_total_bytes'])}), virtio-balloon free page reporting "
         f"(order {g['page_reporting_order']}), cgroup v2 memory.reclaim {'present' if g['memory_reclaim'] else 'absent'}, "
-        f"MGLRU `{g['lru_gen']}`, no swap. The host footprint is the VmRSS of the QEMU process (named vmmemWSL), "
+        f"MGLRU `{g['lru_gen']}` at boot{' (per run: see the note below)' if any(r.get('mglru', 'keep') != 'keep' for r in data['runs']) else ''}, no swap. The host footprint is the VmRSS of the QEMU process (named vmmemWSL), "
         "read every second.", "",
         f"Workload, in the guest: cold = `dd` {a['cold_mib']} MiB of /data/fill.bin once; hot = re-read "
         f"{a['hot_mib']} MiB of it (offset {a['hot_skip_mib']} MiB) every {a['hot_every']:g} s for {a['hot_seconds']:g} s, "
