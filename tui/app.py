@@ -493,8 +493,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     standalone = not getattr(args, "view", False) and (bool(getattr(args, "standalone", False)) or watcher is None)
     app = make_app(config, db, standalone=standalone, interval=getattr(args, "interval", None),
                    view=bool(getattr(args, "view", False)))
-    import platformdirs
+    from monitor.kernel.dirs import user_dir
 
-    with logs.to_file_while(Path(platformdirs.user_log_dir("vmmemctl")) / "tui.log", config.general.log_level):
+    with logs.to_file_while(user_dir("log") / "tui.log", config.general.log_level):
         app.run()
     return app.return_code or 0

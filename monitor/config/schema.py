@@ -258,9 +258,9 @@ def find_config_path(explicit: str | None, environ: typing.Mapping[str, str] | N
         return Path(explicit)
     if environ.get("VMMEMCTL_CONFIG"):
         return Path(environ["VMMEMCTL_CONFIG"])
-    import platformdirs  # deferred: only needed when no path was given
+    from monitor.kernel.dirs import user_dir
 
-    candidate = Path(platformdirs.user_config_dir("vmmemctl")) / "config.toml"
+    candidate = user_dir("config", environ) / "config.toml"
     try:
         return candidate if candidate.is_file() else None
     except OSError as exc:  # a config dir this user may not enter: say so, never a traceback

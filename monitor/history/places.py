@@ -51,14 +51,9 @@ def system_places(environ: Mapping[str, str] | None = None) -> Places:
 
 
 def user_places() -> Places:
-    import warnings
+    from monitor.kernel.dirs import user_dir, user_runtime_dir
 
-    import platformdirs
-
-    with warnings.catch_warnings():  # no XDG_RUNTIME_DIR (runuser, cron): platformdirs' fallback is fine
-        warnings.simplefilter("ignore")
-        run_dir = platformdirs.user_runtime_dir("vmmemctl")
-    return Places("user", Path(platformdirs.user_data_dir("vmmemctl")) / DB_NAME, Path(run_dir))
+    return Places("user", user_dir("data") / DB_NAME, user_runtime_dir())
 
 
 def own_places(environ: Mapping[str, str] | None = None) -> Places:

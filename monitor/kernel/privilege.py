@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +41,8 @@ def vmmemctl_executable() -> str:
     beside = Path(sys.executable).with_name("vmmemctl")
     if beside.exists():
         return str(beside)
+    import shutil  # (shutil imports bz2 and lzma: only where a program is looked for)
+
     return shutil.which("vmmemctl") or str(beside)
 
 
@@ -82,6 +83,8 @@ class SudoWriter:
 
     def allowed(self) -> bool:
         """Would sudo run it without a password? (``sudo -n -l CMD`` asks without running it.)"""
+        import shutil
+
         if not shutil.which("sudo"):
             return False
         try:

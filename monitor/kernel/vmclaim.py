@@ -43,8 +43,9 @@ def claim_dir(environ: Mapping[str, str], files_root: str | Path = "/proc", *, r
     local = f"{WSL_SHARED} is not mounted (not WSL2?)"
     if os.path.isdir(run_lock) and os.access(run_lock, os.W_OK):
         return ClaimDir(Path(run_lock) / "vmmemctl-vm", False, f"{local}: a claim of this distro only")
-    import platformdirs  # deferred, as elsewhere: only this last fallback needs it
-    return ClaimDir(Path(platformdirs.user_runtime_dir("vmmemctl")), False,
+    from monitor.kernel.dirs import user_runtime_dir  # only this last fallback needs it
+
+    return ClaimDir(user_runtime_dir(environ), False,
                     f"{local} and {run_lock} is not writable: a claim of this user's watchers only")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from typing import Mapping
 
@@ -21,6 +20,8 @@ class NotifySendBackend:
         bus, why = has_session_bus(self.environ)
         if not bus:
             return False, why
+        import shutil  # (shutil imports bz2 and lzma: only when a notification goes out)
+
         exe = shutil.which("notify-send", path=self.environ.get("PATH", os.defpath))
         if exe is None:
             return False, "notify-send not found on PATH (package libnotify-bin)"

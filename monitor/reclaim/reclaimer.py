@@ -468,9 +468,9 @@ class ReclaimLock:
 def default_lock_path() -> Path:
     if Path("/run/lock").is_dir() and os.access("/run/lock", os.W_OK):
         return Path("/run/lock/vmmemctl-reclaim.lock")
-    import platformdirs
+    from monitor.kernel.dirs import user_runtime_dir
 
-    return Path(platformdirs.user_runtime_dir("vmmemctl")) / "reclaim.lock"
+    return user_runtime_dir() / "reclaim.lock"
 
 
 def make_reclaimer(config: Config, probes: Probes, progress: Progress | None = None, *,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import Callable, Literal
 
 from monitor.errors import UserError
+from monitor.kernel.dirs import xdg_dir  # noqa: F401  (the installers' XDG rule is the watcher's)
 
 Scope = Literal["user", "system"]
 UNIT_NAME = "vmmemctl.service"
@@ -17,7 +17,7 @@ SYSTEM_STATE_DIR = "/var/lib/vmmemctl"
 BOOT_LOG = "/var/log/vmmemctl-boot.log"
 MEMORY_MAX = "64M"  # our target RSS is <= 30 MiB; twice that leaves room for a reclaim's samples
 
-# For the system scope, platformdirs (which the CLI uses for the history DB, the
+# For the system scope, the XDG rules (monitor.kernel.dirs: the CLI's for the history DB, the
 # state and log dirs and the config) honours the XDG variables, so these put
 # everything under /var/lib/vmmemctl and read /etc/vmmemctl/config.toml,
 # instead of root's home, which ProtectHome= makes read-only.
@@ -71,16 +71,6 @@ def _absolute(what: str, path: str) -> str:
     if not path.startswith("/") or ".." in Path(path).parts:
         raise ServiceError(f"{what} {path!r}: expected an absolute path without '..'")
     return path
-
-
-def xdg_dir(kind: Literal["config", "data", "state"], environ: Mapping[str, str] | None = None) -> str:
-    """The XDG base directory, as platformdirs computes it on Linux (written once here; a test keeps
-    it equal to platformdirs): ``$XDG_<KIND>_HOME`` when set, else ``~/.config``, ``~/.local/share``,
-    ``~/.local/state``."""
-    environ = os.environ if environ is None else environ
-    home = environ.get("HOME") or str(Path.home())
-    fallback = {"config": ".config", "data": ".local/share", "state": ".local/state"}[kind]
-    return environ.get(f"XDG_{kind.upper()}_HOME", "").strip() or f"{home}/{fallback}"
 
 
 def systemctl_words(scope: Scope) -> str:

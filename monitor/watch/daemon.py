@@ -28,9 +28,9 @@ log = logging.getLogger("monitor")
 
 
 def default_log_file() -> Path:
-    import platformdirs
+    from monitor.kernel.dirs import user_dir
 
-    return Path(platformdirs.user_log_dir("vmmemctl")) / "watch.log"
+    return user_dir("log") / "watch.log"
 
 
 @dataclass
