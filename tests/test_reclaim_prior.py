@@ -15,6 +15,7 @@ from monitor.kernel.procfs import LocalFiles
 from monitor.probes.guest import GuestProbe
 from monitor.probes.probeset import build
 from monitor.reclaim.reclaimer import GRADUAL_PAUSE, Reclaimer, Seams
+from monitor.reclaim.workingset import Hint
 from monitor.sample import guest_json
 
 MiB, GiB = 1024**2, 1024**3
@@ -88,3 +89,14 @@ def test_without_listening_the_windows_stay_short(kernel, tmp_path):
     result = reclaimer(kernel, tmp_path, waits, refault_window=0.0).run("gradual")
     assert result.stop_reason == "floor" and result.lower_bound_source == "floor"
     assert set(waits) == {GRADUAL_PAUSE}
+
+
+def test_the_prior_takes_the_margin_the_cost_feedback_grew(kernel, tmp_path):
+    # the remembered set's margin was doubled after a costly reclaim: the active-list prior uses it too
+    with_active(kernel, 2 * GiB)
+    hint = Hint(target=int(1.5 * GiB), estimate=GiB, words="working set ~ 1.0 GiB", margin=0.5)
+    data = reclaimer(kernel, tmp_path, []).run("gradual", dry_run=True, working_set=hint).to_json()
+    assert data["lower_bound_bytes"] == 3 * GiB and data["lower_bound_source"] == "active"
+    hint = Hint(target=int(3.5 * GiB), estimate=int(2.8 * GiB), words="working set ~ 2.8 GiB", margin=0.25)
+    data = reclaimer(kernel, tmp_path, []).run("gradual", dry_run=True, working_set=hint).to_json()
+    assert data["lower_bound_bytes"] == int(3.5 * GiB) and data["lower_bound_source"] == "remembered"
