@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 
@@ -94,3 +95,42 @@ def test_cron_trigger_fires_when_cron_would(expr, after, expected):
     assert trigger.get_next_fire_time(None, after.replace(tzinfo=tz)) == expected.replace(tzinfo=tz)
     start = after.replace(tzinfo=tz)
     assert interval(2.0).get_next_fire_time(start, start) == start + dt.timedelta(seconds=2)
+
+
+def test_the_local_zone_is_tzlocals_without_its_cost(monkeypatch):
+    """Where /etc/localtime links into a zoneinfo folder the zone is read from the link (tzlocal tries each
+    tail of the path first, loading tzdata's resources, tempfile and shutil on each miss: 1 MiB); the
+    same zone either way, and TZ still wins."""
+    import tzlocal
+
+    from monitor.watch.scheduling import local_zone
+
+    monkeypatch.delenv("TZ", raising=False)
+    assert str(local_zone()) == str(tzlocal.get_localzone())
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    tzlocal.reload_localzone()
+    try:
+        assert str(local_zone()) == "Europe/Berlin"
+    finally:
+        monkeypatch.delenv("TZ")
+        tzlocal.reload_localzone()
+
+
+def test_a_scheduler_and_its_jobs_in_the_local_zone_load_no_tempfile():
+    try:
+        linked = "zoneinfo/" in os.readlink("/etc/localtime") and not os.environ.get("TZ")
+    except OSError:
+        linked = False
+    if not linked:
+        pytest.skip("/etc/localtime is no link into a zoneinfo folder here: tzlocal decides, as it may")
+    result = run_child("""
+import json, sys
+from monitor.watch.scheduling import build_scheduler, interval, cron, JOB_DEFAULTS
+scheduler = build_scheduler(inline=True)
+scheduler.add_job(print, interval(60), id="tick", **JOB_DEFAULTS)
+scheduler.add_job(print, cron("0 3 * * 0"), id="weekly", **JOB_DEFAULTS)
+scheduler.start(paused=True)
+scheduler.shutdown(wait=False)
+print(json.dumps({"loaded": sorted(m for m in ("tempfile", "shutil", "importlib.resources") if m in sys.modules)}))
+""")
+    assert result == {"loaded": []}

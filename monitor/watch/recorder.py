@@ -152,10 +152,11 @@ class Recorder:
         from monitor.watch.scheduling import (  # APScheduler without asyncio (bench/results/overhead.md)
             IntervalTrigger,
             cron,
+            interval,
         )
 
         def every(seconds: float) -> IntervalTrigger:  # first run one period from now, on our clock
-            return IntervalTrigger(seconds=seconds, start_date=dt.datetime.fromtimestamp(self.clock() + seconds))
+            return interval(seconds, start_date=dt.datetime.fromtimestamp(self.clock() + seconds))
 
         s = self.config.sampling
         table = []

@@ -213,6 +213,7 @@ class StepSafeBackground(StepSafe, BackgroundScheduler):
 
 def build_scheduler(workers: int = 1, reclaim_workers: int = 1, event_loop: Any = None, inline: bool = False,
                     **options: Any) -> Any:
+    options.setdefault("timezone", local_zone())  # (else APScheduler asks tzlocal: see local_zone)
     """A scheduler (not started) with two executors: ``default`` runs the jobs that share the recorder's
     store connection, one at a time (a pool of ``workers`` threads, or with ``inline`` the scheduler's own
     thread); ``reclaim`` runs the reclaims (seconds long) beside them on a pool of their own.
@@ -235,14 +236,14 @@ def build_scheduler(workers: int = 1, reclaim_workers: int = 1, event_loop: Any 
     return StepSafeAsyncIO(executors=executors, job_defaults={"coalesce": True}, event_loop=event_loop, **options)
 
 
-def interval(seconds: float) -> IntervalTrigger:
-    """Every ``seconds`` from now (APScheduler's IntervalTrigger)."""
-    return IntervalTrigger(seconds=seconds)
+def interval(seconds: float, start_date: dt.datetime | None = None) -> IntervalTrigger:
+    """Every ``seconds`` from now, or from ``start_date`` (APScheduler's IntervalTrigger, in the local zone)."""
+    return IntervalTrigger(seconds=seconds, start_date=start_date, timezone=local_zone())
 
 
 def cron(expr: str, timezone: dt.tzinfo | None = None) -> BaseTrigger:
     """A 5-field cron(5) expression or @daily/@weekly/...; raises monitor.config.cron.CronError on a bad one."""
-    return to_trigger(parse_cron(expr), timezone=timezone)
+    return to_trigger(parse_cron(expr), timezone=timezone or local_zone())
 
 
 def to_trigger(spec: CronSpec, timezone: dt.tzinfo | None = None):
@@ -261,8 +262,25 @@ def to_trigger(spec: CronSpec, timezone: dt.tzinfo | None = None):
 
 
 def local_zone() -> dt.tzinfo:
-    """This machine's time zone with its daylight-saving rules (tzlocal, APScheduler's own default), not
-    today's fixed offset: a run after the change is at 04:00 local, not 04:00 of the old offset."""
+    """This machine's time zone with its daylight-saving rules (as APScheduler's own default, tzlocal),
+    not today's fixed offset: a run after the change is at 04:00 local, not 04:00 of the old offset.
+    Where /etc/localtime links into a zoneinfo folder (systemd distributions, WSL) the zone is that
+    link's name, read directly: tzlocal tries each tail of the link's path as a key first, and each
+    miss loads the tzdata package's resources, tempfile and shutil (1 MiB of the watcher's RSS)."""
+    import os
+
+    if not os.environ.get("TZ"):
+        try:
+            target = os.readlink("/etc/localtime")
+        except OSError:
+            target = ""
+        if "zoneinfo/" in target:
+            import zoneinfo
+
+            try:
+                return zoneinfo.ZoneInfo(target.rsplit("zoneinfo/", 1)[1])
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                pass
     import tzlocal
 
     return tzlocal.get_localzone()
