@@ -45,8 +45,9 @@ class Reloader:
 
 
 def reload(driver: Driver, reloader: Reloader) -> None:
-    """SIGHUP, on the jobs' thread: a valid config takes effect at the next tick; an invalid one is
-    refused (one line in the log, one event) and the old config stays."""
+    """SIGHUP, on a thread of its own (Driver.call_soon): a valid config takes effect at the next tick;
+    an invalid one is refused (one line in the log, one event) and the old config stays. The recorder
+    is changed under the jobs' guard, between ticks, never in one; its jobs are replaced after."""
     from monitor.notify import build_notifier
 
     recorder = driver.recorder
@@ -55,17 +56,20 @@ def reload(driver: Driver, reloader: Reloader) -> None:
     except UserError as exc:
         words = "; ".join(str(exc).splitlines())  # every error in the file, on the one line
         log.error("reload refused: %s; the old config stays", words)
-        recorder.store.add_event("watch", f"reload refused: {words}; the old config stays")
+        with driver.guard:
+            recorder.store.add_event("watch", f"reload refused: {words}; the old config stays")
         return
-    recorder.wiring.config = config  # what the next reclaim is built with
-    changed = recorder.reconfigure(config, build_notifier(config.notify))
+    with driver.guard:
+        recorder.wiring.config = config  # what the next reclaim is built with
+        changed = recorder.reconfigure(config, build_notifier(config.notify))
     driver.reschedule()
     if listen != reloader.listen:
         changed.append(_relisten(recorder, reloader, listen))
     words = f"config reloaded from {config.path or 'defaults'}: " + (", ".join(changed) or "nothing changed") + \
         f" (every {config.sampling.interval:g}s, {len(config.rule)} rules, {len(config.schedule)} schedules)"
     log.info("%s", words)
-    recorder.store.add_event("watch", words, data={"changed": changed})
+    with driver.guard:
+        recorder.store.add_event("watch", words, data={"changed": changed})
 
 
 def _relisten(recorder: Recorder, reloader: Reloader, listen: str) -> str:
@@ -100,8 +104,8 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
         signal.signal(sig, lambda *_: stop.set())
     early: list[int] = []  # a SIGHUP before the scheduler runs is kept for it (by default it would end us)
     signal.signal(signal.SIGHUP, lambda *_: early.append(1))
-    # One worker runs every job that touches the recorder's store connection, in turn (each takes
-    # milliseconds); reclaims, which take seconds, run on their own worker with their own connection.
+    # The scheduler's thread runs every job that touches the recorder's store connection, in turn (each
+    # takes milliseconds); reclaims, which take seconds, run on a worker with their own connection.
     driver = Driver(recorder)
     deliveries = DeliveryQueue()
     recorder.deliver = deliveries.submit
@@ -112,10 +116,9 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
     driver.start()
     if reloader is not None:
         reloader.server = reloader.server or metrics_server
-        # The handler only queues the reload on the jobs' worker, so it runs between ticks, never in one.
+        # The handler only starts the reload on a thread of its own; it changes the recorder between ticks.
         def queue_reload(*_: object) -> None:
-            driver.scheduler.add_job(reload, args=(driver, reloader), id="reload", replace_existing=True,
-                                     misfire_grace_time=60)
+            driver.call_soon(lambda: reload(driver, reloader))
         signal.signal(signal.SIGHUP, queue_reload)
         if early:
             queue_reload()

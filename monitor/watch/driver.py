@@ -17,7 +17,6 @@ is measured once, by the recorder's tick.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import threading
 from typing import TYPE_CHECKING, Any, Callable, ContextManager
@@ -32,8 +31,9 @@ RECLAIM_GRACE = 30  # a reclaim handed to its worker runs if it starts within th
 class Driver:
     def __init__(self, recorder: Recorder, event_loop: Any = None, guard: ContextManager[Any] | None = None,
                  after: Callable[[str], None] | None = None):
-        """``guard`` is held while a job runs (the dashboard's lock around its store connection);
-        ``after(job_id)`` is called when a job has run (the dashboard refreshes its screen)."""
+        """``guard`` is held while a job runs (the dashboard's lock around its store connection; else a
+        lock of our own, which a reload takes too); ``after(job_id)`` is called when a job has run (the
+        dashboard refreshes its screen)."""
         from monitor.watch.scheduling import build_scheduler
 
         self.recorder = recorder
@@ -41,7 +41,7 @@ class Driver:
         # scheduler lives on the screen's event loop, so its jobs go to a worker thread.
         self.scheduler = build_scheduler(workers=1, reclaim_workers=1, event_loop=event_loop,
                                          inline=event_loop is None)
-        self.guard = guard if guard is not None else contextlib.nullcontext()
+        self.guard = guard if guard is not None else threading.Lock()
         self.after = after
         self.closed = threading.Event()
         self._ids: set[str] = set()
@@ -67,10 +67,18 @@ class Driver:
         self._add_jobs()
 
     def jobs_changed(self) -> None:
-        """The recorder's table changed (it now owns the VM: its schedules join): added again at the
-        next wakeup, outside the job that said so."""
+        """The recorder's table changed (it now owns the VM: its schedules join): added again soon,
+        outside the job that said so."""
+        self.call_soon(self.reschedule)
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """``fn`` on a thread of its own, now: never as a job. The watcher runs its jobs inside the
+        scheduler's pass over the due jobs, and jobs removed and added there would be overwritten (or,
+        removed, fail the pass) by the pass's own bookkeeping. ``fn`` takes :attr:`guard` for what it
+        does to the recorder, and never holds it while it changes the jobs (a tick waiting for the guard
+        holds the scheduler's lock)."""
         if not self.closed.is_set():
-            self.scheduler.add_job(self.reschedule, id="reschedule", replace_existing=True, misfire_grace_time=60)
+            threading.Thread(target=fn, name="vmmemctl-driver", daemon=True).start()
 
     def run_now(self, job_id: str) -> None:
         """Run a job at the next wakeup instead of at its time (the dashboard samples a reclaim's effect)."""
