@@ -649,7 +649,6 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def cmd_config_show(args: argparse.Namespace) -> int:
     from monitor.cli.report import config_toml
     from monitor.history.places import db_path
-
     from monitor.service.common import SYSTEM_CONFIG
 
     config = load(args)

@@ -5,8 +5,8 @@ absolute path, else ``~/.config``, ``~/.local/share``, ``~/.local/state``, then 
 the state folder's ``log``). That is what platformdirs computes there (tests/test_service.py keeps
 the two equal), but importing platformdirs' Linux module costs the watcher 1.2 MiB of its 24 MiB
 budget (it imports tempfile, and with it shutil, random, bz2 and lzma). Elsewhere (host mode on
-Windows or macOS) platformdirs decides, and the runtime folder, with its ownership and mode checks,
-is always platformdirs' (monitor.history.places).
+Windows or macOS) platformdirs decides; so does the runtime folder whenever ``$XDG_RUNTIME_DIR`` is
+not what the spec asks of it (platformdirs' fallbacks and ownership checks).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ Stdlib only: the CLI imports this for ``service install`` and nothing heavier.
 
 from monitor.service.common import (BOOT_LOG, LOCK_DIR, MEMORY_MAX, SYSTEM_ENVIRONMENT, SYSTEM_STATE_DIR,
                                     UNIT_NAME, USER_SCOPE_NOTE, Run, Scope, ServiceError, systemctl_words,
-                                    systemd_quote, xdg_dir)
+                                    systemd_quote)
+from monitor.kernel.dirs import xdg_dir  # the installers' XDG rule is the watcher's
 from monitor.service.keepalive import KEEPALIVE_TEXT
 from monitor.service.systemd import (default_environment, default_paths, install, systemd_running, systemd_unit,
                                      tmp_conflict, unit_path)

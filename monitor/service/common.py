@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from monitor.errors import UserError
-from monitor.kernel.dirs import xdg_dir  # noqa: F401  (the installers' XDG rule is the watcher's)
 
 Scope = Literal["user", "system"]
 UNIT_NAME = "vmmemctl.service"

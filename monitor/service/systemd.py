@@ -11,21 +11,18 @@ from typing import Mapping, Sequence
 
 from monitor.service.common import (LOCK_DIR, MEMORY_MAX, SYSTEM_CONFIG, SYSTEM_ENVIRONMENT, SYSTEM_STATE_DIR,
                                     UNIT_NAME, USER_SCOPE_NOTE, Run, Scope, ServiceError, _absolute, systemctl_words,
-                                    systemd_quote, under_private_tmp, xdg_dir)
+                                    systemd_quote, under_private_tmp)
+from monitor.kernel.dirs import user_dir, xdg_dir
 from monitor.service.wslconf import wsl_conf_boot_command
 from monitor.kernel.windows import DISTRO_NAME  # one rule for distro names, shared with host mode
 
 
 def default_paths(scope: Scope, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The directories the watcher writes (history DB, state and logs), as platformdirs computes them on Linux.
-
-    Stdlib only, so the rule is repeated here: ``$XDG_DATA_HOME`` else
-    ``~/.local/share``, ``$XDG_STATE_HOME`` else ``~/.local/state`` (logs go
-    to the state dir's ``log/``); a test keeps it equal to platformdirs.
-    """
+    """The directories the watcher writes (history DB, state and logs): the system's, or the user's by the
+    watcher's own XDG rule (monitor.kernel.dirs; logs go to the state dir's ``log/``)."""
     if scope == "system":
         return {"data": SYSTEM_STATE_DIR, "state": SYSTEM_STATE_DIR}
-    return {"data": f"{xdg_dir('data', environ)}/vmmemctl", "state": f"{xdg_dir('state', environ)}/vmmemctl"}
+    return {"data": str(user_dir("data", environ)), "state": str(user_dir("state", environ))}
 
 
 def default_environment(scope: Scope, environ: Mapping[str, str] | None = None) -> dict[str, str]:
