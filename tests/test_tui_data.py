@@ -324,3 +324,20 @@ def test_the_dashboard_shows_each_reclaims_cost_and_the_learned_working_set(tmp_
     # the words `vmmemctl history --events` prints (monitor.reclaim.cost.cost_words): one wording for both
     assert line.text.endswith("; stopped: refaults; re-read 6.0 MiB in 5m after (0.6% of freed) [refaults]")
     assert "working set ~ 270 MiB, learned 12m ago (learned as 310 MiB, decaying)" in snap.policy  # it decays
+
+
+def test_an_events_details_read_in_words_the_cost_measured_later_too():
+    """A reclaim's record and the cost added minutes later (monitor.reclaim.cost): sizes, clock times and
+    durations, what came back first; no raw byte counts or epoch seconds."""
+    from monitor.reclaim.cost import Cost
+
+    started = NOW - 600
+    cost = Cost(7, started + 10, started + 310, 3 * 1024**2, 5 * 1024**2, "refaults", 1247154176, None).to_data()
+    record = {"method": "pagecache", "methods_run": ["pagecache", "compact"], "started": started, "duration_s": 10.6,
+              "freed_bytes": 1247154176, "host_trace": [[0, 2.5e9], [8.2, 1.1e9]], "notes": ["a", "b"], **cost}
+    lines = data.detail_lines(record, NOW, time.gmtime)
+    assert lines[0] == "freed: 1.2 GiB" and lines[1] == f"started: {time.strftime('%H:%M:%S', time.gmtime(started))}"
+    assert "reread after: 3.0 MiB" in lines and "cost window: 5m" in lines
+    assert f"cost window end: {time.strftime('%H:%M:%S', time.gmtime(started + 310))}" in lines
+    assert lines[-3:] == ["notes:", "  - a", "  - b"]
+    assert not [line for line in lines if __import__("re").search(r"\b\d{7,}\b", line)], lines

@@ -109,7 +109,7 @@ def detail_lines(data: dict, now: float, localtime: LocalTime = time.localtime, 
     record stays one key away (the event screen's `j`)."""
     out = []
     for key, value in sorted(data.items(), key=lambda kv: _detail_order(*kv)):
-        name = key.removesuffix("_bytes").removesuffix("_s").replace("_", " ")
+        name = key.replace("_bytes", "").removesuffix("_s").replace("_", " ")  # reread_bytes_after: "reread after"
         if isinstance(value, list) and len(value) > 1 and all(isinstance(v, str) for v in value):
             out.append(f"{indent}{name}:")
             out.extend(f"{indent}  - {v}" for v in value)
@@ -148,9 +148,9 @@ def _value_words(key: str, value: Any, now: float, localtime: LocalTime) -> str:
         if isinstance(value, list):
             return ", ".join(str(v) for v in value) or "none"
         return str(value)
-    if key.endswith("_bytes"):
+    if key.endswith("_bytes") or "_bytes_" in key:  # (a cost's: reread_bytes_after)
         return format_bytes(value)
-    if (key in _TIME_KEYS or key.endswith(("_at", "_until"))) and value > _EPOCH_FLOOR:
+    if (key in _TIME_KEYS or key.endswith(("_at", "_until", "_start", "_end"))) and value > _EPOCH_FLOOR:
         return clock_text(value, now, localtime)
     if key.endswith("_s") or key in ("duration", "elapsed", "window", "jump"):
         return format_duration(value)
