@@ -381,8 +381,10 @@ def test_the_driver_runs_a_due_schedule_once_and_says_when_the_next_is(tmp_path)
 
 def test_an_interval_job_the_wall_clock_stepped_back_runs_now(tmp_path):
     """APScheduler 3 keeps wall-clock run times: after a step back of an hour the tick would wait an hour.
-    What a step back does to a job is what moving its next run an hour ahead does: it runs at the next
-    wakeup all the same, and a cron schedule keeps its next run (a run done is not done again)."""
+    What a step back does to a job is what moving its next run an hour ahead does; the scheduler sees the
+    wall clock fall back against the monotonic one (its clock is stepped here) and at its next wakeup the
+    interval jobs run, while a cron schedule keeps its next run (a run done is not done again). Without
+    a step, a job due an hour ahead is left alone (that is not a wakeup's business)."""
     import datetime as dt
 
     config = cfg(schedule=(Schedule(cron="0 3 * * *", name="night", method="compact"),))
@@ -396,7 +398,11 @@ def test_an_interval_job_the_wall_clock_stepped_back_runs_now(tmp_path):
         driver.scheduler.modify_job("maintain", next_run_time=an_hour)
         ran.clear()
         driver.scheduler.modify_job("tick", next_run_time=an_hour)
-        assert ran.wait(60)  # at the next wakeup (this modify is one), not an hour from now
+        driver.scheduler.wakeup()
+        assert not ran.wait(3)  # no step seen: the tick waits (a test of the gate; 3 s is slack, not timing)
+        driver.scheduler._wall = lambda: time.time() - 3600  # the wall clock steps back an hour
+        driver.scheduler.wakeup()
+        assert ran.wait(60)  # at the next wakeup, not an hour from now
         assert driver.scheduler.get_job("tick").next_run_time < an_hour
         assert driver.scheduler.get_job("maintain").next_run_time < an_hour
         assert driver.scheduler.get_job("schedule0").next_run_time == cron_next
@@ -746,3 +752,30 @@ def test_a_dashboards_interval_is_the_recorders_so_its_window_holds(tmp_path):
         assert "recording every 10s" in source.mode_words()
     finally:
         source.close()
+
+
+def test_a_subscription_wakes_on_the_recorders_tick_not_on_a_poll(tmp_path):
+    """The subscription waits for the recorder's next tick (its poll is an hour here, so only the tick can
+    wake it): one tick, one sample on the stream; nobody subscribed, the tick counts nothing."""
+    from monitor.watch.requests import Requests
+
+    watcher = make_watcher(tmp_path, cfg())
+    try:
+        watcher.tick()
+        assert watcher.ticks == 0 and watcher.listeners == 0  # counted only while someone listens
+        stream = Requests(watcher, lambda: None, poll=3600.0).subscribe()
+        assert "hello" in next(stream)
+        assert next(stream) is None  # nothing new since it subscribed: a heartbeat, then the wait
+        got: list = []
+        reader = threading.Thread(target=lambda: got.append(next(stream)), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while watcher.listeners == 1 and not got and time.monotonic() < deadline:
+            watcher.tick()  # a tick before the reader waits is counted too: it is not missed
+            reader.join(1.0)
+        assert got and "sample" in got[0], got
+        assert got[0]["sample"]["t"] == watcher.store.latest_sample().time
+        stream.close()
+        assert watcher.listeners == 0
+    finally:
+        watcher.close()

@@ -144,6 +144,11 @@ class Recorder:
     # connection wrote the history (Store.changed_elsewhere), not every tick.
     _state: PolicyState | None = None
     _elsewhere: bool = True  # whether another connection wrote since the last tick (this tick's answer)
+    # A subscription (monitor.watch.requests) waits here for the next tick rather than polling the
+    # history: ticks counts the ticks done while anyone listens.
+    recorded: threading.Condition = field(default_factory=threading.Condition)
+    listeners: int = 0
+    ticks: int = 0
 
     # ------------------------------------------------------------ what runs when
 
@@ -189,6 +194,18 @@ class Recorder:
         except Exception as exc:  # the daemon must outlive any one odd sample
             self._record_error("tick", exc)
             return None
+        finally:
+            if self.listeners:
+                with self.recorded:
+                    self.ticks += 1
+                    self.recorded.notify_all()
+
+    def wait_for_tick(self, seen: int, timeout: float) -> int:
+        """Wait until a tick after the one counted ``seen`` (or ``timeout``); the count now. Only while
+        :attr:`listeners` counts the caller are ticks counted."""
+        with self.recorded:
+            self.recorded.wait_for(lambda: self.ticks != seen, timeout)
+            return self.ticks
 
     def sample_host(self) -> None:
         """The host footprint on its own (slower) clock; the guest ticks reuse the latest."""

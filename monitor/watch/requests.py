@@ -30,7 +30,7 @@ from monitor import __version__
 from monitor.config.schema import to_toml
 from monitor.errors import UserError
 from monitor.control.server import peer_in_group
-from monitor.history.store import Store, sample_row
+from monitor.history.store import Store
 from monitor.kernel.users import user_name
 from monitor.policy.state import DEFAULT_SNOOZE, set_pause, set_snooze
 from monitor.reclaim.reclaimer import ReclaimResult
@@ -50,7 +50,9 @@ class Requests:
     allowed_users: tuple[str, ...] = ()  # `watch --allow USER`, beside [control] users
     uid: int = field(default_factory=lambda: os.geteuid())
     clock: Callable[[], float] = time.time
-    poll: float = 0.5  # how often a subscription looks for new rows (the watcher writes every interval)
+    # A subscription looks for new rows after each tick (the recorder wakes it), and at least this often
+    # (rows another process wrote; whether the client is still there)
+    poll: float = 5.0
     _toml: tuple[Any, str] | None = None
 
     # ------------------------------------------------------------ who may ask
@@ -152,24 +154,32 @@ class Requests:
             raise Refused(f"this watcher only records: {self.recorder.vm_owner or 'another watcher'} owns the VM")
 
     def subscribe(self) -> Iterator[dict | None]:
-        """New samples and events as the watcher records them, until the client goes away."""
-        with Store(self.recorder.wiring.db, readonly=True) as store:
-            last_sample = store.latest_sample()
-            last_t = last_sample.time if last_sample else 0.0
-            last_event = max((e.id for e in store.events(since=0, limit=1)), default=0)
-            yield {"hello": self.hello()}
-            while True:
-                latest = store.latest_sample()
-                if latest is not None and latest.time > last_t:
-                    last_t = latest.time
-                    yield {"sample": sample_row(latest)}
-                for event in sorted(store.events(since=0, limit=50), key=lambda e: e.id):
-                    if event.id > last_event:
+        """New samples and events as the watcher records them, until the client goes away. It wakes when
+        the recorder has ticked (a wait, not a poll: a subscriber polling twice a second cost the watcher
+        as much CPU again as its sampling, bench/results/control.md)."""
+        rec = self.recorder
+        with rec.recorded:
+            rec.listeners += 1
+            seen = rec.ticks
+        try:
+            with Store(rec.wiring.db, readonly=True) as store:
+                last_sample = store.latest_sample()
+                last_t = last_sample.time if last_sample else 0.0
+                last_event = max((e.id for e in store.events(since=0, limit=1)), default=0)
+                yield {"hello": self.hello()}
+                while True:
+                    for row in store.rows_after(last_t):
+                        last_t = row["t"]
+                        yield {"sample": row}
+                    for event in store.events_after(last_event):
                         last_event = event.id
-                        yield {"event": {"id": event.id, "t": event.t, "kind": event.kind, "message": event.message,
-                                         "rule": event.rule, "status": event.status}}
-                yield None  # nothing new: the server checks the client is still there (a slot is freed)
-                time.sleep(self.poll)
+                        yield {"event": {"id": event.id, "t": event.t, "kind": event.kind,
+                                         "message": event.message, "rule": event.rule, "status": event.status}}
+                    yield None  # nothing new: the server checks the client is still there (a slot is freed)
+                    seen = rec.wait_for_tick(seen, self.poll)
+        finally:
+            with rec.recorded:
+                rec.listeners -= 1
 
     def _store(self) -> Store:
         return self.recorder.wiring.open_store()  # this request's own connection

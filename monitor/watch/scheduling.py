@@ -51,6 +51,7 @@ import datetime as dt
 import inspect
 import logging
 import sys
+import time
 import types
 from typing import Any
 
@@ -187,15 +188,28 @@ class StepSafe:
 
     APScheduler 3 keeps next-run times on the wall clock and waits for them on the monotonic one, so
     after the wall clock steps back (an NTP step, a restored snapshot) every interval job would wait out
-    the step: an hour back, no sample for an hour. At each wakeup (at least once per sampling interval,
-    since the tick is an interval job) an interval job due further away than its interval is made due
+    the step: an hour back, no sample for an hour. At the first wakeup after the wall clock fell back
+    against the monotonic one by more than a second (a wakeup comes at least once per sampling interval,
+    since the tick is an interval job), an interval job due further away than its interval is made due
     now. This is not a second clock-jump detector: the recorder's tick is the one place that measures
     a jump (wall against monotonic) and handles what it means for the policy and the roll-ups; here
     only the invariant is kept. A forward jump needs nothing: APScheduler runs the late job once
     (coalesce) or skips it past its grace. Cron schedules keep their next run, so a run already done
     is not done again."""
 
+    # How far the wall clock is ahead of the monotonic one at the last pass: the job table is walked only
+    # when that dropped (a step back), not at every wakeup (a tenth of an idle watcher's wakeup).
+    _offset: float | None = None
+    _wall, _monotonic = staticmethod(time.time), staticmethod(time.monotonic)
+
     def _process_jobs(self):  # type: ignore[no-untyped-def]  (BaseScheduler's, APScheduler 3.x)
+        offset, last = self._wall() - self._monotonic(), self._offset
+        self._offset = offset
+        if last is None or offset < last - 1:
+            self._keep_intervals_near()
+        return super()._process_jobs()  # type: ignore[misc]
+
+    def _keep_intervals_near(self) -> None:
         now = dt.datetime.now(self.timezone)  # type: ignore[attr-defined]
         for job in self.get_jobs():  # type: ignore[attr-defined]
             period = getattr(job.trigger, "interval", None)
@@ -204,7 +218,6 @@ class StepSafe:
                 log.warning("the wall clock stepped back %s: %s runs now, then every %s", due - now - period,
                             job.id, period)
                 job.modify(next_run_time=now)
-        return super()._process_jobs()  # type: ignore[misc]
 
 
 class StepSafeBackground(StepSafe, BackgroundScheduler):
