@@ -243,3 +243,38 @@ def test_default_trigger_reclaims_the_cold_read_soon_after_the_quiet(gradual, la
                                               for_=60.0, action="reclaim", method="auto"),))
     if not gradual:
         assert first_reclaim(trace, old, gradual) is None  # what issue 11 measured: the old default never fired
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(0, 4)), min_size=1, max_size=60), st.integers(1, 20),
+       st.integers(0, 3))
+def test_a_run_kept_tick_to_tick_starts_where_the_walk_says(values, window, threshold):
+    """Runs (the recorder's) against _above_since's full walk, on a stream whose window slides: the
+    same start at every tick, unknown readings neither breaking nor extending a run."""
+    from monitor.policy.rules import Runs, _above_since
+
+    stream = [builders.sample(T0 + 2 * i, None if v is None else v * GiB, 2.0) for i, v in enumerate(values)]
+    runs = Runs()
+    for i in range(len(stream)):
+        shown = stream[max(0, i + 1 - window):i + 1]
+        assert runs.above_since(shown, "page_cache", threshold * GiB) == \
+            _above_since(shown, "page_cache", threshold * GiB)
+
+
+def test_a_rule_above_for_long_gives_the_same_decisions_with_its_run_kept():
+    """The recorder passes its Runs to decide: the decisions and words are those of the walk."""
+    from monitor.policy.rules import Runs
+
+    cfg = config(rule(above=Size(bytes=GiB, text="1GiB"), for_=60.0))
+    trace = series(T0, T0 + 600, lambda t: 0.5 if t < T0 + 200 else 3.0, step=2.0)
+    runs, state_a, state_b = Runs(), PolicyState(), PolicyState()
+    for i in range(1, len(trace) + 1):
+        window = trace[max(0, i - 90):i]
+        a, state_a = decide(window, cfg, state_a, window[-1].time)
+        b, state_b = decide(window, cfg, state_b, window[-1].time, runs=runs)
+        assert (a, state_a) == (b, state_b)
+        assert a.reason == b.reason
+    assert state_a.rule(cfg.rule[0].label).last_fired == T0 + 260  # it fired, a `for` after the rise

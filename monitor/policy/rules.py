@@ -138,11 +138,14 @@ class _Inputs:
 
 
 def decide(samples: Sequence[Sample], config: Config, state: PolicyState, now: float,
-           facts: Facts = Facts()) -> tuple[Decision, PolicyState]:
-    """The decision for ``now`` and the state once it is carried out."""
+           facts: Facts = Facts(), runs: Runs | None = None) -> tuple[Decision, PolicyState]:
+    """The decision for ``now`` and the state once it is carried out. ``runs``: a caller that decides on
+    every new sample of one stream (the recorder) keeps where each rule's run began there."""
     if not samples:
         return Decision("none", "no samples yet"), state
-    statuses = [rule_status(r, samples, state, now) for r in config.rule]
+    statuses = [rule_status(r, samples, state, now, runs) for r in config.rule]
+    if runs is not None:
+        runs.keep_only(config.rule)
     state = _rearm(state, statuses)
     firing = sorted((s for s in statuses if s.fires), key=lambda s: PRIORITY[s.rule.action], reverse=True)
     if not firing:
@@ -203,7 +206,8 @@ def rule_level(rule: Rule, sample: Sample) -> tuple[int | None, int | None, int 
     return metric_value(sample, rule.metric), rule.above.resolve(total), _rearm_threshold(rule, total)
 
 
-def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float) -> RuleStatus:
+def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float,
+                runs: Runs | None = None) -> RuleStatus:
     latest = samples[-1]
     total = latest.host.host_total if rule.metric in ("host", "host_gap") else latest.guest.total
     threshold = rule.above.resolve(total)
@@ -222,7 +226,8 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
         return f"{format_bytes(threshold)}" + (f" ({rule.above})" if rule.above.percent is not None else "")
     # The run is walked back only as far as the rule's `for` (every tick, every rule: the whole window was
     # most of a tick's policy cost); how long it really is only the words need, and they are asked rarely.
-    since = _above_since(samples, rule.metric, threshold, back_to=now - rule.for_)
+    since = (_above_since(samples, rule.metric, threshold, back_to=now - rule.for_) if runs is None
+             else runs.above_since(samples, rule.metric, threshold))
     if since is None:
         return status(0.0, False, lambda: f"{name} {format_bytes(value)} below {limit()}")
     above_for = now - since  # exact, or at least `for` (then the run reaches back further)
@@ -255,6 +260,42 @@ def _above_since(samples: Sequence[Sample], metric: str, threshold: int, back_to
         if back_to is not None and since <= back_to:
             break
     return since
+
+
+class Runs:
+    """Where each rule's run above its threshold began, kept as the samples arrive.
+
+    A rule above its threshold walked its run back as far as its ``for`` on every tick: with the
+    shipped rules and the cache high (waiting for idle, say) that was 225 samples a tick, a third of
+    the watcher's CPU. The recorder decides on each new sample of one stream, so the run's start is
+    known from the last tick and the new sample: the same answer as :func:`_above_since` without
+    ``back_to`` (the exact start), found by looking at one sample. Anything else (samples dropped or
+    replaced, a clock that went back, a first call) walks the list once, as before."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, int], tuple[Sample, float | None]] = {}  # -> (newest seen, run start)
+
+    def above_since(self, samples: Sequence[Sample], metric: str, threshold: int) -> float | None:
+        key, newest = (metric, threshold), samples[-1]
+        kept = self._runs.get(key)
+        if kept is not None and kept[0] is newest:
+            since = kept[1]
+        elif kept is not None and len(samples) > 1 and samples[-2] is kept[0] and samples[0].time <= newest.time:
+            since = kept[1]
+            value = metric_value(newest, metric)
+            if value is not None:
+                since = (since if since is not None else newest.time) if value > threshold else None
+        else:
+            since = _above_since(samples, metric, threshold)
+        self._runs[key] = (newest, since)
+        if since is not None and since < samples[0].time:  # the run began before the window: the walk
+            return next((s.time for s in samples if metric_value(s, metric) is not None), None)  # its oldest
+        return since
+
+    def keep_only(self, rules: Sequence[Rule]) -> None:
+        """Forget the runs no rule asks for now (a reload changed a threshold or a metric)."""
+        if len(self._runs) > len(rules):
+            self._runs.clear()
 
 
 def _rearm_threshold(rule: Rule, total: int | None) -> int | None:

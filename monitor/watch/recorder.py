@@ -42,6 +42,7 @@ from monitor.policy.rules import (
     METRIC_NAMES,
     Decision,
     PolicyState,
+    Runs,
     decide,
     effective_method,
     judge_idle,
@@ -144,6 +145,7 @@ class Recorder:
     # connection wrote the history (Store.changed_elsewhere), not every tick.
     _state: PolicyState | None = None
     _elsewhere: bool = True  # whether another connection wrote since the last tick (this tick's answer)
+    _runs: Runs = field(default_factory=Runs)  # each rule's run above its threshold, kept tick to tick
     # A subscription (monitor.watch.requests) waits here for the next tick rather than polling the
     # history: ticks counts the ticks done while anyone listens.
     recorded: threading.Condition = field(default_factory=threading.Condition)
@@ -443,13 +445,13 @@ class Recorder:
         if first or self._elsewhere:
             self._state = load_state(self.store)  # a client's snooze or pause, a reclaim's connection
         state = self._state
-        decision, new_state = decide(history, self.config, state, now, facts)
+        decision, new_state = decide(history, self.config, state, now, facts, self._runs)
         if new_state != state:
             with self.store.transaction():  # a snooze that arrived since our read is not lost:
                 current = load_state(self.store)  # decide again on what is there now
                 if current != state:
                     state = current
-                    decision, new_state = decide(history, self.config, state, now, facts)
+                    decision, new_state = decide(history, self.config, state, now, facts, self._runs)
                 if new_state != state:
                     save_state(self.store, new_state)
             self._state = new_state
