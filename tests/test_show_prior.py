@@ -147,3 +147,37 @@ def test_a_dry_run_with_a_history_that_is_not_one_still_plans(kernel, tmp_path):
     db.write_text("not a database")
     _, data = dry_run(kernel, db)
     assert data["lower_bound_source"] == "floor" and db.read_text() == "not a database"
+
+
+def test_a_history_from_before_gains_the_split_columns_and_keeps_its_rows(tmp_path):
+    """The dashboard reads the split from the history: an older file (no such columns) is read as it is, and
+    its first writer adds them; its older rows say "unknown" (the card falls back to the share of RAM)."""
+    import dataclasses
+    import sqlite3
+
+    from builders import sample
+
+    fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
+    Store(fresh).close()
+    with sqlite3.connect(fresh) as db:
+        schema = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
+    assert all(", active_file INTEGER, inactive_file INTEGER" in s for s in schema if "samples" in s and "TABLE" in s)
+    with sqlite3.connect(old) as db:  # the same file as an older version wrote it: one sample, no split
+        for sql in schema:
+            db.execute(sql.replace(", active_file INTEGER, inactive_file INTEGER", ""))
+        db.execute("INSERT INTO samples (t, page_cache, total) VALUES (?, ?, ?)", (100.0, 2 * GiB, 16 * GiB))
+    with Store(old, readonly=True) as reader:  # a reader changes nothing
+        assert reader.latest_sample().guest.active_file is None
+    with sqlite3.connect(old) as db:
+        assert "active_file" not in {row[1] for row in db.execute("PRAGMA table_info(samples)")}
+    later = sample(200.0, 3 * GiB)
+    later = dataclasses.replace(later, guest=dataclasses.replace(later.guest, active_file=GiB, inactive_file=2 * GiB))
+    with Store(old) as writer:
+        writer.add_sample(later)
+        writer.roll_up(1000.0)
+        assert writer.latest_sample().guest.active_file == GiB
+        _, rows = writer.series(0, 1000.0, tier="samples")
+        assert [(r["t"], r["active_file"], r["inactive_file"]) for r in rows] == [(100.0, None, None),
+                                                                                  (200.0, GiB, 2 * GiB)]
+        _, minutes = writer.series(0, 1000.0, tier="samples_1m")
+        assert [(r["t"], r["active_file"]) for r in minutes] == [(60.0, None), (180.0, GiB)]
