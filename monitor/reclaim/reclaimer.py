@@ -361,12 +361,10 @@ class Reclaimer:
         self._sync(result)
         if result.working_set_hint is not None:
             result.notes.append(f"gradual: {result.working_set_hint.words}")
-        if result.dry_run:
+        if not result.dry_run:
+            result.notes.append(f"gradual: lower bound {bound_words(plan)}")
+        else:  # a preview says it in the words `status` uses
             result.notes.append(f"gradual: {stop_words(plan, result.working_set_hint)}")
-        else:
-            hint = result.working_set_hint
-            result.notes.append(f"gradual: lower bound {bound_words(plan, hint.about if hint else '')}")
-        if result.dry_run:
             todo = max(0, (guest.page_cache or 0) - result.lower_bound)
             near = f" (growing to {plan.window_near:g}s near it)" if plan.window_near > plan.window else ""
             result.steps.append(f"would write up to '{plan.step} swappiness=0' to /{MEMORY_RECLAIM} at least "
