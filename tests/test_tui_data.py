@@ -11,7 +11,8 @@ import pytest
 from monitor.config.schema import Config, PolicyConfig, Rule
 from monitor.history.store import TIERS, Event, Store
 from monitor.policy.rules import PolicyState
-from monitor.units import Size
+from monitor.reclaim.workingset import Hint
+from monitor.units import Size, format_bytes
 from tui import data
 from tui.demo import write_history
 from tui.source import DataSource, Setup
@@ -185,9 +186,30 @@ def test_expected_gain_per_method():
     assert data.expected_gain("pagecache", ["pagecache", "compact"], row, config)[0] == 3 * GiB
     assert data.expected_gain("full", ["full"], row, config)[0] == 3 * GiB + 200 * MiB
     assert data.expected_gain("compact", ["compact"], row, config)[0] == 300 * MiB
-    gain, words = data.expected_gain("gradual", ["gradual", "compact"], {**row, "reclaimable": 4 * GiB}, config)
-    assert gain == 4 * GiB - int(16 * GiB * 0.05) and "hot set" in words and "then compacts" in words
+    row = {**row, "t": NOW, "reclaimable": 4 * GiB}
+    gain, words = data.expected_gain("gradual", ["gradual", "compact"], row, config)
+    floor = int(16 * GiB * 0.05)  # no Active(file) in the row: the bound is the floor
+    assert gain == 4 * GiB - floor and "then compacts" in words
+    assert f"would stop near {format_bytes(floor)}: the floor" in words
+    # the plan the reclaimer builds: Active(file) 2 GiB + 25%, or the remembered working set above it
+    gain, words = data.expected_gain("gradual", ["gradual"], {**row, "active_file": 2 * GiB}, config)
+    assert gain == int(1.5 * GiB) and "would stop near 2.5 GiB: the active file cache 2.0 GiB + 25%" in words
+    hint = Hint(target=3 * GiB, estimate=int(2.4 * GiB), words="", margin=0.25, about="working set ~ 2.4 GiB")
+    gain, words = data.expected_gain("gradual", ["gradual"], {**row, "active_file": 2 * GiB}, config, hint)
+    assert gain == GiB and "3.0 GiB: the start level above the remembered working set (working set ~ 2.4 GiB)" in words
     assert data.expected_gain("pagecache", ["pagecache"], None, config)[0] is None
+    assert data.expected_gain("gradual", ["gradual"], None, config) == (None, "frees cold page cache in steps")
+
+
+def test_the_page_cache_card_shows_the_kernels_split_in_forms_that_fit():
+    row = {"t": NOW, "page_cache": 8 * GiB, "total": 16 * GiB, "active_file": 1200 * MiB,
+           "inactive_file": int(6.5 * GiB)}
+    card = next(c for c in data.build_cards([row]) if c.key == "page_cache")
+    assert card.detail == "1.2G active (read again), 6.5G inactive (read once)"
+    assert card.narrower == ("1.2G active, 6.5G inactive", "1.2G active (read again)", "1.2G active")
+    older = {k: v for k, v in row.items() if k not in ("active_file", "inactive_file")}  # a history from before
+    card = next(c for c in data.build_cards([older]) if c.key == "page_cache")
+    assert card.detail == "50% of RAM" and card.narrower == ()
 
 
 @pytest.mark.parametrize("span, columns, finest, tier", [

@@ -32,7 +32,7 @@ from textual.worker import WorkerCancelled
 from tui import app as tui_app
 from tui import screens
 from tui.app import VmmemApp, make_app
-from tui.data import build_cards
+from tui.data import build_cards, short_bytes
 from tui.demo import write_history
 from textual.containers import VerticalScroll
 
@@ -670,3 +670,37 @@ async def test_standalone_that_cannot_create_its_history_says_not_recording(tmp_
         assert [c.value for c in app.snapshot.cards] == [c.value for c in expected]
         assert all(c.value not in ("?", "") for c in app.snapshot.cards if c.key in ("cache", "psi", "guest"))
     assert not db.exists()
+
+
+# ------------------------------------------------------------------ the file cache's split and gradual's bound (issue 25)
+
+
+@pilot
+async def test_the_page_cache_card_shows_the_split_and_the_reclaim_offer_where_gradual_stops(tmp_path):
+    from test_reclaim_prior import with_active
+
+    kernel = FakeKernel(tmp_path / "tree", cached=8 * GiB, hot=GiB)
+    try:
+        with_active(kernel, 2 * GiB)  # the prior 2.5 GiB is above this tree's floor (1.2 GiB)
+        inactive = re.search(r"^Inactive\(file\):\s+(\d+) kB", (kernel.proc / "meminfo").read_text(), re.M)
+        db = tmp_path / "standalone.db"
+        app = dashboard(tree_config(kernel.proc), db, tmp_path, standalone=True, clock=time.time)
+        async with app.run_test(notifications=True, size=(160, 40)) as pilot:
+            await settle(pilot)
+            app.refresh_data(tick=True)
+            await settle(pilot)
+            assert app.snapshot.latest["active_file"] == 2 * GiB  # recorded in the history, read back
+            split = f"2.0G active, {short_bytes(int(inactive[1]) * 1024)} inactive"
+            assert split in screen(app), screen(app)
+            await pilot.press("r")
+            await pilot.pause()
+            assert isinstance(app.screen, screens.ReclaimScreen)  # auto is highlighted: gradual on this tree
+            offer = str(app.screen.query_one("#offer").render())  # the dialog wraps it between its borders
+            assert "would stop near 2.5 GiB: the active file cache 2.0 GiB + 25% (pages used more than once " \
+                   "recently); sooner if refaults say the working set is higher" in offer, offer
+            assert "stop near 2.5 GiB" in screen(app)
+            await pilot.press("escape")
+            await settle(pilot)
+        assert kernel.requests == []  # shown, not run
+    finally:
+        kernel.close()

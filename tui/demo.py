@@ -30,6 +30,7 @@ TOTAL = 16 * GiB  # WSL's default: half of a 32 GiB host
 HOST_TOTAL = 32 * GiB
 ANON = int(3.1 * GiB)  # editor, language servers, a dev server
 KERNEL = 420 * MiB
+ACTIVE_FILE = 1200 * MiB  # the cache read more than once recently (Active(file)): the sources, the toolchain
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def sample_at(t: float, cache: float, rng: random.Random) -> Sample:
         time=t, total=TOTAL, free=free, available=free + cache_i, anon=ANON, shmem=64 * MiB,
         mapped=310 * MiB, slab_reclaimable=180 * MiB, dirty=int(4 * MiB * rng.random()), page_cache=cache_i,
         reclaimable=cache_i - 310 * MiB, used=ANON + KERNEL, returnable_free=free - frag, fragmented_free=frag,
-        page_reporting_order=5, cpu_busy_percent=round(busy, 2))
+        page_reporting_order=5, cpu_busy_percent=round(busy, 2), active_file=min(cache_i, ACTIVE_FILE),
+        inactive_file=cache_i - min(cache_i, ACTIVE_FILE))
     host = HostSample(t, TOTAL - free + frag, "interop", False, detail="vmmemWSL, private working set",
                       host_total=HOST_TOTAL)
     return Sample(guest, host)

@@ -42,6 +42,7 @@ from monitor.notify import Notification, Notifier
 from monitor.policy.rules import Decision, Facts, PolicyState
 from monitor.policy.state import decision_now, load_state, set_pause, set_snooze
 from monitor.probes.probeset import Probes
+from monitor.reclaim import workingset
 from monitor.reclaim.reclaimer import plan_methods
 from monitor.control.client import call
 from monitor.history.places import watcher_of
@@ -129,6 +130,7 @@ class _Cache:
     series: dict[str, _Series] = field(default_factory=dict)
     decision_key: Any = None
     decision: Decision | None = None
+    working_set: Any = None  # the remembered working set, as the last refresh read it (an offer's plan uses it)
 
 
 def policy_words(decision: Decision) -> str:
@@ -299,6 +301,7 @@ class DataSource:
             trend_rows = [*trend_rows, sample_row(self.live)]
         last_row = trend_rows[-1] if trend_rows else None
         state = load_state(store)
+        self._cache.working_set = workingset.load(store)  # None without a store
         events_key = self._refresh_events(now)
         chart = self._chart(range_name, columns, now, last_row)
         return Snapshot(
@@ -404,9 +407,7 @@ class DataSource:
 
     def _working_set_words(self) -> str:
         """" · working set ~ 310 MiB, learned 12 min ago", once a gradual reclaim learned it."""
-        from monitor.reclaim import workingset
-
-        ws = workingset.load(self.store) if self.store is not None else None
+        ws = self._cache.working_set
         return f" · {workingset.status_words(ws, self.config.reclaim, self.setup.clock())}" if ws else ""
 
     def _next_schedule_words(self) -> str:
@@ -545,7 +546,8 @@ class DataSource:
         return plan_methods(method, self._gradual(), self.config.reclaim.compact)
 
     def offer(self, method: str, row: dict | None) -> data.Offer:
-        return data.make_offer(method, self.plan, row, self.config)
+        hint = workingset.hint(self._cache.working_set, self.config.reclaim, self.setup.clock())
+        return data.make_offer(method, self.plan, row, self.config, hint)
 
     def reclaim(self, method: str, trigger: str, progress: Callable[[str], None],
                 prompt: int | None = None) -> Outcome:

@@ -86,7 +86,9 @@ class CardView(Static):
         used = len(card.value) + (len(card.trend.arrow) + 1 if card.trend.arrow else 0)
         if card.delta and (not room or used + 1 + len(card.delta) <= room):  # the change fits whole, or
             text.append(f" {card.delta}", style="dim")  # is left out ("8.6G / 211M ↓ -1.…": issue 28)
-        text.append("\n" + card.detail, style="dim italic")
+        forms = (card.detail, *card.narrower)  # the first that fits, else the shortest (cut)
+        detail = next((d for d in forms if not room or len(d) <= room), forms[-1])
+        text.append("\n" + detail, style="dim italic")
         show_if_changed(self, text)
 
 

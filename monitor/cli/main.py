@@ -123,14 +123,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     extra.append(("watcher", watcher.words() if watcher else f"none running (history {db}); reclaims by rule "
                   "and schedule need `vmmemctl watch` or the service"))
     extra += [("history", unwritten)] if unwritten else []
-    extra.append(("gradual", workingset.status_words(ws, config.reclaim, time.time())))
+    now = time.time()
+    extra.append(("gradual", workingset.status_words(ws, config.reclaim, now)))
+    stop = report.gradual_bound(sample, config, gradual, ws, now)
+    extra += [("gradual", stop["words"])] if stop else []
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
         data["history_not_written"] = unwritten or None
         data["watcher"] = watcher.to_json() if watcher else None
         data["history"] = str(db)
-        data["working_set"] = workingset.status_json(ws, config.reclaim, time.time())
+        data["working_set"] = workingset.status_json(ws, config.reclaim, now)
+        data["lower_bound_bytes"] = stop["bytes"] if stop else None  # gradual's, as `reclaim --dry-run` gives it
+        data["lower_bound_source"] = stop["source"] if stop else None
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))

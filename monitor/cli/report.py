@@ -53,6 +53,7 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
             ("total", format_bytes(g.total)),
             ("programs (anon)", format_bytes(g.anon)),
             ("page cache", format_bytes(g.page_cache), "file cache; excludes shmem/tmpfs"),
+            *_file_lru_rows(g),
             ("shmem/tmpfs", format_bytes(g.shmem), "no cache drop frees it"),
             ("slab reclaimable", format_bytes(g.slab_reclaimable), "dentries/inodes; freed by level 3"),
             ("dirty", format_bytes(g.dirty), "written back by sync before a drop"),
@@ -175,6 +176,30 @@ def config_toml(config: Any, db: Any) -> str:
     why = "from --db" if config.general.db or str(db) != str(own.db) else \
         f"the default: the {'system' if own.scope == 'system' else 'user'}'s history"
     return text.replace(f"db = {json.dumps(config.general.db)}\n", f"db = {json.dumps(str(db))}  # {why}\n", 1)
+
+
+def _file_lru_rows(g: Any) -> list[tuple[str, str, str]]:
+    """The kernel's split of the file cache (issue 25): what gradual keeps and what it takes first."""
+    if g.active_file is None and g.inactive_file is None:
+        return []
+    return [("  used again", format_bytes(g.active_file), "Active(file): read more than once recently (active)"),
+            ("  read once", format_bytes(g.inactive_file), "Inactive(file): memory.reclaim takes it first (inactive)")]
+
+
+def gradual_bound(sample: Sample, config: Any, gradual: bool, ws: Any, now: float) -> dict[str, Any] | None:
+    """Where a gradual reclaim would stop now, from the plan the reclaimer builds (reclaimer.gradual_start):
+    {"bytes", "source", "words"}; None where `vmmemctl reclaim` would not run gradual (its method, or no
+    memory.reclaim here)."""
+    from monitor.reclaim import workingset
+    from monitor.reclaim.controller import bound
+    from monitor.reclaim.reclaimer import gradual_start, plan_methods, stop_words
+
+    if "gradual" not in plan_methods(config.reclaim.method, gradual, False)[0]:
+        return None
+    hint = workingset.hint(ws, config.reclaim, now)
+    plan = gradual_start(sample.guest, config.reclaim, hint)
+    level, source = bound(plan)
+    return {"bytes": level, "source": source, "words": stop_words(plan, hint)}
 
 
 UNLISTED_SHOWN = 64 * 1024 * 1024  # per-CPU lists and the like hold a few MiB of free pages: not news

@@ -34,7 +34,7 @@ SCHEMA_VERSION = 1
 VALUE_COLUMNS = (
     "host_bytes", "total", "free", "available", "anon", "used", "page_cache", "shmem", "slab_reclaimable", "dirty",
     "reclaimable", "returnable_free", "fragmented_free", "psi_memory_some_avg10", "psi_io_some_avg10",
-    "cpu_busy_percent", "workingset_refault_file", "pgpgin", "drop_pagecache",
+    "cpu_busy_percent", "workingset_refault_file", "pgpgin", "drop_pagecache", "active_file", "inactive_file",
 )
 REAL_COLUMNS = {"psi_memory_some_avg10", "psi_io_some_avg10", "cpu_busy_percent"}
 COUNTERS = {"workingset_refault_file", "pgpgin", "drop_pagecache"}  # roll-ups keep the last value, not the mean
@@ -107,6 +107,7 @@ class Store:
             # cache instead of SQLite's 2 MiB keeps a week-old watcher's RSS where it starts (issue 24).
             db.execute("PRAGMA cache_size=-512")
             db.executescript(_schema())
+            _add_missing_columns(db)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         db.execute("SELECT COUNT(*) FROM samples").fetchone()  # a file that is not our database fails here
@@ -410,6 +411,20 @@ class _Transaction:
                 raise
         elif self.db.in_transaction:  # SQLite may have rolled back itself (disk full): do not mask the cause
             self.db.execute("ROLLBACK")
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A history written by an older version gains the columns added since (active_file and inactive_file:
+    issue 25); its older rows read them as NULL (unknown). Readers never change a file: they read what is."""
+    for table, _ in TIERS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        for column in VALUE_COLUMNS:
+            if column not in have:
+                try:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {_column_sql(column)}")
+                except sqlite3.OperationalError as exc:  # another writer opening it at the same moment added it
+                    if "duplicate column" not in str(exc):
+                        raise
 
 
 def _file_identity(path: str | Path) -> tuple[int, int]:

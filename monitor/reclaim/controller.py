@@ -150,15 +150,17 @@ def lower_bound(plan: Plan) -> int:
     return bound(plan)[0]
 
 
-def bound_words(plan: Plan) -> str:
-    """Where the lower bound comes from, for a person: "580 MiB: the active file cache 464 MiB + 25%"."""
+def bound_words(plan: Plan, remembered: str = "") -> str:
+    """Where the lower bound comes from, for a person: "580 MiB: the active file cache 464 MiB + 25%".
+    ``remembered`` says what the remembered working set is ("working set ~ 310 MiB, learned 12m ago")."""
     level, source = bound(plan)
     if source == "active":
         return (f"{format_bytes(level)}: the active file cache {format_bytes(plan.active or 0)} "
                 f"+ {100 * plan.active_margin:.0f}% (pages used more than once recently)")
     if source == "remembered":
-        return f"{format_bytes(level)}: the start level above the remembered working set"
-    return f"{format_bytes(level)}: the floor (the safety minimum)"
+        about = f" ({remembered})" if remembered else ""
+        return f"{format_bytes(level)}: the start level above the remembered working set{about}"
+    return f"{format_bytes(level)}: the floor (the safety minimum, [reclaim] gradual_floor)"
 
 
 def window(plan: Plan, room: int) -> float:

@@ -211,6 +211,26 @@ def gradual_plan(total: int, config: ReclaimConfig) -> tuple[int, int]:
     return step, config.gradual_floor.resolve(total) or 0
 
 
+def gradual_start(guest: GuestSample, config: ReclaimConfig, hint: Hint | None) -> Plan:
+    """The plan a gradual reclaim starts from, given the guest now and the remembered working set: the
+    reclaimer's, and the one `status` and the dashboard show, so the bound they name is the one it uses."""
+    step, floor = gradual_plan(guest.total or 0, config)
+    margin = hint.margin if hint is not None and hint.margin is not None else config.working_set_margin / 100
+    short = config.refault_window
+    # a window of 0 means "do not listen" (tests; the shortest pause): it stays so near the bound too
+    near = max(short, config.refault_window_near) if short > 0 else short
+    return Plan(cache_start=guest.page_cache or 0, step=step, floor=floor,
+                target=hint.target if hint else None, refault_share=config.refault_share / 100,
+                active=guest.active_file, active_margin=margin, window=short, window_near=near)
+
+
+def stop_words(plan: Plan, hint: Hint | None) -> str:
+    """Where a gradual reclaim would stop and why, for a person: "would stop near 580 MiB: the active file
+    cache 464 MiB + 25% (pages used more than once recently)" (status, a dry run, the dashboard)."""
+    return f"would stop near {bound_words(plan, hint.about if hint else '')}; sooner if refaults say the " \
+           "working set is higher"
+
+
 def _os_sync() -> None:
     os.sync()  # looked up when called: Windows has no os.sync, and importing this module must work there
 
@@ -341,8 +361,10 @@ class Reclaimer:
         self._sync(result)
         if result.working_set_hint is not None:
             result.notes.append(f"gradual: {result.working_set_hint.words}")
-        result.notes.append(f"gradual: lower bound {bound_words(plan)}")
-        if result.dry_run:
+        if not result.dry_run:
+            result.notes.append(f"gradual: lower bound {bound_words(plan)}")
+        else:  # a preview says it in the words `status` uses
+            result.notes.append(f"gradual: {stop_words(plan, result.working_set_hint)}")
             todo = max(0, (guest.page_cache or 0) - result.lower_bound)
             near = f" (growing to {plan.window_near:g}s near it)" if plan.window_near > plan.window else ""
             result.steps.append(f"would write up to '{plan.step} swappiness=0' to /{MEMORY_RECLAIM} at least "
@@ -352,15 +374,7 @@ class Reclaimer:
         self._gradual_loop(result, plan)
 
     def _gradual_plan(self, result: ReclaimResult) -> Plan:
-        step, floor = gradual_plan(result.before.total or 0, self.config)
-        hint = result.working_set_hint
-        margin = hint.margin if hint is not None and hint.margin is not None else self.config.working_set_margin / 100
-        short = self.config.refault_window
-        # a window of 0 means "do not listen" (tests; the shortest pause): it stays so near the bound too
-        near = max(short, self.config.refault_window_near) if short > 0 else short
-        return Plan(cache_start=result.before.page_cache or 0, step=step, floor=floor,
-                    target=hint.target if hint else None, refault_share=self.config.refault_share / 100,
-                    active=result.before.active_file, active_margin=margin, window=short, window_near=near)
+        return gradual_start(result.before, self.config, result.working_set_hint)
 
     def _gradual_loop(self, result: ReclaimResult, plan: Plan) -> None:
         suffix = " swappiness=0"

@@ -89,6 +89,7 @@ class Hint:
     estimate: int
     words: str
     margin: float | None = None  # the margin now (the cost feedback grows it): the active-list prior uses it too
+    about: str = ""  # the estimate in words: "working set ~ 310 MiB, learned 12m ago; margin 25%"
 
 
 def hint(ws: WorkingSet | None, config: ReclaimConfig, now: float) -> Hint | None:
@@ -99,7 +100,7 @@ def hint(ws: WorkingSet | None, config: ReclaimConfig, now: float) -> Hint | Non
     words = f"start level {format_bytes(ws.start_level(now, half_life))}: {ws.describe(now, half_life)}"
     if ws.why:
         words += f" ({ws.why})"
-    return Hint(ws.start_level(now, half_life), est, words, ws.margin)
+    return Hint(ws.start_level(now, half_life), est, words, ws.margin, ws.describe(now, half_life))
 
 
 def learn(ws: WorkingSet | None, learned_bytes: int, config: ReclaimConfig, now: float) -> WorkingSet:

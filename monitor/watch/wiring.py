@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from monitor.config.schema import Config
-from monitor.errors import PrivilegeError
+from monitor.errors import PrivilegeError, UserError
 from monitor.history.store import Store
 from monitor.reclaim.reclaimer import Progress, Reclaimer, ReclaimResult, make_reclaimer
 from monitor.reclaim.record import ReclaimRequest, reclaim_and_record
@@ -49,6 +49,16 @@ class Wiring:
     def open_store(self) -> Store:
         return Store(self.db)
 
+    def _read_only_store(self) -> Store | None:
+        """The history to read what a dry run plans from (nothing is written), or None: none yet, or not a
+        history (then it plans without the remembered working set, as a first reclaim would)."""
+        from monitor.history.store import open_existing
+
+        try:
+            return open_existing(self.db)
+        except UserError:
+            return None
+
     def reclaimer(self, probes: Probes, progress: Progress | None = None, dry_run: bool = False) -> Reclaimer:
         """PrivilegeError (one line) when no writer works here: before anything is opened."""
         return make_reclaimer(self.config, probes, progress, dry_run=dry_run, lock_path=self._lock_path(),
@@ -77,6 +87,8 @@ class Wiring:
                 reclaimer = self.reclaimer(probes, progress, request.dry_run)
             if store is None and not request.dry_run:
                 store = own = self.open_store()
+            elif store is None and not request.paths:
+                store = own = self._read_only_store()  # a dry run plans from the remembered working set too
             if request.paths:
                 from monitor.reclaim.paths import reclaim_paths_and_record
                 return reclaim_paths_and_record(reclaimer, store, request, stop=stop or self.stop, reader=reader)

@@ -41,6 +41,7 @@ class Card:
     trend: Trend = field(default_factory=lambda: Trend(""))
     delta: str = ""  # the change over the trend window, in words ("+120 MiB")
     detail: str = ""  # a second line when there is room
+    narrower: tuple[str, ...] = ()  # shorter forms of ``detail``, tried in order where it would be cut
 
 
 def _delta_bytes(t: Trend) -> str:
@@ -70,6 +71,18 @@ def _share(part: int | None, total: int | None) -> str:
     return f"{100 * part / total:.0f}% of RAM"
 
 
+def file_lru_words(row: Row) -> tuple[str, tuple[str, ...]]:
+    """The page cache's split by the kernel's LRU (issue 25), and shorter forms for a narrow card:
+    "1.2G active (read again), 7.6G inactive (read once)" ... "1.2G active"; the share of RAM where the
+    history has no split (rows written before it was recorded)."""
+    active, inactive = row.get("active_file"), row.get("inactive_file")
+    if active is None or inactive is None:
+        return _share(row.get("page_cache"), row.get("total")), ()
+    a, i = short_bytes(active), short_bytes(inactive)
+    return (f"{a} active (read again), {i} inactive (read once)",
+            (f"{a} active, {i} inactive", f"{a} active (read again)", f"{a} active"))
+
+
 def host_words(row: Row | None) -> str:
     """``measured (interop)`` or ``estimated``: the host number's honesty, in two words."""
     if not row or row.get("host_bytes") is None:
@@ -85,9 +98,10 @@ def build_cards(rows: Sequence[Row]) -> list[Card]:
     last = rows[-1] if rows else {}
     total = last.get("total")
 
-    def size_card(key: str, label: str, column: str, good: str | None, detail: str = "") -> Card:
+    def size_card(key: str, label: str, column: str, good: str | None, detail: str = "",
+                  narrower: tuple[str, ...] = ()) -> Card:
         t = trend(rows, column, good=good)
-        return Card(key, label, format_bytes(last.get(column)), t, _delta_bytes(t), detail)
+        return Card(key, label, format_bytes(last.get(column)), t, _delta_bytes(t), detail, narrower)
 
     ret = trend(rows, "returnable_free", good="up")
     psi_m = trend(rows, "psi_memory_some_avg10", percent=True)
@@ -99,7 +113,7 @@ def build_cards(rows: Sequence[Row]) -> list[Card]:
     return [
         size_card("host", "host footprint", "host_bytes", "down", host_words(last)),
         size_card("anon", "programs (anon)", "anon", None, _share(last.get("anon"), total)),
-        size_card("page_cache", "page cache", "page_cache", "down", _share(last.get("page_cache"), total)),
+        size_card("page_cache", "page cache", "page_cache", "down", *file_lru_words(last)),
         size_card("reclaimable", "reclaimable", "reclaimable", "down", "a drop frees this now"),
         Card("returnable", "returnable / frag.",
              f"{short_bytes(last.get('returnable_free'))} / {short_bytes(last.get('fragmented_free'))}",

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from monitor.config.schema import Config
+from monitor.history.store import row_sample
+from monitor.reclaim.controller import bound
+from monitor.reclaim.reclaimer import gradual_start, stop_words
+from monitor.reclaim.workingset import Hint
 from monitor.units import format_bytes
 from tui.data.common import Row
 
@@ -29,20 +33,24 @@ class Offer:
         return " + ".join(self.chain) + (" (fallback)" if self.falls_back else "")
 
 
-def expected_gain(method: str, chain: Sequence[str], row: Row | None, config: Config) -> tuple[int | None, str]:
+def expected_gain(method: str, chain: Sequence[str], row: Row | None, config: Config,
+                  hint: Hint | None = None) -> tuple[int | None, str]:
     """What a reclaim with ``chain`` should give, from the latest row: the promise the confirm shows."""
     row = row or {}
-    reclaimable, cache, total = row.get("reclaimable"), row.get("page_cache"), row.get("total")
+    reclaimable, cache = row.get("reclaimable"), row.get("page_cache")
     first = chain[0] if chain else method
     then = ", then compacts" if "compact" in chain[1:] else ""
     if first == "compact":
         frag = row.get("fragmented_free")
         return frag, f"makes up to {format_bytes(frag)} of fragmented free memory returnable"
     if first == "gradual":
-        floor = config.reclaim.gradual_floor.resolve(total) or 0
-        gain = None if cache is None else max(0, min(cache - floor, reclaimable if reclaimable is not None else cache))
-        return gain, (f"frees about {format_bytes(gain)} of cold page cache in steps, keeping "
-                      f"{format_bytes(floor)} (the hot set){then}")
+        if cache is None or "t" not in row:
+            return None, f"frees cold page cache in steps{then}"
+        # the plan the reclaimer builds (issue 25): its lower bound, and in words where it comes from
+        plan = gradual_start(row_sample(row).guest, config.reclaim, hint)
+        level = bound(plan)[0]
+        gain = max(0, min(cache - level, reclaimable if reclaimable is not None else cache))
+        return gain, f"frees about {format_bytes(gain)} of cold page cache in steps{then}: it {stop_words(plan, hint)}"
     if first == "full":
         slab = row.get("slab_reclaimable") or 0
         gain = None if reclaimable is None else reclaimable + slab
@@ -51,8 +59,9 @@ def expected_gain(method: str, chain: Sequence[str], row: Row | None, config: Co
 
 
 def make_offer(method: str, plan: Callable[[str], tuple[list[str], list[str]]], row: Row | None,
-               config: Config) -> Offer:
+               config: Config, hint: Hint | None = None) -> Offer:
+    """``hint``: the remembered working set (monitor.reclaim.workingset), which gradual's bound considers."""
     chain, notes = plan(method)
-    gain, words = expected_gain(method, chain, row, config)
+    gain, words = expected_gain(method, chain, row, config, hint)
     return Offer(method, chain, gain, words, notes)
 
