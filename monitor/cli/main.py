@@ -124,6 +124,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "and schedule need `vmmemctl watch` or the service"))
     extra += [("history", unwritten)] if unwritten else []
     extra.append(("gradual", workingset.status_words(ws, config.reclaim, time.time())))
+    groups = _cgroups(config)
+    extra.append(("who holds the cache", report.cgroups_status_words(groups)))
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
@@ -131,9 +133,33 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["watcher"] = watcher.to_json() if watcher else None
         data["history"] = str(db)
         data["working_set"] = workingset.status_json(ws, config.reclaim, time.time())
+        usable = groups.hierarchy.usable
+        data["cgroups"] = [g.to_json() for g in report.holders(groups, 5)] if usable else None
+        data["cgroups_why"] = groups.hierarchy.why
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))
+    return 0
+
+
+def _cgroups(config: Config):
+    """Every cgroup v2 group and its memory, read on this machine (or the --proc-root tree)."""
+    from monitor.kernel import cgroups
+
+    if config.guest.exec:  # host mode: the guest's groups are not ours to walk through a command
+        return cgroups.Listing(cgroups.Hierarchy(None, None, False, "per-group numbers are read inside the "
+                                                 "guest (run vmmemctl cgroups there), not through [guest] exec"))
+    return cgroups.list_groups(LocalFiles(config.general.proc_root))
+
+
+def cmd_cgroups(args: argparse.Namespace) -> int:
+    from monitor.cli import report
+
+    listing = _cgroups(load(args))
+    if args.json:
+        print(json.dumps(listing.to_json(), indent=2))
+    else:
+        print(report.cgroups_text(listing, args.top))
     return 0
 
 
@@ -712,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
                    help=argparse.SUPPRESS)  # tests and the bench force one; cachestat where the kernel has it
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("cgroups", parents=[common], help="who holds the cache: each cgroup v2 group's page cache, "
+                       "anon and memory.current, the largest first (read-only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (every group; bytes as integers)")
+    p.add_argument("--top", type=_positive, default=25, metavar="N", help="show the N largest (default 25)")
+    p.set_defaults(func=cmd_cgroups)
 
     p = sub.add_parser("tui", parents=[common], help="the dashboard: where the memory is, where it is going; act")
     mode = p.add_mutually_exclusive_group()
