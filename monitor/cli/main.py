@@ -144,12 +144,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _cgroups(config: Config):
     """Every cgroup v2 group and its memory, read on this machine (or the --proc-root tree)."""
-    from monitor.kernel import cgroups
+    from monitor.kernel.cgroups import list_groups_here
 
-    if config.guest.exec:  # host mode: the guest's groups are not ours to walk through a command
-        return cgroups.Listing(cgroups.Hierarchy(None, None, False, "per-group numbers are read inside the "
-                                                 "guest (run vmmemctl cgroups there), not through [guest] exec"))
-    return cgroups.list_groups(LocalFiles(config.general.proc_root))
+    return list_groups_here(config.general.proc_root, through_exec=bool(config.guest.exec))
 
 
 def cmd_cgroups(args: argparse.Namespace) -> int:

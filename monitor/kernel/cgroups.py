@@ -297,6 +297,19 @@ def list_groups(files: SystemFiles, hierarchy: Hierarchy | None = None) -> Listi
     return listing
 
 
+def list_groups_here(proc_root: str | Path, through_exec: bool = False) -> Listing:
+    """The groups of the machine (or tree) at ``proc_root``; in host mode (the guest read through
+    ``[guest] exec``) a listing that says where to look instead."""
+    if through_exec:
+        return Listing(Hierarchy(None, None, False, "per-group numbers are read inside the guest (run "
+                                 "vmmemctl cgroups there), not through [guest] exec"))
+    files = LocalFiles(proc_root)
+    try:
+        return list_groups(files)
+    finally:
+        files.close()
+
+
 def _walk(root: Path) -> Iterator[str]:
     """Group paths below the mount's root ("/a", "/a/b", ...), depth first; a group that goes away
     while it is walked is skipped (its reader counts it)."""
