@@ -89,6 +89,13 @@ def test_totals_add_the_top_level_groups_only(systemd_tree):
     ("/user.slice/user-1000.slice/user@1000.service/vmmemctl.slice/run-7-cargo\\x20build.scope",
      "vmmemctl run: cargo build"),
     ("/run-7-make.scope", "scope: run-7-make"),  # not under vmmemctl.slice: not one of ours
+    # WSL 2.9.8 on: a group per distribution under /wsl-user (microsoft/WSL#41492), systemd's below it
+    ("/wsl-user", "WSL: all distributions"),
+    ("/wsl-user/distro-4975", "WSL distribution (init pid 4975)"),
+    ("/wsl-user/distro-280/systemd", "WSL distribution (init pid 280): systemd"),
+    ("/wsl-user/distro-280/non-systemd", "WSL distribution (init pid 280): outside systemd"),
+    ("/wsl-user/distro-280/systemd/system.slice/nginx.service", "service: nginx"),
+    ("/wsl-user/distro-280/systemd/user.slice/user-1000.slice", "user session 1000"),
     ("/odd", "/odd"),
 ])
 def test_group_words(path, words):

@@ -32,7 +32,9 @@ Other names (:func:`group_words`): ``service: nginx`` (``*.service``), ``slice: 
 ``user session 1000`` (``user-1000.slice``), ``user session 1000: session 3``,
 ``docker: 3f2a1b2c3d4e…`` (an id; the 12 characters ``docker ps`` shows), ``docker: postgres``
 (only where the path carries a name: ``--cgroup-parent``), ``podman: …`` (``libpod-*.scope``),
-``machine: NAME`` (systemd-nspawn and libvirt's ``machine-NAME.scope``), else the path.
+``machine: NAME`` (systemd-nspawn and libvirt's ``machine-NAME.scope``), WSL's own groups
+(``WSL: all distributions`` for ``/wsl-user``, ``WSL distribution (init pid 4975)`` for
+``/wsl-user/distro-4975``, WSL 2.9.8 on; systemd's groups below them are named as above), else the path.
 
 Totals: a group's numbers include its children's (cgroup v2 charges a page to one group and
 counts it in every ancestor), so a total adds the top-level groups only.
@@ -59,6 +61,7 @@ STAT_KEYS = ("anon", "file", "active_file", "inactive_file", "shmem", "workingse
 _HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 _RUN_NAME = re.compile(r"^run-(\d+)-(.*)\.scope$")
 _USER_SLICE = re.compile(r"^user-(\d+)\.slice$")
+_WSL_DISTRO = re.compile(r"^distro-(\d+)$")
 
 
 # ------------------------------------------------------------------ the mount
@@ -403,7 +406,7 @@ def group_words(path: str) -> str:
     command = run_command(path)
     if command is not None:
         return f"vmmemctl run: {command}"
-    for words in (_container_words(parts), _user_words(parts)):
+    for words in (_container_words(parts), _user_words(parts), _wsl_words(parts)):
         if words:
             return words
     if last == RUN_PARENT:
@@ -438,6 +441,23 @@ def _container_words(parts: list[str]) -> str | None:
     if last.startswith("machine-") and last.endswith(".scope"):
         return f"machine: {systemd_unescape_name(last[len('machine-'):-len('.scope')])}"
     return None
+
+
+def _wsl_words(parts: list[str]) -> str | None:
+    """WSL's own groups (WSL 2.9.8 on): ``/wsl-user`` holds every distribution, ``/wsl-user/distro-<pid>``
+    one (the pid of its init in the VM; the name is not in the path: inside, $WSL2_DISTRO_CGROUP_PATH
+    says which is ours), with ``systemd`` and ``non-systemd`` below for a systemd distribution."""
+    if parts[0] != "wsl-user":
+        return None
+    if len(parts) == 1:
+        return "WSL: all distributions"
+    match = _WSL_DISTRO.match(parts[1])
+    if not match or len(parts) > 3:
+        return None
+    distro = f"WSL distribution (init pid {match.group(1)})"
+    if len(parts) == 2:
+        return distro
+    return {"systemd": f"{distro}: systemd", "non-systemd": f"{distro}: outside systemd"}.get(parts[2])
 
 
 def _user_words(parts: list[str]) -> str | None:
