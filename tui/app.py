@@ -74,6 +74,7 @@ class VmmemApp(App):
         Binding("4", "range('7d')", "7 days", show=False),
         Binding("c", "config", "Config"),
         Binding("w", "cache", "Cache"),
+        Binding("g", "cgroups", "Groups", show=False),  # the footer is full at 80 columns (issue 28); help lists it
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -245,7 +246,8 @@ class VmmemApp(App):
 
     # The dashboard's own keys; a full screen of its own (the cache view) has its keys instead, so its
     # footer lists those, whole (at 80 columns it ended "c C▏^p palettep": issue 28).
-    DASHBOARD_ACTIONS = frozenset({"reclaim", "snooze", "pause", "answer", "cycle_range", "range", "config", "cache"})
+    DASHBOARD_ACTIONS = frozenset({"reclaim", "snooze", "pause", "answer", "cycle_range", "range", "config", "cache",
+                                   "cgroups"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in self.DASHBOARD_ACTIONS and not self._on_dashboard():
@@ -257,8 +259,9 @@ class VmmemApp(App):
     def _on_dashboard(self) -> bool:
         """The dashboard or a modal over it (a modal keeps the keys it does not take itself)."""
         from tui.cache_view import CacheScreen
+        from tui.cgroups_view import CgroupsScreen
 
-        return not any(isinstance(screen, CacheScreen) for screen in self.screen_stack)
+        return not any(isinstance(screen, (CacheScreen, CgroupsScreen)) for screen in self.screen_stack)
 
     def action_cycle_range(self) -> None:
         self.action_range(data.next_range(self.range_name))
@@ -361,6 +364,11 @@ class VmmemApp(App):
         self._push(CacheScreen(self.config, give_back, refusal=self.source.read_only),
                    lambda gave_back: gave_back and self.refresh_data())
 
+    def action_cgroups(self) -> None:
+        from tui.cgroups_view import CgroupsScreen  # who holds the cache (tui/cgroups_view.py)
+
+        self._push(CgroupsScreen(self.config))
+
     def action_help(self) -> None:
         self._push(screens.help_screen())
 
@@ -384,6 +392,8 @@ class VmmemApp(App):
                             self.action_config)
         yield SystemCommand("What is in the page cache", "Top directories; give one tree's cache back",
                             self.action_cache)
+        yield SystemCommand("Who holds the cache", "Cgroup v2 groups (services, containers, sessions, runs), "
+                            "the largest page cache first", self.action_cgroups)
         yield SystemCommand("Keys and help", "What each key does and how to read the numbers", self.action_help)
 
     # ------------------------------------------------------------ workers that write

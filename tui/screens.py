@@ -189,6 +189,7 @@ HELP_KEYS = (
     ("t 1-4", "chart range: next, or 5 min, 1 h, 24 h, 7 days"),
     ("c", "the effective config"),
     ("w", "what is in the page cache, by folder; give one tree's cache back"),
+    ("g", "who holds the cache: cgroup v2 groups (services, containers, sessions), the largest first"),
     ("enter", "details of the selected event, in words (j there: the raw record)"),
     ("ctrl+p", "command palette"),
     ("?", "this help"),

@@ -127,6 +127,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     extra.append(("gradual", workingset.status_words(ws, config.reclaim, now)))
     stop = report.gradual_bound(sample, config, gradual, ws, now)
     extra += [("gradual", stop["words"])] if stop else []
+    groups = _cgroups(config)
+    extra.append(("who holds the cache", report.cgroups_status_words(groups)))
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
@@ -136,9 +138,30 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["working_set"] = workingset.status_json(ws, config.reclaim, now)
         data["lower_bound_bytes"] = stop["bytes"] if stop else None  # gradual's, as `reclaim --dry-run` gives it
         data["lower_bound_source"] = stop["source"] if stop else None
+        usable = groups.hierarchy.usable
+        data["cgroups"] = [g.to_json() for g in report.holders(groups, 5)] if usable else None
+        data["cgroups_why"] = groups.hierarchy.why
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))
+    return 0
+
+
+def _cgroups(config: Config):
+    """Every cgroup v2 group and its memory, read on this machine (or the --proc-root tree)."""
+    from monitor.kernel.cgroups import list_groups_here
+
+    return list_groups_here(config.general.proc_root, through_exec=bool(config.guest.exec))
+
+
+def cmd_cgroups(args: argparse.Namespace) -> int:
+    from monitor.cli import report
+
+    listing = _cgroups(load(args))
+    if args.json:
+        print(json.dumps(listing.to_json(), indent=2))
+    else:
+        print(report.cgroups_text(listing, args.top))
     return 0
 
 
@@ -717,6 +740,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
                    help=argparse.SUPPRESS)  # tests and the bench force one; cachestat where the kernel has it
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("cgroups", parents=[common], help="who holds the cache: each cgroup v2 group's page cache, "
+                       "anon and memory.current, the largest first (read-only)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (every group; bytes as integers)")
+    p.add_argument("--top", type=_positive, default=25, metavar="N", help="show the N largest (default 25)")
+    p.set_defaults(func=cmd_cgroups)
 
     p = sub.add_parser("tui", parents=[common], help="the dashboard: where the memory is, where it is going; act")
     mode = p.add_mutually_exclusive_group()

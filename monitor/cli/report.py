@@ -213,3 +213,54 @@ def _unlisted_row(g: Any) -> list[tuple[str, str, str]]:
         return []
     return [("not in free lists", format_bytes(unlisted),
              "counted free but in no free list (zoneinfo: managed < present); the estimate counts it as not held")]
+
+
+# ------------------------------------------------------------------ who holds the cache (cgroups)
+
+
+def _cgroup_row(g: Any) -> list[str]:
+    name = g.name + ("  (frozen)" if g.frozen else "")
+    return ["", format_bytes(g.file), format_bytes(g.active_file), format_bytes(g.inactive_file), format_bytes(g.shmem),
+            format_bytes(g.anon), format_bytes(g.current), name, g.path if g.path != name else ""]
+
+
+def cgroups_text(listing: Any, top: int) -> str:
+    """`vmmemctl cgroups`: every group, the largest page cache first; what could not be read, in words."""
+    h = listing.hierarchy
+    if not h.usable:
+        return h.why
+    totals = listing.totals()
+    out = [f"{h.why}: {len(listing.groups)} groups, the largest page cache first",
+           f"a group's numbers include its children's; the top-level groups hold {format_bytes(totals['file_bytes'])} "
+           f"of page cache (shmem {format_bytes(totals['shmem_bytes'])}), {format_bytes(totals['anon_bytes'])} anon, "
+           f"memory.current {format_bytes(totals['current_bytes'])}", ""]
+    shown = listing.groups[:top]
+    out.append(table([_cgroup_row(g) for g in shown], header=["", "page cache", "active", "inactive", "shmem", "anon",
+                                                               "current", "group", "path"]))
+    if len(listing.groups) > top:
+        out.append(f"  ... and {len(listing.groups) - top} smaller groups (--top N shows more)")
+    problems = [g for g in listing.groups if g.problem]
+    if problems:
+        out += ["", "not read:"] + [f"  {g.path}: {g.problem}" for g in problems]
+    if listing.gone:
+        out += ["", f"{listing.gone} group{'s' if listing.gone > 1 else ''} went away while read (not shown)"]
+    if listing.truncated:
+        out += ["", f"stopped after {len(listing.groups) + listing.gone} groups"]
+    return "\n".join(out)
+
+
+def holders(listing: Any, n: int) -> list[Any]:
+    """The ``n`` groups holding the most page cache with no group below them: the holders themselves,
+    not the slices that add them up (a parent's numbers include its children's)."""
+    return [g for g in listing.groups if g.children == 0 and g.file][:n]
+
+
+def cgroups_status_words(listing: Any, n: int = 3) -> str:
+    """One line for `status`: the few groups that hold the most page cache."""
+    if not listing.hierarchy.usable:
+        return listing.hierarchy.why
+    top = holders(listing, n)
+    if not top:
+        return f"{listing.hierarchy.why}: no group holds page cache"
+    words = ", ".join(f"{g.name} {format_bytes(g.file)}" + (" (frozen)" if g.frozen else "") for g in top)
+    return f"{words} (page cache; `vmmemctl cgroups` lists all {len(listing.groups)} groups)"

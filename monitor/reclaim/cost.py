@@ -1,4 +1,4 @@
-"""What each reclaim cost, measured after it: the bytes read back in a window.
+"""What each reclaim cost, measured after it: what of what it gave back was read again.
 
 A reclaim that took the working set is paid for later, when programs read
 their files again. For ``[reclaim] cost_window`` (5 min) after each reclaim
@@ -6,17 +6,32 @@ the recorder feeds every guest sample to a :class:`CostMeter`; when the
 window ends the meter returns a :class:`Cost` and records it on the reclaim
 event (``Store.update_event_data``)::
 
-    "reread_bytes_after": 6291456,     # the figure: what was read back
-    "reread_source": "refaults",       # refaults (after gradual) | pgpgin (after a drop)
+    "reread_bytes_after": 6291456,     # the figure: what was read back; null when it cannot be told
+    "reread_source": "refaults",       # refaults | residency | pgpgin (see below)
+    "attributable": true,              # false after a drop: the figure is then null
     "refault_bytes_after": 6291456,    # workingset_refault_file x 4 KiB over the window
     "pgpgin_bytes_after": 7340032,     # pgpgin (KiB read from disk) over the window
+    "disk_reads_bytes_after": 7340032, # after a drop only: every disk read, not attributable
+    "residency_bytes_after": 0,        # after --path only: the trees' cache now minus right after
     "cost_window_s": 300.0, "cost_window_start": 1764880000.0, "cost_window_end": 1764880300.0
 
-Which counter: memory.reclaim evicts through the LRU, so an evicted page
-leaves a shadow entry and its re-read is a refault (exact, other reads do
-not count). drop_caches leaves no shadow entries (refaults stay 0, see
-bench/README.md), so after pagecache/full the figure is pgpgin: every disk
-read in the window, an upper bound.
+Only a figure that can be attributed to what was reclaimed counts (issue 26: after a 300 MiB
+``reclaim --path``, a build's 2.5 GiB of disk reads were reported as its "re-read" and grew the
+margin to 200 %):
+
+- ``refaults`` (after ``gradual``): memory.reclaim evicts through the LRU, so an evicted page
+  leaves a shadow entry and its re-read is a refault (exact; other reads do not count).
+- ``residency`` (after ``reclaim --path`` and path schedules): the cache of the reclaimed trees,
+  measured again (cachestat or mincore, :mod:`monitor.pagecache.scan`) when the window ends, minus
+  what they held right after the reclaim: exactly what of those trees came back. Files in the trees
+  that had no cache before count too when read (a new file, an old one read for the first time).
+- ``pgpgin`` (after ``pagecache``/``full``/``compact``): a drop leaves no shadow entries, so
+  refaults stay 0 (bench/README.md) and nothing tells a re-read from any other disk read. The disk
+  reads are recorded as "disk reads after (not attributable)" and the figure is null.
+
+Only attributable figures teach the controller (:func:`record`): the margin of the remembered
+working set, and, from refaults alone, a first estimate. :func:`reset_unattributable` resets once,
+on a history from before this rule, a margin or an estimate that disk reads after drops taught.
 
 The window ends with the first sample whose counters were read at or past
 its end: a recorder's tick carries vmstat's counters between reads (up to
@@ -25,9 +40,11 @@ long, and ``cost_window_s`` says how long it ran.
 
 The base counters are the reclaim's own ``after`` sample (in its event
 data), so the window also covers the settle period, and a watcher restarted
-mid-window still measures it whole: the counters are cumulative. Any
-process's reclaim is measured (a manual ``vmmemctl reclaim`` too), as long as
-a recorder is running when its window ends.
+mid-window still measures it whole: the counters are cumulative, and the trees
+are measured from the event's own ``paths``. Any process's reclaim is measured
+(a manual ``vmmemctl reclaim`` too), as long as a recorder is running when its
+window ends. Measuring trees walks them once on the recorder's thread (as
+long as the reclaim's own walk took).
 
 API for the recorder's tick, one line::
 
@@ -39,15 +56,22 @@ or, without a store (tests, benches): ``meter.watch(event_id, data)`` then
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from monitor.config.schema import ReclaimConfig
+from monitor.errors import UserError
 from monitor.reclaim import workingset
 from monitor.kernel.procfs import PAGE_SIZE
 from monitor.sample import GuestSample, counter_bytes
 from monitor.units import format_bytes, format_duration
 
+
+
+SOURCES = ("refaults", "residency", "pgpgin")
+ATTRIBUTABLE = ("refaults", "residency")
 
 
 @dataclass(frozen=True)
@@ -57,19 +81,31 @@ class Cost:
     window_end: float
     refault_bytes: int | None
     pgpgin_bytes: int | None
-    source: str  # "refaults" | "pgpgin"
+    source: str  # one of SOURCES
     freed_bytes: int | None = None
     level_after: int | None = None  # page cache right after the reclaim
+    residency_bytes: int | None = None  # residency: what of the reclaimed trees came back
+
+    @property
+    def attributable(self) -> bool:
+        return self.source in ATTRIBUTABLE
 
     @property
     def reread_bytes(self) -> int | None:
-        return self.refault_bytes if self.source == "refaults" else self.pgpgin_bytes
+        """What of what was reclaimed was read back; None where that cannot be told (after a drop)."""
+        return {"refaults": self.refault_bytes, "residency": self.residency_bytes}.get(self.source)
 
     def to_data(self) -> dict[str, Any]:
-        return {"reread_bytes_after": self.reread_bytes, "reread_source": self.source,
+        data = {"reread_bytes_after": self.reread_bytes, "reread_source": self.source,
+                "attributable": self.attributable,
                 "refault_bytes_after": self.refault_bytes, "pgpgin_bytes_after": self.pgpgin_bytes,
                 "cost_window_s": round(self.window_end - self.window_start, 1),
                 "cost_window_start": self.window_start, "cost_window_end": self.window_end}
+        if self.source == "residency":
+            data["residency_bytes_after"] = self.residency_bytes
+        if not self.attributable:
+            data["disk_reads_bytes_after"] = self.pgpgin_bytes
+        return data
 
 
 @dataclass
@@ -81,13 +117,36 @@ class _Watch:
     source: str
     freed: int | None
     level_after: int | None
+    paths: list[str] | None = None  # residency: the reclaimed trees
+    trees_after: int = 0  # ... and what they held right after the reclaim
+
+
+def measure_trees(paths: list[str]) -> int | None:
+    """The page cache of the files under ``paths`` now (trees that are gone hold none); None when
+    no tree can be walked."""
+    from monitor.kernel.procfs import LocalFiles
+    from monitor.pagecache.scan import Scan, device_fstypes
+
+    here = [p for p in paths if os.path.lexists(p)]
+    if not here:
+        return 0
+    files = LocalFiles()  # the trees are this machine's: its real mount table, as reclaim --path reads it
+    try:
+        fstypes = device_fstypes(files.read(["proc/self/mountinfo"])["proc/self/mountinfo"])
+    finally:
+        files.close()
+    try:
+        return Scan(here, depth=0, top=1, fstypes=fstypes).run().total.cached
+    except (OSError, UserError):
+        return None
 
 
 class CostMeter:
     """Counts what was read back after each watched reclaim, until its window ends."""
 
-    def __init__(self, window: float):
+    def __init__(self, window: float, measure: Callable[[list[str]], int | None] = measure_trees):
         self.window = window
+        self.measure = measure  # residency of trees (a bench may count them its own way)
         self._watching: dict[int, _Watch] = {}
         self._seen: tuple[int | None, int] | None = None  # the store's events version at the last look
         self._last_id = 0
@@ -103,12 +162,21 @@ class CostMeter:
         if data.get("dry_run") or data.get("error") or not isinstance(start, (int, float)):
             return False
         refaults, pgpgin = after.get("workingset_refault_file"), after.get("pgpgin")
-        evicts = "gradual" in (data.get("methods_run") or [])  # memory.reclaim: evicted pages leave shadows
-        source = "refaults" if evicts and refaults is not None else "pgpgin"
-        if (refaults if source == "refaults" else pgpgin) is None:
+        methods = data.get("methods_run") or []
+        trees = [t for t in data.get("paths") or [] if isinstance(t, dict) and isinstance(t.get("path"), str)]
+        if "gradual" in methods and refaults is not None:  # memory.reclaim: evicted pages leave shadows
+            source = "refaults"
+        elif "path" in methods and trees:  # the trees themselves say what came back
+            source = "residency"
+        else:
+            source = "pgpgin"
+        if source != "residency" and (refaults if source == "refaults" else pgpgin) is None:
             return False
+        paths = [t["path"] for t in trees] if source == "residency" else None
+        after_trees = sum(int(t.get("cached_after_bytes") or 0) for t in trees)
         self._watching[event_id] = _Watch(event_id, float(start), refaults, pgpgin, source,
-                                          data.get("freed_bytes"), data.get("page_cache_after_bytes"))
+                                          data.get("freed_bytes"), data.get("page_cache_after_bytes"),
+                                          paths, after_trees)
         return True
 
     def observe(self, guest: GuestSample) -> list[Cost]:
@@ -123,9 +191,16 @@ class CostMeter:
             del self._watching[w.event_id]
             refaults = counter_bytes(w.refaults, guest.workingset_refault_file, PAGE_SIZE)
             pgpgin = counter_bytes(w.pgpgin, guest.pgpgin, 1024)
-            if (refaults if w.source == "refaults" else pgpgin) is None:
+            residency = None
+            if w.source == "residency":
+                now = self.measure(w.paths or [])
+                if now is None:
+                    continue  # the trees cannot be walked from here: nothing true to say
+                residency = max(0, now - w.trees_after)
+            elif (refaults if w.source == "refaults" else pgpgin) is None:
                 continue  # counters reset (the guest rebooted): nothing to say
-            done.append(Cost(w.event_id, w.start, read_at, refaults, pgpgin, w.source, w.freed, w.level_after))
+            done.append(Cost(w.event_id, w.start, read_at, refaults, pgpgin, w.source, w.freed, w.level_after,
+                             residency))
         return done
 
     def tick(self, store: Any, guest: GuestSample, config: ReclaimConfig, look: bool = True) -> list[Cost]:
@@ -152,25 +227,70 @@ class CostMeter:
 
 
 def record(store: Any, cost: Cost, config: ReclaimConfig, now: float) -> None:
-    """Write the cost on its event, and let it steer the next reclaim's margin."""
+    """Write the cost on its event, and let an attributable one steer the next reclaim's margin."""
     store.update_event_data(cost.event_id, cost.to_data())
-    if cost.reread_bytes is None:
-        return
+    if not cost.attributable or cost.reread_bytes is None:
+        return  # disk reads after a drop are anybody's: they teach nothing
     ws = workingset.load(store)
-    new = workingset.after_cost(ws, cost.reread_bytes, cost.freed_bytes, cost.level_after, config, now)
+    # Only refaults may found a first estimate: they say where the working set begins in the page
+    # cache as a whole; a tree's re-reads say how hot that tree was, which only tunes the margin.
+    level = cost.level_after if cost.source == "refaults" else None
+    new = workingset.after_cost(ws, cost.reread_bytes, cost.freed_bytes, level, config, now)
     if new is not None and new != ws:
         workingset.save(store, new)
 
 
+SOURCE_WORDS = {"refaults": "refaults", "residency": "cache of the trees", "pgpgin": "pgpgin"}
+
+
 def cost_words(data: dict | None) -> str:
     """A reclaim event's cost after the fact, as a suffix for its message: the one wording, printed by
-    `history --events` and the dashboard's event list alike."""
+    `history --events` and the dashboard's event list alike. After a drop (source pgpgin, in events
+    recorded before issue 26 too) it is "disk reads ... (not attributable)", never a re-read."""
     if not data or "freed_bytes" not in data:
         return ""
     out = f"; stopped: {data['stop_reason']}" if data.get("stop_reason") else ""
     if "reread_bytes_after" not in data:
         return out + ("; cost: measuring" if not data.get("dry_run") and not data.get("error") else "")
+    window = format_duration(data.get("cost_window_s") or 0)
+    source = data.get("reread_source")
+    if source == "pgpgin":
+        reads = data.get("disk_reads_bytes_after", data.get("pgpgin_bytes_after"))
+        return out + f"; disk reads {format_bytes(reads)} in {window} after (not attributable) [pgpgin]"
     reread, freed = data["reread_bytes_after"], data.get("freed_bytes")
     share = f" ({100 * reread / freed:.1f}% of freed)" if reread is not None and freed else ""
-    window = format_duration(data.get("cost_window_s") or 0)
-    return out + f"; re-read {format_bytes(reread)} in {window} after{share} [{data.get('reread_source')}]"
+    return out + f"; re-read {format_bytes(reread)} in {window} after{share} [{SOURCE_WORDS.get(source, source)}]"
+
+
+# ------------------------------------------------------------------ the upgrade to attributable costs
+
+RULE_KEY = "cost_rule"  # state: RULE once the remembered working set was checked against it
+RULE = "attributable"  # issue 26: only refaults and a tree's own residency teach the controller
+
+
+def reset_unattributable(store: Any, config: ReclaimConfig, now: float) -> str | None:
+    """Once per history: a margin (or a first estimate) taught by disk reads after drops, recorded
+    before costs had to be attributable, is reset, with a ``state`` event that says why. Returns
+    its words, or None when there was nothing to reset (or it was done before)."""
+    if store.get_state(RULE_KEY) == RULE:
+        return None
+    ws = workingset.load(store)
+    words = None
+    events = store.events(since=0, kinds=["reclaim"], limit=1_000_000)
+    drops = [e for e in events if (e.data or {}).get("reread_source") == "pgpgin"
+             and (e.data or {}).get("reread_bytes_after") is not None]  # a disk-read figure taught it
+    base = config.working_set_margin / 100
+    if ws is not None and drops:
+        learned = any((e.data or {}).get("working_set_learned_bytes") for e in events)
+        why = (f"disk reads after {len(drops)} drop{'s' if len(drops) > 1 else ''} were counted as re-reads; "
+               "they cannot be attributed to what was dropped, so they no longer teach the controller")
+        if not learned and ws.learned <= max(e.t for e in drops) + config.cost_window + 120:
+            store.set_state(workingset.STATE_KEY, None)  # founded by a drop's cost, never by refaults
+            words = f"working set estimate {format_bytes(ws.bytes)} forgotten: {why}"
+        elif ws.margin != base:
+            workingset.save(store, dataclasses.replace(ws, margin=base, why=""))
+            words = f"working-set margin reset from {100 * ws.margin:.0f}% to {100 * base:.0f}%: {why}"
+    if words:
+        store.add_event("state", words, data={"cost_rule": RULE, "reset_from": ws.to_json() if ws else None})
+    store.set_state(RULE_KEY, RULE)
+    return words

@@ -12,8 +12,9 @@ stop that run and the estimate is learned anew. A working set that grew
 shows its refaults above the old start level, and the new, higher level is
 learned the same way.
 
-The cost after the fact (monitor.reclaim.cost) feeds back: a reclaim whose re-reads
-in its cost window passed ``cost_share`` of what it freed doubles the margin
+The cost after the fact (monitor.reclaim.cost) feeds back, where it can be attributed (refaults
+after gradual, a tree's own cache after --path; never disk reads after a drop): a reclaim whose
+re-reads in its cost window passed ``cost_share`` of what it freed doubles the margin
 (up to MAX_MARGIN), so the next one is gentler; a cheap one relaxes it back
 toward ``working_set_margin``. The reclaim's notes say so.
 

@@ -107,10 +107,13 @@ class Metrics:
         self.host_returned = prom.Counter("vmmemctl_host_returned_bytes", "Host footprint given back after "
                                           "reclaims, as measured on the host (estimates are not counted).",
                                           unit="bytes", registry=reg)
-        self.reread_after = prom.Counter("vmmemctl_reread_after_reclaim_bytes", "What was read back from disk "
-                                         "in the cost window after reclaims ([reclaim] cost_window): refaults after "
-                                         "gradual, pgpgin after a drop; by what counted it.", ["source"],
+        self.reread_after = prom.Counter("vmmemctl_reread_after_reclaim_bytes", "What of what reclaims gave back "
+                                         "was read back in the cost window ([reclaim] cost_window): refaults after "
+                                         "gradual, the trees' own cache after --path; by what counted it.", ["source"],
                                          unit="bytes", registry=reg)
+        self.disk_reads_after_drop = prom.Counter("vmmemctl_disk_reads_after_drop_bytes", "Every disk read in the "
+                                                  "cost window after a drop_caches reclaim: not attributable to it",
+                                                  unit="bytes", registry=reg)
         self.notifications = prom.Counter("vmmemctl_notifications", "Notifications sent, by the backend that "
                                           "delivered them (none: only the log and the history got it).",
                                           ["backend"], registry=reg)
@@ -148,6 +151,8 @@ class Metrics:
         """Count a :class:`monitor.reclaim.cost.Cost` (what a reclaim's window read back)."""
         if cost.reread_bytes is not None:
             self.reread_after.labels(cost.source).inc(max(0, cost.reread_bytes))
+        elif not cost.attributable and cost.pgpgin_bytes is not None:
+            self.disk_reads_after_drop.inc(max(0, cost.pgpgin_bytes))
 
     def observe_notification(self, backend: str | None) -> None:
         self.notifications.labels(backend or "none").inc()

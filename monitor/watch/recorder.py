@@ -50,7 +50,7 @@ from monitor.policy.rules import (
 )
 from monitor.policy.state import history_window, load_state, save_state
 from monitor.probes.host import interop_down_message
-from monitor.reclaim.cost import CostMeter
+from monitor.reclaim.cost import CostMeter, reset_unattributable
 from monitor.reclaim.reclaimer import ReclaimBusy, ReclaimResult
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim
 from monitor.sample import GuestSample, HostSample, Sample
@@ -633,6 +633,9 @@ class Recorder:
         """Each reclaim's cost after the fact: what was read back within [reclaim] cost_window."""
         if self._costs is None:
             self._costs = CostMeter(self.config.reclaim.cost_window)
+            words = reset_unattributable(self.store, self.config.reclaim, sample.time)  # once per history
+            if words:
+                log.warning("%s", words)
         for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim, look=self._elsewhere):
             if self.metrics:
                 self.metrics.observe_cost(cost)

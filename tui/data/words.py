@@ -109,7 +109,7 @@ def detail_lines(data: dict, now: float, localtime: LocalTime = time.localtime, 
     record stays one key away (the event screen's `j`)."""
     out = []
     for key, value in sorted(data.items(), key=lambda kv: _detail_order(*kv)):
-        name = key.replace("_bytes", "").removesuffix("_s").replace("_", " ")  # reread_bytes_after: "reread after"
+        name = _LABELS.get(key) or key.replace("_bytes", "").removesuffix("_s").replace("_", " ")  # "reread after"
         if isinstance(value, list) and len(value) > 1 and all(isinstance(v, str) for v in value):
             out.append(f"{indent}{name}:")
             out.extend(f"{indent}  - {v}" for v in value)
@@ -130,6 +130,10 @@ def detail_lines(data: dict, now: float, localtime: LocalTime = time.localtime, 
     return out
 
 
+# A cost's words (monitor/reclaim/cost.py): after a drop its disk reads are nobody's re-read (issue 26)
+_LABELS = {"disk_reads_bytes_after": "disk reads after (not attributable)",
+           "residency_bytes_after": "the trees' cache back after"}
+
 _FIRST = ("freed_bytes", "page_cache_before_bytes", "page_cache_after_bytes", "host_before_bytes", "host_after_bytes",
           "started", "duration_s", "stop_reason", "working_set_bytes", "reread_bytes_after")
 
@@ -143,7 +147,7 @@ def _detail_order(key: str, value: Any) -> tuple[int, int]:
 
 def _value_words(key: str, value: Any, now: float, localtime: LocalTime) -> str:
     if value is None:
-        return "-"
+        return "not attributable (a drop leaves no refaults)" if key == "reread_bytes_after" else "-"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         if isinstance(value, list):
             return ", ".join(str(v) for v in value) or "none"
