@@ -387,6 +387,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 recorder.store.add_event("error", f"reclaims will fail: {refusal}")
                 daemon.log.warning("reclaims will fail: %s", refusal)
             control = _start_control(recorder, wiring.db, tuple(args.allow))
+            if args.samples:
+                _stop_after(recorder, args.samples, wiring.stop)
             try:
                 return daemon.run(recorder, wiring.stop, server, reloader)
             finally:
@@ -397,6 +399,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if claim is not None:
             claim.release()
         lock.__exit__(None, None, None)
+
+
+def _stop_after(recorder, samples: int, stop) -> None:
+    """`watch --samples N`: the watcher stops as SIGTERM stops it once N ticks have run (a bounded run:
+    a check, the Windows smoke test)."""
+    tick, done = recorder.tick, [0]
+
+    def counted():
+        sample = tick()
+        done[0] += 1
+        if done[0] >= samples:
+            stop.set()
+        return sample
+    recorder.tick = counted  # the job table is built later (daemon.run): its tick job runs this one
 
 
 def _claim_vm(config: Config):
@@ -425,11 +441,16 @@ def _start_control(recorder, db: Path, allowed: tuple[str, ...]):
     """The watcher's control endpoint: clients' actions, carried out here (monitor.watch.requests)."""
     import os
     import signal
+    import socket
 
-    from monitor.control.server import ControlServer
+    from monitor.control.server import ControlServer, NoControl
     from monitor.history.places import control_path
     from monitor.watch.requests import Requests
 
+    if not hasattr(socket, "AF_UNIX"):  # Windows CPython has no Unix sockets: clients read the history
+        recorder.store.add_event("watch", "no control endpoint (no Unix sockets on Windows): reclaim, snooze "
+                                          "and reload act here only through the config and a restart")
+        return NoControl()
     requests = Requests(recorder, lambda: os.kill(os.getpid(), signal.SIGHUP), allowed)
     server = ControlServer(control_path(db), requests.handle, requests.authorize)
     server.start()
@@ -731,6 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", metavar="PATH", help="log here (default: watch.log in the user log dir)")
     p.add_argument("--allow", action="append", metavar="USER", default=[],
                    help="a user who may act through this watcher, beside root and [control] users (repeatable)")
+    p.add_argument("--samples", type=_positive, metavar="N",
+                   help="stop after N samples (default: run until stopped)")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("reload", parents=[common], help="make the running watcher re-read its config (asked through its control endpoint)")
