@@ -187,6 +187,21 @@ def test_a_bad_config_is_one_line_and_a_non_zero_exit(wine, setup):
     assert result.err.startswith("vmmemctl: ") and "interval" in result.err, result
 
 
+def test_what_windows_cannot_do_is_one_line_and_the_rest_works(wine, setup, tmp_path):
+    env, tmp = setup
+    for args, words in ((["cache", win_path(tmp)], "inside the WSL distro"),
+                        (["service", "install", "--print"], "inside the WSL distro"),
+                        (["reload"], "no watcher is recording")):
+        result = wine.vmmemctl(*args, env=env, cwd=tmp)
+        clean(result)
+        assert result.code != 0 and result.err.count("\n") == 1 and words in result.err, (args, result)
+    for args, words in ((["snooze", "1h"], "snoozed until"), (["pause", "1h"], "auto-reclaim paused"),
+                        (["resume"], "auto-reclaim resumed"), (["reclaim", "--dry-run"], "would write")):
+        result = wine.vmmemctl(*args, env=env, cwd=tmp)
+        clean(result)
+        assert result.code == 0 and words in result.out, (args, result)
+
+
 def test_watch_records_one_sample_and_history_reads_it(wine, setup, vm):
     env, tmp = setup
     watch = wine.vmmemctl("watch", "--samples", "1", "--log-file", win_path(tmp / "watch.log"), env=env, cwd=tmp)

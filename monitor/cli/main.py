@@ -448,8 +448,8 @@ def _start_control(recorder, db: Path, allowed: tuple[str, ...]):
     from monitor.watch.requests import Requests
 
     if not hasattr(socket, "AF_UNIX"):  # Windows CPython has no Unix sockets: clients read the history
-        recorder.store.add_event("watch", "no control endpoint (no Unix sockets on Windows): reclaim, snooze "
-                                          "and reload act here only through the config and a restart")
+        recorder.store.add_event("watch", "no control endpoint (no Unix sockets on Windows): other commands act "
+                                          "on the history themselves; a changed config needs a restart")
         return NoControl()
     requests = Requests(recorder, lambda: os.kill(os.getpid(), signal.SIGHUP), allowed)
     server = ControlServer(control_path(db), requests.handle, requests.authorize)
@@ -485,6 +485,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
         ask_watcher(config, args.db, "reload")
     elif watcher.pid == 0:
         raise UserError(f"the lock of {db} does not say which process holds it; reload it by hand (kill -HUP)")
+    elif not hasattr(signal, "SIGHUP"):  # Windows: no signal for it, and no control endpoint there either
+        raise UserError(f"the watcher of {db} (pid {watcher.pid}) cannot be asked to reload on Windows: restart it")
     else:
         try:
             os.kill(watcher.pid, signal.SIGHUP)
@@ -551,8 +553,12 @@ def cmd_service_install(args: argparse.Namespace) -> int:
     import os
 
     from monitor import service
+    from monitor.kernel.portable import is_root
     from monitor.kernel.privilege import vmmemctl_executable
 
+    if os.name == "nt":  # Windows CPython: both installers write into the distro (a unit, a task that wakes it)
+        raise UserError("service install: run it inside the WSL distro (--windows-task there installs the "
+                        "Windows task)")
     if args.windows_task:
         distro = args.distro or os.environ.get("WSL_DISTRO_NAME")
         if not distro:
@@ -574,7 +580,7 @@ def cmd_service_install(args: argparse.Namespace) -> int:
             print("vmmemctl: schtasks wants UTF-16: write the file with --output FILE, then "
                   "schtasks /create /xml FILE /tn vmmemctl", file=sys.stderr)
         return 0
-    scope = "system" if args.system or (not args.user and os.geteuid() == 0) else "user"
+    scope = "system" if args.system or (not args.user and is_root()) else "user"
     code, text = service.install(scope, args.print, vmmemctl_executable(),
                                  _watch_args(args) if scope == "system" else ["watch"])
     if args.print and (hidden := service.tmp_conflict(vmmemctl_executable())):
