@@ -71,7 +71,9 @@ PS_TOTAL = "\"VMTOTAL`t$((Get-CimInstance Win32_ComputerSystem).TotalPhysicalMem
 
 # What a Windows tool prints when the .exe ran but WSL's interop server is gone
 # ("<3>WSL (1234) ERROR: UtilConnectVsock:..."); with an exec failure, a sign that interop is down.
-_INTEROP_BROKEN = re.compile(r"Util(Connect|Accept|Bind)\w*|interop", re.IGNORECASE)
+# "interop" as a word only: .NET's System.Runtime.InteropServices in an exception is PowerShell's own
+# trouble, with Windows well reachable (issue 27).
+_INTEROP_BROKEN = re.compile(r"Util(Connect|Accept|Bind)\w*|\binterop\b", re.IGNORECASE)
 
 
 class InteropError(Exception):

@@ -1,7 +1,7 @@
 """Stand-ins for Windows tools, run as real executables on PATH by the tests.
 
 Behaviour is chosen by $FAKE_WINDOWS_MODE (normal, hang, garbage, babble,
-novm, sandbox, old, de, fr, slow; denied for the toast), or for one tool by
+novm, sandbox, old, de, fr, slow, dotnet, interop-down; denied for the toast), or for one tool by
 $FAKE_POWERSHELL_MODE / $FAKE_TASKLIST_MODE (a PowerShell that hangs beside a tasklist that
 answers, say), and every start is logged to
 $FAKE_WINDOWS_LOG, so a test can count spawns. The output formats are those
@@ -98,6 +98,14 @@ def powershell() -> None:
         sys.exit(1)
     if MODE == "slow":
         time.sleep(30)
+    if MODE in ("dotnet", "interop-down"):  # it dies at start, saying why on stderr (plain text for -Command -)
+        sys.stderr.buffer.write({
+            # PowerShell's own failure, naming .NET's System.Runtime.InteropServices: Windows is reachable
+            "dotnet": b"Exception: System.Runtime.InteropServices.COMException (0x80070005): Access is denied.\r\n",
+            # what a Windows tool prints when WSL's interop server is gone (the .exe ran, its output cannot come back)
+            "interop-down": b"<3>WSL (1234) ERROR: UtilConnectVsock:250: connect failed 110\n",
+        }[MODE])
+        sys.exit(1)
     delay = float(os.environ.get("FAKE_WINDOWS_FIRST_DELAY") or 0)  # a cold start after logon
     for line in sys.stdin:
         if delay:
