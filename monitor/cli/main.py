@@ -569,16 +569,16 @@ def cmd_service_install(args: argparse.Namespace) -> int:
         user = args.windows_user or service.windows_user(find_windows_tool)
         xml = service.windows_task_xml(distro, vmmemctl_executable(), _watch_args(args), user=user)
         if not user:
-            print("vmmemctl: no Windows user (whoami.exe did not answer; pass --windows-user DOMAIN\\name): "
+            print("vmmemctl: no Windows user (whoami.exe /user did not answer; pass --windows-user SID or DOMAIN\\name): "
                   "only an administrator can register this task", file=sys.stderr)
         if args.output:
             Path(args.output).write_bytes(service.encode_task_xml(xml))
             print(f"wrote {args.output} (UTF-16); register it in Windows with:\n"
-                  f"  schtasks /create /xml {Path(args.output).name} /tn vmmemctl\n{service.SCHTASKS_NOTE}")
+                  f"  schtasks.exe /create /xml {Path(args.output).name} /tn vmmemctl\n{service.SCHTASKS_NOTE}")
         else:
             print(service.task_xml_as_utf8(xml), end="")
-            print("vmmemctl: schtasks wants UTF-16: write the file with --output FILE, then "
-                  "schtasks /create /xml FILE /tn vmmemctl", file=sys.stderr)
+            print("vmmemctl: schtasks.exe wants UTF-16: write the file with --output FILE, then "
+                  "schtasks.exe /create /xml FILE /tn vmmemctl", file=sys.stderr)
         return 0
     scope = "system" if args.system or (not args.user and is_root()) else "user"
     code, text = service.install(scope, args.print, vmmemctl_executable(),
@@ -784,8 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--print", action="store_true", help="print the unit; install nothing")
     c.add_argument("--distro", help="with --windows-task: the WSL distro (default: this one)")
     c.add_argument("--output", metavar="FILE", help="with --windows-task: write the XML (UTF-16) here")
-    c.add_argument("--windows-user", metavar="DOMAIN\\NAME",
-                   help="with --windows-task: the Windows account (default: what whoami.exe says)")
+    c.add_argument("--windows-user", metavar="SID|DOMAIN\\NAME",
+                   help="with --windows-task: the Windows account (default: its SID, from whoami.exe /user)")
     c.add_argument("--allow", action="append", metavar="USER", default=None,
                    help="a user who may act through the root watcher (its dashboard's Reclaim, snooze...); "
                         "repeatable (default: the user who ran sudo, or who runs this)")

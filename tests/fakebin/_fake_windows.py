@@ -137,9 +137,26 @@ def powershell() -> None:
 
 
 def whoami() -> None:
-    """``whoami.exe``: DOMAIN\\user, as Windows prints it (CRLF)."""
+    """``whoami.exe`` as it prints through a pipe: in the console's OEM code page ($FAKE_WINDOWS_OEM_CP,
+    850 as on a Western European Windows; not UTF-8, not the ANSI code page), CRLF, the domain in lower case.
+
+    Plain: ``desktop-4f2k9\\alice``. With ``/user /fo csv /nh``: ``"desktop-4f2k9\\alice","S-1-5-21-..."``
+    (Microsoft's whoami documentation; /nh drops the header row). $FAKE_WINDOWS_USER sets the name
+    (``DESKTOP-4F2K9\\josé`` is the non-ASCII case), $FAKE_WINDOWS_SID the SID."""
     log_start("whoami.exe")
-    out(os.environ.get("FAKE_WINDOWS_USER", "DESKTOP-4F2K9\\alice").encode() + b"\r\n")
+    name = os.environ.get("FAKE_WINDOWS_USER", "DESKTOP-4F2K9\\alice")
+    domain, _, user = name.rpartition("\\")
+    name = f"{domain.lower()}\\{user}" if domain else user
+    code_page = "cp" + os.environ.get("FAKE_WINDOWS_OEM_CP", "850")
+    args = [a.lower() for a in sys.argv[1:]]
+    if args == ["/user", "/fo", "csv", "/nh"]:
+        sid = os.environ.get("FAKE_WINDOWS_SID", "S-1-5-21-1004336348-1177238915-682003330-1001")
+        out(f'"{name}","{sid}"\r\n'.encode(code_page))
+    elif not args:
+        out(name.encode(code_page) + b"\r\n")
+    else:
+        out(b"ERROR: Invalid argument/option - '" + sys.argv[1].encode() + b"'.\r\nType \"WHOAMI /?\" for usage.\r\n")
+        sys.exit(1)
 
 
 def tasklist() -> None:
