@@ -132,7 +132,8 @@ def test_tasklist_locales_and_vm_choice(fake_windows, mode, expected):
 
 
 @pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("garbage", "answered garbage"),
-                                           ("novm", "is the WSL VM running")])
+                                           ("novm", "is the WSL VM running"),
+                                           ("error", "tasklist.exe exited with 1: ERROR: The RPC server is unavailable.")])
 def test_tasklist_failures(fake_windows, mode, message):
     fake_windows(mode)
     started = time.monotonic()

@@ -1,12 +1,22 @@
 """Stand-ins for Windows tools, run as real executables on PATH by the tests.
 
 Behaviour is chosen by $FAKE_WINDOWS_MODE (normal, hang, garbage, babble,
-novm, sandbox, old, de, fr, slow, dotnet, interop-down; denied for the toast), or for one tool by
+novm, sandbox, old, de, fr, slow, dotnet, interop-down, error; denied for the toast), or for one tool by
 $FAKE_POWERSHELL_MODE / $FAKE_TASKLIST_MODE (a PowerShell that hangs beside a tasklist that
 answers, say), and every start is logged to
-$FAKE_WINDOWS_LOG, so a test can count spawns. The output formats are those
-of the real tools: tasklist's CSV as printed by Windows 10/11 in en-US, de-DE
-and fr-FR locales, and the tab-separated lines our own PowerShell query prints.
+$FAKE_WINDOWS_LOG, so a test can count spawns.
+
+What each imitates, and where that comes from:
+- tasklist.exe (Microsoft's tasklist documentation; outputs recorded on Windows 10/11, in recorded/):
+  the CSV of `/fo csv /nh` in en-US, de-DE and fr-FR; with no match the localized "INFO: No tasks
+  ..." line on stdout, exit 0; a failure "ERROR: ..." on stderr, exit 1 (mode "error"). Mode
+  "garbage" is no output tasklist prints: the guard against the unexpected.
+- powershell.exe (Windows PowerShell 5.1): our own query's tab-separated lines (recorded/ps-*.txt);
+  refuses -EncodedCommand as Microsoft Defender kills that shape (mondoohq/mql#9802). Known
+  difference (issue 27): an unknown cmdlet ends this fake with a CLIXML error on stderr; the real
+  one given `-Command -` writes plain text (CLIXML only with -EncodedCommand) and reads on
+  (PowerShell#21808).
+- whoami.exe (Microsoft's whoami documentation): through a pipe, in the OEM code page; see whoami().
 """
 
 import json
@@ -163,6 +173,9 @@ def tasklist() -> None:
     log_start("tasklist.exe")
     if MODE == "hang":
         time.sleep(3600)
+    if MODE == "error":  # as when the WMI/RPC service it asks is down: words on stderr, exit 1
+        sys.stderr.buffer.write(b"ERROR: The RPC server is unavailable.\r\n")
+        sys.exit(1)
     name = {"garbage": "tasklist-garbage.txt", "novm": "tasklist-novm.txt", "de": "tasklist-de.txt",
             "fr": "tasklist-fr.txt", "sandbox": "tasklist-sandbox.txt", "old": "tasklist-old.txt"}.get(
         MODE, "tasklist-en.txt")
