@@ -59,6 +59,20 @@ def test_watch_metrics_bad_address_is_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "expected HOST:PORT" in result.stderr
 
 
+def test_watch_samples_n_stops_after_n_samples(tmp_path):
+    from monitor.history.store import Store
+
+    db = tmp_path / "h.db"
+    done = run_cli("watch", "--db", str(db), "--proc-root", str(TREES / "wsl2-2020" / "proc"), "--interval", "0.2s",
+                   "--samples", "3", "--log-file", str(tmp_path / "w.log"))
+    assert done.returncode == 0, done.stderr
+    with Store(db) as store:
+        assert len(store.recent_samples(86400 * 365 * 100)) == 3
+        assert "watcher stopped" in [e.message for e in store.events(kinds=["watch"])]
+    bad = run_cli("watch", "--db", str(db), "--samples", "0")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "expected a whole number >= 1" in bad.stderr
+
+
 def test_notify_test_says_who_delivered(tmp_path):
     env = {"PATH": f"{FAKEBIN}{os.pathsep}/usr/bin:/bin", "DBUS_SESSION_BUS_ADDRESS": "unix:path=/x",
            "FAKE_NOTIFY_SEND_LOG": str(tmp_path / "log")}

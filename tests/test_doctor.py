@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+
+import pytest
 
 
 from helpers import FAKEBIN, run_cli, start_watch, tree, wait_for_samples
@@ -86,6 +89,23 @@ def test_wsl2_without_interop(isolated_home, tmp_path):
     assert checks["interop: powershell"]["status"] == "fail" and "not found" in checks["interop: powershell"]["detail"]
     assert checks["host figure"]["status"] == "warn" and "estimated" in checks["host figure"]["detail"]
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize("registered", ["WSLInterop", "WSLInterop-late", None])
+def test_broken_interop_hint_reads_binfmt_misc_either_name(isolated_home, tmp_path, registered):
+    """systemd distros can register WSL's handler as WSLInterop-late (microsoft/WSL#13449): not missing."""
+    proc = tmp_path / "tree" / "proc"
+    shutil.copytree(tree("wsl2-ubuntu"), proc)
+    if registered:
+        (proc / "sys/fs/binfmt_misc").mkdir(parents=True)
+        (proc / "sys/fs/binfmt_misc" / registered).write_text("enabled\ninterpreter /init\nflags: PF\n")
+    result, data = doctor("--proc-root", str(proc), env=fake_path("interop-down"), tmp_path=tmp_path)
+    check = by_name(data)["interop: powershell"]
+    assert check["status"] == "fail" and "UtilConnectVsock" in check["detail"], check
+    if registered:
+        assert f"although binfmt_misc has {registered} registered" in check["hint"], check
+    else:
+        assert "neither WSLInterop nor WSLInterop-late" in check["hint"], check
 
 
 def test_a_moved_automount_root_is_found(tmp_path):

@@ -174,14 +174,29 @@ def test_host_mode_never_reaches_into_a_stopped_vm(tmp_path):
 
 
 def test_wsl_exe_messages_are_readable_whatever_their_encoding():
-    # wsl.exe writes its own messages in UTF-16LE unless WSL_UTF8=1; the channel sets it, and
-    # decodes defensively (the fake honours the variable as the real one does).
+    # wsl.exe writes its own errors on stdout and exits -1 (255 here), in UTF-16LE with "\r\r\n" unless
+    # WSL_UTF8=1; the channel sets it, and decodes defensively (the fake honours the variable as the real one does).
     files = ExecFiles([str(FAKEBIN / "wsl.exe"), "-d", "Nope", "-u", "root", "-e"], timeout=5)
     with pytest.raises(OSError) as info:
         files.write("proc/sys/vm/drop_caches", "1")
     assert "Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND" in str(info.value) and "\x00" not in str(info.value)
     from monitor.kernel.windows import decode_windows_text
     assert decode_windows_text("Error: Wsl\r\n".encode("utf-16-le")) == "Error: Wsl\r\n"
+
+
+@pytest.mark.parametrize("utf8", ["1", ""])
+def test_wsl_exe_own_failure_on_stdout_is_the_reason_in_either_encoding(utf8, monkeypatch, caplog):
+    """Issue 27: the reason was read from stderr only, where wsl.exe writes nothing."""
+    from monitor.probes import execfiles
+    monkeypatch.setitem(execfiles.CHANNEL_ENV, "WSL_UTF8", utf8)  # as an older wsl.exe that ignores it
+    files = ExecFiles([str(FAKEBIN / "wsl.exe"), "-d", "Nope", "-u", "root", "-e"], timeout=5)
+    with pytest.raises(OSError) as info:
+        files.write("proc/sys/vm/drop_caches", "1")
+    assert str(info.value).endswith("proc/sys/vm/drop_caches: Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND")
+    with caplog.at_level("WARNING", logger="monitor.probes.execfiles"):
+        assert files.read(["proc/meminfo"]) == {"proc/meminfo": None}
+    assert "There is no distribution with the supplied name. Error code: Wsl/Service/WSL_E_DISTRO_NOT_FOUND" \
+        in caplog.text
 
 
 GROWS_ON_SIGNAL = """

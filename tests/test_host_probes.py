@@ -132,7 +132,8 @@ def test_tasklist_locales_and_vm_choice(fake_windows, mode, expected):
 
 
 @pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("garbage", "answered garbage"),
-                                           ("novm", "is the WSL VM running")])
+                                           ("novm", "is the WSL VM running"),
+                                           ("error", "tasklist.exe exited with 1: ERROR: The RPC server is unavailable.")])
 def test_tasklist_failures(fake_windows, mode, message):
     fake_windows(mode)
     started = time.monotonic()
@@ -416,6 +417,21 @@ def test_powershell_errors_arrive_as_clixml_and_read_as_one_line(fake_windows):
         session.close()
     assert str(info.value) == ("powershell.exe exited: Get-Nothing : The term 'Get-Nothing' is not recognized as "
                                "the name of a cmdlet, function, script file, or operable program.")
+
+
+@pytest.mark.parametrize("mode, unreachable", [("dotnet", False), ("interop-down", True)])
+def test_only_wsls_own_interop_failure_reads_as_windows_unreachable(fake_windows, mode, unreachable):
+    """A .NET ``System.Runtime.InteropServices`` exception is PowerShell's trouble, not WSL's interop (issue 27)."""
+    from monitor.probes.interop import InteropError, PowerShellSession
+    fake_windows(mode)
+    session = PowerShellSession(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        with pytest.raises(InteropError) as info:
+            session.query("Get-Process -Name vmmemWSL,vmmem; '__END_{nonce}__'")
+    finally:
+        session.close()
+    assert info.value.unreachable is unreachable, str(info.value)
+    assert ("InteropServices" if mode == "dotnet" else "UtilConnectVsock") in str(info.value)
 
 
 def test_decode_clixml_keeps_the_message_and_drops_the_position():

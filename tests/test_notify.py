@@ -210,11 +210,19 @@ def test_a_toast_that_fails_says_why(fakes, mode, why):
 
 def test_a_hanging_toast_times_out_and_the_next_backend_delivers(fakes):
     fakes.install("powershell.exe", "notify-send")
-    started = time.monotonic()
     delivery = chain(fakes.env(bus=True, FAKE_WINDOWS_MODE="hang"), "toast", "notify-send", timeout=0.5).send(NOTE)
-    assert time.monotonic() - started < 3
     assert delivery.backend == "notify-send"
-    assert delivery.failures == (("toast", "powershell.exe gave no answer within 0.5s"),)
+    # never answered: the cold-start budget (FIRST_ANSWER_TIMEOUT), not the 0.5 s, was waited out
+    assert delivery.failures == (("toast", "powershell.exe gave no answer within 15s"),)
+
+
+def test_the_first_toast_waits_out_powershells_cold_start_and_later_ones_do_not(fakes):
+    """Issue 27: the first toast after logon got [notify] timeout against PowerShell's 15 s cold start."""
+    fakes.install("powershell.exe")
+    backend = ToastBackend(1, fakes.env(FAKE_WINDOWS_FIRST_DELAY="3"))  # every fake start is 3 s cold
+    assert backend.send(NOTE) == (True, "Windows toast shown")
+    assert backend.warm
+    assert backend.send(NOTE) == (False, "powershell.exe gave no answer within 1s")
 
 
 def test_toast_finds_no_powershell_off_path_outside_wsl2(fakes):

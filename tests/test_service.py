@@ -532,13 +532,41 @@ def test_printed_and_written_task_files_parse_as_what_they_declare(tmp_path, iso
     assert printed.stdout.startswith('<?xml version="1.0" encoding="UTF-8"?>')
     assert "--output" in printed.stderr
     root = _parse_as_declared(printed.stdout.encode("utf-8"))
-    assert root.findtext("t:Principals/t:Principal/t:UserId", namespaces=NS) == "DESKTOP-4F2K9\\alice"
+    assert root.findtext("t:Principals/t:Principal/t:UserId", namespaces=NS) == FAKE_SID
     out = tmp_path / "task.xml"
     written = run_cli("service", "install", "--windows-task", "--output", str(out), env=env)
-    assert written.returncode == 0 and "schtasks /create /xml task.xml /tn vmmemctl" in written.stdout
+    assert written.returncode == 0 and "schtasks.exe /create /xml task.xml /tn vmmemctl" in written.stdout
     data = out.read_bytes()
     assert data.startswith(b"\xff\xfe") and data.decode("utf-16").startswith('<?xml version="1.0" encoding="UTF-16"?>')
     assert ET.tostring(_parse_as_declared(data)) == ET.tostring(root)
+
+
+FAKE_SID = "S-1-5-21-1004336348-1177238915-682003330-1001"  # tests/fakebin/_fake_windows.py's whoami.exe
+
+
+def test_a_non_ascii_windows_user_is_given_to_the_task_by_sid(tmp_path, isolated_home):
+    """whoami.exe writes in the OEM code page (850 here): 'josé' would decode to U+FFFD and map to no
+    account; the SID from `whoami.exe /user /fo csv /nh` is ASCII (issue 27)."""
+    from helpers import run_cli
+
+    env = {**_fake_tools_env(tmp_path), "FAKE_WINDOWS_USER": "DESKTOP-4F2K9\\josé",
+           "FAKE_WINDOWS_SID": "S-1-5-21-11-22-33-1002"}
+    out = tmp_path / "task.xml"
+    result = run_cli("service", "install", "--windows-task", "--output", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    root = ET.fromstring(out.read_bytes())
+    for where in ("t:Triggers/t:LogonTrigger/t:UserId", "t:Principals/t:Principal/t:UserId"):
+        assert root.findtext(where, namespaces=NS) == "S-1-5-21-11-22-33-1002"
+    assert "\ufffd" not in out.read_bytes().decode("utf-16")
+
+
+def test_a_user_name_lost_in_decoding_is_refused_in_one_line(tmp_path, isolated_home):
+    from helpers import run_cli
+
+    result = run_cli("service", "install", "--windows-task", "--output", str(tmp_path / "task.xml"),
+                     "--windows-user", "DESKTOP-4F2K9\\jos\ufffd", env=_fake_tools_env(tmp_path))
+    assert result.returncode != 0 and result.stderr.count("\n") == 1 and "U+FFFD" in result.stderr, result.stderr
+    assert not (tmp_path / "task.xml").exists()
 
 
 def test_task_user_from_the_command_line_wins_and_the_trigger_repeats(tmp_path, isolated_home):

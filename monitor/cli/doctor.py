@@ -9,7 +9,6 @@ measurement, prompts instead of automatic reclaims).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from monitor.config.schema import Config
+from monitor.kernel.portable import is_root
 from monitor.kernel.procfs import SystemFiles
 from monitor.sample import Environment
 
@@ -83,7 +83,7 @@ def check_powershell(ctx: Context) -> Check:
         first = _timed(lambda: session.query(PS_QUERY.replace("{total}", PS_TOTAL)), session)
         second = _timed(lambda: session.query(PS_QUERY.replace("{total}", "")), session)
     except InteropError as exc:
-        return Check("interop: powershell", "fail", f"{exe}: {exc}", _interop_hint(exc))
+        return Check("interop: powershell", "fail", f"{exe}: {exc}", _interop_hint(exc, ctx.files))
     finally:
         session.close()
     detail = f"{exe}: first answer {first:.1f}s, then {second:.2f}s per query"
@@ -103,9 +103,18 @@ def _timed(query: Callable[[], list[str]], session) -> float:
                 raise
 
 
-def _interop_hint(exc) -> str:
+# WSL registers its interop handler as WSLInterop, or as WSLInterop-late where systemd's binfmt set-up
+# runs first (microsoft/WSL#13449): either one is a working registration.
+INTEROP_HANDLERS = ("WSLInterop", "WSLInterop-late")
+
+
+def _interop_hint(exc, files: SystemFiles) -> str:
     if getattr(exc, "unreachable", False):
-        return ("Windows interop is broken: check /proc/sys/fs/binfmt_misc/WSLInterop exists "
+        found = [n for n in INTEROP_HANDLERS if files.exists(f"proc/sys/fs/binfmt_misc/{n}")]
+        if found:
+            return (f"Windows interop is broken although binfmt_misc has {found[0]} registered: "
+                    "`wsl --shutdown` restarts the VM")
+        return ("Windows interop is broken: /proc/sys/fs/binfmt_misc has neither WSLInterop nor WSLInterop-late "
                 "(systemd-binfmt may have replaced it, microsoft/WSL#8843); `wsl --shutdown` restarts the VM")
     return "PowerShell hung or answered oddly: the tasklist fallback and the estimate still work"
 
@@ -177,7 +186,9 @@ def check_kernel(ctx: Context) -> list[Check]:
 
 
 def check_privilege(ctx: Context) -> Check:
-    if os.geteuid() == 0:
+    if ctx.env.kind == "windows":  # no root nor sudo there: a reclaim runs in the distro ([guest] exec)
+        return Check("privileged path", "skipped", "Windows: reclaims run in the distro through [guest] exec")
+    if is_root():
         return Check("privileged path", "ok", "running as root")
     try:
         done = subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=5, stdin=subprocess.DEVNULL)

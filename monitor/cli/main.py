@@ -415,6 +415,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 recorder.store.add_event("error", f"reclaims will fail: {refusal}")
                 daemon.log.warning("reclaims will fail: %s", refusal)
             control = _start_control(recorder, wiring.db, tuple(args.allow))
+            if args.samples:
+                _stop_after(recorder, args.samples, wiring.stop)
             try:
                 return daemon.run(recorder, wiring.stop, server, reloader)
             finally:
@@ -425,6 +427,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
         if claim is not None:
             claim.release()
         lock.__exit__(None, None, None)
+
+
+def _stop_after(recorder, samples: int, stop) -> None:
+    """`watch --samples N`: the watcher stops as SIGTERM stops it once N ticks have run (a bounded run:
+    a check, the Windows smoke test)."""
+    tick, done = recorder.tick, [0]
+
+    def counted():
+        sample = tick()
+        done[0] += 1
+        if done[0] >= samples:
+            stop.set()
+        return sample
+    recorder.tick = counted  # the job table is built later (daemon.run): its tick job runs this one
 
 
 def _claim_vm(config: Config):
@@ -453,11 +469,16 @@ def _start_control(recorder, db: Path, allowed: tuple[str, ...]):
     """The watcher's control endpoint: clients' actions, carried out here (monitor.watch.requests)."""
     import os
     import signal
+    import socket
 
-    from monitor.control.server import ControlServer
+    from monitor.control.server import ControlServer, NoControl
     from monitor.history.places import control_path
     from monitor.watch.requests import Requests
 
+    if not hasattr(socket, "AF_UNIX"):  # Windows CPython has no Unix sockets: clients read the history
+        recorder.store.add_event("watch", "no control endpoint (no Unix sockets on Windows): other commands act "
+                                          "on the history themselves; a changed config needs a restart")
+        return NoControl()
     requests = Requests(recorder, lambda: os.kill(os.getpid(), signal.SIGHUP), allowed)
     server = ControlServer(control_path(db), requests.handle, requests.authorize)
     server.start()
@@ -492,6 +513,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
         ask_watcher(config, args.db, "reload")
     elif watcher.pid == 0:
         raise UserError(f"the lock of {db} does not say which process holds it; reload it by hand (kill -HUP)")
+    elif not hasattr(signal, "SIGHUP"):  # Windows: no signal for it, and no control endpoint there either
+        raise UserError(f"the watcher of {db} (pid {watcher.pid}) cannot be asked to reload on Windows: restart it")
     else:
         try:
             os.kill(watcher.pid, signal.SIGHUP)
@@ -558,8 +581,12 @@ def cmd_service_install(args: argparse.Namespace) -> int:
     import os
 
     from monitor import service
+    from monitor.kernel.portable import is_root
     from monitor.kernel.privilege import vmmemctl_executable
 
+    if os.name == "nt":  # Windows CPython: both installers write into the distro (a unit, a task that wakes it)
+        raise UserError("service install: run it inside the WSL distro (--windows-task there installs the "
+                        "Windows task)")
     if args.windows_task:
         distro = args.distro or os.environ.get("WSL_DISTRO_NAME")
         if not distro:
@@ -570,18 +597,18 @@ def cmd_service_install(args: argparse.Namespace) -> int:
         user = args.windows_user or service.windows_user(find_windows_tool)
         xml = service.windows_task_xml(distro, vmmemctl_executable(), _watch_args(args), user=user)
         if not user:
-            print("vmmemctl: no Windows user (whoami.exe did not answer; pass --windows-user DOMAIN\\name): "
+            print("vmmemctl: no Windows user (whoami.exe /user did not answer; pass --windows-user SID or DOMAIN\\name): "
                   "only an administrator can register this task", file=sys.stderr)
         if args.output:
             Path(args.output).write_bytes(service.encode_task_xml(xml))
             print(f"wrote {args.output} (UTF-16); register it in Windows with:\n"
-                  f"  schtasks /create /xml {Path(args.output).name} /tn vmmemctl\n{service.SCHTASKS_NOTE}")
+                  f"  schtasks.exe /create /xml {Path(args.output).name} /tn vmmemctl\n{service.SCHTASKS_NOTE}")
         else:
             print(service.task_xml_as_utf8(xml), end="")
-            print("vmmemctl: schtasks wants UTF-16: write the file with --output FILE, then "
-                  "schtasks /create /xml FILE /tn vmmemctl", file=sys.stderr)
+            print("vmmemctl: schtasks.exe wants UTF-16: write the file with --output FILE, then "
+                  "schtasks.exe /create /xml FILE /tn vmmemctl", file=sys.stderr)
         return 0
-    scope = "system" if args.system or (not args.user and os.geteuid() == 0) else "user"
+    scope = "system" if args.system or (not args.user and is_root()) else "user"
     code, text = service.install(scope, args.print, vmmemctl_executable(),
                                  _watch_args(args) if scope == "system" else ["watch"])
     if args.print and (hidden := service.tmp_conflict(vmmemctl_executable())):
@@ -765,6 +792,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-file", metavar="PATH", help="log here (default: watch.log in the user log dir)")
     p.add_argument("--allow", action="append", metavar="USER", default=[],
                    help="a user who may act through this watcher, beside root and [control] users (repeatable)")
+    p.add_argument("--samples", type=_positive, metavar="N",
+                   help="stop after N samples (default: run until stopped)")
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("reload", parents=[common], help="make the running watcher re-read its config (asked through its control endpoint)")
@@ -789,8 +818,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--print", action="store_true", help="print the unit; install nothing")
     c.add_argument("--distro", help="with --windows-task: the WSL distro (default: this one)")
     c.add_argument("--output", metavar="FILE", help="with --windows-task: write the XML (UTF-16) here")
-    c.add_argument("--windows-user", metavar="DOMAIN\\NAME",
-                   help="with --windows-task: the Windows account (default: what whoami.exe says)")
+    c.add_argument("--windows-user", metavar="SID|DOMAIN\\NAME",
+                   help="with --windows-task: the Windows account (default: its SID, from whoami.exe /user)")
     c.add_argument("--allow", action="append", metavar="USER", default=None,
                    help="a user who may act through the root watcher (its dashboard's Reclaim, snooze...); "
                         "repeatable (default: the user who ran sudo, or who runs this)")

@@ -94,6 +94,15 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+class NoControl:
+    """In place of a :class:`ControlServer` where none can listen (Windows CPython has no Unix sockets)."""
+
+    path = None
+
+    def close(self) -> None:
+        pass
+
+
 class ControlServer:
     """The control endpoint at ``path``: requests in, answers out, one worker thread per client.
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from monitor.history.instance import recording_pid
+from monitor.kernel.portable import open_flags, pwrite
 
 RECORD_SIZE = 512
 
@@ -57,7 +58,7 @@ class HealthRecord:
 
     def __init__(self, db: Path, first: Health | None = None):
         self.path = health_path(db)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | open_flags("O_NOFOLLOW"), 0o644)
         self.last: Health | None = None
         self.write(first or Health(os.getpid()))
 
@@ -66,7 +67,7 @@ class HealthRecord:
             return
         data = json.dumps(asdict(health)).encode()[:RECORD_SIZE]
         try:
-            os.pwrite(self.fd, data.ljust(RECORD_SIZE), 0)  # same size, same block: works on a full disk
+            pwrite(self.fd, data.ljust(RECORD_SIZE), 0)  # same size, same block: works on a full disk
             self.last = health
         except OSError:
             pass  # the log says what failed; this record is a courtesy

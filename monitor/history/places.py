@@ -106,7 +106,8 @@ def watcher_of(db: Path) -> Watcher | None:
 
 def find_watcher(environ: Mapping[str, str] | None = None) -> Watcher | None:
     """A running system watcher, else this user's own; None when neither runs."""
-    candidates = [system_places(environ)] + ([] if _euid() == 0 else [user_places()])
+    euid = _euid()  # None on Windows: no system watcher there (the Windows task runs it in the distro)
+    candidates = ([] if euid is None else [system_places(environ)]) + ([] if euid == 0 else [user_places()])
     for places in candidates:
         found = watcher_of(places.db)
         if found is not None:
@@ -142,7 +143,7 @@ def choose_history(config_db: str, override: str | None, environ: Mapping[str, s
     if found:
         return found.db, found
     own, system = own_places(environ), system_places(environ)
-    if not own.db.exists() and system.db.exists():  # nobody records now: the service's history is still there
+    if not own.db.exists() and _euid() is not None and system.db.exists():  # nobody records now: the service's history is still there
         return system.db, None
     return own.db, None
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from monitor.errors import UserError
+from monitor.kernel.portable import device_key, open_flags, pread, pwrite
 
 
 class LockHeld(Exception):
@@ -39,12 +40,12 @@ class FileLock:
     def __enter__(self) -> FileLock:
         fd, self.writable = self._open()
         if not _try_lock(fd):
-            pid, _, holder = os.pread(fd, 200, 0).decode(errors="replace").strip().partition(" ")
+            pid, _, holder = pread(fd, 200, 0).decode(errors="replace").strip().partition(" ")
             os.close(fd)
             raise LockHeld(self.path, int(pid) if pid.isdigit() else None, holder)
         if self.writable:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {self.holder}".strip().encode(), 0)
+            pwrite(fd, f"{os.getpid()} {self.holder}".strip().encode(), 0)
         self.fd = fd
         return self
 
@@ -52,10 +53,10 @@ class FileLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), True
+                return os.open(self.path, os.O_RDWR | os.O_CREAT | open_flags("O_NOFOLLOW"), 0o644), True
             except PermissionError as denied:
                 try:  # another user's lock file: locked read-only all the same
-                    return os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), False
+                    return os.open(self.path, os.O_RDONLY | open_flags("O_NOFOLLOW")), False
                 except FileNotFoundError:  # none yet, and we may not make one: the cause is the permission
                     raise denied from None
         except OSError as exc:
@@ -106,7 +107,7 @@ def lock_pids(dev: int, ino: int, proc_locks: str = PROC_LOCKS) -> list[int] | N
             rows = [line.split() for line in fh.read().splitlines()]
     except OSError:
         return None
-    key = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    key = f"{device_key(dev)}:{ino}"
     return [int(r[4]) if r[4].lstrip("-").isdigit() else 0 for r in rows
             if len(r) >= 6 and r[1] in ("FLOCK", "OFDLCK") and r[5] == key]
 

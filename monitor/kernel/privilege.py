@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from monitor.errors import PrivilegeError, UserError
+from monitor.kernel.portable import is_root
 from monitor.kernel.procfs import LocalFiles
 
 DROP_CACHES = "proc/sys/vm/drop_caches"
@@ -62,7 +63,7 @@ def check_allowed(path: str, value: str) -> None:
 def privileged_write(path: str, value: str) -> None:
     """The body of ``vmmemctl _privileged-write``: fixed roots, checked values."""
     check_allowed(path, value)
-    if os.geteuid() != 0:
+    if not is_root():
         raise PrivilegeError(f"_privileged-write must run as root (through sudo); {missing_right_hint()}")
     LocalFiles("/proc", "/sys").write(path, value)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields as dataclass_fields
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from monitor.kernel.portable import open_flags, pread, sync as _sync
 from monitor.sample import Pressure  # the record; this module parses the kernel's text into it
 
 # x86_64 and arm64 WSL kernels both use 4 KiB pages: buddyinfo and vmstat's workingset_* count in
@@ -107,7 +108,7 @@ class LocalFiles:
                 path = resolved.get(p) or self._resolved(p)
                 if path in quick:  # a kernel file whose short read is all of it: one system call
                     try:
-                        data = os.pread(fds[path], READ_CHUNK, 0)
+                        data = pread(fds[path], READ_CHUNK, 0)
                     except OSError:
                         data = b""  # _read_kept tries again, and opens the file anew if that fails too
                     if 0 < len(data) < READ_CHUNK:
@@ -133,7 +134,7 @@ class LocalFiles:
 
     def _open_and_read(self, path: str) -> str | None:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | open_flags("O_CLOEXEC"))
         except OSError:
             return None
         try:
@@ -188,7 +189,7 @@ class LocalFiles:
 
     def write(self, path: str, value: str) -> None:
         # O_WRONLY without O_CREAT/O_TRUNC: procfs and sysfs knobs exist or it is an error.
-        fd = os.open(self.resolve(path), os.O_WRONLY)
+        fd = os.open(self.resolve(path), os.O_WRONLY | open_flags())
         try:
             os.write(fd, value.encode())
         finally:
@@ -198,7 +199,7 @@ class LocalFiles:
         return self.resolve(path).exists()
 
     def sync(self) -> None:
-        os.sync()  # this machine's sync(2), whatever the root: a recorded tree has nothing to flush
+        _sync()  # this machine's sync(2) (none on Windows), whatever the root: a recorded tree has nothing to flush
 
 
 def _read_all(fd: int, seekable: bool = True, whole_if_short: bool = False) -> bytes | None:
@@ -208,14 +209,14 @@ def _read_all(fd: int, seekable: bool = True, whole_if_short: bool = False) -> b
     not the end there; ``whole_if_short``: it is (see :class:`LocalFiles`)."""
     try:
         if whole_if_short:
-            first = os.pread(fd, READ_CHUNK, 0)
+            first = pread(fd, READ_CHUNK, 0)
             if len(first) < READ_CHUNK:
                 return first
             chunks, size = [first], len(first)
         else:
             chunks, size = [], 0
         while size < MAX_FILE_BYTES:
-            chunk = os.pread(fd, READ_CHUNK, size) if seekable else os.read(fd, READ_CHUNK)
+            chunk = pread(fd, READ_CHUNK, size) if seekable else os.read(fd, READ_CHUNK)
             if not chunk:
                 break
             chunks.append(chunk)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from monitor.errors import UserError
 from monitor.kernel.filelock import PROC_LOCKS, FileLock, LockHeld, lock_pids
+from monitor.kernel.portable import open_flags, pread, pwrite
 from monitor.kernel.procfs import LocalFiles
 
 ENV_DIR = "VMMEMCTL_VM_CLAIM_DIR"
@@ -137,8 +138,9 @@ class VmClaim:
                 os.chmod(self.directory, 0o755)  # only a folder we made: the umask may have narrowed it
             except FileExistsError:
                 pass
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            os.fchmod(fd, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | open_flags("O_NOFOLLOW"), 0o644)
+            if hasattr(os, "fchmod"):  # not on Windows before 3.13
+                os.fchmod(fd, 0o644)
             os.close(fd)
         except FileExistsError:
             pass  # made before, perhaps by another user: FileLock then opens it read-only
@@ -150,7 +152,7 @@ class VmClaim:
         if lock.writable:  # over FileLock's "<pid>", then cut to length: no second moment with it empty
             record = json.dumps({"pid": os.getpid(), "distro": self.distro, "holder": self.holder,
                                  "since": time.time()}, separators=(",", ":")).encode()
-            os.pwrite(lock.fd, record, 0)
+            pwrite(lock.fd, record, 0)
             os.ftruncate(lock.fd, len(record))
         try:  # an OFD read lock beside the flock: /proc/locks lists it in every PID namespace (distro)
             import fcntl
@@ -161,9 +163,9 @@ class VmClaim:
 
     def _record(self) -> Owner | None:
         try:  # never through a link, nor waiting on a FIFO put in its place
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(self.path, os.O_RDONLY | open_flags("O_NOFOLLOW", "O_NONBLOCK"))
             try:
-                data, _ = json.JSONDecoder().raw_decode(os.pread(fd, 4096, 0).decode(errors="replace").strip())
+                data, _ = json.JSONDecoder().raw_decode(pread(fd, 4096, 0).decode(errors="replace").strip())
             finally:
                 os.close(fd)
             pid, since = data.get("pid"), data.get("since")

@@ -69,25 +69,39 @@ def find_powershell(environ: Mapping[str, str], files=None) -> str | None:
 class ToastBackend:
     name = "toast"
 
-    def __init__(self, timeout: float, environ: Mapping[str, str] | None = None, files=None):
+    def __init__(self, timeout: float, environ: Mapping[str, str] | None = None, files=None,
+                 first_timeout: float | None = None):
         self.timeout = timeout
         self.environ = os.environ if environ is None else environ
         self.files = files  # the proc root the finder reads (a test's temporary root); default /proc
+        # Until PowerShell has answered once, a toast waits out its cold start after logon (the interop
+        # probe's FIRST_ANSWER_TIMEOUT, 15 s), not just [notify] timeout (10 s): the first toast of a
+        # session was lost to it (issue 27).
+        self.first_timeout = first_timeout
+        self.warm = False
 
     def send(self, notification: Notification) -> tuple[bool, str]:
-        from monitor.probes.interop import InteropError, PowerShellSession
+        from monitor.probes.interop import FIRST_ANSWER_TIMEOUT, InteropError, PowerShellSession
 
         exe = find_powershell(self.environ, self.files)
         if exe is None:
             return False, "powershell.exe not found (not WSL2, or Windows interop is off)"
+        cold = FIRST_ANSWER_TIMEOUT if self.first_timeout is None else self.first_timeout
+        budget = self.timeout if self.warm else max(self.timeout, cold)
         # A session of its own, for one toast: the same one-line protocol as the interop probe.
-        session = PowerShellSession(exe, self.timeout, first_timeout=self.timeout, env=dict(self.environ))
+        session = PowerShellSession(exe, self.timeout, first_timeout=budget, env=dict(self.environ))
+        line = toast_line(notification.title, notification.body)
         try:
-            lines = session.query(toast_line(notification.title, notification.body))
-        except InteropError as exc:
-            return False, str(exc)
+            while True:
+                try:
+                    lines = session.query(line)
+                    break
+                except InteropError as exc:
+                    if not exc.starting:  # "starting": still within the first answer's budget; wait on
+                        return False, str(exc)
         finally:
             session.close()
+        self.warm = True
         return self._judge(lines)
 
     @staticmethod

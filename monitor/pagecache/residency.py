@@ -34,6 +34,8 @@ import platform
 from dataclasses import dataclass
 from typing import Protocol
 
+from monitor.errors import UserError
+
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MINCORE_WINDOW = 1 << 30  # map at most 1 GiB at a time: a 1 TiB file needs no 256 MiB vector
 
@@ -153,6 +155,8 @@ def probe_cachestat(number: int | None) -> CachestatReader | None:
 
 def choose_reader(prefer: str = "auto") -> Reader:
     """cachestat where the kernel has it (``auto``), else mincore; ``prefer`` forces one (tests, bench)."""
+    if os.name == "nt":  # Windows CPython (host mode): no libc, and the cache worth asking about is the guest's
+        raise UserError("the page cache by file is Linux's (cachestat, mincore): run this inside the WSL distro")
     if prefer in ("auto", "cachestat"):
         reader = probe_cachestat(cachestat_number())
         if reader is not None:

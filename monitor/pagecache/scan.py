@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from monitor.pagecache.residency import Reader, Residency, can_inspect, choose_reader
+from monitor.kernel import portable
 from monitor.pagecache.treewalk import SKIP_WORDS, FileAt, Walker, WalkStats, display, resolve_roots
 from monitor.units import format_bytes
 
@@ -107,7 +108,7 @@ class Scan:
                              pseudo=lambda dev: self.fstypes.get(dev) in PSEUDO_FS)
         self.result = ScanResult(self.roots, depth, self.reader.name, stats=self.walker.stats)
         self._heap: list[tuple[int, str]] = []
-        self._euid = os.geteuid()
+        self._euid = portable.euid()
 
     def run(self) -> ScanResult:
         for root in self.roots:
@@ -186,7 +187,7 @@ def device_fstypes(mountinfo: str | None) -> dict[int, str]:
 
 def default_paths(euid: int | None = None) -> list[str]:
     """The user's home; as root also /var and /tmp (where package caches and builds pile up)."""
-    euid = os.geteuid() if euid is None else euid
+    euid = portable.euid() if euid is None else euid
     paths = [os.path.expanduser("~")]
     return paths + (["/var", "/tmp"] if euid == 0 else [])
 

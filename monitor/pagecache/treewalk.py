@@ -23,11 +23,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from monitor.kernel.portable import open_flags
+
 MAX_DEPTH = 256  # one open descriptor per level; far below RLIMIT_NOFILE's usual 1024
 EXAMPLES = 3  # paths kept per skip reason, for the report
 PROGRESS_EVERY = 0.1  # seconds between progress calls
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# open_flags leaves out what the platform lacks: this module must import on Windows (issue 27)
+FILE_FLAGS = os.O_RDONLY | open_flags("O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC")
+DIR_FLAGS = os.O_RDONLY | open_flags("O_DIRECTORY", "O_NOFOLLOW", "O_NONBLOCK", "O_CLOEXEC")
 NOATIME = getattr(os, "O_NOATIME", 0)
 
 SKIP_WORDS = {

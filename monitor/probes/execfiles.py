@@ -77,6 +77,9 @@ class ExecFiles:
             done = self._run(["sh", "-c", READ_SCRIPT, "sh", nonce, *wanted])
         except OSError:
             return out  # the guest is unreachable: every file unknown, as if missing
+        if done.returncode in WSL_OWN_FAILURE and nonce.encode() not in done.stdout:  # the channel's own failure
+            log.warning("%s: %s", self.prefix[0], " ".join(failure_lines(done))[:300] or f"exit {done.returncode}")
+            return out
         current: str | None = None
         chunks: dict[str, list[str]] = {}
         text = done.stdout.decode("utf-8", "replace").removesuffix("\n")  # the last `echo`'s newline
@@ -99,7 +102,7 @@ class ExecFiles:
         again = 1 if path.endswith("memory.reclaim") else 2
         done = self._run(["sh", "-c", WRITE_SCRIPT, "sh", value, _guest_path(path)], attempts=again)
         if done.returncode != 0:
-            said = decode_windows_text(done.stderr).strip().splitlines()
+            said = failure_lines(done)
             line = next((ln for ln in said if "error" in ln.lower() or ": " in ln), said[-1] if said else "failed")
             raise OSError(_errno_of(" ".join(said)), f"{path}: {line}")
 
@@ -123,6 +126,21 @@ class ExecFiles:
 
     def sync(self) -> None:
         self._run(["sync"], attempts=2)
+
+
+# wsl.exe's own failures (no such distro, the service down) exit -1: 4294967295 to a Windows caller,
+# 255 to a Linux one; it prints their words on stdout (WslClient.cpp), not stderr.
+WSL_OWN_FAILURE = (255, 4294967295, -1)
+
+
+def failure_lines(done: subprocess.CompletedProcess) -> list[str]:
+    """What a failed call said, as lines: the guest command's stderr; where that is empty and the exit
+    is wsl.exe's own -1, its stdout, where wsl.exe writes its errors (UTF-16 unless WSL_UTF8 took, its
+    line ends "\r\r\n": no empty lines kept)."""
+    said = [ln.strip() for ln in decode_windows_text(done.stderr).splitlines() if ln.strip()]
+    if not said and done.returncode in WSL_OWN_FAILURE:
+        said = [ln.strip() for ln in decode_windows_text(done.stdout).splitlines() if ln.strip()]
+    return said
 
 
 def _errno_of(message: str) -> int:

@@ -62,7 +62,7 @@ class HostProbe(Protocol):
 def _proc_name(proc) -> str:
     try:
         return proc.name()
-    except _lost():
+    except (*_lost(), OSError):  # OSError: a name Windows would not give (Wine cannot give any): not the VM
         return ""
 
 

@@ -25,11 +25,13 @@ import csv
 import errno
 import logging
 import os
+import queue
 import re
 import secrets
 import selectors
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Callable
 
@@ -69,7 +71,9 @@ PS_TOTAL = "\"VMTOTAL`t$((Get-CimInstance Win32_ComputerSystem).TotalPhysicalMem
 
 # What a Windows tool prints when the .exe ran but WSL's interop server is gone
 # ("<3>WSL (1234) ERROR: UtilConnectVsock:..."); with an exec failure, a sign that interop is down.
-_INTEROP_BROKEN = re.compile(r"Util(Connect|Accept|Bind)\w*|interop", re.IGNORECASE)
+# "interop" as a word only: .NET's System.Runtime.InteropServices in an exception is PowerShell's own
+# trouble, with Windows well reachable (issue 27).
+_INTEROP_BROKEN = re.compile(r"Util(Connect|Accept|Bind)\w*|\binterop\b", re.IGNORECASE)
 
 
 class InteropError(Exception):
@@ -116,6 +120,7 @@ class PowerShellSession:
         self._started = 0.0
         self._answered = False
         self._pending: str | None = None  # the end marker of a query still unanswered
+        self._stdout: PipeReader | None = None
 
     def _start(self) -> None:
         self._errors = tempfile.TemporaryFile()
@@ -130,6 +135,8 @@ class PowerShellSession:
             self._errors = None
             raise exec_error(self.exe, exc) from None
         self._buffer, self._started, self._answered, self._pending = b"", time.monotonic(), False, None
+        assert self.proc.stdout is not None
+        self._stdout = PipeReader(self.proc.stdout.fileno(), "powershell.exe stdout")
 
     @property
     def running(self) -> bool:
@@ -172,34 +179,34 @@ class PowerShellSession:
 
     def _read_until(self, marker: str, wait: float) -> list[str] | None:
         """The lines before ``marker``; None when ``wait`` ran out. Raises when PowerShell exited or babbled."""
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None and self._stdout is not None
         deadline = time.monotonic() + wait
-        fd = self.proc.stdout.fileno()
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while True:
-                lines = [ln.strip() for ln in self._buffer.decode("utf-8", "replace").replace("\ufeff", "").splitlines()]
-                if marker in lines:
-                    self._buffer = b"".join(self._buffer.partition(marker.encode())[2].splitlines(True)[1:])
-                    return lines[: lines.index(marker)]
-                if len(self._buffer) > 1 << 20:
-                    self.close()
-                    raise InteropError("powershell.exe babbled: over 1 MiB without an answer")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                if not sel.select(left):
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    said = self.close()
-                    raise InteropError("powershell.exe exited" + (f": {said}" if said else ""),
-                                       unreachable=bool(_INTEROP_BROKEN.search(said)))
-                self._buffer += chunk
+        while True:
+            lines = [ln.strip() for ln in self._buffer.decode("utf-8", "replace").replace("\ufeff", "").splitlines()]
+            if marker in lines:
+                self._buffer = b"".join(self._buffer.partition(marker.encode())[2].splitlines(True)[1:])
+                return lines[: lines.index(marker)]
+            if len(self._buffer) > 1 << 20:
+                self.close()
+                raise InteropError("powershell.exe babbled: over 1 MiB without an answer")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            chunk = self._stdout.read(left)
+            if chunk is None:
+                continue
+            if not chunk:
+                said = self.close()
+                raise InteropError("powershell.exe exited" + (f": {said}" if said else ""),
+                                   unreachable=bool(_INTEROP_BROKEN.search(said)))
+            self._buffer += chunk
 
     def close(self) -> str:
         """Stop PowerShell; returns the last thing it said on stderr (one line, CLIXML decoded)."""
         said = ""
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
         if self.proc is not None:
             proc, self.proc = self.proc, None
             if proc.poll() is None:
@@ -218,6 +225,52 @@ class PowerShellSession:
             self._errors = None
         self._pending = None
         return said
+
+
+class PipeReader:
+    """What a child writes on a pipe, a chunk at a time, waiting at most so long for it.
+
+    On POSIX a selector on the descriptor. Windows' ``select()`` takes sockets only (WinError 10038
+    on a pipe): there a thread of its own reads the pipe into a queue until its end (issue 27)."""
+
+    def __init__(self, fd: int, name: str = "pipe"):
+        self.fd = fd
+        self._sel: selectors.BaseSelector | None = None
+        self._queue: queue.Queue[bytes] | None = None
+        if os.name == "nt":
+            self._queue = queue.Queue()
+            threading.Thread(target=self._pump, name=name, daemon=True).start()
+        else:
+            self._sel = selectors.DefaultSelector()
+            self._sel.register(fd, selectors.EVENT_READ)
+
+    def _pump(self) -> None:
+        assert self._queue is not None
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:  # closed under us (close() after a kill): the end
+                chunk = b""
+            self._queue.put(chunk)
+            if not chunk:
+                return
+
+    def read(self, wait: float) -> bytes | None:
+        """The next chunk (b"": the pipe's end), or None when none came within ``wait`` seconds."""
+        if self._queue is not None:
+            try:
+                return self._queue.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                return None
+        assert self._sel is not None
+        if not self._sel.select(wait):
+            return None
+        return os.read(self.fd, 65536)
+
+    def close(self) -> None:
+        if self._sel is not None:
+            self._sel.close()
+            self._sel = None
 
 
 def parse_powershell_answer(lines: list[str]) -> tuple[list[tuple[str, int, int, int | None]], int | None]:

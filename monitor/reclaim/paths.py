@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from monitor.config.schema import Config
 from monitor.errors import PrivilegeError
+from monitor.kernel.portable import euid
 from monitor.kernel.procfs import LocalFiles
 from monitor.pagecache.residency import (
     Reader,
@@ -165,7 +166,7 @@ class _Dropper:
     def __init__(self, reader: Reader, dry_run: bool, progress: Progress, stop: threading.Event):
         self.reader, self.dry_run, self.progress, self.stop = reader, dry_run, progress, stop
         self._next = 0.0
-        self._euid = os.geteuid()
+        self._euid = euid()
         # the real mount table (the paths are this machine's), through the one /proc seam
         self.fstypes = device_fstypes(LocalFiles().read(["proc/self/mountinfo"])["proc/self/mountinfo"])
 

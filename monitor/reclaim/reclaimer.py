@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 from monitor.config.schema import Config, ReclaimConfig
 from monitor.errors import PrivilegeError, UserError
 from monitor.kernel.filelock import FileLock, LockHeld
+from monitor.kernel.portable import sync
 from monitor.kernel.privilege import COMPACT_MEMORY, DROP_CACHES, MEMORY_RECLAIM
 from monitor.reclaim.controller import Observation, Plan, bound, bound_words, next_step
 from monitor.reclaim.workingset import Hint
@@ -232,7 +233,7 @@ def stop_words(plan: Plan, hint: Hint | None) -> str:
 
 
 def _os_sync() -> None:
-    os.sync()  # looked up when called: Windows has no os.sync, and importing this module must work there
+    sync()  # looked up when called: Windows has no os.sync, and importing this module must work there
 
 
 @dataclass(frozen=True)
@@ -521,6 +522,8 @@ def _unwritable_for_anyone(files: SystemFiles) -> str | None:
         path = files.resolve(knob)
         try:
             read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except AttributeError:  # Windows: no statvfs (and no /proc of its own: the guest is reached by exec)
+            return None
         except FileNotFoundError:
             return f"/{knob}: it does not exist here (a kernel without it, or /proc not mounted)"
         except OSError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 from typing import Callable, Sequence
@@ -32,8 +34,8 @@ def windows_task_xml(distro: str, exe_in_distro: str, args: Sequence[str] = ("wa
                      user: str | None = None, headless: bool = True) -> str:
     """A Task Scheduler definition: at logon, run the watcher in ``distro`` as root, windowless, restart on failure.
 
-    Register it with ``schtasks /create /xml FILE /tn vmmemctl`` (FILE in
-    UTF-16, see :func:`encode_task_xml`). ``user`` (``DOMAIN\\name``) ties
+    Register it with ``schtasks.exe /create /xml FILE /tn vmmemctl`` (FILE in
+    UTF-16, see :func:`encode_task_xml`). ``user`` (a SID, or ``DOMAIN\\name``) ties
     the logon trigger to one account; without it the trigger fires for any
     user, which Task Scheduler lets only an administrator register.
     ``headless`` starts wsl.exe through ``conhost.exe --headless``: wsl.exe
@@ -50,6 +52,9 @@ def windows_task_xml(distro: str, exe_in_distro: str, args: Sequence[str] = ("wa
     words = [_windows_word("argument", w) for w in words]
     if user is not None:
         _windows_word("user", user)
+        if "\ufffd" in user:  # a name decoded in the wrong code page: schtasks.exe would map it to no account
+            raise ServiceError(f"user {user!r}: it holds U+FFFD, a character lost in decoding; pass the SID "
+                               "(whoami.exe /user) or the name as Windows spells it")
     command = r"%SystemRoot%\System32\conhost.exe" if headless else r"%SystemRoot%\System32\wsl.exe"
     arguments = subprocess.list2cmdline(["--headless", *words] if headless else words[1:])
     root = _task_element(command, arguments, user)
@@ -60,24 +65,37 @@ def windows_task_xml(distro: str, exe_in_distro: str, args: Sequence[str] = ("wa
 def task_xml_as_utf8(xml: str) -> str:
     """The same task for stdout, whose bytes are UTF-8: a declaration that says so (issue 17.3).
 
-    ``schtasks /create /xml`` wants the UTF-16 file that ``--output`` writes.
+    ``schtasks.exe /create /xml`` wants the UTF-16 file that ``--output`` writes.
     """
     return xml.replace('encoding="UTF-16"', 'encoding="UTF-8"', 1)
 
 
+SID = re.compile(r"S-1-\d+(-\d+)+")
+
+
 def windows_user(find_tool: Callable[[str], str | None], run: Run = subprocess.run) -> str | None:
-    """``DOMAIN\\name`` from ``whoami.exe`` (for the task's UserId); None when it cannot be asked."""
+    """The user's SID from ``whoami.exe /user /fo csv /nh`` (for the task's UserId); None when it cannot be asked.
+
+    The SID, not ``DOMAIN\\name``: through a pipe whoami.exe writes in the console's OEM code page
+    (850, 437...), so a non-ASCII name (josé) comes out as bytes that decode to U+FFFD here, and
+    schtasks.exe then refuses the task ("No mapping between account names and security IDs"). The
+    SID is ASCII in every code page, and Task Scheduler takes it as a UserId. The line it prints:
+    ``"desktop-4f2k9\\alice","S-1-5-21-1004336348-1177238915-682003330-1001"``."""
     exe = find_tool("whoami.exe")
     if not exe:
         return None
     try:
-        done = run([exe], capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+        done = run([exe, "/user", "/fo", "csv", "/nh"], capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
         return None
     from monitor.kernel.windows import decode_windows_text
 
-    name = decode_windows_text(done.stdout).strip()
-    return name if done.returncode == 0 and name and name.isprintable() and "%" not in name else None
+    for row in csv.reader(decode_windows_text(done.stdout).splitlines()):
+        if len(row) == 2 and SID.fullmatch(row[1].strip()):
+            return row[1].strip()
+    return None
 
 
 SCHTASKS_NOTE = (

@@ -103,7 +103,9 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     early: list[int] = []  # a SIGHUP before the scheduler runs is kept for it (by default it would end us)
-    signal.signal(signal.SIGHUP, lambda *_: early.append(1))
+    hup = getattr(signal, "SIGHUP", None)  # Windows has none: a reload comes through the control endpoint
+    if hup is not None:
+        signal.signal(hup, lambda *_: early.append(1))
     # The scheduler's thread runs every job that touches the recorder's store connection, in turn (each
     # takes milliseconds); reclaims, which take seconds, run on a worker with their own connection.
     driver = Driver(recorder)
@@ -119,7 +121,8 @@ def run(recorder: Recorder, stop: threading.Event, metrics_server: Any = None,
         # The handler only starts the reload on a thread of its own; it changes the recorder between ticks.
         def queue_reload(*_: object) -> None:
             driver.call_soon(lambda: reload(driver, reloader))
-        signal.signal(signal.SIGHUP, queue_reload)
+        if hup is not None:
+            signal.signal(hup, queue_reload)
         if early:
             queue_reload()
     try:

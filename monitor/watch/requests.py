@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 from monitor import __version__
 from monitor.config.schema import to_toml
 from monitor.errors import UserError
+from monitor.kernel.portable import euid
 from monitor.control.server import peer_in_group
 from monitor.history.store import Store
 from monitor.kernel.users import user_name
@@ -48,7 +49,7 @@ class Requests:
     recorder: Recorder
     queue_reload: Callable[[], None]
     allowed_users: tuple[str, ...] = ()  # `watch --allow USER`, beside [control] users
-    uid: int = field(default_factory=lambda: os.geteuid())
+    uid: int = field(default_factory=lambda: _own_uid())
     clock: Callable[[], float] = time.time
     # A subscription looks for new rows after each tick (the recorder wakes it), and at least this often
     # (rows another process wrote; whether the client is still there)
@@ -193,6 +194,11 @@ def _told(result: ReclaimResult) -> dict:
 def _status(store: Store, prompt_id: int) -> str:
     row = store.db.execute("SELECT status FROM events WHERE id = ? AND kind = 'prompt'", (prompt_id,)).fetchone()
     return "no such prompt" if row is None else f"it is {row[0]}"
+
+
+def _own_uid() -> int:
+    uid = euid()
+    return -1 if uid is None else uid  # Windows: no uids (and no peer that could match one)
 
 
 def _user_name(uid: int) -> str:

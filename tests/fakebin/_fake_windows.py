@@ -1,12 +1,22 @@
 """Stand-ins for Windows tools, run as real executables on PATH by the tests.
 
 Behaviour is chosen by $FAKE_WINDOWS_MODE (normal, hang, garbage, babble,
-novm, sandbox, old, de, fr, slow; denied for the toast), or for one tool by
+novm, sandbox, old, de, fr, slow, dotnet, interop-down, error; denied for the toast), or for one tool by
 $FAKE_POWERSHELL_MODE / $FAKE_TASKLIST_MODE (a PowerShell that hangs beside a tasklist that
 answers, say), and every start is logged to
-$FAKE_WINDOWS_LOG, so a test can count spawns. The output formats are those
-of the real tools: tasklist's CSV as printed by Windows 10/11 in en-US, de-DE
-and fr-FR locales, and the tab-separated lines our own PowerShell query prints.
+$FAKE_WINDOWS_LOG, so a test can count spawns.
+
+What each imitates, and where that comes from:
+- tasklist.exe (Microsoft's tasklist documentation; outputs recorded on Windows 10/11, in recorded/):
+  the CSV of `/fo csv /nh` in en-US, de-DE and fr-FR; with no match the localized "INFO: No tasks
+  ..." line on stdout, exit 0; a failure "ERROR: ..." on stderr, exit 1 (mode "error"). Mode
+  "garbage" is no output tasklist prints: the guard against the unexpected.
+- powershell.exe (Windows PowerShell 5.1): our own query's tab-separated lines (recorded/ps-*.txt);
+  refuses -EncodedCommand as Microsoft Defender kills that shape (mondoohq/mql#9802). Known
+  difference (issue 27): an unknown cmdlet ends this fake with a CLIXML error on stderr; the real
+  one given `-Command -` writes plain text (CLIXML only with -EncodedCommand) and reads on
+  (PowerShell#21808).
+- whoami.exe (Microsoft's whoami documentation): through a pipe, in the OEM code page; see whoami().
 """
 
 import json
@@ -98,6 +108,14 @@ def powershell() -> None:
         sys.exit(1)
     if MODE == "slow":
         time.sleep(30)
+    if MODE in ("dotnet", "interop-down"):  # it dies at start, saying why on stderr (plain text for -Command -)
+        sys.stderr.buffer.write({
+            # PowerShell's own failure, naming .NET's System.Runtime.InteropServices: Windows is reachable
+            "dotnet": b"Exception: System.Runtime.InteropServices.COMException (0x80070005): Access is denied.\r\n",
+            # what a Windows tool prints when WSL's interop server is gone (the .exe ran, its output cannot come back)
+            "interop-down": b"<3>WSL (1234) ERROR: UtilConnectVsock:250: connect failed 110\n",
+        }[MODE])
+        sys.exit(1)
     delay = float(os.environ.get("FAKE_WINDOWS_FIRST_DELAY") or 0)  # a cold start after logon
     for line in sys.stdin:
         if delay:
@@ -129,15 +147,35 @@ def powershell() -> None:
 
 
 def whoami() -> None:
-    """``whoami.exe``: DOMAIN\\user, as Windows prints it (CRLF)."""
+    """``whoami.exe`` as it prints through a pipe: in the console's OEM code page ($FAKE_WINDOWS_OEM_CP,
+    850 as on a Western European Windows; not UTF-8, not the ANSI code page), CRLF, the domain in lower case.
+
+    Plain: ``desktop-4f2k9\\alice``. With ``/user /fo csv /nh``: ``"desktop-4f2k9\\alice","S-1-5-21-..."``
+    (Microsoft's whoami documentation; /nh drops the header row). $FAKE_WINDOWS_USER sets the name
+    (``DESKTOP-4F2K9\\josé`` is the non-ASCII case), $FAKE_WINDOWS_SID the SID."""
     log_start("whoami.exe")
-    out(os.environ.get("FAKE_WINDOWS_USER", "DESKTOP-4F2K9\\alice").encode() + b"\r\n")
+    name = os.environ.get("FAKE_WINDOWS_USER", "DESKTOP-4F2K9\\alice")
+    domain, _, user = name.rpartition("\\")
+    name = f"{domain.lower()}\\{user}" if domain else user
+    code_page = "cp" + os.environ.get("FAKE_WINDOWS_OEM_CP", "850")
+    args = [a.lower() for a in sys.argv[1:]]
+    if args == ["/user", "/fo", "csv", "/nh"]:
+        sid = os.environ.get("FAKE_WINDOWS_SID", "S-1-5-21-1004336348-1177238915-682003330-1001")
+        out(f'"{name}","{sid}"\r\n'.encode(code_page))
+    elif not args:
+        out(name.encode(code_page) + b"\r\n")
+    else:
+        out(b"ERROR: Invalid argument/option - '" + sys.argv[1].encode() + b"'.\r\nType \"WHOAMI /?\" for usage.\r\n")
+        sys.exit(1)
 
 
 def tasklist() -> None:
     log_start("tasklist.exe")
     if MODE == "hang":
         time.sleep(3600)
+    if MODE == "error":  # as when the WMI/RPC service it asks is down: words on stderr, exit 1
+        sys.stderr.buffer.write(b"ERROR: The RPC server is unavailable.\r\n")
+        sys.exit(1)
     name = {"garbage": "tasklist-garbage.txt", "novm": "tasklist-novm.txt", "de": "tasklist-de.txt",
             "fr": "tasklist-fr.txt", "sandbox": "tasklist-sandbox.txt", "old": "tasklist-old.txt"}.get(
         MODE, "tasklist-en.txt")
