@@ -134,3 +134,61 @@ scheduler.shutdown(wait=False)
 print(json.dumps({"loaded": sorted(m for m in ("tempfile", "shutil", "importlib.resources") if m in sys.modules)}))
 """)
     assert result == {"loaded": []}
+
+
+def test_the_memory_stores_timestamps_are_apschedulers_own():
+    """scheduling swaps the memory job store's datetime_to_utc_timestamp for timestamp(): the same number
+    for every aware datetime the store keeps (zones with and without DST, both sides of a change)."""
+    import random
+    from zoneinfo import ZoneInfo
+
+    import apscheduler.jobstores.memory as memory
+    from apscheduler.util import datetime_to_utc_timestamp
+
+    from monitor.watch.scheduling import _utc_timestamp
+
+    assert memory.datetime_to_utc_timestamp is _utc_timestamp
+    rng = random.Random(7)
+    zones = [dt.timezone.utc, ZoneInfo("Europe/Berlin"), ZoneInfo("America/New_York"), ZoneInfo("Australia/Lord_Howe")]
+    for _ in range(20000):
+        when = dt.datetime.fromtimestamp(rng.uniform(0, 4e9), rng.choice(zones)).replace(microsecond=rng.randrange(10**6))
+        assert _utc_timestamp(when) == datetime_to_utc_timestamp(when), when
+    assert _utc_timestamp(None) is None
+
+
+def test_the_inline_executor_runs_late_jobs_as_missed_and_survives_a_failing_one():
+    """The watcher's executor (the scheduler's own thread): a run later than its grace is not run and is
+    reported as EVENT_JOB_MISSED (the watcher records a missed schedule from it); a job that raises is
+    reported as EVENT_JOB_ERROR and the next job still runs."""
+    import threading
+
+    from monitor.watch.scheduling import EVENT_JOB_MISSED, build_scheduler, interval
+    from apscheduler.events import EVENT_JOB_ERROR
+
+    scheduler = build_scheduler(inline=True)
+    events: list = []
+    ran = threading.Event()
+    late_ran: list = []
+    scheduler.add_listener(events.append, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+
+    def fail() -> None:
+        raise RuntimeError("a job that fails")
+
+    now = dt.datetime.now(dt.timezone.utc)
+    scheduler.add_job(lambda: late_ran.append(1), "date", run_date=now - dt.timedelta(minutes=5), id="late",
+                      misfire_grace_time=1)
+    scheduler.add_job(fail, "date", run_date=now, id="fails")
+    scheduler.add_job(ran.set, interval(0.2), id="tick")
+    scheduler.start()
+    try:
+        assert ran.wait(30)
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        while len(events) < 2 and dt.datetime.now() < deadline:
+            ran.clear()
+            ran.wait(1)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert late_ran == []
+    kinds = {(e.code, e.job_id) for e in events}
+    assert (EVENT_JOB_MISSED, "late") in kinds and (EVENT_JOB_ERROR, "fails") in kinds, kinds
+    assert isinstance(next(e for e in events if e.job_id == "fails").exception, RuntimeError)
