@@ -708,6 +708,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=argparse.SUPPRESS)  # with --path: tests force mincore
     p.set_defaults(func=cmd_reclaim)
 
+    from monitor.cli.run import add_parser as add_run
+    add_run(sub, common)
+
     p = sub.add_parser("cache", parents=[common], help="what is in the page cache, by directory")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="trees to scan (default: your home; as root also /var and /tmp)")

@@ -211,10 +211,10 @@ class RunGroup(Group):
 
     def move(self, pid: int) -> None:
         """Move ``pid`` into the group (one write of cgroup.procs)."""
-        self.files.write(self.path("cgroup.procs"), str(pid))
+        _write(self.local("cgroup.procs"), str(pid))
 
     def set_high(self, limit: int) -> None:
-        self.files.write(self.path("memory.high"), str(limit))
+        _write(self.local("memory.high"), str(limit))
 
     def remove(self) -> str | None:
         """rmdir the group (then the slice if empty); why not, in words, else None. A tree's group is a
@@ -233,13 +233,24 @@ class RunGroup(Group):
         return None
 
 
+def _write(path: Path, value: str) -> None:
+    """One write(2) of ``value``. O_CREAT: a plain tree's new group (tests) has no files until one is
+    written; in cgroupfs the files came with mkdir (and none can be created)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
 def _rmdir(path: Path) -> None:
     try:
         path.rmdir()
     except OSError as exc:
         # cgroupfs: a group's files vanish with it. A plain tree (tests): its files are ordinary ones.
+        procs = path / "cgroup.procs"
         if exc.errno != errno.ENOTEMPTY or any(p.is_dir() for p in path.iterdir()) or \
-                (path / "cgroup.procs").read_text().strip():
+                (procs.exists() and procs.read_text().strip()):
             raise
         for p in path.iterdir():
             p.unlink()
@@ -268,8 +279,6 @@ def make_run_group(files: SystemFiles, pid: int, argv0: str) -> RunGroup:
     except PermissionError as exc:
         raise PrivilegeError(f"run: cannot make a group under /{root} ({exc.strerror}): that needs root "
                              "(or a delegated user manager)") from None
-    if group.memory_stat() is None and not group.local("memory.stat").exists():
-        raise CgroupError(f"cgroup {group.shown} has no memory controller after enabling it")
     return group
 
 
@@ -277,4 +286,4 @@ def _enable_memory(files: SystemFiles, group: Group) -> None:
     """'+memory' into the group's cgroup.subtree_control, unless it is on already."""
     if "memory" in (group.read("cgroup.subtree_control") or "").split():
         return
-    files.write(group.path("cgroup.subtree_control"), "+memory")
+    _write(Path(files.resolve(group.path("cgroup.subtree_control"))), "+memory")  # type: ignore[attr-defined]
