@@ -134,3 +134,27 @@ def test_bad_input_is_one_line(kernel, tmp_path):
     write_mountinfo(kernel.proc, MOUNTINFO_V1)
     done = run_cli(*base, "--", "no-such-command-here")
     assert done.returncode == 127 and "vmmemctl run: no-such-command-here: No such file or directory" in done.stderr
+
+
+@needs_root
+def test_with_a_watcher_recording_the_watcher_gives_the_groups_cache_back(kernel, tmp_path):
+    from helpers import start_watch, wait_for_samples
+
+    db = tmp_path / "h.db"
+    watcher = start_watch(db, "--proc-root", str(kernel.proc), "--config", conf(tmp_path))
+    try:
+        wait_for_samples(db, 2, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "monitor", "run", "--proc-root", str(kernel.proc), "--db",
+                               str(db), "--config", conf(tmp_path), "--", "sh", "-c", CHILD],
+                              input="x\n", capture_output=True, text=True, timeout=120, cwd=REPO,
+                              env={**os.environ, "VMMEMCTL_CONFIG": "", "ROOT": str(kernel.root)})
+    finally:
+        watcher.terminate()
+        watcher.communicate(timeout=60)
+    assert done.returncode == 5, done.stderr
+    assert f"asking the watcher: vmmemctl watch (pid {watcher.pid}" in done.stderr and "group page cache" in done.stderr
+    with Store(db) as store:
+        (event,) = store.events(kinds=["reclaim"])
+    assert event.rule.startswith("run:sh (") and event.data["cgroup"].startswith("/sys/fs/cgroup/vmmemctl.slice/run-")
+    assert event.data["cgroup_page_cache_before_bytes"] == 300 << 20
+    assert not (kernel.root / "sys/fs/cgroup/vmmemctl.slice").exists()

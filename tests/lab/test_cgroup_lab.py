@@ -46,7 +46,8 @@ def guest(lab_vm_factory, tmp_path):
 
 
 def vmmemctl(vm, *args: str, timeout: float = 600):
-    return vm.run(pyimage.vmmemctl_argv(*args, "--config", "/tmp/run/c.toml", "--db", "/tmp/run/h.db"),
+    command, *rest = args  # the options go before `run`'s "--"
+    return vm.run(pyimage.vmmemctl_argv(command, "--config", "/tmp/run/c.toml", "--db", "/tmp/run/h.db", *rest),
                   timeout=timeout)
 
 
