@@ -138,3 +138,19 @@ def test_run_group_names():
     assert run_group_words("vmmemctl.slice/run-42-cargo-build") == "vmmemctl run: cargo-build"
     assert run_group_words("user.slice/run-42-make") is None
     assert run_group_words("vmmemctl.slice/make") is None
+
+
+def test_a_dry_run_on_a_group_writes_nothing_and_says_where_it_would(machine, tmp_path):
+    g = machine.group("vmmemctl.slice/run-9-make", file=700 * MiB)
+    done = cli(machine, tmp_path, "--cgroup", "run-9-make", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert "to /sys/fs/cgroup/vmmemctl.slice/run-9-make/memory.reclaim" in done.stdout
+    assert g.requests == [] and machine.requests == [] and g.file == 700 * MiB
+    assert (machine.proc / "sys/vm/compact_memory").read_text() == ""
+
+
+def test_a_group_given_back_whole_says_so(machine, tmp_path):
+    machine.group("vmmemctl.slice/run-8-cp", file=200 * MiB)
+    done = cli(machine, tmp_path, "--cgroup", "run-8-cp")
+    assert done.returncode == 0, done.stderr
+    assert "the group's page cache is given back (0 B left)" in done.stdout

@@ -424,7 +424,11 @@ class Reclaimer:
         while True:
             decision = next_step(result.gradual_steps, plan)
             if decision.size is None:
-                self._gradual_stop(result, decision.reason, decision.words, decision.working_set)
+                words = decision.words
+                left = result.gradual_steps[-1].cache_after if result.gradual_steps else plan.cache_start
+                if group is not None and decision.reason in ("floor", "active") and left < (1 << 20):
+                    words = f"the group's page cache is given back ({format_bytes(left)} left)"  # its floor is 0
+                self._gradual_stop(result, decision.reason, words, decision.working_set)
                 return
             if self.stop.is_set():
                 self._gradual_stop(result, "stopped", f"stopped early ({STOPPED})")
