@@ -100,7 +100,8 @@ def test_reclaim_one_group_leaves_the_other_and_refuses_a_frozen_one(guest):
 def test_run_wraps_a_reader_passes_its_exit_code_and_a_signal_and_gives_its_cache_back(guest):
     vm = guest
     vm.drop_caches()
-    cached0 = vm.meminfo()["Cached"]
+    time.sleep(10)  # free page reporting hands the dropped pages back in ~2 s batches
+    cached0, rss0 = vm.meminfo()["Cached"], vm.rss_bytes()
     done = vmmemctl(vm, "run", "--json", "--", "sh", "-c",
                     "dd if=/data/fill.bin of=/dev/null bs=1M skip=700 count=300 2>/dev/null; exit 3")
     err = done.stderr.decode(errors="replace") if isinstance(done.stderr, bytes) else done.stderr
@@ -114,6 +115,10 @@ def test_run_wraps_a_reader_passes_its_exit_code_and_a_signal_and_gives_its_cach
     assert data["cgroup_page_cache_before_bytes"] > 250 * MiB and data["trigger"] == "run:sh"
     assert data["cgroup_page_cache_after_bytes"] < 0.1 * data["cgroup_page_cache_before_bytes"]
     assert cached1 - cached0 < 60 * MiB  # what the reader read did not stay in the VM
+    back, trace = vm.wait_rss(lambda rss: rss < rss0 + 100 * MiB, timeout=90)
+    print(f"host (QEMU VmRSS): {rss0 // MiB} MiB before the run, {trace[-1][1] // MiB} MiB {trace[-1][0]:.0f} s "
+          f"after it ended (the reader read {300} MiB)")
+    assert back, trace  # ... nor on the host
     rc, out = vm.exec(["ls", f"{CG}/vmmemctl.slice"])
     assert rc != 0, out  # the group, and the slice, are gone
 
