@@ -15,7 +15,9 @@ One group (``reclaim --cgroup``, ``run``): gradual against that group's memory.r
 (monitor.reclaim.cgroup_target), its steps sized and stopped by the same controller, listening to
 the group's own memory.stat (``file``, ``active_file``, ``workingset_refault_file``) and
 memory.pressure; no floor (a group's cache may all go: the VM's floor is the VM's), no remembered
-working set (that is the VM's), then compact. A group frozen meanwhile stops it before the next write.
+working set (that is the VM's), then compact. For `run` (the job has ended) no active-list bound
+either, and the windows stay at ``refault_window`` down to the end (they grow near a bound only to
+hear a working set that a dead job no longer has). A group frozen meanwhile stops it before the next write.
 
 Free page reporting only hands the host free blocks of at least the
 reporting order, hence compaction after a drop (``[reclaim] compact``).
@@ -407,6 +409,10 @@ class Reclaimer:
         near = max(short, self.config.refault_window_near) if short > 0 else short
         if self.group is not None:
             stat = self.group.memory_stat() or {}
+            if not self.active_prior:
+                # `run`'s job has ended: the bound (0) is no working-set estimate to creep up on slowly;
+                # the windows listen for other programs' re-reads of shared files, as far above it
+                near = short
             return Plan(cache_start=stat.get("file", 0), step=step, floor=0, target=None,
                         refault_share=self.config.refault_share / 100,
                         active=stat.get("active_file") if self.active_prior else None, active_margin=margin,
