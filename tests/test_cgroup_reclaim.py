@@ -19,7 +19,7 @@ from monitor.config.schema import Config, ReclaimConfig
 from monitor.history.store import Store
 from monitor.kernel.procfs import LocalFiles
 from monitor.probes.probeset import build
-from monitor.reclaim.cgroup_target import CgroupError, find_group, run_group_name, run_group_words, v2_root
+from monitor.reclaim.cgroup_target import CgroupError, find_group, run_command, run_group_name, v2_root
 from monitor.reclaim.reclaimer import Reclaimer
 
 MiB, GiB = 1024**2, 1024**3
@@ -130,27 +130,29 @@ def test_only_cgroup_v1_or_none_is_one_line(machine, tmp_path):
     assert machine.requests == []
 
 
-def test_run_group_names():
-    assert run_group_name(42, "/usr/bin/make") == "run-42-make"
-    assert run_group_name(7, "./my build;rm -rf") == "run-7-my_build_rm_-rf"
-    assert len(run_group_name(1, "x" * 99)) == len("run-1-") + 40
-    assert run_group_words("vmmemctl.slice/run-42-make") == "vmmemctl run: make"
-    assert run_group_words("vmmemctl.slice/run-42-cargo-build") == "vmmemctl run: cargo-build"
-    assert run_group_words("user.slice/run-42-make") is None
-    assert run_group_words("vmmemctl.slice/make") is None
+def test_run_group_names_are_the_cgroups_views():
+    assert run_group_name(42, ["make", "-j8"]) == "run-42-make\\x20\\x2dj8.scope"
+    assert run_group_name(7, ["/usr/bin/cargo", "build"]) == "run-7--usr-bin-cargo\\x20build.scope"
+    long = run_group_name(1, ["x" * 150, "é" * 20])
+    assert len(long) <= len("run-1-.scope") + 160 and long.endswith(".scope") and "\\x" in long
+    assert not long.removesuffix(".scope").endswith("\\")  # cut at a whole escape
+    assert run_command("vmmemctl.slice/run-42-make\\x20\\x2dj8.scope") == "make -j8"
+    assert run_command("/vmmemctl.slice/" + run_group_name(3, ["sh", "-c", "echo 'a b'"])) == "sh -c echo 'a b'"
+    assert run_command("user.slice/run-42-make.scope") is None
+    assert run_command("vmmemctl.slice/make.scope") is None
 
 
 def test_a_dry_run_on_a_group_writes_nothing_and_says_where_it_would(machine, tmp_path):
-    g = machine.group("vmmemctl.slice/run-9-make", file=700 * MiB)
-    done = cli(machine, tmp_path, "--cgroup", "run-9-make", "--dry-run")
+    g = machine.group("vmmemctl.slice/run-9-make.scope", file=700 * MiB)
+    done = cli(machine, tmp_path, "--cgroup", "run-9-make.scope", "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert "to /sys/fs/cgroup/vmmemctl.slice/run-9-make/memory.reclaim" in done.stdout
+    assert "to /sys/fs/cgroup/vmmemctl.slice/run-9-make.scope/memory.reclaim" in done.stdout
     assert g.requests == [] and machine.requests == [] and g.file == 700 * MiB
     assert (machine.proc / "sys/vm/compact_memory").read_text() == ""
 
 
 def test_a_group_given_back_whole_says_so(machine, tmp_path):
-    machine.group("vmmemctl.slice/run-8-cp", file=200 * MiB)
-    done = cli(machine, tmp_path, "--cgroup", "run-8-cp")
+    machine.group("vmmemctl.slice/run-8-cp.scope", file=200 * MiB)
+    done = cli(machine, tmp_path, "--cgroup", "run-8-cp.scope")
     assert done.returncode == 0, done.stderr
     assert "the group's page cache is given back (0 B left)" in done.stdout

@@ -23,6 +23,7 @@ from fakekernel import FakeKernel
 from helpers import REPO, run_cli
 
 from monitor.history.store import Store
+from monitor.reclaim.cgroup_target import run_command
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="run makes its group as root")
 
@@ -64,8 +65,10 @@ def test_run_starts_the_command_inside_its_group_and_gives_its_cache_back(kernel
     assert procs.strip() == pid and pid.isdigit()  # the child's pid was in cgroup.procs before it ran
     assert high.strip() == str(256 << 20) and got == "got from stdin"
     first = done.stderr.splitlines()[0]
-    assert first.startswith("vmmemctl run: in cgroup /sys/fs/cgroup/vmmemctl.slice/run-") and "-sh, " in first
-    assert "memory.high 256 MiB" in first
+    path = first.removeprefix("vmmemctl run: in cgroup ").partition(", memory.high 256 MiB;")[0]
+    assert path.startswith("/sys/fs/cgroup/vmmemctl.slice/run-") and ", memory.high 256 MiB;" in first, first
+    named = run_command(path)  # the cgroups view's name for it: "vmmemctl run: sh -c d=..." (cut to 160 escaped)
+    assert named is not None and f"sh -c {CHILD}".startswith(named) and len(named) > 40, named
     assert "group page cache" in done.stderr and "in cgroup /sys/fs/cgroup/vmmemctl.slice/run-" in done.stderr
     with Store(db) as store:
         (event,) = store.events(kinds=["reclaim"])

@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         from monitor.kernel.procfs import LocalFiles
         try:
-            group = make_run_group(LocalFiles(config.general.proc_root), os.getpid(), argv[0])
+            group = make_run_group(LocalFiles(config.general.proc_root), os.getpid(), argv)
             if limit is not None:
                 group.set_high(limit)
         except (CgroupError, OSError) as exc:
@@ -63,7 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         env[runjob.ENV_GROUP] = group.shown
         run_argv, move = argv, group.move
     else:
-        scope = runjob.user_scope_argv(argv, limit, run_group_name(os.getpid(), argv[0])) \
+        scope = runjob.user_scope_argv(argv, limit, run_group_name(os.getpid(), argv).removesuffix(".scope")) \
             if os.geteuid() != 0 and not config.guest.exec else None
         if scope is not None:
             say(f"{why}: in a systemd user scope instead{' (MemoryHigh=' + format_bytes(limit) + ')' if limit else ''}; "

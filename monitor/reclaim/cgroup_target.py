@@ -14,14 +14,17 @@ A group is refused, with one line and nothing written, when it is frozen: ``cgro
 1 or ``cgroup.events`` says ``frozen 1``. Docker Desktop's Resource Saver pauses containers that
 way, and writes to a paused group hung WSL (microsoft/WSL#11066).
 
-`vmmemctl run`'s groups are named
+`vmmemctl run`'s groups are named as monitor/kernel/cgroups.py (issue 26's item 1, on main) reads
+them back:
 
-    <v2 root>/vmmemctl.slice/run-<pid>-<command>
+    <v2 root>/vmmemctl.slice/run-<pid>-<command line, escaped as systemd-escape does>.scope
+    /sys/fs/cgroup/vmmemctl.slice/run-4242-make\x20\x2dj8.scope   ->  "vmmemctl run: make -j8"
 
-``pid`` is the pid of the `vmmemctl run` that made it (unique while it runs, and a leftover of a
-killed run names its dead owner), ``command`` the base name of COMMAND with anything but letters,
-digits, ``.``, ``_`` and ``-`` turned into ``_``, at most 40 characters. The `cgroups` view shows
-such a group as "vmmemctl run: <command>" (:func:`run_group_words`).
+``pid`` is the pid of the `vmmemctl run` that made it (unique while it runs; a leftover of a killed
+run names its dead owner); the escaped command line is cut, at a whole escape, to
+:data:`RUN_COMMAND_MAX` characters (NAME_MAX is 255). The same name is a valid unit name, so a user's
+``systemd-run --user --scope --slice=vmmemctl`` scope carries it too. :func:`run_group_name` and
+:func:`run_command` are the same as that module's (one of each pair goes when the branches meet).
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ if TYPE_CHECKING:
 
 MOUNTINFO = "proc/self/mountinfo"
 RUN_SLICE = "vmmemctl.slice"
-RUN_PREFIX = "run-"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+RUN_COMMAND_MAX = 160  # escaped characters of the command kept in a run group's name
+_RUN_NAME = re.compile(r"^run-(\d+)-(.*)\.scope$")
 
 
 class CgroupError(UserError):
@@ -187,19 +190,51 @@ def _by_name(files: SystemFiles, root: str, name: str) -> list[str]:
 # ------------------------------------------------------------------ `vmmemctl run`'s own group
 
 
-def run_group_name(pid: int, argv0: str) -> str:
-    """``run-<pid>-<command>`` (see the module docstring)."""
-    command = _UNSAFE.sub("_", os.path.basename(argv0.rstrip("/")) or "command")[:40]
-    return f"{RUN_PREFIX}{pid}-{command}"
+def systemd_escape(text: str) -> str:
+    """As ``systemd-escape``: "/" -> "-", and every byte but [A-Za-z0-9:_.] (a leading "." too) -> \\xNN."""
+    out = []
+    for i, byte in enumerate(text.encode("utf-8")):
+        char = chr(byte)
+        if char == "/":
+            out.append("-")
+        elif (char.isascii() and (char.isalnum() or char in ":_.")) and not (i == 0 and char == "."):
+            out.append(char)
+        else:
+            out.append(f"\\x{byte:02x}")
+    return "".join(out)
 
 
-def run_group_words(rel: str) -> str | None:
-    """'vmmemctl run: make' for a group `run` made (``vmmemctl.slice/run-42-make``), else None."""
-    parent, _, name = rel.rstrip("/").rpartition("/")
-    match = re.fullmatch(rf"{re.escape(RUN_PREFIX)}\d+-(.+)", name)
-    if parent.rpartition("/")[2] != RUN_SLICE or match is None:
+def systemd_unescape(text: str) -> str:
+    """The reverse of :func:`systemd_escape` ("-" -> "/", \\xNN -> the byte)."""
+    raw = bytearray()
+    i = 0
+    while i < len(text):
+        if text.startswith("\\x", i) and re.fullmatch(r"[0-9a-fA-F]{2}", text[i + 2:i + 4]):
+            raw.append(int(text[i + 2:i + 4], 16))
+            i += 4
+            continue
+        raw.extend(b"/" if text[i] == "-" else text[i].encode("utf-8"))
+        i += 1
+    return raw.decode("utf-8", "replace")
+
+
+def run_group_name(pid: int, argv: list[str]) -> str:
+    """``run-<pid>-<escaped command line>.scope`` (see the module docstring)."""
+    escaped = systemd_escape(" ".join(argv))
+    if len(escaped) > RUN_COMMAND_MAX:
+        cut = escaped[:RUN_COMMAND_MAX]
+        tail = cut.rfind("\\")
+        escaped = cut[:tail] if tail > RUN_COMMAND_MAX - 4 else cut
+    return f"run-{pid}-{escaped}.scope"
+
+
+def run_command(path: str) -> str | None:
+    """The command line of a group `run` made ("make -j8"), or None if the path is not one."""
+    parts = path.strip("/").split("/")
+    match = _RUN_NAME.match(parts[-1])
+    if len(parts) < 2 or parts[-2] != RUN_SLICE or not match:
         return None
-    return f"vmmemctl run: {match.group(1)}"
+    return systemd_unescape(match.group(2))
 
 
 @dataclass(frozen=True)
@@ -257,8 +292,8 @@ def _rmdir(path: Path) -> None:
         path.rmdir()
 
 
-def make_run_group(files: SystemFiles, pid: int, argv0: str) -> RunGroup:
-    """Make ``<v2 root>/vmmemctl.slice/run-<pid>-<command>`` with the memory controller on (root, a local
+def make_run_group(files: SystemFiles, pid: int, argv: list[str]) -> RunGroup:
+    """Make ``<v2 root>/vmmemctl.slice/run-<pid>-<command>.scope`` with the memory controller on (root, a local
     tree). CgroupError when there is no cgroup v2 with a memory controller; PermissionError as the
     kernel said when not allowed."""
     from monitor.errors import PrivilegeError
@@ -274,7 +309,7 @@ def make_run_group(files: SystemFiles, pid: int, argv0: str) -> RunGroup:
         slice_.local().mkdir(exist_ok=True)
         _enable_memory(files, top)
         _enable_memory(files, slice_)
-        group = RunGroup(files, root, f"{RUN_SLICE}/{run_group_name(pid, argv0)}")
+        group = RunGroup(files, root, f"{RUN_SLICE}/{run_group_name(pid, argv)}")
         group.local().mkdir()
     except PermissionError as exc:
         raise PrivilegeError(f"run: cannot make a group under /{root} ({exc.strerror}): that needs root "

@@ -131,4 +131,5 @@ def user_scope_argv(argv: Sequence[str], memory_high: int | None, name: str) -> 
     if runner is None or not runtime or not os.path.exists(os.path.join(runtime, "systemd", "private")):
         return None
     props = ["-p", f"MemoryHigh={memory_high}"] if memory_high else []
-    return [runner, "--user", "--scope", "--quiet", "--collect", f"--unit=vmmemctl-{name}", *props, "--", *argv]
+    return [runner, "--user", "--scope", "--quiet", "--collect", "--slice=vmmemctl", f"--unit={name}", *props,
+            "--", *argv]
