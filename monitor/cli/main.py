@@ -173,6 +173,8 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
 
     config = load(args)
     paths = _path_args(args)
+    if args.cgroup is not None and (paths or args.method):
+        raise UserError("reclaim: --cgroup reclaims that group gradually; it takes no --path or --method")
     remote = _reclaim_by_watcher(args, config, paths)
     if remote is not None:
         return remote
@@ -183,7 +185,8 @@ def cmd_reclaim(args: argparse.Namespace) -> int:
     with _stop_on_sigint() as stop:
         wiring = Wiring(config, db_path(config, args.db), stop=stop)
         try:
-            request = ReclaimRequest(args.method or config.reclaim.method, dry_run=args.dry_run, settle=args.settle)
+            request = ReclaimRequest(args.method or config.reclaim.method, dry_run=args.dry_run, settle=args.settle,
+                                     cgroup=args.cgroup or "")
             result = wiring.reclaim(request, progress=progress)
         except PrivilegeError as exc:
             if args.json:  # a script reads stdout: give it JSON too; the one line still goes to stderr
@@ -220,6 +223,8 @@ def _reclaim_by_watcher(args: argparse.Namespace, config: Config, paths: list[st
     """With a watcher recording, the watcher reclaims (as root, for a root service) and says what it
     gave back; None when no watcher records this history (this process reclaims, if it may)."""
     fields = {"paths": paths} if paths else {"method": args.method} if args.method else {}
+    if args.cgroup is not None:
+        fields["cgroup"] = args.cgroup
     if args.settle is not None:
         fields["settle"] = args.settle
     answer = ask_watcher(config, args.db, "reclaim", timeout=RECLAIM_WAIT, dry_run=bool(args.dry_run), **fields)
@@ -752,9 +757,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", action="append", nargs="+", metavar="PATH",
                    help="give back only the page cache of these trees (no root needed for your files), "
                         "then compact")
+    p.add_argument("--cgroup", metavar="PATH|NAME",
+                   help="give back one cgroup v2 group's page cache, gradually (stops on its refaults), then compact")
     p.add_argument("--reader", choices=["auto", "cachestat", "mincore"], default="auto",
                    help=argparse.SUPPRESS)  # with --path: tests force mincore
     p.set_defaults(func=cmd_reclaim)
+
+    from monitor.cli.run import add_parser as add_run
+    add_run(sub, common)
 
     p = sub.add_parser("cache", parents=[common], help="what is in the page cache, by directory")
     p.add_argument("paths", nargs="*", metavar="PATH",

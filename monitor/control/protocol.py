@@ -150,6 +150,18 @@ def _settle(name: str, value: object) -> float:
     return float(value)
 
 
+MAX_TEXT = 4096
+
+
+def _text(what: str) -> Callable[[str, object], str]:
+    """A short printable string (a cgroup's path, `run`'s command name): the watcher checks what it names."""
+    def check(name: str, value: object) -> str:
+        if not isinstance(value, str) or not 1 <= len(value) <= MAX_TEXT or not value.isprintable():
+            raise _fail(name, f"{what} (1 to {MAX_TEXT} printable characters)", value)
+        return value
+    return check
+
+
 @dataclass(frozen=True)
 class _Field:
     check: Callable[[str, object], Any]
@@ -161,7 +173,8 @@ OPS: dict[str, dict[str, _Field]] = {
     "hello": {},
     "answer": {"prompt": _Field(_prompt, True), "answer": _Field(_answer, True),
                "seconds": _Field(_seconds("snoozes for the default"))},
-    "reclaim": {"method": _Field(_method), "paths": _Field(_paths), "dry_run": _Field(_flag), "settle": _Field(_settle)},
+    "reclaim": {"method": _Field(_method), "paths": _Field(_paths), "dry_run": _Field(_flag), "settle": _Field(_settle),
+                "cgroup": _Field(_text("a cgroup's path or name")), "run": _Field(_text("the command's name"))},
     "snooze": {"seconds": _Field(_seconds("clears the snooze"), True)},
     "pause": {"seconds": _Field(_seconds("resumes"), True)},
     "resume": {},

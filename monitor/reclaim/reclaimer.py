@@ -11,6 +11,14 @@ Methods (what is written, in order):
                cold pages go first, the hot set stays (drop_caches cannot do that)
     auto       gradual where memory.reclaim is writable, else pagecache; then compact
 
+One group (``reclaim --cgroup``, ``run``): gradual against that group's memory.reclaim
+(monitor.reclaim.cgroup_target), its steps sized and stopped by the same controller, listening to
+the group's own memory.stat (``file``, ``active_file``, ``workingset_refault_file``) and
+memory.pressure; no floor (a group's cache may all go: the VM's floor is the VM's), no remembered
+working set (that is the VM's), then compact. For `run` (the job has ended) no active-list bound
+either, and the windows stay at ``refault_window`` down to the end (they grow near a bound only to
+hear a working set that a dead job no longer has). A group frozen meanwhile stops it before the next write.
+
 Free page reporting only hands the host free blocks of at least the
 reporting order, hence compaction after a drop (``[reclaim] compact``).
 
@@ -44,6 +52,7 @@ from monitor.units import format_bytes
 
 if TYPE_CHECKING:
     from monitor.kernel.procfs import SystemFiles
+    from monitor.reclaim.cgroup_target import Group
     from monitor.probes.probeset import Probes
 
 GRADUAL_PAUSE = 0.25  # shortest wait after a step: lets kswapd and writeback keep up
@@ -105,12 +114,16 @@ class ReclaimResult:
     error: str | None = None
     # gradual only: what the controller saw and why it stopped (monitor.reclaim.controller)
     gradual_steps: list[Observation] = field(default_factory=list)
-    stop_reason: str | None = None  # refaults | pressure | target | active | floor | no progress | stopped | steps | fallback
+    stop_reason: str | None = None  # refaults | pressure | target | active | floor | no progress | stopped | steps | fallback | frozen
     working_set_hint: Hint | None = None  # the remembered working set this run started from
     working_set_learned: int | None = None  # the estimate this run learned (a refaults/pressure stop)
     working_set_bytes: int | None = None  # the estimate used: learned, else the remembered one
     lower_bound: int | None = None  # gradual's planned lower bound before the first step
     lower_bound_source: str | None = None  # active | remembered | floor (monitor.reclaim.controller.bound)
+    # one group only (reclaim --cgroup, run): its path and its own page cache (memory.stat file) before and after
+    cgroup: str | None = None
+    cgroup_cache_before: int | None = None
+    cgroup_cache_after: int | None = None
 
     @property
     def freed_bytes(self) -> int | None:
@@ -160,6 +173,10 @@ class ReclaimResult:
             "working_set_start_bytes": self.working_set_hint.target if self.working_set_hint else None,
             "lower_bound_bytes": self.lower_bound, "lower_bound_source": self.lower_bound_source,
             "gradual_steps": [o.to_json() for o in self.gradual_steps],
+            "cgroup": self.cgroup, "cgroup_page_cache_before_bytes": self.cgroup_cache_before,
+            "cgroup_page_cache_after_bytes": self.cgroup_cache_after,
+            "cgroup_freed_bytes": None if None in (self.cgroup_cache_before, self.cgroup_cache_after)
+            else self.cgroup_cache_before - self.cgroup_cache_after,
         }
 
 
@@ -178,6 +195,26 @@ def _step_words(n: int, o: Observation) -> str:
         what = "refaults" if o.refault_bytes is not None else "read from disk"
         text += f"; {what} {format_bytes(o.reread_bytes)} in {o.window_s:.1f}s"
     return text
+
+
+@dataclass(frozen=True)
+class _GroupReading:
+    """One group's counters at one moment, with the VM's sample of the same moment (its disk reads)."""
+
+    cache: int
+    refaults: int | None  # workingset_refault_file, pages
+    pressure: int | None
+    guest: GuestSample
+
+
+def _group_reading(group: Group, guest: GuestSample) -> _GroupReading:
+    stat = group.memory_stat() or {}
+    return _GroupReading(stat.get("file", 0), stat.get("workingset_refault_file"), group.pressure_some_us(), guest)
+
+
+def _group_cache(group: Group) -> int | None:
+    stat = group.memory_stat()
+    return None if stat is None else stat.get("file")
 
 
 def _delta(before: GuestSample | None, after: GuestSample | None, name: str) -> int | None:
@@ -259,6 +296,8 @@ class Reclaimer:
         self.sleep = seams.sleep or self.stop.wait  # waiting on `stop` sleeps, but wakes at shutdown
         self.clock = seams.clock
         self.progress = progress or (lambda text: None)
+        self.group: Group | None = None  # the run's target group (run(group=...)), else the whole VM
+        self.active_prior = True
 
     # ---------------------------------------------------------------- planning
 
@@ -271,13 +310,21 @@ class Reclaimer:
     # ---------------------------------------------------------------- running
 
     def run(self, method: str, *, dry_run: bool = False, trigger: str = "manual",
-            settle: float | None = None, working_set: Hint | None = None) -> ReclaimResult:
+            settle: float | None = None, working_set: Hint | None = None,
+            group: Group | None = None, active_prior: bool = True) -> ReclaimResult:
+        """``group``: gradual in that group only (``method`` is then "gradual"); ``active_prior``: its
+        active file cache bounds the steps (False for a job that ended: nobody in it uses them now)."""
         result = ReclaimResult(method=method, trigger=trigger, dry_run=dry_run, started=self.clock(),
                                working_set_hint=working_set)
+        self.group, self.active_prior = group, active_prior
         with self._lock():
             result.before = self.sampler.sample_guest()
             result.host_before = self.sampler.sample_host(result.before)
-            if method in ("auto", "gradual") and not dry_run and self.sampler.gradual_known() is None:
+            if group is not None:
+                result.cgroup = group.shown
+                result.cgroup_cache_before = _group_cache(group)
+                chain = ["gradual"] + (["compact"] if self.config.compact else [])
+            elif method in ("auto", "gradual") and not dry_run and self.sampler.gradual_known() is None:
                 # Unknown is not "absent": falling back to drop_caches would drop the hot pages too
                 result.error = ("the guest did not answer whether cgroup v2 memory.reclaim is there; nothing "
                                 f"was dropped rather than fall back to drop_caches (`{method}` asks again next time)")
@@ -298,6 +345,8 @@ class Reclaimer:
                     raise PrivilegeError(f"writing kernel knobs was refused ({exc.strerror}); "
                                          "reclaim needs root") from None
             result.after = self.sampler.sample_guest()
+            if group is not None:
+                result.cgroup_cache_after = _group_cache(group)
             if not dry_run:
                 self._settle(result, self.config.settle if settle is None else settle)
             else:
@@ -356,7 +405,6 @@ class Reclaimer:
 
     def _run_gradual(self, result: ReclaimResult) -> None:
         """Steps chosen by monitor.reclaim.controller, each followed by a window that listens for refaults."""
-        guest = result.before
         plan = self._gradual_plan(result)
         result.lower_bound, result.lower_bound_source = bound(plan)
         self._sync(result)
@@ -366,31 +414,59 @@ class Reclaimer:
             result.notes.append(f"gradual: lower bound {bound_words(plan)}")
         else:  # a preview says it in the words `status` uses
             result.notes.append(f"gradual: {stop_words(plan, result.working_set_hint)}")
-            todo = max(0, (guest.page_cache or 0) - result.lower_bound)
+            todo = max(0, plan.cache_start - result.lower_bound)
             near = f" (growing to {plan.window_near:g}s near it)" if plan.window_near > plan.window else ""
-            result.steps.append(f"would write up to '{plan.step} swappiness=0' to /{MEMORY_RECLAIM} at least "
+            knob = self.group.reclaim_knob if self.group is not None else MEMORY_RECLAIM
+            result.steps.append(f"would write up to '{plan.step} swappiness=0' to /{knob} at least "
                                 f"{-(-todo // plan.step)} time(s), listening {plan.window:g}s after each{near} for "
                                 f"refaults, until page cache <= {format_bytes(result.lower_bound)}")
             return
         self._gradual_loop(result, plan)
 
     def _gradual_plan(self, result: ReclaimResult) -> Plan:
-        return gradual_start(result.before, self.config, result.working_set_hint)
+        if self.group is None:
+            return gradual_start(result.before, self.config, result.working_set_hint)
+        step, _ = gradual_plan(result.before.total or 0, self.config)
+        hint = result.working_set_hint
+        margin = hint.margin if hint is not None and hint.margin is not None else self.config.working_set_margin / 100
+        short = self.config.refault_window
+        # a window of 0 means "do not listen" (tests; the shortest pause): it stays so near the bound too
+        near = max(short, self.config.refault_window_near) if short > 0 else short
+        stat = self.group.memory_stat() or {}
+        if not self.active_prior:
+            # `run`'s job has ended: the bound (0) is no working-set estimate to creep up on slowly;
+            # the windows listen for other programs' re-reads of shared files, as far above it
+            near = short
+        return Plan(cache_start=stat.get("file", 0), step=step, floor=0, target=None,
+                    refault_share=self.config.refault_share / 100,
+                    active=stat.get("active_file") if self.active_prior else None, active_margin=margin,
+                    window=short, window_near=near)
 
     def _gradual_loop(self, result: ReclaimResult, plan: Plan) -> None:
         suffix = " swappiness=0"
         last = result.before
+        group = self.group
+        knob = MEMORY_RECLAIM if group is None else group.reclaim_knob
+        mark = None if group is None else _group_reading(group, last)
         while True:
             decision = next_step(result.gradual_steps, plan)
             if decision.size is None:
-                self._gradual_stop(result, decision.reason, decision.words, decision.working_set)
+                words = decision.words
+                left = result.gradual_steps[-1].cache_after if result.gradual_steps else plan.cache_start
+                if group is not None and decision.reason in ("floor", "active") and left < (1 << 20):
+                    words = f"the group's page cache is given back ({format_bytes(left)} left)"  # its floor is 0
+                self._gradual_stop(result, decision.reason, words, decision.working_set)
                 return
             if self.stop.is_set():
                 self._gradual_stop(result, "stopped", f"stopped early ({STOPPED})")
                 return
+            frozen = group.frozen() if group is not None else None
+            if frozen:
+                self._gradual_stop(result, "frozen", f"the group was frozen meanwhile ({frozen}): not written again")
+                return
             eagain = False
             try:
-                self.writer.write(MEMORY_RECLAIM, f"{decision.size}{suffix}")
+                self.writer.write(knob, f"{decision.size}{suffix}")
             except OSError as exc:
                 if exc.errno == errno.EINVAL and suffix and (last.swap_total or 0) == 0:
                     # Kernels before 6.9 refuse the swappiness argument. With no swap,
@@ -398,6 +474,11 @@ class Reclaimer:
                     result.notes.append("kernel refused swappiness=0; no swap, so retried without it")
                     suffix = ""
                     continue
+                if exc.errno == errno.EINVAL and suffix and group is not None:
+                    # drop_caches is the whole VM's: never the fallback of one group's reclaim
+                    self._gradual_stop(result, "fallback", "the kernel refused swappiness=0 and swap is on "
+                                       "(gradual would swap out programs): nothing more written to the group")
+                    return
                 if exc.errno == errno.EINVAL and suffix:
                     result.notes.append("kernel refused swappiness=0 and swap is on (gradual would swap out "
                                         "programs): fell back to pagecache")
@@ -408,7 +489,11 @@ class Reclaimer:
                     raise
                 # EAGAIN: "it attempted, but was unable to evict sufficient pages" (WSL treats it as success)
                 eagain = True
-            obs, last = self._listen(decision.size, last, eagain, decision.window)
+            if group is None:
+                obs, last = self._listen(decision.size, last, eagain, decision.window)
+            else:
+                obs, mark = self._listen_group(group, decision.size, mark, eagain, decision.window)
+                last = mark.guest
             result.gradual_steps.append(obs)
             result.steps.append(_step_words(len(result.gradual_steps), obs))
             self.progress(result.steps[-1])
@@ -425,6 +510,21 @@ class Reclaimer:
                           refault_bytes=counter_bytes(last.workingset_refault_file, end.workingset_refault_file, PAGE_SIZE),
                           pgpgin_bytes=counter_bytes(last.pgpgin, end.pgpgin, 1024),
                           psi_stall_us=_stall_us(mark, end), window_s=self.clock() - start, eagain=eagain)
+        return obs, end
+
+    def _listen_group(self, group: Group, asked: int, last: _GroupReading, eagain: bool,
+                      window: float) -> tuple[Observation, _GroupReading]:
+        """:meth:`_listen` for one group: its page cache and refaults from its memory.stat, its PSI from its
+        memory.pressure; disk reads (the stand-in where a kernel has no refault counter) are the VM's."""
+        start = self.clock()
+        mark = group.pressure_some_us()
+        self.sleep(max(GRADUAL_PAUSE, window))
+        end = _group_reading(group, self.sampler.sample_guest())
+        stall = None if mark is None or end.pressure is None or end.pressure < mark else end.pressure - mark
+        refaults = None if last.refaults is None or end.refaults is None else max(0, end.refaults - last.refaults) * PAGE_SIZE
+        obs = Observation(asked=asked, cache_before=last.cache, cache_after=end.cache, refault_bytes=refaults,
+                          pgpgin_bytes=counter_bytes(last.guest.pgpgin, end.guest.pgpgin, 1024),
+                          psi_stall_us=stall, window_s=self.clock() - start, eagain=eagain)
         return obs, end
 
     def _gradual_stop(self, result: ReclaimResult, reason: str, words: str, learned: int | None = None) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from monitor.history.store import Store
 from monitor.reclaim import workingset
+from monitor.reclaim.cgroup_target import Group
 from monitor.reclaim.reclaimer import Reclaimer, ReclaimResult
 from monitor.text import table
 from monitor.units import format_bytes
@@ -22,15 +23,23 @@ class ReclaimRequest:
     trigger: str = "manual"  # who asked: "manual", "rule:NAME", "schedule:NAME", "prompt"
     dry_run: bool = False  # measure and report, write nothing (and record nothing)
     settle: float | None = None  # seconds to watch the host give memory back; None: [reclaim] settle
+    cgroup: str = ""  # a group's path or name: gradual in that group only (monitor.reclaim.cgroup_target)
+    active_prior: bool = True  # the group's active file cache bounds the steps (False: `run`'s job has ended)
 
 
-def reclaim_and_record(reclaimer: Reclaimer, store: Store | None, request: ReclaimRequest) -> ReclaimResult:
-    """Run a VM-wide reclaim, then record its measured result as an event (not for dry runs)."""
-    hint = workingset.start_hint(store, reclaimer.config, time.time()) if store is not None else None
-    result = reclaimer.run(request.method, dry_run=request.dry_run, trigger=request.trigger, settle=request.settle,
-                           working_set=hint)
+def reclaim_and_record(reclaimer: Reclaimer, store: Store | None, request: ReclaimRequest,
+                       group: Group | None = None) -> ReclaimResult:
+    """Run a VM-wide reclaim (or one in ``group``, found from ``request.cgroup``), then record its measured
+    result as an event (not for dry runs). A group's reclaim neither starts from nor teaches the VM's
+    remembered working set."""
+    hint = workingset.start_hint(store, reclaimer.config, time.time()) if store is not None and group is None \
+        else None
+    result = reclaimer.run("gradual" if group is not None else request.method, dry_run=request.dry_run,
+                           trigger=request.trigger, settle=request.settle, working_set=hint, group=group,
+                           active_prior=request.active_prior)
     if store is not None and not request.dry_run:
-        workingset.remember(store, result, reclaimer.config, time.time())
+        if group is None:
+            workingset.remember(store, result, reclaimer.config, time.time())
         store.add_event("reclaim", describe_reclaim(result), rule=request.trigger, data=result.to_json(),
                         status="error" if result.error else "ok")
     return result
@@ -38,11 +47,15 @@ def reclaim_and_record(reclaimer: Reclaimer, store: Store | None, request: Recla
 
 def describe_reclaim(r: ReclaimResult) -> str:
     methods = "+".join(r.methods_run) or r.method
+    if getattr(r, "cgroup", None):
+        methods += f" in {r.cgroup}"
     if r.error:
         return f"reclaim {methods} failed: {r.error}"
     if r.dry_run:
         return f"reclaim {methods} ({r.trigger}): dry run, nothing written"
     host = ""
+    if getattr(r, "cgroup", None) and r.cgroup_cache_before is not None and r.cgroup_cache_after is not None:
+        host = f"; the group's own {format_bytes(r.cgroup_cache_before - r.cgroup_cache_after)}"
     if r.host_returned_bytes is not None:
         kind = " (estimated)" if r.host_before and r.host_before.estimated else ""
         host = f"; host {format_bytes(-r.host_returned_bytes, signed=True)}{kind}"
@@ -60,7 +73,10 @@ def reclaim_text(r: Any) -> str:
         change = None if x is None or y is None else y - x
         return (label, format_bytes(x), format_bytes(y), format_bytes(change, signed=True) if change is not None else "?")
 
-    rows = [row("page cache", b.page_cache, a.page_cache),
+    rows = [row("group page cache", r.cgroup_cache_before, r.cgroup_cache_after)] if getattr(r, "cgroup", None) else []
+    if rows:
+        head += f"\n  in cgroup {r.cgroup}"
+    rows += [row("page cache", b.page_cache, a.page_cache),
             row("slab reclaimable", b.slab_reclaimable, a.slab_reclaimable),
             row("free", b.free, a.free),
             row("returnable free", b.returnable_free, a.returnable_free),

@@ -14,7 +14,9 @@ reclaim is not run (issue 24: it once ran anyway and dropped the hot files left)
     resume     -                                   the state after
     answer     prompt, answer (reclaim | dismiss   the answer, and the reclaim's result (or the snooze)
                | snooze), seconds? (a snooze's)
-    reclaim    method?, paths?, dry_run?, settle?  the reclaim's result
+    reclaim    method?, paths?, dry_run?, settle?, the reclaim's result
+               cgroup? (one group), run? (`run`'s
+               command: its group after it ended)
     reload     -                                   queued; the history says whether it took
     subscribe  -                                   a stream: new samples and events, as they are recorded
 """
@@ -83,9 +85,11 @@ class Requests:
         if op == "answer":
             return self.answer(int(fields["prompt"]), fields["answer"], by, float(fields.get("seconds") or 0))
         if op == "reclaim":
+            run = str(fields.get("run") or "")  # `vmmemctl run`'s job ended: its group's cache, trigger run:NAME
             request = ReclaimRequest(fields.get("method") or self.recorder.config.reclaim.method,
-                                     tuple(fields.get("paths") or ()), f"request ({by})", bool(fields.get("dry_run")),
-                                     fields.get("settle"))
+                                     tuple(fields.get("paths") or ()), f"run:{run} ({by})" if run else f"request ({by})",
+                                     bool(fields.get("dry_run")), fields.get("settle"), cgroup=str(fields.get("cgroup") or ""),
+                                     active_prior=not run)
             return _told(self._reclaim(request))
         if op == "reload":
             self.queue_reload()

@@ -85,6 +85,10 @@ class Wiring:
                                                 lock_path=self._lock_path(), stop=stop or self.stop)
             else:
                 reclaimer = self.reclaimer(probes, progress, request.dry_run)
+            group = None
+            if request.cgroup:  # refused (no v2, no such group, frozen: CgroupError) before anything is written
+                from monitor.reclaim.cgroup_target import find_group
+                group = find_group(probes.files, request.cgroup)
             if store is None and not request.dry_run:
                 store = own = self.open_store()
             elif store is None and not request.paths:
@@ -92,7 +96,7 @@ class Wiring:
             if request.paths:
                 from monitor.reclaim.paths import reclaim_paths_and_record
                 return reclaim_paths_and_record(reclaimer, store, request, stop=stop or self.stop, reader=reader)
-            return reclaim_and_record(reclaimer, store, request)
+            return reclaim_and_record(reclaimer, store, request, group)
         finally:
             if own is not None:
                 own.close()

@@ -1,0 +1,147 @@
+"""Issue 26 in the lab: one group's cache, on a real kernel's cgroup v2 (memory.reclaim per group).
+
+One 2 GiB guest with the memory controller on, vmmemctl itself running *in* the guest (the guest's
+Python comes on a second disk, tests/lab/pyimage.py), as it runs inside WSL:
+
+- `reclaim --cgroup` on one of two groups that each read part of the data disk: that group's cache
+  goes, the other's stays; a frozen group is refused with one line and keeps its cache;
+- `run` wraps a real reader: its exit code comes back, its group's cache goes back when it ends and
+  the group is removed; a SIGTERM to `vmmemctl run` reaches the reader (exit 128+15).
+
+Slow (TCG): deadlines are generous and nothing depends on sub-second timing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+import pyimage
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = next((REPO / ".venv/lib").glob("python3*/site-packages"), REPO / ".venv/lib/python3.11/site-packages")
+MiB = 1024**2
+CG = "/sys/fs/cgroup"
+CONFIG = '[reclaim]\nrefault_window = "2s"\nrefault_window_near = "2s"\nsettle = "0s"\n'
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]
+
+
+@pytest.fixture
+def guest(lab_vm_factory, tmp_path):
+    why = pyimage.available()
+    if why:
+        pytest.skip(why)
+    image = pyimage.build(tmp_path, REPO, SITE)
+    vm = lab_vm_factory(reporting=True, cgroup=True, memory="2G",
+                        extra_qemu_args=["-drive", f"file={image},if=virtio,format=raw,readonly=on"])
+    rc, out = vm.sh(pyimage.GUEST_SETUP, timeout=180)
+    assert rc == 0 and b"python ok" in out, out.decode(errors="replace")
+    rc, _ = vm.sh(f"printf '{CONFIG}' > /tmp/run/c.toml")
+    assert rc == 0
+    return vm
+
+
+def vmmemctl(vm, *args: str, timeout: float = 600):
+    command, *rest = args  # the options go before `run`'s "--"
+    return vm.run(pyimage.vmmemctl_argv(command, "--config", "/tmp/run/c.toml", "--db", "/tmp/run/h.db", *rest),
+                  timeout=timeout)
+
+
+def group_file(vm, rel: str) -> int:
+    rc, out = vm.exec(["cat", f"{CG}/{rel}/memory.stat"])
+    assert rc == 0, out
+    return next(int(line.split()[1]) for line in out.decode().splitlines() if line.startswith("file "))
+
+
+def read_in_group(vm, rel: str, skip_mib: int, mib: int) -> None:
+    rc, out = vm.sh(f"mkdir -p {CG}/{rel} && sh -c 'echo $$ > {CG}/{rel}/cgroup.procs && "
+                    f"exec dd if=/data/fill.bin of=/dev/null bs=1M skip={skip_mib} count={mib} 2>/dev/null'",
+                    timeout=300)
+    assert rc == 0, out
+
+
+def json_in(text: str) -> dict:
+    """The JSON object `--json` printed among other lines (on stderr for `run`)."""
+    lines = text.splitlines()
+    start = lines.index("{")
+    end = start + lines[start:].index("}")
+    return json.loads("\n".join(lines[start:end + 1]))
+
+
+def test_reclaim_one_group_leaves_the_other_and_refuses_a_frozen_one(guest):
+    vm = guest
+    read_in_group(vm, "build", 0, 400)
+    read_in_group(vm, "editor", 512, 300)
+    build0, editor0 = group_file(vm, "build"), group_file(vm, "editor")
+    assert build0 > 350 * MiB and editor0 > 250 * MiB, (build0, editor0)
+
+    done = vmmemctl(vm, "reclaim", "--cgroup", "build", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(done.stdout)
+    build1, editor1 = group_file(vm, "build"), group_file(vm, "editor")
+    print(f"\nbuild group {build0 // MiB} -> {build1 // MiB} MiB, editor {editor0 // MiB} -> {editor1 // MiB} MiB; "
+          f"stop: {data['stop_reason']}; steps: {len(data['gradual_steps'])}; took {data['duration_s']} s")
+    assert data["cgroup"] == f"{CG}/build" and data["cgroup_freed_bytes"] > 300 * MiB
+    assert build1 < 0.1 * build0  # the group's cache went
+    assert editor1 > 0.9 * editor0  # the other's stayed
+
+    rc, _ = vm.sh(f"echo 1 > {CG}/editor/cgroup.freeze")
+    assert rc == 0
+    done = vmmemctl(vm, "reclaim", "--cgroup", f"{CG}/editor")
+    said = done.stderr.decode(errors="replace") if isinstance(done.stderr, bytes) else done.stderr
+    assert done.returncode == 2 and "is frozen" in said and said.count("\n") == 1, said
+    assert group_file(vm, "editor") > 0.9 * editor0  # never written
+
+
+def test_run_wraps_a_reader_passes_its_exit_code_and_a_signal_and_gives_its_cache_back(guest):
+    vm = guest
+    vm.drop_caches()
+    time.sleep(10)  # free page reporting hands the dropped pages back in ~2 s batches
+    cached0, rss0 = vm.meminfo()["Cached"], vm.rss_bytes()
+    done = vmmemctl(vm, "run", "--json", "--", "sh", "-c",
+                    "dd if=/data/fill.bin of=/dev/null bs=1M skip=700 count=300 2>/dev/null; exit 3")
+    err = done.stderr.decode(errors="replace") if isinstance(done.stderr, bytes) else done.stderr
+    assert done.returncode == 3, err[-3000:]  # the reader's own exit code
+    assert err.startswith(f"vmmemctl run: in cgroup {CG}/vmmemctl.slice/run-"), err[:500]
+    data = json_in(err)
+    cached1 = vm.meminfo()["Cached"]
+    print(f"\nrun: group cache {data['cgroup_page_cache_before_bytes'] // MiB} -> "
+          f"{data['cgroup_page_cache_after_bytes'] // MiB} MiB; stop: {data['stop_reason']}; "
+          f"VM Cached {cached0 // MiB} -> {cached1 // MiB} MiB; took {data['duration_s']} s")
+    assert data["cgroup_page_cache_before_bytes"] > 250 * MiB and data["trigger"] == "run:sh"
+    assert data["cgroup_page_cache_after_bytes"] < 0.1 * data["cgroup_page_cache_before_bytes"]
+    assert cached1 - cached0 < 60 * MiB  # what the reader read did not stay in the VM
+    back, trace = vm.wait_rss(lambda rss: rss < rss0 + 100 * MiB, timeout=90)
+    print(f"host (QEMU VmRSS): {rss0 // MiB} MiB before the run, {trace[-1][1] // MiB} MiB {trace[-1][0]:.0f} s "
+          f"after it ended (the reader read {300} MiB)")
+    assert back, trace  # ... nor on the host
+    rc, out = vm.exec(["ls", f"{CG}/vmmemctl.slice"])
+    assert rc != 0, out  # the group, and the slice, are gone
+
+    # A signal: SIGTERM to `vmmemctl run` reaches the reader, whose death by it is 128+15
+    import shlex
+    argv = pyimage.vmmemctl_argv("run", "--keep", "--", "sh", "-c", "echo $$ > /tmp/run/child; exec sleep 600")
+    script = f"{shlex.join(argv)} >/dev/null 2>/tmp/run/err &\necho $! > /tmp/run/vpid\nwait $!\necho $? > /tmp/run/rc\n"
+    rc, _ = vm.exec(["sh", "-c", "cat > /tmp/run/sig.sh"], stdin=script.encode())
+    assert rc == 0
+    rc, _ = vm.sh("setsid sh /tmp/run/sig.sh </dev/null >/dev/null 2>&1 &")
+    assert rc == 0
+    deadline = time.monotonic() + 300
+    while vm.exec(["test", "-s", "/tmp/run/child"])[0] != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    rc, out = vm.sh("kill -TERM $(cat /tmp/run/vpid)")
+    assert rc == 0, out
+    code = None
+    while time.monotonic() < deadline:
+        rc, out = vm.exec(["cat", "/tmp/run/rc"])
+        if rc == 0 and out.strip():
+            code = int(out)
+            break
+        time.sleep(1)
+    assert code == 143, vm.exec(["cat", "/tmp/run/err"])[1]
+    rc, _ = vm.sh("kill -0 $(cat /tmp/run/child)")
+    assert rc != 0  # the reader is gone with it
