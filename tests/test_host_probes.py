@@ -177,6 +177,7 @@ def test_auto_in_wsl2_falls_back_from_hung_powershell_to_tasklist(fake_windows, 
     finally:
         probe.close()
     assert not sample.estimated and sample.bytes is not None and "tasklist" in sample.detail, sample
+    assert sample.metric == "working_set"  # not PowerShell's private set: labelled (issue 27)
     assert "powershell.exe" in (sample.error or "")  # and it says why it is not PowerShell's figure
 
 
@@ -207,7 +208,27 @@ def test_status_in_a_recorded_wsl2_tree_uses_interop(fake_windows):
     assert data["environment"] == {"kind": "wsl2", "distro": "Ubuntu", "kernel_release":
                                    "5.15.153.1-microsoft-standard-WSL2", "why": data["environment"]["why"]}
     assert data["host"]["bytes"] == 7812345856 and data["host"]["source"] == "interop"
-    assert data["host"]["estimated"] is False
+    assert data["host"]["estimated"] is False and data["host"]["metric"] == "private_working_set"
+
+
+@pytest.mark.parametrize("powershell, metric, words", [
+    ("normal", "private_working_set", "metric: private working set (what Task Manager shows)"),
+    ("hang", "working_set", "metric: whole working set (includes shared pages: can be higher than Task Manager)"),
+])
+def test_status_says_which_host_metric(fake_windows, tmp_path, powershell, metric, words):
+    """PowerShell's private set, or (PowerShell hung) tasklist's whole working set: status says which."""
+    from helpers import run_cli
+    import json
+    env = {"PATH": os.environ["PATH"], "FAKE_WINDOWS_MODE": "normal", "FAKE_POWERSHELL_MODE": powershell,
+           "WSL_DISTRO_NAME": "Ubuntu"}
+    config = tmp_path / "config.toml"
+    config.write_text("[host]\ntimeout = 1\n")
+    args = ("--proc-root", str(tree("wsl2-ubuntu")), "--cpu-window", "0", "--config", str(config))
+    data = json.loads(run_cli("status", "--json", *args, env=env).stdout)
+    assert data["host"]["metric"] == metric and data["host"]["bytes"] is not None, data["host"]
+    text = run_cli("status", *args, env=env).stdout
+    host_lines = text.split("guest memory")[0]
+    assert words in host_lines, text
 
 
 # ------------------------------------------------------------- psutil on real processes
@@ -264,6 +285,7 @@ def test_process_probe_follows_a_real_child():
         rss_kib = int(next(l for l in status.splitlines() if l.startswith("VmRSS:")).split()[1])
         assert sample.bytes is not None and abs(sample.bytes - rss_kib * 1024) < 4 * 1024 * 1024
         assert sample.bytes > 200 * 1024 * 1024 and sample.source == "process" and not sample.estimated
+        assert sample.metric == "rss"
         by_name = ProcessProbe(Path(sys.executable).name).sample(None)
         assert by_name.bytes is not None and by_name.bytes >= sample.bytes  # the largest of that name
     finally:
@@ -278,7 +300,7 @@ def test_estimate_probe_labels_itself():
     from monitor.probes.guest import GuestProbe
     guest = GuestProbe(files).sample()
     sample = EstimateProbe().sample(guest)
-    assert sample.estimated and sample.source == "estimate"
+    assert sample.estimated and sample.source == "estimate" and sample.metric == "estimate"
     assert sample.bytes == guest.total - guest.free + guest.fragmented_free
 
 
@@ -382,6 +404,51 @@ class _Proc:
         return type("mem", (), {"rss": 100, "wset": 7 << 30})()
 
 
+class _PosixProc(_Proc):
+    """The same refusal where psutil has no working set (not Windows): its memory_info has rss only."""
+
+    def memory_info(self):
+        return type("mem", (), {"rss": 3 << 30})()
+
+
+def test_psutil_fallback_without_a_working_set_is_rss():
+    from monitor.probes.host import private_working_set
+    value, what, metric = private_working_set(_PosixProc(psutil.AccessDenied(4242)))
+    assert (value, metric) == (3 << 30, "rss") and what.startswith("RSS (private set denied")
+
+
+# ------------------------------------------------------------- which host metric (issue 27)
+
+
+@pytest.mark.parametrize("mode, value, metric", [
+    ("normal", 7812345856, "private_working_set"),  # PowerShell's "Working Set - Private" counter
+    ("sandbox", 7812345856, "private_working_set"),
+    ("old", 5318656000, "working_set"),  # no private set in the answer: the whole working set, labelled
+])
+def test_powershell_labels_its_metric(fake_windows, mode, value, metric):
+    fake_windows(mode)
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        sample = probe.sample(None)
+    finally:
+        probe.close()
+    assert (sample.bytes, sample.metric) == (value, metric), sample
+
+
+@pytest.mark.parametrize("mode", ["normal", "de", "fr", "old"])
+def test_tasklist_is_always_the_whole_working_set(fake_windows, mode):
+    fake_windows(mode)
+    sample = TasklistProbe(find_windows_tool("tasklist.exe"), timeout=5).sample(None)
+    assert sample.bytes is not None and sample.metric == "working_set"
+
+
+@pytest.mark.parametrize("mode", ["novm", "error"])
+def test_no_figure_has_no_metric(fake_windows, mode):
+    fake_windows(mode)
+    sample = TasklistProbe(find_windows_tool("tasklist.exe"), timeout=5).sample(None)
+    assert sample.bytes is None and sample.metric is None
+
+
 @pytest.mark.parametrize("exc, words", [
     (psutil.AccessDenied(4242), "denied"),
     (RuntimeError("NtQueryVirtualMemory failed"), "RuntimeError: NtQueryVirtualMemory failed"),
@@ -389,8 +456,9 @@ class _Proc:
 ])
 def test_psutil_errors_on_vmmem_fall_back_to_the_working_set(exc, words):
     from monitor.probes.host import private_working_set
-    value, what = private_working_set(_Proc(exc))
+    value, what, metric = private_working_set(_Proc(exc))
     assert value == 7 << 30 and what.startswith("working set (private set") and words in what
+    assert metric == "working_set"  # labelled: the whole working set, not the private set Task Manager shows
 
 
 def test_status_says_the_host_figure_is_starting(fake_windows, monkeypatch):

@@ -329,9 +329,10 @@ class PowerShellProbe:
         if chosen is None:
             return HostSample(now, None, "interop", False, error=why, host_total=self.host_total)
         name, pid, wset, private = chosen
-        value, what = (private, "private working set") if private is not None else (wset, "working set")
+        value, what, metric = ((private, "private working set", "private_working_set") if private is not None
+                               else (wset, "working set", "working_set"))
         return HostSample(now, value, "interop", False, detail=f"{why} pid {pid}, {what} (PowerShell)",
-                          host_total=self.host_total)
+                          host_total=self.host_total, metric=metric)
 
     def close(self) -> None:
         if self.session:
@@ -385,7 +386,8 @@ class TasklistProbe:
         chosen, why = choose_vm(((r[0], r) for r in rows), lambda r: r[2])
         if chosen is None:
             return HostSample(now, None, "interop", False, error=why)
-        return HostSample(now, chosen[2], "interop", False, detail=f"{why} pid {chosen[1]}, working set (tasklist)")
+        return HostSample(now, chosen[2], "interop", False, detail=f"{why} pid {chosen[1]}, working set (tasklist)",
+                          metric="working_set")  # tasklist's "Mem Usage" is the whole working set
 
     def close(self) -> None:
         pass
