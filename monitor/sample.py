@@ -149,6 +149,7 @@ class HostSample:
     host_total: int | None = None  # the host's RAM, for "%"-thresholds about the host
     starting: bool = False  # the measuring tool is still starting (a cold PowerShell): no figure yet
     metric: HostMetric | None = None  # what ``bytes`` is; None when no figure (or an old history's row)
+    host_available: int | None = None  # the host's own available memory (Windows: \Memory\Available Bytes)
 
 
 @dataclass(frozen=True)

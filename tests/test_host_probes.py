@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,27 @@ def test_powershell_no_vm_running(fake_windows):
     finally:
         probe.close()
     assert sample.bytes is None and "is the WSL VM running" in sample.error
+    assert sample.host_available == 12884901888  # Windows' own memory is known without a VM
+
+
+def test_powershell_gives_windows_available_memory_in_the_same_round_trip(fake_windows):
+    log = fake_windows("normal")
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        samples = [probe.sample(None) for _ in range(3)]
+    finally:
+        probe.close()
+    assert [(s.host_available, s.host_total) for s in samples] == [(12884901888, 34187145216)] * 3
+    assert spawns(log, "powershell.exe") == 1  # the same session that measures the VM
+
+
+@pytest.mark.parametrize("lines, available", [
+    (["VMAVAIL\t12884901888"], 12884901888), (["VMAVAIL\t0"], None), (["VMAVAIL\t"], None),
+    (["VMAVAIL\tabc"], None), ([], None),
+])
+def test_parse_available(lines, available):
+    from monitor.probes.interop import parse_available
+    assert parse_available(lines) == available
 
 
 @pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("babble", "babbled"),
@@ -209,6 +231,7 @@ def test_status_in_a_recorded_wsl2_tree_uses_interop(fake_windows):
                                    "5.15.153.1-microsoft-standard-WSL2", "why": data["environment"]["why"]}
     assert data["host"]["bytes"] == 7812345856 and data["host"]["source"] == "interop"
     assert data["host"]["estimated"] is False and data["host"]["metric"] == "private_working_set"
+    assert (data["host"]["available_bytes"], data["host"]["total_bytes"]) == (12884901888, 34187145216)
 
 
 @pytest.mark.parametrize("powershell, metric, words", [
@@ -229,6 +252,8 @@ def test_status_says_which_host_metric(fake_windows, tmp_path, powershell, metri
     text = run_cli("status", *args, env=env).stdout
     host_lines = text.split("guest memory")[0]
     assert words in host_lines, text
+    if powershell == "normal":
+        assert re.search(r"host available +12\.0 GiB of 31\.8 GiB  \(the host's own", host_lines), text
 
 
 # ------------------------------------------------------------- psutil on real processes

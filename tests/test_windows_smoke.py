@@ -150,6 +150,7 @@ def test_status_json_measures_the_vm_process_with_psutil(wine, setup, vm):
     # Wine cannot walk the VM's address space (NtQueryVirtualMemory): psutil's whole working set, labelled,
     # as on Windows when vmmem refuses the handle (issue 27)
     assert host["metric"] == "working_set" and "working set (private set unreadable" in host["detail"], host
+    assert isinstance(host["available_bytes"], int) and 0 < host["available_bytes"] <= host["total_bytes"], host
     assert HOLD <= host["bytes"] <= HOLD + SLACK, host
     assert status["guest"]["total_bytes"] == MEMTOTAL
     assert status["environment"]["kind"] == "windows", status["environment"]

@@ -140,16 +140,16 @@ class PsutilProbe:
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         now = self.clock()
-        total = _psutil().virtual_memory().total
+        memory = _psutil().virtual_memory()  # Windows: GlobalMemoryStatusEx, its ullAvailPhys is "available"
+        host = dict(host_total=memory.total, host_available=memory.available)
         proc, why = select_vm_process(self.process_iter())
         if proc is None:
-            return HostSample(now, None, "psutil", False, error=why, host_total=total)
+            return HostSample(now, None, "psutil", False, error=why, **host)
         try:
             value, what, metric = private_working_set(proc)
         except (_psutil().Error, OSError) as exc:  # gone, or even the working set refused
-            return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", host_total=total)
-        return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", host_total=total,
-                          metric=metric)
+            return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", **host)
+        return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", metric=metric, **host)
 
     def close(self) -> None:
         pass
