@@ -124,6 +124,16 @@ class GuestSample:
 
 
 HostSource = Literal["psutil", "interop", "process", "estimate", "none"]
+# What the host figure is, set where it is measured (issue 27): the same VM gives figures a gigabyte apart
+# by metric (Task Manager shows the private working set: winsiderss/systeminformer#580), so a rule never
+# compares two of them and the dashboard marks where one gave way to another.
+HostMetric = Literal["private_working_set", "working_set", "rss", "estimate"]
+HOST_METRIC_WORDS = {
+    "private_working_set": "private working set (what Task Manager shows)",
+    "working_set": "whole working set (includes shared pages: can be higher than Task Manager)",
+    "rss": "resident set size of the VM process",
+    "estimate": "estimated from the guest (MemTotal - MemFree + fragmented free)",
+}
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,8 @@ class HostSample:
     error: str | None = None  # why the value is unknown (or why we fell back)
     host_total: int | None = None  # the host's RAM, for "%"-thresholds about the host
     starting: bool = False  # the measuring tool is still starting (a cold PowerShell): no figure yet
+    metric: HostMetric | None = None  # what ``bytes`` is; None when no figure (or an old history's row)
+    host_available: int | None = None  # the host's own available memory (Windows: \Memory\Available Bytes)
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,12 @@ def metric_value(sample: Sample, metric: str) -> int | None:
     if metric == "host_gap":
         return sample.host_gap
     return getattr(sample.guest, metric)
+
+
+def metric_kind(sample: Sample, metric: str) -> str | None:
+    """Which host metric a rule's host figure is in ``sample`` (None for a guest metric): a rule's run
+    above its threshold holds samples of one kind only (monitor.policy.rules)."""
+    return sample.host.metric if metric in ("host", "host_gap") else None
 
 
 def guest_json(g: GuestSample) -> dict[str, Any]:

@@ -13,12 +13,13 @@ GiB, MiB = 1024**3, 1024**2
 
 def sample(t: float, cache: int, cpu: float | None = 2.0, *, host: int | None = None, host_total: int | None = None,
            total: int = 16 * GiB, used: int = 2 * GiB, psi_io: float | None = None, pgpgin: int | None = None,
-           source: str = "interop") -> Sample:
-    """A sample whose page cache is all reclaimable (what the policy's tables need)."""
+           source: str = "interop", metric: str | None = None) -> Sample:
+    """A sample whose page cache is all reclaimable (what the policy's tables need); ``metric``: the host
+    figure's (monitor.sample.HostMetric)."""
     guest = GuestSample(time=t, total=total, free=GiB, page_cache=cache, reclaimable=cache, used=used,
                         cpu_busy_percent=cpu, psi_io=Pressure(some_avg10=psi_io) if psi_io is not None else None,
                         pgpgin=pgpgin)
-    return Sample(guest, HostSample(t, host, source, False, host_total=host_total))
+    return Sample(guest, HostSample(t, host, source, False, host_total=host_total, metric=metric))
 
 
 def size(text: str) -> Size:

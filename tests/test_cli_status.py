@@ -84,6 +84,7 @@ def test_status_json_on_recorded_trees(name, kind, psi):
     check_status_json(data, kind, psi)
     if kind == "wsl2":  # interop unreachable here: the footprint is the guest's estimate, and says why
         assert data["host"]["source"] == "estimate" and "interop" in data["host"]["error"]
+        assert data["host"]["metric"] == "estimate"
 
 
 def test_status_table_on_the_recorded_wsl2_tree():
@@ -91,6 +92,7 @@ def test_status_table_on_the_recorded_wsl2_tree():
     assert result.returncode == 0, result.stderr
     assert "WSL2  (kernel 5.15.153.1-microsoft-standard-WSL2)" in result.stdout
     assert result.stdout.count("n/a (no PSI)") == 2 and "WSL autoMemoryReclaim" in result.stdout
+    assert "metric: estimated from the guest" in result.stdout
 
 
 def test_status_unknown_is_null_in_json():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,27 @@ def test_powershell_no_vm_running(fake_windows):
     finally:
         probe.close()
     assert sample.bytes is None and "is the WSL VM running" in sample.error
+    assert sample.host_available == 12884901888  # Windows' own memory is known without a VM
+
+
+def test_powershell_gives_windows_available_memory_in_the_same_round_trip(fake_windows):
+    log = fake_windows("normal")
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        samples = [probe.sample(None) for _ in range(3)]
+    finally:
+        probe.close()
+    assert [(s.host_available, s.host_total) for s in samples] == [(12884901888, 34187145216)] * 3
+    assert spawns(log, "powershell.exe") == 1  # the same session that measures the VM
+
+
+@pytest.mark.parametrize("lines, available", [
+    (["VMAVAIL\t12884901888"], 12884901888), (["VMAVAIL\t0"], None), (["VMAVAIL\t"], None),
+    (["VMAVAIL\tabc"], None), ([], None),
+])
+def test_parse_available(lines, available):
+    from monitor.probes.interop import parse_available
+    assert parse_available(lines) == available
 
 
 @pytest.mark.parametrize("mode, message", [("hang", "no answer within 1s"), ("babble", "babbled"),
@@ -177,6 +199,7 @@ def test_auto_in_wsl2_falls_back_from_hung_powershell_to_tasklist(fake_windows, 
     finally:
         probe.close()
     assert not sample.estimated and sample.bytes is not None and "tasklist" in sample.detail, sample
+    assert sample.metric == "working_set"  # not PowerShell's private set: labelled (issue 27)
     assert "powershell.exe" in (sample.error or "")  # and it says why it is not PowerShell's figure
 
 
@@ -207,7 +230,30 @@ def test_status_in_a_recorded_wsl2_tree_uses_interop(fake_windows):
     assert data["environment"] == {"kind": "wsl2", "distro": "Ubuntu", "kernel_release":
                                    "5.15.153.1-microsoft-standard-WSL2", "why": data["environment"]["why"]}
     assert data["host"]["bytes"] == 7812345856 and data["host"]["source"] == "interop"
-    assert data["host"]["estimated"] is False
+    assert data["host"]["estimated"] is False and data["host"]["metric"] == "private_working_set"
+    assert (data["host"]["available_bytes"], data["host"]["total_bytes"]) == (12884901888, 34187145216)
+
+
+@pytest.mark.parametrize("powershell, metric, words", [
+    ("normal", "private_working_set", "metric: private working set (what Task Manager shows)"),
+    ("hang", "working_set", "metric: whole working set (includes shared pages: can be higher than Task Manager)"),
+])
+def test_status_says_which_host_metric(fake_windows, tmp_path, powershell, metric, words):
+    """PowerShell's private set, or (PowerShell hung) tasklist's whole working set: status says which."""
+    from helpers import run_cli
+    import json
+    env = {"PATH": os.environ["PATH"], "FAKE_WINDOWS_MODE": "normal", "FAKE_POWERSHELL_MODE": powershell,
+           "WSL_DISTRO_NAME": "Ubuntu"}
+    config = tmp_path / "config.toml"
+    config.write_text("[host]\ntimeout = 1\n")
+    args = ("--proc-root", str(tree("wsl2-ubuntu")), "--cpu-window", "0", "--config", str(config))
+    data = json.loads(run_cli("status", "--json", *args, env=env).stdout)
+    assert data["host"]["metric"] == metric and data["host"]["bytes"] is not None, data["host"]
+    text = run_cli("status", *args, env=env).stdout
+    host_lines = text.split("guest memory")[0]
+    assert words in host_lines, text
+    if powershell == "normal":
+        assert re.search(r"host available +12\.0 GiB of 31\.8 GiB  \(the host's own", host_lines), text
 
 
 # ------------------------------------------------------------- psutil on real processes
@@ -264,6 +310,7 @@ def test_process_probe_follows_a_real_child():
         rss_kib = int(next(l for l in status.splitlines() if l.startswith("VmRSS:")).split()[1])
         assert sample.bytes is not None and abs(sample.bytes - rss_kib * 1024) < 4 * 1024 * 1024
         assert sample.bytes > 200 * 1024 * 1024 and sample.source == "process" and not sample.estimated
+        assert sample.metric == "rss"
         by_name = ProcessProbe(Path(sys.executable).name).sample(None)
         assert by_name.bytes is not None and by_name.bytes >= sample.bytes  # the largest of that name
     finally:
@@ -278,7 +325,7 @@ def test_estimate_probe_labels_itself():
     from monitor.probes.guest import GuestProbe
     guest = GuestProbe(files).sample()
     sample = EstimateProbe().sample(guest)
-    assert sample.estimated and sample.source == "estimate"
+    assert sample.estimated and sample.source == "estimate" and sample.metric == "estimate"
     assert sample.bytes == guest.total - guest.free + guest.fragmented_free
 
 
@@ -382,6 +429,51 @@ class _Proc:
         return type("mem", (), {"rss": 100, "wset": 7 << 30})()
 
 
+class _PosixProc(_Proc):
+    """The same refusal where psutil has no working set (not Windows): its memory_info has rss only."""
+
+    def memory_info(self):
+        return type("mem", (), {"rss": 3 << 30})()
+
+
+def test_psutil_fallback_without_a_working_set_is_rss():
+    from monitor.probes.host import private_working_set
+    value, what, metric = private_working_set(_PosixProc(psutil.AccessDenied(4242)))
+    assert (value, metric) == (3 << 30, "rss") and what.startswith("RSS (private set denied")
+
+
+# ------------------------------------------------------------- which host metric (issue 27)
+
+
+@pytest.mark.parametrize("mode, value, metric", [
+    ("normal", 7812345856, "private_working_set"),  # PowerShell's "Working Set - Private" counter
+    ("sandbox", 7812345856, "private_working_set"),
+    ("old", 5318656000, "working_set"),  # no private set in the answer: the whole working set, labelled
+])
+def test_powershell_labels_its_metric(fake_windows, mode, value, metric):
+    fake_windows(mode)
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
+    try:
+        sample = probe.sample(None)
+    finally:
+        probe.close()
+    assert (sample.bytes, sample.metric) == (value, metric), sample
+
+
+@pytest.mark.parametrize("mode", ["normal", "de", "fr", "old"])
+def test_tasklist_is_always_the_whole_working_set(fake_windows, mode):
+    fake_windows(mode)
+    sample = TasklistProbe(find_windows_tool("tasklist.exe"), timeout=5).sample(None)
+    assert sample.bytes is not None and sample.metric == "working_set"
+
+
+@pytest.mark.parametrize("mode", ["novm", "error"])
+def test_no_figure_has_no_metric(fake_windows, mode):
+    fake_windows(mode)
+    sample = TasklistProbe(find_windows_tool("tasklist.exe"), timeout=5).sample(None)
+    assert sample.bytes is None and sample.metric is None
+
+
 @pytest.mark.parametrize("exc, words", [
     (psutil.AccessDenied(4242), "denied"),
     (RuntimeError("NtQueryVirtualMemory failed"), "RuntimeError: NtQueryVirtualMemory failed"),
@@ -389,8 +481,9 @@ class _Proc:
 ])
 def test_psutil_errors_on_vmmem_fall_back_to_the_working_set(exc, words):
     from monitor.probes.host import private_working_set
-    value, what = private_working_set(_Proc(exc))
+    value, what, metric = private_working_set(_Proc(exc))
     assert value == 7 << 30 and what.startswith("working set (private set") and words in what
+    assert metric == "working_set"  # labelled: the whole working set, not the private set Task Manager shows
 
 
 def test_status_says_the_host_figure_is_starting(fake_windows, monkeypatch):

@@ -57,7 +57,8 @@ def probe():
 
 
 def host(bytes_: int | None, source: str = "psutil", estimated: bool = False) -> HostSample:
-    return HostSample(time.time(), bytes_, source, estimated, host_total=64 * GiB if bytes_ else None)
+    return HostSample(time.time(), bytes_, source, estimated, host_total=64 * GiB if bytes_ else None,
+                      host_available=20 * GiB if bytes_ and not estimated else None)
 
 
 def scrape(server, accept: str | None = None) -> str:
@@ -91,6 +92,7 @@ def test_gauges_carry_the_latest_real_sample(metrics, server, probe):
     assert value(fams, "vmmemctl_host_bytes", source="psutil") == 6 * GiB
     assert value(fams, "vmmemctl_host_estimated") == 0
     assert value(fams, "vmmemctl_host_total_bytes") == 64 * GiB
+    assert value(fams, "vmmemctl_host_available_bytes") == 20 * GiB
     assert value(fams, "vmmemctl_last_sample_timestamp_seconds") == pytest.approx(guest.time)
     assert guest.cpu_busy_percent is not None  # primed over a real interval: known wherever /proc/stat is
     assert 0 <= value(fams, "vmmemctl_cpu_busy_ratio") <= 1
@@ -153,7 +155,7 @@ def test_unknown_values_have_no_series_rather_than_zero(metrics, server, probe):
     text = scrape(server)
     for name in ("vmmemctl_guest_page_cache_bytes", "vmmemctl_guest_reclaimable_bytes", "vmmemctl_cpu_busy_ratio",
                  "vmmemctl_psi_some_avg10_ratio", "vmmemctl_host_bytes", "vmmemctl_host_estimated",
-                 "vmmemctl_host_total_bytes"):
+                 "vmmemctl_host_total_bytes", "vmmemctl_host_available_bytes"):
         assert name not in text, name
     assert value(families(server), "vmmemctl_guest_total_bytes") == real.total  # the known ones still are
     metrics.observe_sample(Sample(real, host(6 * GiB)))

@@ -278,3 +278,67 @@ def test_a_rule_above_for_long_gives_the_same_decisions_with_its_run_kept():
         assert (a, state_a) == (b, state_b)
         assert a.reason == b.reason
     assert state_a.rule(cfg.rule[0].label).last_fired == T0 + 260  # it fired, a `for` after the rise
+
+
+# ------------------------------------------------------------- one host metric per run (issue 27)
+
+METRICS = ("private_working_set", "working_set", None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 4)), st.sampled_from(METRICS)), min_size=1,
+                max_size=60), st.integers(1, 20), st.integers(0, 3), st.sampled_from(["host", "host_gap"]))
+def test_a_host_run_holds_one_metric(readings, window, threshold, metric):
+    """A host rule's run never spans two metrics: kept tick to tick (Runs) or walked, it starts at the
+    first sample of the newest metric at the latest, and no earlier sample of that metric and above the
+    threshold is left out of it."""
+    from monitor.policy.rules import Runs, _above_since
+    from monitor.sample import metric_kind, metric_value
+
+    stream = [builders.sample(T0 + 2 * i, GiB, 2.0, host=None if v is None else v * GiB + 2 * GiB, metric=m)
+              for i, (v, m) in enumerate(readings)]
+    runs = Runs()
+    for i in range(len(stream)):
+        shown = stream[max(0, i + 1 - window):i + 1]
+        since = _above_since(shown, metric, threshold * GiB)
+        assert runs.above_since(shown, metric, threshold * GiB) == since
+        known = [s for s in shown if metric_value(s, metric) is not None]
+        run = [s for s in known if since is not None and s.time >= since]
+        assert len({metric_kind(s, metric) for s in run}) <= 1  # one metric
+        assert all(metric_value(s, metric) > threshold * GiB for s in run)
+        before = [s for s in known if since is None or s.time < since]
+        if run and before:  # the run is as long as it can be: what precedes it is below or another metric
+            prior = before[-1]
+            assert metric_value(prior, metric) <= threshold * GiB or \
+                metric_kind(prior, metric) != metric_kind(run[0], metric)
+
+
+def _switching(switch_at: float, end: float, after: str = "working_set") -> list[Sample]:
+    """The host figure 7 GiB throughout (a rule's limit is 6 GiB); from ``switch_at`` its source changed
+    (PowerShell hung: tasklist's whole working set instead of the private set)."""
+    return [builders.sample(t, GiB, 2.0, host=7 * GiB, metric="private_working_set" if t < switch_at else after)
+            for t in range(int(T0), int(end) + 1, 2)]
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_a_source_switch_mid_run_restarts_the_rules_for(kept):
+    from monitor.policy.rules import Runs
+
+    cfg = config(rule(metric="host", above=Size(bytes=6 * GiB, text="6GiB"), for_=120.0))
+    label = cfg.rule[0].label
+
+    def fired(trace: list[Sample]) -> float | None:
+        state, runs = PolicyState(), Runs() if kept else None
+        for i in range(1, len(trace) + 1):
+            decision, state = decide(trace[:i], cfg, state, trace[i - 1].time, runs=runs)
+        return state.rule(label).last_fired
+
+    # one metric all along: the rule fires a `for` after the run began
+    assert fired(_switching(T0 + 10_000, T0 + 300, after="private_working_set")) == T0 + 120
+    # 100 s of the private set, then the whole working set: the mixed run is long enough, but the rule
+    # waits a full `for` of the new metric
+    switched = _switching(T0 + 100, T0 + 300)
+    assert fired(switched[:int(200 / 2) + 1]) is None  # at T0 + 200: 200 s mixed, 100 s of one metric
+    assert fired(switched) == T0 + 100 + 120
+    decision, _ = decide(switched[:101], cfg, PolicyState(), T0 + 200)
+    assert decision.action == "none" and "for 1m40s (needs 2m)" in decision.reason, decision.reason

@@ -176,3 +176,61 @@ def test_a_store_is_wal_with_its_schema_version_and_integrity_finds_damage(tmp_p
         assert store.latest_sample() is None
         verdict = store.integrity()
     assert "missing from index events_t" in verdict  # ... and integrity() says what is wrong, and where
+
+
+# ------------------------------------------------------------- which host metric (issue 27)
+
+
+def _measured(t: float, metric: str | None, host: int | None = 5 * GiB) -> Sample:
+    s = sample(t, GiB, host=host)
+    return Sample(s.guest, HostSample(t, host, "interop", False, metric=metric))
+
+
+def test_the_host_metric_is_kept_per_sample(tmp_path):
+    with Store(tmp_path / "h.db") as store:
+        store.add_samples([_measured(T0, "private_working_set"), _measured(T0 + 1, "working_set"),
+                           _measured(T0 + 2, "working_set", host=None)])
+        back = store.recent_samples(60, now=T0 + 3)
+        assert [s.host.metric for s in back] == ["private_working_set", "working_set", None]  # no figure: no metric
+        assert store.rows_after(T0 - 1)[0]["host_metric"] == "private_working_set"
+
+
+def test_a_roll_up_says_when_its_bucket_mixed_two_metrics(tmp_path):
+    with Store(tmp_path / "h.db") as store:
+        # minute 0: private set only; minute 1: private set, then tasklist's whole working set
+        rows = [_measured(T0 + i, "private_working_set") for i in range(0, 90)]
+        rows += [_measured(T0 + i, "working_set", host=6 * GiB) for i in range(90, 120)]
+        rows += [_measured(T0 + i, "working_set", host=6 * GiB) for i in range(600, 660)]
+        store.add_samples(rows)
+        store.roll_up(now=T0 + 1800)
+        _, minutes = store.series(T0, T0 + 1800, tier="samples_1m")
+        assert [(r["t"] - T0, r["host_metric"]) for r in minutes] == [
+            (0, "private_working_set"), (60, "mixed"), (600, "working_set")]
+        _, tens = store.series(T0, T0 + 1800, tier="samples_10m")
+        assert [(r["t"] - T0, r["host_metric"]) for r in tens] == [(0, "mixed"), (600, "working_set")]
+
+
+def test_a_history_from_before_gains_host_metric_from_its_first_writer(tmp_path):
+    """An older file (no host_metric) is read as it is; its first writer adds the column in every tier;
+    its older rows say unknown (None), never a guessed metric."""
+    fresh, old = tmp_path / "fresh.db", tmp_path / "old.db"
+    Store(fresh).close()
+    with sqlite3.connect(fresh) as db:
+        schema = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL")]
+    assert all(", host_metric TEXT" in s for s in schema if "samples" in s and "TABLE" in s)
+    with sqlite3.connect(old) as db:
+        for sql in schema:
+            db.execute(sql.replace(", host_metric TEXT", ""))
+        db.execute("INSERT INTO samples (t, host_source, host_estimated, host_bytes, total) VALUES (?, ?, ?, ?, ?)",
+                   (T0, "interop", 0, 5 * GiB, 16 * GiB))
+    with Store(old, readonly=True) as reader:  # a reader changes nothing
+        assert reader.latest_sample().host.metric is None
+    with sqlite3.connect(old) as db:
+        assert "host_metric" not in {row[1] for row in db.execute("PRAGMA table_info(samples)")}
+    with Store(old) as writer:
+        writer.add_sample(_measured(T0 + 1, "private_working_set"))
+        writer.roll_up(T0 + 1800)
+        assert [s.host.metric for s in writer.recent_samples(60, now=T0 + 2)] == [None, "private_working_set"]
+    with sqlite3.connect(old) as db:
+        for table in ("samples", "samples_1m", "samples_10m"):
+            assert "host_metric" in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}, table

@@ -94,6 +94,27 @@ def test_chart_breaks_the_line_where_the_watcher_was_off():
     assert not chart.empty and chart.rows == 1200
 
 
+def test_chart_marks_where_the_host_metric_changed():
+    """Issue 27: PowerShell's private set, then tasklist's whole working set: one line, two meanings; the
+    chart marks the switch and the legend names it. Rows with no figure or an older history's (no metric)
+    mark nothing; a roll-up bucket that mixed them is where the mark goes."""
+    from tui.widgets import legend
+
+    def row(i: int, metric: str | None, host: int | None = 2 * GiB) -> dict:
+        return {"t": NOW - 3600 + i * 60, "page_cache": GiB, "host_bytes": host, "host_metric": metric}
+    rows = [row(0, None), row(1, "private_working_set"), row(2, "private_working_set"), row(3, "working_set", None),
+            row(4, "working_set"), row(5, "working_set")]
+    chart = data.chart_data(rows, "samples", NOW - 3600, NOW, columns=100)
+    assert chart.metric_changes == ((NOW - 3600 + 4 * 60, "private_working_set", "working_set"),)
+    assert "│ host: private set → whole working set" in legend(chart).plain
+    assert legend(chart, width=30).plain == "━ host ━ cache │ host metric"  # narrow: still marked
+    same = data.chart_data(rows[:3], "samples", NOW - 3600, NOW, columns=100)
+    assert same.metric_changes == () and "host:" not in legend(same).plain and same.key != chart.key
+    minutes = [row(1, "private_working_set"), row(2, "mixed"), row(3, "working_set")]
+    assert data.metric_changes(minutes, NOW - 3600, NOW) == ((NOW - 3600 + 120, "private_working_set", "working_set"),)
+    assert data.metric_changes(minutes[:2], NOW - 3600, NOW) == ((NOW - 3600 + 120, "private_working_set", "mixed"),)
+
+
 def test_chart_draws_the_nearest_threshold_unless_it_would_flatten_the_trend():
     rules = (Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(percent=25.0, text="25%")),
              Rule(name="cache-notify", metric="page_cache", above=Size(percent=30.0, text="30%")),

@@ -147,6 +147,10 @@ def test_status_json_measures_the_vm_process_with_psutil(wine, setup, vm):
     host = status["host"]
     assert host["source"] == "psutil" and host["estimated"] is False, host
     assert f"vmmemWSL pid {vm}" in host["detail"], host
+    # Wine cannot walk the VM's address space (NtQueryVirtualMemory): psutil's whole working set, labelled,
+    # as on Windows when vmmem refuses the handle (issue 27)
+    assert host["metric"] == "working_set" and "working set (private set unreadable" in host["detail"], host
+    assert isinstance(host["available_bytes"], int) and 0 < host["available_bytes"] <= host["total_bytes"], host
     assert HOLD <= host["bytes"] <= HOLD + SLACK, host
     assert status["guest"]["total_bytes"] == MEMTOTAL
     assert status["environment"]["kind"] == "windows", status["environment"]
@@ -160,6 +164,7 @@ def test_status_doctor_and_config_in_words(wine, setup, vm):
     assert status.code == 0, status
     clean(status)
     assert "guest memory" in status.out and "decision:" in status.out
+    assert "metric: whole working set (includes shared pages" in status.out, status
 
     doctor = wine.vmmemctl("doctor", env=env, cwd=tmp)
     clean(doctor)

@@ -96,7 +96,7 @@ def sample_at(t: float, cache: float, rng: random.Random) -> Sample:
         page_reporting_order=5, cpu_busy_percent=round(busy, 2), active_file=min(cache_i, ACTIVE_FILE),
         inactive_file=cache_i - min(cache_i, ACTIVE_FILE))
     host = HostSample(t, TOTAL - free + frag, "interop", False, detail="vmmemWSL, private working set",
-                      host_total=HOST_TOTAL)
+                      host_total=HOST_TOTAL, metric="private_working_set")
     return Sample(guest, host)
 
 

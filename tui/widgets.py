@@ -18,6 +18,7 @@ CACHE_STYLE = "#ffaf00"
 THRESHOLD_STYLE = {"page_cache": "#ff875f", "reclaimable": "#d75f87", "host": "#5fd7d7"}
 INACTIVE_STYLE = "#808080"  # a reclaim rule while auto-reclaim is off: drawn, but grey
 RECLAIM_STYLE = "#af87ff"
+METRIC_STYLE = "#d7d7af"  # where the host figure changed metric (a source switch: issue 27)
 MOOD_STYLE = {"good": "green", "bad": "yellow", "neutral": ""}
 KIND_STYLE = {"reclaim": "green", "error": "red", "prompt": "yellow", "answer": "cyan", "crossing": "magenta",
               "notify": "blue", "schedule": "green", "state": "", "watch": "dim", "dashboard": "dim"}
@@ -194,6 +195,8 @@ class TrendChart(PlotWidget, can_focus=False):
                     self.plot(xs, ys, line_style=style, hires_mode=HiResMode.BRAILLE)
         for t in chart.reclaims:
             self.add_v_line(t, line_style=RECLAIM_STYLE)
+        for t, _, _ in chart.metric_changes:  # the host line means another thing from here
+            self.add_v_line(t, line_style=METRIC_STYLE)
 
 
 # How a reclaim rule that cannot act (auto-reclaim off) is named, longest first, as room allows.
@@ -220,7 +223,12 @@ def legend(chart: data.ChartData, width: int = 200) -> Text:
             label = data.short_bytes(th.bytes) + (INACTIVE_WORDS[off] if th.inactive else "")
             text.append(f"↑ {th.label} {label} " if named else f"↑{label} ", style="dim")
         if chart.reclaims:
-            text.append("│ reclaim", style=RECLAIM_STYLE)
+            text.append("│ reclaim ", style=RECLAIM_STYLE)
+        if chart.metric_changes:  # the newest change, in words: the host line is not one figure throughout
+            _, was, now = chart.metric_changes[-1]
+            short = data.METRIC_SHORT
+            text.append(f"│ host: {short.get(was, was)} → {short.get(now, now)}" if named else "│ host metric",
+                        style=METRIC_STYLE)
         text.rstrip()
         if text.cell_len <= width:
             break

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Any, Sequence
 
-from monitor.sample import Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
+from monitor.sample import HOST_METRIC_WORDS, Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
 from monitor.history.store import TIER_WORDS
 from monitor.reclaim.cost import cost_words
 from monitor.reclaim.record import reclaim_text  # noqa: F401  (the CLI prints it from here)
@@ -45,6 +45,10 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
         table([
             ("environment", f"{env.label()}  (kernel {env.kernel_release or '?'})"),
             ("host footprint", host_line(h)),
+            *([("", f"metric: {HOST_METRIC_WORDS[h.metric]}")] if h.bytes is not None and h.metric else []),
+            *([("host available", f"{format_bytes(h.host_available)} of {format_bytes(h.host_total)}  "
+                "(the host's own; on Windows what Task Manager calls available)")]
+              if h.host_available is not None else []),
             *([("", f"note: {h.error}")] if h.error and h.bytes is not None else []),
         ]),
         "",
@@ -91,7 +95,9 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
 
 def host_json(h: HostSample) -> dict[str, Any]:
     return {"bytes": h.bytes, "source": h.source, "estimated": h.estimated, "detail": h.detail,
-            "error": h.error, "host_total_bytes": h.host_total, "starting": h.starting}
+            "error": h.error, "host_total_bytes": h.host_total, "starting": h.starting,
+            "metric": h.metric if h.bytes is not None else None,
+            "available_bytes": h.host_available, "total_bytes": h.host_total}
 
 
 def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[str, Any]:

@@ -39,6 +39,10 @@ VALUE_COLUMNS = (
 REAL_COLUMNS = {"psi_memory_some_avg10", "psi_io_some_avg10", "cpu_busy_percent"}
 COUNTERS = {"workingset_refault_file", "pgpgin", "drop_pagecache"}  # roll-ups keep the last value, not the mean
 TIERS = (("samples", 0), ("samples_1m", 60), ("samples_10m", 600))
+# What host_bytes is (monitor.sample.HostMetric), in every tier; a roll-up bucket whose rows were measured
+# by more than one metric says MIXED: its averages mix two meanings (issue 27).
+MIXED = "mixed"
+TEXT_COLUMNS = ("host_metric",)
 TIER_WORDS = {"samples": "every sample", "samples_1m": "1-minute averages", "samples_10m": "10-minute averages"}
 EVENT_KINDS = ("crossing", "notify", "prompt", "answer", "reclaim", "schedule", "error", "state", "watch", "dashboard")
 
@@ -53,9 +57,9 @@ def _schema() -> str:
     return f"""
     CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
     CREATE TABLE IF NOT EXISTS samples (t REAL PRIMARY KEY, host_source TEXT, host_estimated INTEGER,
-                                        host_total INTEGER, {values});
-    CREATE TABLE IF NOT EXISTS samples_1m (t REAL PRIMARY KEY, {values}, {rollup_extra});
-    CREATE TABLE IF NOT EXISTS samples_10m (t REAL PRIMARY KEY, {values}, {rollup_extra});
+                                        host_total INTEGER, {values}, host_metric TEXT);
+    CREATE TABLE IF NOT EXISTS samples_1m (t REAL PRIMARY KEY, {values}, {rollup_extra}, host_metric TEXT);
+    CREATE TABLE IF NOT EXISTS samples_10m (t REAL PRIMARY KEY, {values}, {rollup_extra}, host_metric TEXT);
     CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, t REAL NOT NULL, kind TEXT NOT NULL,
                                        rule TEXT, message TEXT NOT NULL, data TEXT, status TEXT);
     CREATE INDEX IF NOT EXISTS events_t ON events (t);
@@ -280,10 +284,11 @@ class Store:
             else:
                 aggregates.append(
                     f"CAST(SUM({c} * {weight}) / SUM(CASE WHEN {c} IS NULL THEN 0 ELSE {weight} END) AS INTEGER)")
+        metric = f"CASE WHEN COUNT(DISTINCT host_metric) > 1 THEN '{MIXED}' ELSE MAX(host_metric) END"
         sql = (f"INSERT OR REPLACE INTO {target} (t, {', '.join(VALUE_COLUMNS)}, n, host_min, host_max, "
-               f"page_cache_min, page_cache_max) "
+               f"page_cache_min, page_cache_max, host_metric) "
                f"SELECT CAST(t / {width} AS INTEGER) * {width} AS bucket, {', '.join(aggregates)}, "
-               f"SUM({weight}), MIN({host_min}), MAX({host_max}), MIN({pc_min}), MAX({pc_max}) "
+               f"SUM({weight}), MIN({host_min}), MAX({host_max}), MIN({pc_min}), MAX({pc_max}), {metric} "
                f"FROM {source} WHERE t >= ? AND t < ? GROUP BY bucket")
         return self.db.execute(sql, (start, end)).rowcount
 
@@ -415,13 +420,15 @@ class _Transaction:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """A history written by an older version gains the columns added since (active_file and inactive_file:
-    issue 25); its older rows read them as NULL (unknown). Readers never change a file: they read what is."""
+    issue 25; host_metric: issue 27); its older rows read them as NULL (unknown). Readers never change a
+    file: they read what is."""
     for table, _ in TIERS:
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        for column in VALUE_COLUMNS:
+        for column in (*VALUE_COLUMNS, *TEXT_COLUMNS):
             if column not in have:
+                sql = f"{column} TEXT" if column in TEXT_COLUMNS else _column_sql(column)
                 try:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {_column_sql(column)}")
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {sql}")
                 except sqlite3.OperationalError as exc:  # another writer opening it at the same moment added it
                     if "duplicate column" not in str(exc):
                         raise
@@ -432,7 +439,7 @@ def _file_identity(path: str | Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-SAMPLE_COLUMNS = ("t", "host_source", "host_estimated", "host_total", *VALUE_COLUMNS)
+SAMPLE_COLUMNS = ("t", "host_source", "host_estimated", "host_total", *VALUE_COLUMNS, "host_metric")
 _INSERT_SAMPLE = (f"INSERT OR REPLACE INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
                   f"VALUES ({', '.join('?' for _ in SAMPLE_COLUMNS)})")
 _guest_values = attrgetter(*VALUE_COLUMNS[1:])  # every one a field or property of GuestSample
@@ -441,7 +448,8 @@ _guest_values = attrgetter(*VALUE_COLUMNS[1:])  # every one a field or property 
 def sample_values(sample: Sample) -> tuple:
     """A sample's row for the samples table, in SAMPLE_COLUMNS order (what the tick writes)."""
     h = sample.host
-    return (sample.time, h.source, int(h.estimated), h.host_total, h.bytes, *_guest_values(sample.guest))
+    return (sample.time, h.source, int(h.estimated), h.host_total, h.bytes, *_guest_values(sample.guest),
+            h.metric if h.bytes is not None else None)
 
 
 def sample_row(sample: Sample) -> dict[str, Any]:
@@ -455,7 +463,8 @@ def row_sample(row: dict[str, Any]) -> Sample:
            else None for k in ("memory", "io")}
     guest = GuestSample(time=row["t"], psi_memory=psi["memory"], psi_io=psi["io"], **fields)
     host = HostSample(row["t"], row.get("host_bytes"), row.get("host_source") or "estimate",
-                      bool(row.get("host_estimated", 1)), host_total=row.get("host_total"))
+                      bool(row.get("host_estimated", 1)), host_total=row.get("host_total"),
+                      metric=row.get("host_metric"))  # None in a row from before issue 27: not guessed
     return Sample(guest, host)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 from monitor.config.schema import Config, IdleConfig, Rule
-from monitor.sample import Sample, metric_value
+from monitor.sample import Sample, metric_kind, metric_value
 from monitor.units import format_bytes, format_duration
 
 ActionName = Literal["none", "notify", "prompt", "reclaim"]
@@ -248,18 +248,28 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
 
 def _above_since(samples: Sequence[Sample], metric: str, threshold: int, back_to: float | None = None) -> float | None:
     """Time of the oldest sample in the unbroken run of samples above ``threshold`` that ends now; with
-    ``back_to``, the walk stops once the run reaches that far back (its start is then at or before it)."""
+    ``back_to``, the walk stops once the run reaches that far back (its start is then at or before it).
+
+    A run holds one host metric (:func:`monitor.sample.metric_kind`): a host figure that changed source
+    (PowerShell's private working set, then tasklist's whole working set, up to a gigabyte apart) starts
+    the run again at the first sample of the new metric, so a rule never fires on two meanings mixed."""
     since = None
+    kind: object = _NO_KIND
     for sample in reversed(samples):
         value = metric_value(sample, metric)
         if value is None:
             continue  # an unknown reading neither breaks nor extends the run
-        if value <= threshold:
+        if kind is _NO_KIND:
+            kind = metric_kind(sample, metric)
+        if value <= threshold or metric_kind(sample, metric) != kind:
             break
         since = sample.time
         if back_to is not None and since <= back_to:
             break
     return since
+
+
+_NO_KIND = object()  # no known reading seen yet (a metric can itself be None: an old history's rows)
 
 
 class Runs:
@@ -270,24 +280,30 @@ class Runs:
     the watcher's CPU. The recorder decides on each new sample of one stream, so the run's start is
     known from the last tick and the new sample: the same answer as :func:`_above_since` without
     ``back_to`` (the exact start), found by looking at one sample. Anything else (samples dropped or
-    replaced, a clock that went back, a first call) walks the list once, as before."""
+    replaced, a clock that went back, a first call) walks the list once, as before. A new sample of
+    another host metric than the run's starts the run again there, as the walk does."""
 
     def __init__(self) -> None:
-        self._runs: dict[tuple[str, int], tuple[Sample, float | None]] = {}  # -> (newest seen, run start)
+        # -> (newest seen, run start, the metric of the newest known reading)
+        self._runs: dict[tuple[str, int], tuple[Sample, float | None, object]] = {}
 
     def above_since(self, samples: Sequence[Sample], metric: str, threshold: int) -> float | None:
         key, newest = (metric, threshold), samples[-1]
         kept = self._runs.get(key)
         if kept is not None and kept[0] is newest:
-            since = kept[1]
+            since, kind = kept[1], kept[2]
         elif kept is not None and len(samples) > 1 and samples[-2] is kept[0] and samples[0].time <= newest.time:
-            since = kept[1]
+            since, kind = kept[1], kept[2]
             value = metric_value(newest, metric)
             if value is not None:
+                if metric_kind(newest, metric) != kind:
+                    since, kind = None, metric_kind(newest, metric)  # another metric: a new run
                 since = (since if since is not None else newest.time) if value > threshold else None
         else:
             since = _above_since(samples, metric, threshold)
-        self._runs[key] = (newest, since)
+            kind = next((metric_kind(s, metric) for s in reversed(samples) if metric_value(s, metric) is not None),
+                        _NO_KIND)
+        self._runs[key] = (newest, since, kind)
         if since is not None and since < samples[0].time:  # the run began before the window: the walk
             return next((s.time for s in samples if metric_value(s, metric) is not None), None)  # its oldest
         return since

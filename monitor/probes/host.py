@@ -8,7 +8,8 @@ from. They never raise: an unreachable host gives ``bytes=None`` and an
   only when there is no ``vmmemWSL``, because on Windows 11 a plain
   ``vmmem`` can be Windows Sandbox or another Hyper-V VM, microsoft/WSL#6881).
   Task Manager shows the *private working set* (winsiderss/systeminformer#580):
-  psutil's ``uss`` is that; ``wset`` (the whole working set) when uss is denied.
+  psutil's ``uss`` is that; ``wset`` (the whole working set) when uss is denied. Each sample's
+  ``metric`` says which it is (issue 27).
 - ``interop`` (inside WSL2): see :mod:`monitor.probes.interop`.
 - ``process``: a named VM process on a Linux/macOS host (qemu, firecracker): its RSS.
 - ``estimate``: from the guest alone, what the VM has touched and not given
@@ -23,7 +24,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, TypeVar
 
-from monitor.sample import GuestSample, HostSample
+from monitor.sample import GuestSample, HostMetric, HostSample
 
 if TYPE_CHECKING:
     import psutil
@@ -102,8 +103,8 @@ def _rss(proc) -> int:
         return -1
 
 
-def private_working_set(proc) -> tuple[int, str]:
-    """(bytes, what it is): uss where allowed, else the working set, saying why.
+def private_working_set(proc) -> tuple[int, str, HostMetric]:
+    """(bytes, what it is, its metric): uss where allowed, else the working set, saying why.
 
     On Windows ``memory_full_info()`` walks the process's address space:
     vmmem refuses the handle even to an administrator (AccessDenied), and the
@@ -113,7 +114,7 @@ def private_working_set(proc) -> tuple[int, str]:
     on older builds.
     """
     try:
-        return proc.memory_full_info().uss, "private working set"
+        return proc.memory_full_info().uss, "private working set", "private_working_set"
     except _psutil().NoSuchProcess:
         raise
     except (_psutil().AccessDenied, AttributeError, NotImplementedError) as exc:
@@ -121,7 +122,9 @@ def private_working_set(proc) -> tuple[int, str]:
     except (RuntimeError, OSError) as exc:
         why = f"unreadable: {type(exc).__name__}: {str(exc)[:80]}"
     info = proc.memory_info()
-    return getattr(info, "wset", info.rss), f"working set (private set {why})"
+    if hasattr(info, "wset"):  # Windows: the whole working set, shared pages included
+        return info.wset, f"working set (private set {why})", "working_set"
+    return info.rss, f"RSS (private set {why})", "rss"  # not Windows: psutil has no working set
 
 
 class PsutilProbe:
@@ -137,15 +140,16 @@ class PsutilProbe:
 
     def sample(self, guest: GuestSample | None) -> HostSample:
         now = self.clock()
-        total = _psutil().virtual_memory().total
+        memory = _psutil().virtual_memory()  # Windows: GlobalMemoryStatusEx, its ullAvailPhys is "available"
+        host = dict(host_total=memory.total, host_available=memory.available)
         proc, why = select_vm_process(self.process_iter())
         if proc is None:
-            return HostSample(now, None, "psutil", False, error=why, host_total=total)
+            return HostSample(now, None, "psutil", False, error=why, **host)
         try:
-            value, what = private_working_set(proc)
+            value, what, metric = private_working_set(proc)
         except (_psutil().Error, OSError) as exc:  # gone, or even the working set refused
-            return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", host_total=total)
-        return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", host_total=total)
+            return HostSample(now, None, "psutil", False, error=f"{why}: {exc}", **host)
+        return HostSample(now, value, "psutil", False, detail=f"{why} pid {proc.pid}, {what}", metric=metric, **host)
 
     def close(self) -> None:
         pass
@@ -192,7 +196,7 @@ class ProcessProbe:
         more = f" (largest of {len(procs)})" if len(procs) > 1 else ""
         name = _proc_name(proc) if self.target.isdigit() else self.target
         return HostSample(now, rss, "process", False, detail=f"{name} pid {proc.pid} RSS{more}",
-                          host_total=total)
+                          host_total=total, metric="rss")
 
     def close(self) -> None:
         pass
@@ -221,7 +225,7 @@ class EstimateProbe:
             when = guest.time if guest else time.time()
             return HostSample(when, None, "estimate", True, error="guest numbers unknown; cannot estimate")
         return HostSample(guest.time, value, "estimate", True,
-                          detail=f"MemTotal - MemFree + fragmented free ({self.note})")
+                          detail=f"MemTotal - MemFree + fragmented free ({self.note})", metric="estimate")
 
     def close(self) -> None:
         pass

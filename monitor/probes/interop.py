@@ -64,6 +64,12 @@ PS_QUERY = (
     "$p.ProcessName,$true); $global:vmc[$p.Id]=$c}; $w=$c.RawValue}catch{$global:vmc.Remove($p.Id)}; "
     "if($null -eq $w){$w=(Get-CimInstance Win32_PerfRawData_PerfProc_Process -Filter \"IDProcess=$($p.Id)\").WorkingSetPrivate}; "
     "\"VMPROC`t$($p.ProcessName)`t$($p.Id)`t$($p.WorkingSet64)`t$w\"}; "
+    # Windows' own available memory (issue 27, item 4), in the same round trip: the Memory/Available Bytes
+    # counter, kept in the session; where it cannot be had (localized counter names), the CIM figure in KiB
+    "$a=$null; try{if($null -eq $global:vma){$global:vma=New-Object System.Diagnostics.PerformanceCounter("
+    "'Memory','Available Bytes')}; $a=$global:vma.RawValue}catch{$global:vma=$null}; "
+    "if($null -eq $a){$a=1024*(Get-CimInstance Win32_OperatingSystem).FreePhysicalMemory}; "
+    "\"VMAVAIL`t$a\"; "
     "{total}"
     "'__END_{nonce}__'"
 )
@@ -273,6 +279,15 @@ class PipeReader:
             self._sel = None
 
 
+def parse_available(lines: list[str]) -> int | None:
+    """Windows' available memory in bytes from the VMAVAIL line, or None (absent, or not a number)."""
+    for line in lines:
+        parts = line.split("\t")
+        if parts[0] == "VMAVAIL" and len(parts) == 2 and parts[1].isdigit():
+            return int(parts[1]) or None  # 0: the CIM fallback found nothing either
+    return None
+
+
 def parse_powershell_answer(lines: list[str]) -> tuple[list[tuple[str, int, int, int | None]], int | None]:
     """VMPROC rows as (name, pid, working set, private working set or None), and VMTOTAL."""
     rows = []
@@ -321,17 +336,20 @@ class PowerShellProbe:
     def _judge(self, now: float, lines: list[str]) -> HostSample:
         rows, total = parse_powershell_answer(lines)
         self.host_total = self.host_total or total
-        if not rows and any(line and not line.startswith("VMTOTAL") for line in lines):
+        available = parse_available(lines)
+        if not rows and any(line and not line.startswith(("VMTOTAL", "VMAVAIL")) for line in lines):
             self._failed_at, self._last_error = now, f"powershell.exe answered garbage: {lines[0][:60]!r}"
             return HostSample(now, None, "interop", False, error=self._last_error)
         self._failed_at = None
         chosen, why = choose_vm(((r[0], r) for r in rows), lambda r: r[2])
         if chosen is None:
-            return HostSample(now, None, "interop", False, error=why, host_total=self.host_total)
+            return HostSample(now, None, "interop", False, error=why, host_total=self.host_total,
+                              host_available=available)
         name, pid, wset, private = chosen
-        value, what = (private, "private working set") if private is not None else (wset, "working set")
+        value, what, metric = ((private, "private working set", "private_working_set") if private is not None
+                               else (wset, "working set", "working_set"))
         return HostSample(now, value, "interop", False, detail=f"{why} pid {pid}, {what} (PowerShell)",
-                          host_total=self.host_total)
+                          host_total=self.host_total, metric=metric, host_available=available)
 
     def close(self) -> None:
         if self.session:
@@ -385,7 +403,8 @@ class TasklistProbe:
         chosen, why = choose_vm(((r[0], r) for r in rows), lambda r: r[2])
         if chosen is None:
             return HostSample(now, None, "interop", False, error=why)
-        return HostSample(now, chosen[2], "interop", False, detail=f"{why} pid {chosen[1]}, working set (tasklist)")
+        return HostSample(now, chosen[2], "interop", False, detail=f"{why} pid {chosen[1]}, working set (tasklist)",
+                          metric="working_set")  # tasklist's "Mem Usage" is the whole working set
 
     def close(self) -> None:
         pass

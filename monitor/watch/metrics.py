@@ -223,6 +223,9 @@ class _SampleCollector:
             yield from self._gauge("vmmemctl_host_estimated", "1 if vmmemctl_host_bytes is estimated from the "
                                    "guest rather than measured on the host, else 0.", int(host.estimated))
         yield from self._gauge("vmmemctl_host_total_bytes", "The host's RAM.", host.host_total, "bytes")
+        yield from self._gauge("vmmemctl_host_available_bytes", "The host's own available memory (Windows: "
+                               "the Memory/Available Bytes counter; psutil's available in host mode).",
+                               host.host_available, "bytes")
 
     def _guest(self, guest: GuestSample) -> Iterator[Any]:
         for name, doc, attribute in GUEST_BYTES:

@@ -11,7 +11,8 @@ What each imitates, and where that comes from:
   the CSV of `/fo csv /nh` in en-US, de-DE and fr-FR; with no match the localized "INFO: No tasks
   ..." line on stdout, exit 0; a failure "ERROR: ..." on stderr, exit 1 (mode "error"). Mode
   "garbage" is no output tasklist prints: the guard against the unexpected.
-- powershell.exe (Windows PowerShell 5.1): our own query's tab-separated lines (recorded/ps-*.txt);
+- powershell.exe (Windows PowerShell 5.1): our own query's tab-separated lines (recorded/ps-*.txt;
+  the VMAVAIL line, Windows' available memory, is our own shape with a made-up 12 GiB, not recorded);
   refuses -EncodedCommand as Microsoft Defender kills that shape (mondoohq/mql#9802). Known
   difference (issue 27): an unknown cmdlet ends this fake with a CLIXML error on stderr; the real
   one given `-Command -` writes plain text (CLIXML only with -EncodedCommand) and reads on
@@ -140,6 +141,8 @@ def powershell() -> None:
         elif "Get-Process -Name vmmemWSL,vmmem" in line:
             name = {"novm": "ps-novm.txt", "sandbox": "ps-sandbox.txt", "old": "ps-old.txt"}.get(MODE, "ps-normal.txt")
             out((RECORDED / name).read_bytes())
+            if "VMAVAIL" in line:  # our own line's shape; the value is made up (12 GiB), not recorded
+                out(b"VMAVAIL\t12884901888\r\n")
             if "VMTOTAL" in line:
                 out(b"VMTOTAL\t34187145216\r\n")
         if nonce:

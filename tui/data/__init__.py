@@ -17,12 +17,14 @@ This face lists what the app, the widgets and the screens use as ``data.X``.
 
 from tui.data.cards import Card, Trend, build_cards, host_words, short_bytes, trend
 from tui.data.chart import (
+                            METRIC_SHORT,
                             ChartData,
                             Threshold,
                             bucket,
                             byte_ticks,
                             chart_data,
                             choose_tier,
+                            metric_changes,
                             nice_step,
                             picture_key,
                             reclaim_times,
@@ -55,7 +57,8 @@ from tui.data.words import (
 
 __all__ = [
     "Card", "Trend", "build_cards", "host_words", "short_bytes", "trend",
-    "ChartData", "Threshold", "bucket", "byte_ticks", "chart_data", "choose_tier", "nice_step", "picture_key",
+    "METRIC_SHORT", "ChartData", "Threshold", "bucket", "byte_ticks", "chart_data", "choose_tier", "metric_changes",
+    "nice_step", "picture_key",
     "reclaim_times", "sample_step", "split_runs", "thresholds", "time_ticks",
     "RANGE_NAMES", "RANGES", "TREND_WINDOW", "LocalTime", "Row", "next_range",
     "Offer", "expected_gain", "make_offer",

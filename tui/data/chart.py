@@ -1,5 +1,6 @@
 """The chart: host footprint and page cache on one time axis, bucketed to the chart's width,
-broken where the history has a gap, with the thresholds and the reclaims marked; and its axes."""
+broken where the history has a gap, with the thresholds, the reclaims and the host metric's changes
+marked; and its axes."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from monitor.config.schema import Config
+from monitor.history.store import MIXED
 from tui.data.common import GiB, LocalTime, MiB, Row
 
 
@@ -34,6 +36,8 @@ class ChartData:
     y_max: float
     rows: int  # rows read from the store
     key: tuple = ()  # equal keys draw the same picture (the range moved by less than one bucket)
+    # (t, from, to) where the host figure changed metric (a source switch, issue 27): marked on the chart
+    metric_changes: tuple[tuple[float, str, str], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -83,6 +87,33 @@ def split_runs(points: Sequence[tuple[float, float]], max_gap: float) -> list[li
     return runs
 
 
+# The host metric in the chart's few words (monitor.sample.HOST_METRIC_WORDS has them in full).
+METRIC_SHORT = {"private_working_set": "private set", "working_set": "whole working set", "rss": "RSS",
+                "estimate": "estimate", MIXED: "mixed"}
+
+
+def metric_changes(rows: Sequence[Row], since: float, until: float) -> tuple[tuple[float, str, str], ...]:
+    """Where the host figure's metric changed, as (t, from, to), oldest first. Rows with no figure or no
+    metric (an older history's) change nothing; a roll-up bucket that mixed two metrics (``mixed``)
+    is where the change is marked, from the metric before it to the one after it."""
+    out = []
+    last: str | None = None
+    mixed_at: float | None = None
+    for r in rows:
+        metric = r.get("host_metric")
+        if r.get("host_bytes") is None or metric is None:
+            continue
+        if metric == MIXED:
+            mixed_at = r["t"] if mixed_at is None else mixed_at
+            continue
+        if last is not None and metric != last:
+            out.append((r["t"] if mixed_at is None else mixed_at, last, metric))
+        last, mixed_at = metric, None
+    if mixed_at is not None:  # the newest bucket mixed them: the change is there, its end not yet known
+        out.append((mixed_at, last or MIXED, MIXED))
+    return tuple(c for c in out if since <= c[0] <= until)
+
+
 def sample_step(rows: Sequence[Row]) -> float:
     """The usual time between rows (the median), so a gap can be told from the sampling rhythm."""
     ts = [r["t"] for r in rows]
@@ -105,8 +136,9 @@ def chart_data(rows: Sequence[Row], tier: str, since: float, until: float, *, co
     inside = [th for th in limits if th.bytes <= y_max]
     above = [th for th in limits if th.bytes > y_max]
     marks = sorted(t for t in reclaims if since <= t <= until)
-    key = picture_key(tier, since, until, n, y_max, [host, cache], (inside, above, marks))
-    return ChartData(since, until, tier, host, cache, inside, above, marks, y_max, len(rows), key)
+    changes = metric_changes(rows, since, until)
+    key = picture_key(tier, since, until, n, y_max, [host, cache], (inside, above, marks, changes))
+    return ChartData(since, until, tier, host, cache, inside, above, marks, y_max, len(rows), key, changes)
 
 
 def picture_key(tier: str, since: float, until: float, n: int, y_max: float,
