@@ -121,8 +121,21 @@ def test_powershell_survives_hangs_and_garbage(fake_windows, mode, message):
     assert first.bytes is None and message in first.error  # the 1 s limit named: it was not waited past
     assert second.bytes is None and "retrying later" in second.error
     assert spawns(log, "powershell.exe") == 1
-    assert not [p for p in psutil.process_iter(["cmdline"])
-                if any("powershell.exe" in c for c in (p.info["cmdline"] or []))], "a fake PowerShell was left running"
+    assert not left_running(log, "powershell.exe"), "a fake PowerShell was left running"
+
+
+def left_running(log: Path, tool: str) -> list:
+    """This test's own fakes still alive: their environment names this test's spawn log (another suite's
+    fakes, running beside this one, are not this test's business)."""
+    alive = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(tool in c for c in (proc.info["cmdline"] or [])) and \
+                    proc.environ().get("FAKE_WINDOWS_LOG") == str(log):
+                alive.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return alive
 
 
 def test_powershell_recovers_after_retry_period(fake_windows):

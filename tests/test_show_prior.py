@@ -133,7 +133,9 @@ def test_dry_run_plans_the_bound_and_says_where_it_comes_from(source, kernel, tm
     if source == "remembered":
         with Store(db, readonly=True) as store:  # the dry run read the history, wrote nothing to it
             assert store.events(since=0) == []
-        assert abs(data["lower_bound_bytes"] - int(3.75 * GiB)) < MiB  # decayed by the seconds since
+        # 3 GiB + 25 %, decayed by the seconds since it was remembered (~0.5 MiB a second: a loaded machine
+        # may take a minute to get here, so the bound is a range, not a reading of the clock)
+        assert int(3.75 * GiB) - 64 * MiB < data["lower_bound_bytes"] <= int(3.75 * GiB)
         assert "the start level above the remembered working set (working set ~ 3." in text
     else:
         assert data["lower_bound_bytes"] == expected[source]
