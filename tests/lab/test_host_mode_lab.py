@@ -81,20 +81,25 @@ def test_watcher_in_host_mode_reclaims_by_rule(lab_vm_factory, tmp_path):
         '[idle]\nwindow = "3s"\n'
         '[policy]\nauto_reclaim = true\n'
         '[[rule]]\nname = "lab-auto"\nmetric = "reclaimable"\nabove = "400MiB"\nfor = "2s"\naction = "reclaim"\n'))
-    db = tmp_path / "h.db"
-    watch = subprocess.Popen([sys.executable, "-m", "monitor", "watch", "--config", str(config), "--db", str(db),
-                              "--log-file", str(tmp_path / "watch.log")], cwd=REPO,
-                             env={**os.environ, "VMMEMCTL_CONFIG": ""})
-    try:
-        before_fill = vm.rss_bytes()
-        vm.fill_page_cache(FILL_MIB)
-        filled = vm.rss_bytes()
-        assert filled - before_fill > 0.8 * FILL_MIB * MiB
-        # gradual's steps each wait a refault window (~5 s): 1 GiB of cold cache is ~15 steps, then settle
-        event = wait_for_reclaim(db, timeout=240)
-    finally:
-        watch.send_signal(signal.SIGTERM)
-        watch.wait(timeout=20)
+    before_fill = vm.rss_bytes()
+    vm.fill_page_cache(FILL_MIB)
+    filled = vm.rss_bytes()
+    assert filled - before_fill > 0.8 * FILL_MIB * MiB
+    for attempt in range(2):  # once more if the lab's channel left the memory.reclaim check unanswered: the
+        # refusal is right (tests/test_reclaim.py's subject, not this one's), and the rule, having acted, re-arms
+        # only below its mark; a fresh history is a fresh watcher's first decision
+        db = tmp_path / f"h{attempt}.db"
+        watch = subprocess.Popen([sys.executable, "-m", "monitor", "watch", "--config", str(config), "--db", str(db),
+                                  "--log-file", str(tmp_path / "watch.log")], cwd=REPO,
+                                 env={**os.environ, "VMMEMCTL_CONFIG": ""})
+        try:
+            # gradual's steps each wait a refault window (~5 s): 1 GiB of cold cache is ~15 steps, then settle
+            event = wait_for_reclaim(db, timeout=240)
+        finally:
+            watch.send_signal(signal.SIGTERM)
+            watch.wait(timeout=20)
+        if GUEST_SILENT not in (event["data"] or ""):
+            break
     data = json.loads(event["data"])
     assert event["rule"] == "rule:lab-auto" and event["status"] == "ok", event
     assert data["methods_run"] == ["gradual", "compact"]  # auto: memory.reclaim exists in this guest
