@@ -43,13 +43,18 @@ def spawns(log: Path, tool: str) -> int:
 # ------------------------------------------------------------- PowerShell
 
 
-def test_powershell_stays_alive_across_samples(fake_windows):
-    log = fake_windows("normal")
+def powershell_samples(n: int = 1) -> list:
+    """``n`` samples from one PowerShell session (the fake on PATH), closed after."""
     probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
     try:
-        samples = [probe.sample(None) for _ in range(5)]
+        return [probe.sample(None) for _ in range(n)]
     finally:
         probe.close()
+
+
+def test_powershell_stays_alive_across_samples(fake_windows):
+    log = fake_windows("normal")
+    samples = powershell_samples(5)
     assert [s.bytes for s in samples] == [7812345856] * 5  # the private working set
     assert all(s.source == "interop" and not s.estimated for s in samples)
     assert "vmmemWSL pid 15244" in samples[0].detail and "private working set" in samples[0].detail
@@ -59,42 +64,26 @@ def test_powershell_stays_alive_across_samples(fake_windows):
 
 def test_powershell_prefers_vmmemwsl_over_another_vm(fake_windows):
     fake_windows("sandbox")
-    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
-    try:
-        sample = probe.sample(None)
-    finally:
-        probe.close()
+    sample, = powershell_samples()
     assert sample.bytes == 7812345856 and "ignored 1 plain vmmem" in sample.detail
 
 
 def test_powershell_on_an_old_build_takes_plain_vmmem_working_set(fake_windows):
     fake_windows("old")
-    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
-    try:
-        sample = probe.sample(None)
-    finally:
-        probe.close()
+    sample, = powershell_samples()
     assert sample.bytes == 5318656000 and "working set" in sample.detail and "older Windows" in sample.detail
 
 
 def test_powershell_no_vm_running(fake_windows):
     fake_windows("novm")
-    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
-    try:
-        sample = probe.sample(None)
-    finally:
-        probe.close()
+    sample, = powershell_samples()
     assert sample.bytes is None and "is the WSL VM running" in sample.error
     assert sample.host_available == 12884901888  # Windows' own memory is known without a VM
 
 
 def test_powershell_gives_windows_available_memory_in_the_same_round_trip(fake_windows):
     log = fake_windows("normal")
-    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
-    try:
-        samples = [probe.sample(None) for _ in range(3)]
-    finally:
-        probe.close()
+    samples = powershell_samples(3)
     assert [(s.host_available, s.host_total) for s in samples] == [(12884901888, 34187145216)] * 3
     assert spawns(log, "powershell.exe") == 1  # the same session that measures the VM
 
@@ -465,11 +454,7 @@ def test_psutil_fallback_without_a_working_set_is_rss():
 ])
 def test_powershell_labels_its_metric(fake_windows, mode, value, metric):
     fake_windows(mode)
-    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=5)
-    try:
-        sample = probe.sample(None)
-    finally:
-        probe.close()
+    sample, = powershell_samples()
     assert (sample.bytes, sample.metric) == (value, metric), sample
 
 

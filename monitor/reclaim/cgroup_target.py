@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from monitor.errors import UserError
-from monitor.kernel.cgroups import RUN_PARENT, run_group_name  # the names the cgroups view reads
+from monitor.kernel.cgroups import RUN_PARENT, cgroup2_mounts, run_group_name  # the names the cgroups view reads
 
 if TYPE_CHECKING:
     from monitor.kernel.procfs import SystemFiles
@@ -54,21 +54,15 @@ def v2_root(files: SystemFiles) -> str:
     text = files.read([MOUNTINFO])[MOUNTINFO]
     if text is None:
         raise CgroupError(f"cannot read /{MOUNTINFO}: cannot tell where cgroup v2 is mounted")
-    v1_memory = False
-    for line in text.splitlines():
-        # 36 25 0:31 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate
-        before, sep, after = line.partition(" - ")
-        fields, tail = before.split(), after.split()
-        if not sep or len(fields) < 5 or not tail:
-            continue
-        mount = fields[4].replace("\\040", " ")
-        if tail[0] == "cgroup2":
-            if not mount.startswith("/sys/"):
-                raise CgroupError(f"cgroup v2 is mounted at {mount}, outside /sys: vmmemctl looks for it under /sys")
-            return mount.lstrip("/").rstrip("/")
-        if tail[0] == "cgroup" and "memory" in (tail[2] if len(tail) > 2 else "").split(","):
-            v1_memory = True
-    if v1_memory:
+    mounts = cgroup2_mounts(text)  # the cgroups view's reading of mountinfo: the two find the same mount
+    if mounts:
+        mount = min(mounts, key=len)  # /sys/fs/cgroup before a nested mount of the same hierarchy
+        if mount != "/sys" and not mount.startswith("/sys/"):
+            raise CgroupError(f"cgroup v2 is mounted at {mount}, outside /sys: vmmemctl looks for it under /sys")
+        return mount.lstrip("/").rstrip("/")
+    # 36 25 0:31 / /sys/fs/cgroup/memory rw,nosuid shared:9 - cgroup cgroup rw,memory
+    tails = (line.partition(" - ")[2].split() for line in text.splitlines())
+    if any(len(t) > 2 and t[0] == "cgroup" and "memory" in t[2].split(",") for t in tails):
         raise CgroupError("only cgroup v1 is mounted here (its memory controller has no memory.reclaim): "
                           "per-group reclaim needs cgroup v2")
     raise CgroupError("no cgroup v2 is mounted here (no cgroup2 line in /proc/self/mountinfo)")
@@ -161,8 +155,6 @@ def find_group(files: SystemFiles, spec: str) -> Group:
     if group.memory_stat() is None:
         raise CgroupError(f"cgroup {group.shown} has no memory controller (no memory.stat): enable it with "
                           f"'+memory' in its parent's cgroup.subtree_control")
-    if not rel and not group.rel:
-        pass  # the root: its memory.reclaim is the VM-wide one
     if not files.exists(group.reclaim_knob):
         raise CgroupError(f"cgroup {group.shown} has no writable memory.reclaim (a kernel before 5.19, "
                           "or not root)")
