@@ -173,3 +173,29 @@ def test_a_fresh_history_has_nothing_to_reset(tmp_path):
     with Store(tmp_path / "h.db") as store:
         assert cost.reset_unattributable(store, CFG, NOW) is None
         assert store.get_state(cost.RULE_KEY) == cost.RULE and store.events(kinds=["state"]) == []
+
+
+def test_the_watcher_walks_a_trees_cost_on_its_worker_not_on_the_tick(disk):
+    """A --path reclaim's cost walks its trees again (seconds on a big tree): the tick hands that to the
+    reclaim worker and goes on sampling; the cost is on the event once the worker ran it."""
+    build = disk / "build"
+    for i in range(3):
+        warm(cold_file(build / f"o{i}", 8 * MiB))
+    reclaim_path(disk, build)
+    for path in build.iterdir():
+        warm(path)
+    recorder = make_watcher(disk, Config(reclaim=ReclaimConfig(cost_window=0.0)))
+    handed: list = []
+    recorder.run_async = handed.append  # the worker, held still
+    try:
+        assert recorder.tick() is not None
+        (event,) = recorder.store.events(kinds=["reclaim"])
+        assert "reread_bytes_after" not in (event.data or {}) and len(handed) == 1  # not walked on the tick
+        handed.pop()()  # the worker runs it
+        (event,) = recorder.store.events(kinds=["reclaim"])
+        assert event.data["reread_source"] == "residency"
+        assert 0.9 * 24 * MiB <= event.data["reread_bytes_after"] <= 25 * MiB
+        recorder.tick()
+        assert handed == []  # measured once
+    finally:
+        recorder.close()

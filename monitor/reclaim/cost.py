@@ -147,6 +147,7 @@ class CostMeter:
     def __init__(self, window: float, measure: Callable[[list[str]], int | None] = measure_trees):
         self.window = window
         self.measure = measure  # residency of trees (a bench may count them its own way)
+        self.on_cost: Callable[[Cost], None] | None = None  # a cost recorded off the tick (tick's ``later``)
         self._watching: dict[int, _Watch] = {}
         self._seen: tuple[int | None, int] | None = None  # the store's events version at the last look
         self._last_id = 0
@@ -181,7 +182,12 @@ class CostMeter:
 
     def observe(self, guest: GuestSample) -> list[Cost]:
         """Feed one sample; the costs whose window ended with it (each returned once)."""
-        done = []
+        return [c for c in (self.finish(c, w) for c, w in self._ended(guest)) if c is not None]
+
+    def _ended(self, guest: GuestSample) -> list[tuple[Cost, _Watch]]:
+        """The windows that ended with ``guest``: their costs from the counters (a --path reclaim's
+        residency still to be measured: :meth:`finish`)."""
+        ended = []
         # A recorder's tick may carry vmstat's counters from an earlier read (monitor/probes/guest.py
         # CADENCE): the window ends at the first read of them past its end, and says so.
         read_at = guest.read_at("vmstat")
@@ -191,28 +197,55 @@ class CostMeter:
             del self._watching[w.event_id]
             refaults = counter_bytes(w.refaults, guest.workingset_refault_file, PAGE_SIZE)
             pgpgin = counter_bytes(w.pgpgin, guest.pgpgin, 1024)
-            residency = None
-            if w.source == "residency":
-                now = self.measure(w.paths or [])
-                if now is None:
-                    continue  # the trees cannot be walked from here: nothing true to say
-                residency = max(0, now - w.trees_after)
-            elif (refaults if w.source == "refaults" else pgpgin) is None:
+            if w.source != "residency" and (refaults if w.source == "refaults" else pgpgin) is None:
                 continue  # counters reset (the guest rebooted): nothing to say
-            done.append(Cost(w.event_id, w.start, read_at, refaults, pgpgin, w.source, w.freed, w.level_after,
-                             residency))
-        return done
+            ended.append((Cost(w.event_id, w.start, read_at, refaults, pgpgin, w.source, w.freed, w.level_after),
+                          w))
+        return ended
 
-    def tick(self, store: Any, guest: GuestSample, config: ReclaimConfig, look: bool = True) -> list[Cost]:
+    def finish(self, cost: Cost, w: _Watch) -> Cost | None:
+        """The cost complete: a --path reclaim's trees walked again (what of them came back); None when
+        they cannot be walked from here (nothing true to say)."""
+        if w.source != "residency":
+            return cost
+        now = self.measure(w.paths or [])
+        return None if now is None else dataclasses.replace(cost, residency_bytes=max(0, now - w.trees_after))
+
+    def tick(self, store: Any, guest: GuestSample, config: ReclaimConfig, look: bool = True,
+             later: Callable[[Callable[[], None]], None] | None = None,
+             open_store: Callable[[], Any] | None = None) -> list[Cost]:
         """Pick up new reclaim events from the store (``look``: False when the caller knows no other
         connection wrote since the last tick: reclaims are recorded on their own), feed the sample,
-        record what finished."""
+        record what finished; the costs recorded now.
+
+        A --path reclaim's trees are walked again at the end of its window: seconds for a big tree
+        (bench/cache_scan.py). With ``later`` (the watcher's reclaim worker) and ``open_store`` (that
+        thread's own connection) the walk and its record run there, off the sampling tick, and its cost
+        is recorded when the walk is done; without them, here."""
         if look:
             self._discover(store, guest.time)
-        costs = self.observe(guest)
-        for cost in costs:
-            record(store, cost, config, guest.time)
+        costs = []
+        for pending, w in self._ended(guest):
+            if w.source == "residency" and later is not None and open_store is not None:
+                later(lambda pending=pending, w=w: self._finish_elsewhere(pending, w, config, open_store))
+                continue
+            done = self.finish(pending, w)
+            if done is not None:
+                record(store, done, config, guest.time)
+                costs.append(done)
         return costs
+
+    def _finish_elsewhere(self, pending: Cost, w: _Watch, config: ReclaimConfig, open_store: Callable[[], Any]) -> None:
+        done = self.finish(pending, w)
+        if done is None:
+            return
+        store = open_store()
+        try:
+            record(store, done, config, pending.window_end)
+        finally:
+            store.close()
+        if self.on_cost is not None:
+            self.on_cost(done)
 
     def _discover(self, store: Any, now: float) -> None:
         version = store.events_version()

@@ -50,7 +50,7 @@ from monitor.policy.rules import (
 )
 from monitor.policy.state import history_window, load_state, save_state
 from monitor.probes.host import interop_down_message
-from monitor.reclaim.cost import CostMeter, reset_unattributable
+from monitor.reclaim.cost import Cost, CostMeter, reset_unattributable
 from monitor.reclaim.reclaimer import ReclaimBusy, ReclaimResult
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim
 from monitor.sample import GuestSample, HostSample, Sample
@@ -636,9 +636,32 @@ class Recorder:
             words = reset_unattributable(self.store, self.config.reclaim, sample.time)  # once per history
             if words:
                 log.warning("%s", words)
-        for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim, look=self._elsewhere):
-            if self.metrics:
-                self.metrics.observe_cost(cost)
+            self._costs.on_cost = self._cost_recorded
+        for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim, look=self._elsewhere,
+                                     later=self._off_the_tick, open_store=self.wiring.open_store):
+            self._cost_recorded(cost)
+
+    def _cost_recorded(self, cost: Cost) -> None:
+        if self.metrics:
+            self.metrics.observe_cost(cost)
+
+    def _off_the_tick(self, fn: Callable[[], None]) -> None:
+        """Slow work the tick hands on (walking a --path reclaim's trees for its cost): the reclaim
+        worker runs it, one at a time with reclaims; its failure is recorded, never raised."""
+        def guarded() -> None:
+            try:
+                fn()
+            except Exception as exc:
+                store = None
+                try:  # this thread's own connection: the tick's is the tick's
+                    store = self.wiring.open_store()
+                    self._record_error("cost", exc, store)
+                except Exception as again:
+                    log.error("cost failed: %s (and could not be recorded: %s)", exc, again)
+                finally:
+                    if store is not None:
+                        store.close()
+        self.run_async(guarded)
 
     def _record_error(self, where: str, exc: BaseException, store: Store | None = None) -> None:
         if self.metrics:
