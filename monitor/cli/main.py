@@ -694,7 +694,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(path)
     print(f"{path or 'no config file'}: OK" + ("" if path else " (all defaults)"))
     for i, rule in enumerate(config.rule):
-        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} > {rule.above} "
+        sign = "<" if rule.falls else ">"
+        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} {sign} {rule.threshold} "
               f"for {rule.for_:g}s")
     if config.schedule:
         from monitor.watch.scheduling import next_runs

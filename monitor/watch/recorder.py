@@ -46,6 +46,7 @@ from monitor.policy.rules import (
     decide,
     effective_method,
     judge_idle,
+    past,
     rule_level,
 )
 from monitor.policy.state import history_window, load_state, save_state
@@ -582,10 +583,11 @@ class Recorder:
             value, threshold, rearm = rule_level(rule, sample)
             if value is None or threshold is None:
                 continue
-            before = self._above.get(rule.label)
-            if value > threshold:
+            before = self._above.get(rule.label)  # "above": past the threshold (below it, for a below rule)
+            back = rearm is None or (value > rearm if rule.falls else value < rearm)
+            if past(rule, value, threshold):
                 above = True
-            elif rearm is None or value < rearm or before is None:
+            elif back or before is None:
                 above = False
             else:
                 above = before  # between the two: no change
@@ -593,7 +595,7 @@ class Recorder:
             if before is not None and above != before:
                 limit = threshold if above else (rearm if rearm is not None else threshold)
                 shown, at = format_bytes_apart(value, limit)
-                word = "rose above" if above else "fell below"
+                word = ("fell below" if above else "rose above") if rule.falls else ("rose above" if above else "fell below")
                 also = "" if above or limit == threshold else " (where it re-arms)"
                 self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {shown} {word} {at}{also} "
                                      f"({rule.label})", rule=rule.label)

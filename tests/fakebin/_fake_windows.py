@@ -141,8 +141,9 @@ def powershell() -> None:
         elif "Get-Process -Name vmmemWSL,vmmem" in line:
             name = {"novm": "ps-novm.txt", "sandbox": "ps-sandbox.txt", "old": "ps-old.txt"}.get(MODE, "ps-normal.txt")
             out((RECORDED / name).read_bytes())
-            if "VMAVAIL" in line:  # our own line's shape; the value is made up (12 GiB), not recorded
-                out(b"VMAVAIL\t12884901888\r\n")
+            if "VMAVAIL" in line:  # our own line's shape; the value is made up (12 GiB; $FAKE_WINDOWS_AVAILABLE
+                # sets it: a Windows short of memory), not recorded
+                out(f"VMAVAIL\t{os.environ.get('FAKE_WINDOWS_AVAILABLE', '12884901888')}\r\n".encode())
             if "VMTOTAL" in line:
                 out(b"VMTOTAL\t34187145216\r\n")
         if nonce:
