@@ -173,3 +173,37 @@ def test_bad_below_rules_are_one_line_errors(body, expected):
         config_from_toml(f"[[rule]]\n{body}\n", "c.toml")
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"c.toml: {expected}"), message
+
+
+# ------------------------------------------------------------------ the dashboard's data
+
+
+def test_the_chart_draws_windows_available_memory_and_the_shipped_rule_against_it(tmp_path, windows):
+    from tui import data
+    from tui.widgets import legend
+
+    samples = recorded(tmp_path, [windows(2 * GiB)] * 7)
+    with Store(tmp_path / "history.db", readonly=True) as store:
+        _, rows = store.series(T0 - 10, T0 + 70, "samples")
+    assert rows[-1]["host_available"] == 2 * GiB
+    limits = data.thresholds(Config(), rows[-1])
+    assert ("windows-short", "host_available", int(WINDOWS_RAM * 0.10)) in [(t.label, t.metric, t.bytes) for t in limits]
+    chart = data.chart_data(rows, "samples", T0 - 10, samples[-1].time, columns=60, limits=limits)
+    assert [v for run in chart.available for _, v in run] and all(v == 2 * GiB for run in chart.available for _, v in run)
+    assert "━ host available" in legend(chart).plain
+    card = next(c for c in data.build_cards(rows) if c.key == "host")
+    assert card.detail == "measured (interop); host has 2.0G (6%) available"
+    assert card.narrower[-1] == "2.0G available"
+
+
+def test_without_a_figure_no_line_no_threshold_and_the_card_as_before(tmp_path):
+    from tui import data
+
+    recorded(tmp_path, [None] * 3)
+    with Store(tmp_path / "history.db", readonly=True) as store:
+        _, rows = store.series(T0 - 10, T0 + 30, "samples")
+    rows = [{**r, "host_total": WINDOWS_RAM} for r in rows]  # even with the host's RAM known
+    assert "windows-short" not in [t.label for t in data.thresholds(Config(), rows[-1])]
+    assert data.chart_data(rows, "samples", T0 - 10, T0 + 30, columns=60).available == []
+    card = next(c for c in data.build_cards(rows) if c.key == "host")
+    assert card.detail == "estimated" and card.narrower == ()
