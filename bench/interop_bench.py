@@ -73,7 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["PATH"] = f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}"
     os.environ["FAKE_WINDOWS_MODE"] = "normal"
-    from monitor.probes.interop import PS_QUERY, find_windows_tool
+    from monitor.probes.interop import PS_QUERY, find_windows_tool, ps_query
 
     exe = find_windows_tool("powershell.exe")
     log = Path(tempfile.mkdtemp()) / "spawns.log"
@@ -86,7 +86,7 @@ def main() -> None:
     assert with_available == args.n and none_available == 0
 
     spawned = []
-    query = PS_QUERY.replace("{total}", "").replace("{nonce}", "0123456789abcdef")
+    query = ps_query().replace("{nonce}", "0123456789abcdef")
     for _ in range(args.n):
         t = time.perf_counter()
         subprocess.run([exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"], input=query.encode(),

@@ -105,11 +105,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.cpu_window)  # CPU busy is a rate: it needs two readings
         sample = p.sample()
         gradual = p.gradual_available()
+        profile = p.windows_profile()  # where WSL reads .wslconfig, as the PowerShell session said it
     finally:
         p.close()
     from monitor.history.health import history_words
 
-    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind, LocalFiles(config.general.proc_root))
+    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind, LocalFiles(config.general.proc_root),
+                             session_profile=profile)
     db, watcher = choose_history(config.general.db, args.db)
     unwritten = history_words(db)  # "history not written since 14:02: disk full (...)" or ""
     store = open_existing(db)

@@ -146,6 +146,10 @@ def powershell() -> None:
                 out(f"VMAVAIL\t{os.environ.get('FAKE_WINDOWS_AVAILABLE', '12884901888')}\r\n".encode())
             if "VMTOTAL" in line:
                 out(b"VMTOTAL\t34187145216\r\n")
+            if "VMPROFILE" in line:  # our own line: $env:USERPROFILE as base64 of UTF-8 ($FAKE_WINDOWS_USERPROFILE)
+                import base64
+                profile = os.environ.get("FAKE_WINDOWS_USERPROFILE", "C:\\Users\\alice")
+                out(b"VMPROFILE\t" + base64.b64encode(profile.encode("utf-8")) + b"\r\n")
         if nonce:
             out(f"__END_{nonce.group(1)}__\r\n".encode())
 
