@@ -135,7 +135,8 @@ class PolicyConfig:
     defer_to_wsl: bool = field(default=True, metadata=doc(
         "Skip an automatic reclaim when WSL's own autoMemoryReclaim (in .wslconfig) would do the same."))
     wslconfig: str = field(default="", metadata=doc(
-        'Path of the Windows user\'s .wslconfig; "" finds it (%USERPROFILE% or /mnt/c/Users/<you>).'))
+        'Path of the Windows user\'s .wslconfig; "" finds it (%USERPROFILE% as the PowerShell session says it, '
+        'else USERPROFILE from WSLENV or /mnt/c/Users/<you>).'))
 
 
 # A rule's ``above`` when it names none. A rule that says ``below`` and leaves ``above`` at this very
