@@ -697,8 +697,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     print(f"{path or 'no config file'}: OK" + ("" if path else " (all defaults)"))
     for i, rule in enumerate(config.rule):
         sign = "<" if rule.falls else ">"
+        gate = f" while reclaimable > {rule.if_reclaimable_above}" if rule.if_reclaimable_above is not None else ""
         print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} {sign} {rule.threshold} "
-              f"for {rule.for_:g}s")
+              f"for {rule.for_:g}s{gate}")
     if config.schedule:
         from monitor.watch.scheduling import next_runs
 
