@@ -207,3 +207,26 @@ def test_without_a_figure_no_line_no_threshold_and_the_card_as_before(tmp_path):
     assert data.chart_data(rows, "samples", T0 - 10, T0 + 30, columns=60).available == []
     card = next(c for c in data.build_cards(rows) if c.key == "host")
     assert card.detail == "estimated" and card.narrower == ()
+
+
+def test_crossings_of_a_below_rule_say_fell_below_and_rose_above(tmp_path, windows):
+    """The recorder's crossing events for a below rule, with its own hysteresis (125 % of below)."""
+    from monitor.config.schema import GeneralConfig
+    from monitor.notify import Notifier
+    from monitor.watch.wiring import Wiring
+    from helpers import tree
+
+    config = Config(general=GeneralConfig(proc_root=str(tree("linux-vm"))), rule=(SHORT,))
+    recorder = Wiring(config, tmp_path / "h.db", environ={}, reclaim_lock=tmp_path / "l").recorder(Notifier([]))
+    limit = int(WINDOWS_RAM * 0.10)
+    try:
+        for i, available in enumerate((12 * GiB, 2 * GiB, limit + 64 * MiB, int(limit * 1.3))):
+            host = dataclasses.replace(windows(available), time=T0 + i)
+            recorder._record_crossings(Sample(guest(T0 + i, 4 * GiB), host))
+        words = [e.message for e in recorder.store.events(kinds=["crossing"])]
+    finally:
+        recorder.probes.close()
+        recorder.store.close()
+    assert len(words) == 2, words  # just above the threshold is no crossing: it re-arms at 125 %
+    assert words[0].startswith("host available memory 2.0 GiB fell below 3.2 GiB (windows-short)")
+    assert words[1].startswith("host available memory 4.1 GiB rose above 4.0 GiB (where it re-arms)")
