@@ -198,18 +198,32 @@ def diagnose(sample: Sample) -> list[str]:
     return notes
 
 
+# Rule metrics about the host: a percentage of them is of the host's RAM (HostSample.host_total).
+HOST_METRICS = ("host", "host_gap", "host_available")
+
+
 def metric_value(sample: Sample, metric: str) -> int | None:
-    """A rule metric (``page_cache``, ``reclaimable``, ``host``, ``host_gap``) read off a sample."""
+    """A rule metric (``page_cache``, ``reclaimable``, ``host``, ``host_gap``, ``host_available``) read off a
+    sample; None when the sample has no such figure (a rule never fires on it)."""
     if metric == "host":
         return sample.host.bytes
     if metric == "host_gap":
         return sample.host_gap
+    if metric == "host_available":
+        return sample.host.host_available
     return getattr(sample.guest, metric)
 
 
+def metric_total(sample: Sample, metric: str) -> int | None:
+    """What a percentage threshold of ``metric`` is a share of: the host's RAM for a host metric, else the
+    guest's MemTotal."""
+    return sample.host.host_total if metric in HOST_METRICS else sample.guest.total
+
+
 def metric_kind(sample: Sample, metric: str) -> str | None:
-    """Which host metric a rule's host figure is in ``sample`` (None for a guest metric): a rule's run
-    above its threshold holds samples of one kind only (monitor.policy.rules)."""
+    """Which host metric a rule's host figure is in ``sample`` (None for a guest metric, and for the host's
+    available memory, which keeps its meaning whatever measures the VM): a rule's run past its threshold
+    holds samples of one kind only (monitor.policy.rules)."""
     return sample.host.metric if metric in ("host", "host_gap") else None
 
 

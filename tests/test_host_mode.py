@@ -268,3 +268,46 @@ def test_skip_unchanged_leaves_an_idle_vm_alone(tmp_path, skip):
     assert after[0][1].guest.total is not None
     rows = Store(tmp_path / "h.db").recent_samples(3600)
     assert len(rows) == 5  # the skipped ticks are in the history too, as unknown guest figures
+
+
+# ------------------------------------------- SYSTEM_PROCESS_INFORMATION records (issue 27, item 3)
+
+
+def _record(next_offset: int, pid: int, private: int, wset: int, name_at: int, name: str) -> bytes:
+    """One 64-bit SYSTEM_PROCESS_INFORMATION record, laid out as winternl.h/phnt declare it."""
+    import struct
+
+    rec = bytearray(256)
+    struct.pack_into("<I", rec, 0, next_offset)
+    struct.pack_into("<q", rec, 8, private)
+    struct.pack_into("<HH", rec, 56, len(name) * 2, len(name) * 2 + 2)
+    struct.pack_into("<Q", rec, 64, name_at)
+    struct.pack_into("<Q", rec, 80, pid)
+    struct.pack_into("<Q", rec, 144, wset)
+    return bytes(rec)
+
+
+def test_system_process_records_are_read_by_their_offsets():
+    from monitor.kernel.ntprocess import NtProcess, parse_process_records
+
+    names = {0x1000: "vmmemWSL", 0x2000: "explorer.exe"}
+    buffer = (_record(256, 4242, 7_700_000_000, 7_864_320_000, 0x1000, "vmmemWSL")
+              + _record(256, 77, 0, 50_000_000, 0x2000, "explorer.exe")  # 0 beside a working set: unfilled
+              + _record(0, 0, 0, 0, 0, ""))  # the idle process: no name, nothing held
+    procs = parse_process_records(buffer, lambda address, length: names[address][: length // 2])
+    assert procs == [NtProcess(4242, "vmmemWSL", 7_864_320_000, 7_700_000_000),
+                     NtProcess(77, "explorer.exe", 50_000_000, None),
+                     NtProcess(0, "System Idle Process", 0, 0)]
+
+
+def test_the_system_process_query_is_windows_only():
+    import os
+
+    from monitor.kernel.ntprocess import query_processes
+    from monitor.probes.host import _system_private_set
+
+    if os.name == "nt":
+        pytest.skip("this is Windows: the smoke test under Wine covers the call")
+    with pytest.raises(OSError, match="Windows only"):
+        query_processes()
+    assert _system_private_set(os.getpid()) == (None, "")  # elsewhere psutil's own paths, unchanged

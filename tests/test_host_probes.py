@@ -497,17 +497,43 @@ def test_status_says_the_host_figure_is_starting(fake_windows, monkeypatch):
     assert host_json(sample)["starting"] is True
 
 
-def test_powershell_errors_arrive_as_clixml_and_read_as_one_line(fake_windows):
-    from monitor.probes.interop import InteropError, PowerShellSession
+def test_a_powershell_error_on_command_stdin_is_plain_text_and_the_session_reads_on(fake_windows):
+    """Given `-Command -`, PowerShell writes an error as plain text on stderr and goes on reading lines
+    (PowerShell#21808): the query gets its end marker, the session lives, the next query is answered."""
+    from monitor.probes.interop import PowerShellSession, ps_query
     fake_windows("normal")
     session = PowerShellSession(find_windows_tool("powershell.exe"), timeout=5)
     try:
-        with pytest.raises(InteropError) as info:
-            session.query("Get-Nothing; '__END_{nonce}__'")  # the fake leaves on an unknown cmdlet
+        assert session.query("Get-Nothing; '__END_{nonce}__'") == []
+        assert session.running
+        assert any(line.startswith("VMPROC\tvmmemWSL") for line in session.query(ps_query()))
+        session._errors.seek(0)
+        said = session._errors.read()
     finally:
         session.close()
-    assert str(info.value) == ("powershell.exe exited: Get-Nothing : The term 'Get-Nothing' is not recognized as "
-                               "the name of a cmdlet, function, script file, or operable program.")
+    assert said.startswith(b"Get-Nothing : The term 'Get-Nothing' is not recognized") and b"CLIXML" not in said
+
+
+@pytest.mark.parametrize("how", ["encoded", "stdin"])
+def test_powershell_errors_read_as_one_line_clixml_or_not(fake_windows, how):
+    """CLIXML on stderr only with -EncodedCommand (as the real one); either way one line of words."""
+    import base64
+
+    from monitor.probes.interop import stderr_line
+    fake_windows("normal")
+    exe = find_windows_tool("powershell.exe")
+    if how == "encoded":
+        command = base64.b64encode("Get-Nothing".encode("utf-16-le")).decode()
+        done = subprocess.run([exe, "-NoProfile", "-EncodedCommand", command], capture_output=True, timeout=30)
+        assert done.returncode == 1 and done.stderr.startswith(b"#< CLIXML")
+    else:
+        done = subprocess.run([exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"],
+                              input=b"Get-Nothing\r\n", capture_output=True, timeout=30)
+        assert done.returncode == 0 and not done.stderr.startswith(b"#< CLIXML")
+    words = ("Get-Nothing : The term 'Get-Nothing' is not recognized as the name of a cmdlet, function, script "
+             "file, or operable program." + ("" if how == "encoded" else " Check the spelling of the name, or if a "
+                                             "path was included, verify that the path is correct and try again."))
+    assert stderr_line(done.stderr) == words[:200]  # one line: no "At line:1 char:1", no CategoryInfo
 
 
 @pytest.mark.parametrize("mode, unreachable", [("dotnet", False), ("interop-down", True)])

@@ -177,9 +177,10 @@ def test_hostile_text_reaches_the_toast_only_as_base64_literals(fakes, text):
 def test_the_toast_never_uses_encoded_command(fakes):
     # The fake plays Defender: -EncodedCommand is refused; the toast goes through -Command - on stdin.
     fakes.install("powershell.exe")
-    assert ToastBackend(5, fakes.env()).send(NOTE)[0]
+    defender = fakes.env(FAKE_POWERSHELL_MODE="defender")
+    assert ToastBackend(5, defender).send(NOTE)[0]
     done = subprocess.run([str(fakes.bin / "powershell.exe"), "-NoProfile", "-EncodedCommand", "AAAA"],
-                          capture_output=True, env=fakes.env())
+                          capture_output=True, env=defender)
     assert done.returncode == 1 and b"virus" in done.stderr
 
 

@@ -150,6 +150,9 @@ def test_status_json_measures_the_vm_process_with_psutil(wine, setup, vm):
     # Wine cannot walk the VM's address space (NtQueryVirtualMemory): psutil's whole working set, labelled,
     # as on Windows when vmmem refuses the handle (issue 27)
     assert host["metric"] == "working_set" and "working set (private set unreadable" in host["detail"], host
+    # Nor does Wine fill SYSTEM_PROCESS_INFORMATION's WorkingSetPrivateSize, asked first (no handle needed,
+    # what Task Manager shows): said, and the whole working set stays the labelled fallback
+    assert "the system process information left it unfilled" in host["detail"], host
     assert isinstance(host["available_bytes"], int) and 0 < host["available_bytes"] <= host["total_bytes"], host
     assert HOLD <= host["bytes"] <= HOLD + SLACK, host
     assert status["guest"]["total_bytes"] == MEMTOTAL
@@ -248,3 +251,19 @@ def test_pipe_reads_without_select(wine, tmp_path):
     assert seen["before"] is None  # nothing yet: the child waits for our line
     assert seen["answer"].strip() == "got hello"
     assert seen["end"] == ""  # the pipe's end, once the child exited
+
+
+def test_the_system_process_information_under_wine(wine, vm):
+    """NtQuerySystemInformation(SystemProcessInformation) through ctypes on the real Windows CPython
+    (monitor/kernel/ntprocess.py): Wine answers it, with every process's name (which psutil cannot get
+    there) and working set, but leaves WorkingSetPrivateSize 0: read as unknown, never as 0 bytes."""
+    code = ("import json; from monitor.kernel.ntprocess import query_processes; "
+            "print(json.dumps([p.__dict__ for p in query_processes()]))")
+    done = wine.python(code)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    procs = json.loads(done.stdout)
+    ours = [p for p in procs if p["pid"] == vm]
+    assert len(ours) == 1 and ours[0]["name"].lower() == "vmmemwsl.exe", ours
+    assert HOLD <= ours[0]["working_set"] <= HOLD + SLACK, ours
+    assert ours[0]["private_working_set"] is None, ours  # Wine 8: not filled (on Windows: Task Manager's figure)
+    assert any(p["name"].lower() == "services.exe" for p in procs)

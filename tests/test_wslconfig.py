@@ -124,3 +124,96 @@ def test_vmmemctl_config_saved_by_windows_tools_is_read(tmp_path, encoding):
     path = tmp_path / "config.toml"
     path.write_bytes("[host]\r\ntimeout = 7\r\n".encode(encoding))  # both write a BOM
     assert load_config(path).host.timeout == 7
+
+
+# ------------------------------------------------- the PowerShell session's %USERPROFILE% (issue 27)
+
+FAKE_WINDOWS = {"PATH": f"{Path(__file__).parent / 'fakebin'}{os.pathsep}{os.environ['PATH']}",
+                "FAKE_WINDOWS_MODE": "normal"}
+
+
+def wsl_tree_with_c_drive(tmp_path: Path) -> tuple[Path, Path]:
+    """The recorded WSL2 tree with C: mounted (drvfs, as /proc/mounts shows it) at a folder of the test's:
+    returns (proc root, Users folder) with alice's and josé's profiles, each with a .wslconfig."""
+    import shutil
+
+    root = tmp_path / "tree"
+    shutil.copytree(tree("wsl2-ubuntu").parent, root)
+    c = tmp_path / "c"
+    (root / "proc" / "mounts").write_text(
+        f"C:\\134 {c} 9p rw,noatime,dirsync,aname=drvfs;path=C:\\134;uid=1000;gid=1000,mmap,access=client 0 0\n")
+    (c / "Windows" / "System32").mkdir(parents=True)  # what marks the system drive
+    users = c / "Users"
+    for name, mode in (("alice", "gradual"), ("josé", "disabled")):
+        (users / name).mkdir(parents=True)
+        (users / name / ".wslconfig").write_text(f"[experimental]\nautoMemoryReclaim={mode}\n")
+    (users / "nobody").mkdir()
+    return root / "proc", users
+
+
+def test_the_sessions_profile_is_where_wsl_reads_it(tmp_path):
+    from monitor.kernel.procfs import LocalFiles
+
+    proc, users = wsl_tree_with_c_drive(tmp_path)
+    files = LocalFiles(proc)
+    env = {"USER": "alice"}  # the guess by the Linux user's name would say alice's
+    assert find_wslconfig("", env, files=files) == users / "alice" / ".wslconfig"
+    assert find_wslconfig("", env, files=files, session_profile="C:\\Users\\josé") == users / "josé" / ".wslconfig"
+    # the profile folder is there without a .wslconfig: WSL reads none, so none (never alice's)
+    assert find_wslconfig("", env, files=files, session_profile="C:\\Users\\nobody") is None
+    # a profile on a drive not mounted here (nor at /mnt/q): the guess stands
+    assert find_wslconfig("", env, files=files, session_profile="Q:\\Profiles\\alice") == users / "alice" / ".wslconfig"
+    assert find_wslconfig("/x/.wslconfig", env, files=files, session_profile="C:\\Users\\josé") == Path("/x/.wslconfig")
+
+
+def test_the_powershell_session_says_the_profile_once_in_its_first_answer(monkeypatch, tmp_path):
+    from monitor.probes.interop import PowerShellProbe, find_windows_tool
+
+    for key, value in FAKE_WINDOWS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FAKE_WINDOWS_USERPROFILE", "C:\\Users\\josé")  # not ASCII: through a pipe in cp850
+    probe = PowerShellProbe(find_windows_tool("powershell.exe"), timeout=10, first_timeout=30)
+    asked = []
+    real_query = probe.session.query
+    probe.session.query = lambda line: asked.append("VMPROFILE" in line) or real_query(line)
+    try:
+        first, second = probe.sample(None), probe.sample(None)
+    finally:
+        probe.close()
+    assert probe.user_profile == "C:\\Users\\josé" and asked == [True, False]
+    assert first.bytes == second.bytes == 7812345856  # the extra line is not taken for garbage
+
+
+@pytest.mark.parametrize("profile, mode", [("C:\\Users\\josé", "disabled"), ("C:\\Users\\alice", "gradual")])
+def test_status_reads_the_wslconfig_in_the_sessions_profile(tmp_path, profile, mode):
+    proc, users = wsl_tree_with_c_drive(tmp_path)
+    result = run_cli("status", "--json", "--proc-root", str(proc), "--cpu-window", "0", "--db", str(tmp_path / "x.db"),
+                     env={**FAKE_WINDOWS, "FAKE_WINDOWS_USERPROFILE": profile, "USER": "nobody-here"})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["host"]["source"] == "interop"
+    name = profile.rsplit("\\", 1)[1]
+    assert data["wsl_auto_memory_reclaim"] == {"mode": mode, "source": str(users / name / ".wslconfig")}
+
+
+def test_the_watcher_reads_wsl_mode_again_once_the_session_said_the_profile(monkeypatch, tmp_path):
+    from monitor.config.schema import Config, GeneralConfig
+    from monitor.notify import Notifier
+    from monitor.watch.wiring import Wiring
+
+    proc, users = wsl_tree_with_c_drive(tmp_path)
+    for key, value in FAKE_WINDOWS.items():
+        monkeypatch.setenv(key, value)  # the PowerShell session is found on PATH
+    monkeypatch.setenv("FAKE_WINDOWS_USERPROFILE", "C:\\Users\\josé")
+    config = Config(general=GeneralConfig(proc_root=str(proc)))
+    wiring = Wiring(config, tmp_path / "h.db", environ={"USER": "alice", "PATH": FAKE_WINDOWS["PATH"]},
+                    reclaim_lock=tmp_path / "reclaim.lock")
+    recorder = wiring.recorder(Notifier([]))
+    try:
+        assert recorder.wsl_mode == "gradual"  # built before any answer: the guess by name (alice's)
+        recorder.sample_host()
+        assert recorder.last_host.source == "interop"
+        assert recorder.wsl_mode == "disabled"  # josé's, where the session said WSL reads it
+    finally:
+        recorder.probes.close()
+        recorder.store.close()

@@ -75,6 +75,7 @@ class VmmemApp(App):
         Binding("c", "config", "Config"),
         Binding("w", "cache", "Cache"),
         Binding("g", "cgroups", "Groups", show=False),  # the footer is full at 80 columns (issue 28); help lists it
+        Binding("b", "gap", "Gap", show=False),  # where the gap is (issue 27); help lists it
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
@@ -369,6 +370,9 @@ class VmmemApp(App):
 
         self._push(CgroupsScreen(self.config))
 
+    def action_gap(self) -> None:
+        self._push(screens.gap_screen(self.snapshot.latest if self.snapshot else None))
+
     def action_help(self) -> None:
         self._push(screens.help_screen())
 
@@ -394,6 +398,8 @@ class VmmemApp(App):
                             self.action_cache)
         yield SystemCommand("Who holds the cache", "Cgroup v2 groups (services, containers, sessions, runs), "
                             "the largest page cache first", self.action_cgroups)
+        yield SystemCommand("Where the gap is", "The host footprint against the guest: programs, cache, "
+                            "shmem, kernel, free not yet returned, the rest", self.action_gap)
         yield SystemCommand("Keys and help", "What each key does and how to read the numbers", self.action_help)
 
     # ------------------------------------------------------------ workers that write

@@ -190,6 +190,7 @@ HELP_KEYS = (
     ("c", "the effective config"),
     ("w", "what is in the page cache, by folder; give one tree's cache back"),
     ("g", "who holds the cache: cgroup v2 groups (services, containers, sessions), the largest first"),
+    ("b", "where the gap is: the host footprint against the guest, part by part"),
     ("enter", "details of the selected event, in words (j there: the raw record)"),
     ("ctrl+p", "command palette"),
     ("?", "this help"),
@@ -228,6 +229,27 @@ def help_screen() -> TextScreen:
                  Text("Reading it", style="bold underline"), _help_table(HELP_READING, 18), Text(),
                  Text("Modes (the header says which)", style="bold underline"), _help_table(HELP_MODES, 10))
     return TextScreen("help", body, "help-dialog")
+
+
+def gap_screen(row: dict | None) -> TextScreen:
+    """The host footprint of the newest sample, part by part (monitor.policy.gap), as `status` says it."""
+    from monitor.history.store import row_sample
+    from monitor.policy.gap import explain_gap
+
+    gap, why = explain_gap(row_sample(row), order_known=False) if row else (None, "no sample yet")
+    if gap is None:
+        return TextScreen("where the gap is", Text(f"Unknown: {why}."), "gap-dialog")
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True, style="bold")
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(justify="right", no_wrap=True)
+    table.add_column(ratio=1)
+    for p in gap.parts:
+        share = f"{100 * p.bytes / gap.host_bytes:.0f}%" if gap.host_bytes > 0 else ""
+        table.add_row(p.label, format_bytes(p.bytes), share, Text(p.words, style="dim" if p.estimate else ""))
+    head = Text(f"The host footprint, {format_bytes(gap.host_bytes)}, is (dim: an estimate):")
+    body = [head, table] + ([Text(), Text(f"note: {gap.note}", style="yellow")] if gap.note else [])
+    return TextScreen("where the gap is", Group(*body), "gap-dialog")
 
 
 class EventScreen(TextScreen):

@@ -15,7 +15,8 @@ from tui import data
 
 HOST_STYLE = "#5fafff"
 CACHE_STYLE = "#ffaf00"
-THRESHOLD_STYLE = {"page_cache": "#ff875f", "reclaimable": "#d75f87", "host": "#5fd7d7"}
+AVAILABLE_STYLE = "#87d787"  # the host's own available memory (issue 27)
+THRESHOLD_STYLE = {"page_cache": "#ff875f", "reclaimable": "#d75f87", "host": "#5fd7d7", "host_available": "#afd75f"}
 INACTIVE_STYLE = "#808080"  # a reclaim rule while auto-reclaim is off: drawn, but grey
 RECLAIM_STYLE = "#af87ff"
 METRIC_STYLE = "#d7d7af"  # where the host figure changed metric (a source switch: issue 27)
@@ -186,7 +187,7 @@ class TrendChart(PlotWidget, can_focus=False):
         for th in chart.thresholds:  # first, so the data lines draw over them
             xs = [chart.since + (i + 0.5) * cell for i in range(0, self.columns, 2)]
             self.scatter(xs, [th.bytes] * len(xs), marker="╌", marker_style=threshold_style(th))
-        for runs, style in ((chart.cache, CACHE_STYLE), (chart.host, HOST_STYLE)):
+        for runs, style in ((chart.available, AVAILABLE_STYLE), (chart.cache, CACHE_STYLE), (chart.host, HOST_STYLE)):
             for run in runs:
                 xs, ys = [p[0] for p in run], [p[1] for p in run]
                 if len(run) == 1:
@@ -214,6 +215,8 @@ def legend(chart: data.ChartData, width: int = 200) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("━ host", style=HOST_STYLE)
         text.append("  ━ page cache" if named else " ━ cache", style=CACHE_STYLE)
+        if chart.available:
+            text.append("  ━ host available" if named else " ━ avail", style=AVAILABLE_STYLE)
         text.append(" ")
         for th in chart.thresholds:
             label = f"{th.label} {data.short_bytes(th.bytes)}" if named else data.short_bytes(th.bytes)

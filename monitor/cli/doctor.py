@@ -65,11 +65,10 @@ def check_windows_drive(ctx: Context) -> Check:
 
 def check_powershell(ctx: Context) -> Check:
     from monitor.probes.interop import (
-        PS_QUERY,
-        PS_TOTAL,
         InteropError,
         PowerShellSession,
         find_windows_tool,
+        ps_query,
     )
 
     if ctx.env.kind != "wsl2":
@@ -80,8 +79,8 @@ def check_powershell(ctx: Context) -> Check:
                      "Windows interop is off ([interop] enabled=false in /etc/wsl.conf?) or C: is not mounted")
     session = PowerShellSession(exe, ctx.config.host.timeout, first_timeout=ctx.config.host.timeout * 5)
     try:
-        first = _timed(lambda: session.query(PS_QUERY.replace("{total}", PS_TOTAL)), session)
-        second = _timed(lambda: session.query(PS_QUERY.replace("{total}", "")), session)
+        first = _timed(lambda: session.query(ps_query(total=True)), session)
+        second = _timed(lambda: session.query(ps_query()), session)
     except InteropError as exc:
         return Check("interop: powershell", "fail", f"{exe}: {exc}", _interop_hint(exc, ctx.files))
     finally:

@@ -105,11 +105,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         time.sleep(args.cpu_window)  # CPU busy is a rate: it needs two readings
         sample = p.sample()
         gradual = p.gradual_available()
+        profile = p.windows_profile()  # where WSL reads .wslconfig, as the PowerShell session said it
     finally:
         p.close()
     from monitor.history.health import history_words
 
-    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind, LocalFiles(config.general.proc_root))
+    wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind, LocalFiles(config.general.proc_root),
+                             session_profile=profile)
     db, watcher = choose_history(config.general.db, args.db)
     unwritten = history_words(db)  # "history not written since 14:02: disk full (...)" or ""
     store = open_existing(db)
@@ -694,8 +696,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     config = load_config(path)
     print(f"{path or 'no config file'}: OK" + ("" if path else " (all defaults)"))
     for i, rule in enumerate(config.rule):
-        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} > {rule.above} "
-              f"for {rule.for_:g}s")
+        sign = "<" if rule.falls else ">"
+        gate = f" while reclaimable > {rule.if_reclaimable_above}" if rule.if_reclaimable_above is not None else ""
+        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} {sign} {rule.threshold} "
+              f"for {rule.for_:g}s{gate}")
     if config.schedule:
         from monitor.watch.scheduling import next_runs
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from monitor.sample import HOST_METRIC_WORDS, Environment, HostSample, Sample, diagnose, guest_json, unreturned_bytes
 from monitor.history.store import TIER_WORDS
+from monitor.policy.gap import explain_gap, gap_json, gap_text
 from monitor.reclaim.cost import cost_words
 from monitor.reclaim.record import reclaim_text  # noqa: F401  (the CLI prints it from here)
 from monitor.text import table
@@ -74,6 +75,8 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
             *_unlisted_row(g),
         ], indent="  "),
         "",
+        *gap_text(*explain_gap(sample)),
+        "",
         "activity",
         table([
             ("PSI memory some avg10", percent(g.psi_memory_some_avg10) if g.psi_memory else "n/a (no PSI)"),
@@ -111,6 +114,7 @@ def status_json(sample: Sample, env: Environment, decision: Any = None) -> dict[
     if decision is not None:
         out["decision"] = {"action": decision.action, "reason": decision.reason, "method": decision.method}
     out["unreturned_bytes"] = unreturned_bytes(sample)
+    out["gap"] = gap_json(*explain_gap(sample))
     out["notes"] = diagnose(sample)
     return out
 

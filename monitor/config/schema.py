@@ -23,7 +23,7 @@ from monitor.units import DURATION_EXPECTED, Size
 
 Method = Literal["auto", "gradual", "pagecache", "full", "compact"]
 METHODS: tuple[str, ...] = typing.get_args(Method)  # the one list of reclaim methods (CLI choices, TUI offers)
-Metric = Literal["page_cache", "reclaimable", "host", "host_gap"]
+Metric = Literal["page_cache", "reclaimable", "host", "host_gap", "host_available"]
 Action = Literal["notify", "prompt", "reclaim"]
 
 
@@ -135,7 +135,13 @@ class PolicyConfig:
     defer_to_wsl: bool = field(default=True, metadata=doc(
         "Skip an automatic reclaim when WSL's own autoMemoryReclaim (in .wslconfig) would do the same."))
     wslconfig: str = field(default="", metadata=doc(
-        'Path of the Windows user\'s .wslconfig; "" finds it (%USERPROFILE% or /mnt/c/Users/<you>).'))
+        'Path of the Windows user\'s .wslconfig; "" finds it (%USERPROFILE% as the PowerShell session says it, '
+        'else USERPROFILE from WSLENV or /mnt/c/Users/<you>).'))
+
+
+# A rule's ``above`` when it names none. A rule that says ``below`` and leaves ``above`` at this very
+# object compares below only (Rule.__post_init__); a TOML file that writes both is refused (check_record).
+DEFAULT_ABOVE = Size(percent=40.0, text="40%")
 
 
 @dataclass(frozen=True)
@@ -143,20 +149,45 @@ class Rule:
     name: str = field(default="", metadata=doc("A name for messages and history; defaults to metric+action."))
     metric: Metric = field(default="page_cache", metadata=doc(
         "page_cache | reclaimable (percent of guest MemTotal); host | host_gap (host footprint minus "
-        "programs; percent of host RAM)."))
-    above: Size = field(default=Size(percent=40.0, text="40%"), metadata=doc("Fires when the metric is above this..."))
+        "programs) | host_available (the host's own available memory: Windows' Available Bytes; percent of "
+        "host RAM)."))
+    above: Size | None = field(default=DEFAULT_ABOVE, metadata=doc("Fires when the metric is above this..."))
+    below: Size | None = field(default=None, metadata=doc(
+        "... or, instead of above, when it is below this (host_available: Windows running short)."))
     for_: Annotated[float, DURATION] = field(default=120.0, metadata=doc(
         "... continuously for this long.", key="for"))
     rearm_below: Size | None = field(default=None, metadata=doc(
         "Hysteresis: after firing, fires again only once the metric fell below this (default: 75% of above)."))
+    rearm_above: Size | None = field(default=None, metadata=doc(
+        "For a below rule: fires again only once the metric rose above this (default: 125% of below)."))
     cooldown: Annotated[float, DURATION] = field(default=1800.0, metadata=doc(
         "After firing, stays quiet at least this long."))
     action: Action = field(default="notify", metadata=doc("notify | prompt | reclaim"))
     method: Method = field(default="auto", metadata=doc("Reclaim method for action = \"reclaim\" (and the prompt's offer)."))
+    if_reclaimable_above: Size | None = field(default=None, metadata=doc(
+        "Fires only while the guest's reclaimable cache is above this (size or percent of guest MemTotal): "
+        "Windows short of memory is worth a prompt only when the VM has cache to give back."))
+
+    def __post_init__(self) -> None:
+        if self.below is not None and self.above is DEFAULT_ABOVE:  # said below, left above alone
+            object.__setattr__(self, "above", None)
 
     @property
     def label(self) -> str:
         return self.name or f"{self.metric}-{self.action}"
+
+    @property
+    def falls(self) -> bool:
+        """The rule fires below its threshold (``below``), not above it."""
+        return self.below is not None
+
+    @property
+    def threshold(self) -> Size:
+        return self.below if self.below is not None else self.above  # type: ignore[return-value]
+
+    @property
+    def direction(self) -> str:
+        return "below" if self.falls else "above"
 
 
 DEFAULT_RULES = (
@@ -168,6 +199,13 @@ DEFAULT_RULES = (
     # slip under the threshold (a background page-out) before the lull gate opened (issue 11).
     Rule(name="reclaim-idle-cache", metric="reclaimable", above=Size(bytes=512 * 2**20, text="512MiB"), for_=30.0,
          cooldown=600.0, action="reclaim", method="auto"),
+    # Windows itself running short while the VM sits on cache it could give back (microsoft/WSL#10011:
+    # Windows at 97 % while the VM held 28 GB of cache). A prompt, not a reclaim: the guest may be busy,
+    # and the person at Windows is the one who feels it. Never fires without a host_available figure
+    # (an estimate, plain Linux).
+    Rule(name="windows-short", metric="host_available", below=Size(percent=10.0, text="10%"), for_=60.0,
+         cooldown=1800.0, action="prompt", method="auto",
+         if_reclaimable_above=Size(bytes=1024 * 2**20, text="1GiB")),
 )
 
 
@@ -311,13 +349,8 @@ def check_record(obj: Any, file: str, prefix: str) -> None:
         for name in ("interval", "host_interval"):
             if getattr(obj, name) < 0.1:
                 raise ConfigError(f"{file}: {prefix}{name}: got {getattr(obj, name)}s; expected at least 0.1s")
-    if isinstance(obj, Rule) and obj.rearm_below is not None:
-        if (obj.above.percent is None) != (obj.rearm_below.percent is None):
-            raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(obj.rearm_below))}; "
-                              f"expected the same kind as above ({obj.above}): both sizes or both percentages")
-        if _size_key(obj.rearm_below) > _size_key(obj.above):
-            raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(obj.rearm_below))}; "
-                              f"expected at most above ({obj.above})")
+    if isinstance(obj, Rule):
+        _check_rule(obj, file, prefix)
     if isinstance(obj, Schedule) and obj.path and obj.method != "auto":
         raise ConfigError(f"{file}: {prefix}method: got {show(obj.method)}; expected no method with path "
                           "(a path schedule gives back those trees' cache)")
@@ -351,6 +384,35 @@ def check_record(obj: Any, file: str, prefix: str) -> None:
 
 
 LOADER = RecordLoader(check_record)
+
+
+def _check_rule(rule: Rule, file: str, prefix: str) -> None:
+    """A rule compares one way: above (rearm_below) or below (rearm_above); host_available only below."""
+    if rule.above is not None and rule.below is not None:
+        raise ConfigError(f"{file}: {prefix}below: got {show(str(rule.below))}; expected either above or below "
+                          f"in one rule, not both (above is {rule.above})")
+    if rule.metric == "host_available" and rule.below is None and rule.above is not DEFAULT_ABOVE:
+        raise ConfigError(f"{file}: {prefix}above: got {show(str(rule.above))}; expected below for metric = "
+                          '"host_available" (it fires when the host\'s available memory is below a size or a share)')
+    if rule.metric == "host_available" and rule.below is None:
+        raise ConfigError(f"{file}: {prefix}below: missing; expected a size or a percentage of the host's RAM "
+                          'for metric = "host_available" (it fires when the host\'s available memory is below it)')
+    if rule.falls and rule.rearm_below is not None:
+        raise ConfigError(f"{file}: {prefix}rearm_below: got {show(str(rule.rearm_below))}; expected rearm_above "
+                          f"in a below rule (it re-arms once the metric rose above it)")
+    if not rule.falls and rule.rearm_above is not None:
+        raise ConfigError(f"{file}: {prefix}rearm_above: got {show(str(rule.rearm_above))}; expected rearm_below "
+                          f"in an above rule (it re-arms once the metric fell below it)")
+    rearm, key = (rule.rearm_above, "rearm_above") if rule.falls else (rule.rearm_below, "rearm_below")
+    if rearm is None:
+        return
+    limit = rule.threshold
+    if (limit.percent is None) != (rearm.percent is None):
+        raise ConfigError(f"{file}: {prefix}{key}: got {show(str(rearm))}; "
+                          f"expected the same kind as {rule.direction} ({limit}): both sizes or both percentages")
+    if (_size_key(rearm) < _size_key(limit)) if rule.falls else (_size_key(rearm) > _size_key(limit)):
+        raise ConfigError(f"{file}: {prefix}{key}: got {show(str(rearm))}; "
+                          f"expected at {'least' if rule.falls else 'most'} {rule.direction} ({limit})")
 
 
 def _size_key(size: Size) -> float:

@@ -30,12 +30,15 @@ from monitor.errors import UserError
 from monitor.sample import GuestSample, HostSample, Pressure, Sample
 
 SCHEMA_VERSION = 1
-# Columns every tier has, in order. Bytes are integers, percentages reals.
+# Columns every tier has, in order. Bytes are integers, percentages reals. host_bytes first, the guest's
+# figures (GuestSample's fields), then host_available (the host's own available memory: issue 27).
 VALUE_COLUMNS = (
     "host_bytes", "total", "free", "available", "anon", "used", "page_cache", "shmem", "slab_reclaimable", "dirty",
     "reclaimable", "returnable_free", "fragmented_free", "psi_memory_some_avg10", "psi_io_some_avg10",
     "cpu_busy_percent", "workingset_refault_file", "pgpgin", "drop_pagecache", "active_file", "inactive_file",
+    "host_available",
 )
+GUEST_COLUMNS = VALUE_COLUMNS[1:-1]
 REAL_COLUMNS = {"psi_memory_some_avg10", "psi_io_some_avg10", "cpu_busy_percent"}
 COUNTERS = {"workingset_refault_file", "pgpgin", "drop_pagecache"}  # roll-ups keep the last value, not the mean
 TIERS = (("samples", 0), ("samples_1m", 60), ("samples_10m", 600))
@@ -420,7 +423,7 @@ class _Transaction:
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """A history written by an older version gains the columns added since (active_file and inactive_file:
-    issue 25; host_metric: issue 27); its older rows read them as NULL (unknown). Readers never change a
+    issue 25; host_metric, host_available: issue 27); its older rows read them as NULL (unknown). Readers never change a
     file: they read what is."""
     for table, _ in TIERS:
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -442,14 +445,14 @@ def _file_identity(path: str | Path) -> tuple[int, int]:
 SAMPLE_COLUMNS = ("t", "host_source", "host_estimated", "host_total", *VALUE_COLUMNS, "host_metric")
 _INSERT_SAMPLE = (f"INSERT OR REPLACE INTO samples ({', '.join(SAMPLE_COLUMNS)}) "
                   f"VALUES ({', '.join('?' for _ in SAMPLE_COLUMNS)})")
-_guest_values = attrgetter(*VALUE_COLUMNS[1:])  # every one a field or property of GuestSample
+_guest_values = attrgetter(*GUEST_COLUMNS)  # every one a field or property of GuestSample
 
 
 def sample_values(sample: Sample) -> tuple:
     """A sample's row for the samples table, in SAMPLE_COLUMNS order (what the tick writes)."""
     h = sample.host
     return (sample.time, h.source, int(h.estimated), h.host_total, h.bytes, *_guest_values(sample.guest),
-            h.metric if h.bytes is not None else None)
+            h.host_available, h.metric if h.bytes is not None else None)
 
 
 def sample_row(sample: Sample) -> dict[str, Any]:
@@ -458,13 +461,14 @@ def sample_row(sample: Sample) -> dict[str, Any]:
 
 def row_sample(row: dict[str, Any]) -> Sample:
     """A stored row back into a Sample (with the fields the store keeps)."""
-    fields = {c: row.get(c) for c in VALUE_COLUMNS[1:] if c not in ("psi_memory_some_avg10", "psi_io_some_avg10")}
+    fields = {c: row.get(c) for c in GUEST_COLUMNS if c not in ("psi_memory_some_avg10", "psi_io_some_avg10")}
     psi = {k: Pressure(some_avg10=row.get(f"psi_{k}_some_avg10")) if row.get(f"psi_{k}_some_avg10") is not None
            else None for k in ("memory", "io")}
     guest = GuestSample(time=row["t"], psi_memory=psi["memory"], psi_io=psi["io"], **fields)
     host = HostSample(row["t"], row.get("host_bytes"), row.get("host_source") or "estimate",
                       bool(row.get("host_estimated", 1)), host_total=row.get("host_total"),
-                      metric=row.get("host_metric"))  # None in a row from before issue 27: not guessed
+                      metric=row.get("host_metric"),  # None in a row from before issue 27: not guessed
+                      host_available=row.get("host_available"))
     return Sample(guest, host)
 
 

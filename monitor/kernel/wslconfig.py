@@ -42,18 +42,26 @@ def _is_file(path: Path) -> bool:
 
 
 def find_wslconfig(explicit: str, environ: Mapping[str, str], users_dir: Path | None = None,
-                   windows: bool = False, files: SystemFiles | None = None) -> Path | None:
+                   windows: bool = False, files: SystemFiles | None = None,
+                   session_profile: str | None = None) -> Path | None:
     """The .wslconfig to read: the configured path, the Windows profile, or the one match under Users.
 
-    ``USERPROFILE`` may be a Windows path (``C:\\Users\\me``) or, through
-    ``WSLENV=USERPROFILE/p``, already a POSIX one; a Windows path is mapped
-    through /proc/mounts, so a moved ``[automount] root`` is followed.
+    ``session_profile`` is ``$env:USERPROFILE`` as the running PowerShell session said it (the interop
+    probe asks it once): WSL reads the .wslconfig there, so where that folder is mounted here, its
+    answer is the answer (no file there: none, never another user's). Else ``USERPROFILE`` from the
+    environment, which may be a Windows path (``C:\\Users\\me``) or, through ``WSLENV=USERPROFILE/p``,
+    already a POSIX one; a Windows path is mapped through /proc/mounts (a moved ``[automount] root`` is
+    followed), then as wslpath does (/mnt/<drive>). Last, the guess under Users.
     """
     if explicit:
         return Path(explicit)
     if windows:
         return Path(environ.get("USERPROFILE") or Path.home()) / ".wslconfig"
     from monitor.kernel.windows import find_system_drive, windows_to_posix
+
+    session = windows_to_posix(session_profile, files, environ) if session_profile else None
+    if session is not None and _is_dir(session):
+        return session / ".wslconfig" if _is_file(session / ".wslconfig") else None
 
     profile = environ.get("USERPROFILE", "")  # present when WSLENV passes it through
     # ``files`` is the /proc seam (``--proc-root``); without it no mount table is read: a POSIX
@@ -73,6 +81,13 @@ def find_wslconfig(explicit: str, environ: Mapping[str, str], users_dir: Path | 
         return None
     matches = [p / ".wslconfig" for p in entries if _is_file(p / ".wslconfig")]
     return matches[0] if len(matches) == 1 else None
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def read_wsl_reclaim(path: Path | None) -> WslReclaim:
@@ -107,9 +122,11 @@ def read_wsl_reclaim(path: Path | None) -> WslReclaim:
 
 
 def detect_wsl_reclaim(explicit: str, env_kind: str, files: SystemFiles,
-                       environ: Mapping[str, str] | None = None) -> WslReclaim | None:
-    """WSL's reclaim mode where WSL is in play (WSL2 or Windows), else None."""
+                       environ: Mapping[str, str] | None = None, session_profile: str | None = None) -> WslReclaim | None:
+    """WSL's reclaim mode where WSL is in play (WSL2 or Windows), else None. ``session_profile``: the
+    PowerShell session's %USERPROFILE% (monitor.probes.probeset.Probes.windows_profile)."""
     if env_kind not in ("wsl2", "windows"):
         return None
     environ = os.environ if environ is None else environ
-    return read_wsl_reclaim(find_wslconfig(explicit, environ, windows=env_kind == "windows", files=files))
+    return read_wsl_reclaim(find_wslconfig(explicit, environ, windows=env_kind == "windows", files=files,
+                                           session_profile=session_profile))

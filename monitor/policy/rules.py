@@ -6,10 +6,12 @@ the clock, and returns a :class:`Decision` with a sentence a person can
 read, plus the state as it would be once the decision is carried out. It does
 no I/O, so a table of cases tests it (tests/test_policy.py).
 
-A rule fires when its metric has been above ``above`` for ``for`` (every
-sample in that span, and the history reaches back that far), it is armed
-(after firing it re-arms only once the metric fell below ``rearm_below``),
-and its cooldown has passed. Automatic reclaim also needs the idle gate of
+A rule fires when its metric has been above ``above`` (or, for a rule that
+says ``below``, below it) for ``for`` (every sample in that span, and the
+history reaches back that far), it is armed (after firing it re-arms only once
+the metric fell below ``rearm_below``, or rose above ``rearm_above``), its
+cooldown has passed, and its gate holds (``if_reclaimable_above``: the guest
+has that much cache to give back now). Automatic reclaim also needs the idle gate of
 the method that will actually run (``auto`` is gradual where memory.reclaim
 exists, else pagecache):
 
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 from monitor.config.schema import Config, IdleConfig, Rule
-from monitor.sample import Sample, metric_kind, metric_value
+from monitor.sample import Sample, metric_kind, metric_total, metric_value
 from monitor.units import format_bytes, format_duration
 
 ActionName = Literal["none", "notify", "prompt", "reclaim"]
@@ -38,7 +40,7 @@ PRIORITY = {"none": 0, "notify": 1, "prompt": 2, "reclaim": 3}
 WSL_IDLE_BUSY = 0.5  # percent: WSL's autoMemoryReclaim idle threshold (src/linux/init/main.cpp)
 WSL_IDLE_WINDOW = 120.0  # seconds of idle before WSL's reworked reclaim acts (PR #41096)
 METRIC_NAMES = {"page_cache": "page cache", "reclaimable": "reclaimable cache", "host": "host footprint",
-                "host_gap": "host gap"}
+                "host_gap": "host gap", "host_available": "host available memory"}
 METHOD_WORDS = {"auto": "automatically", "gradual": "gradually", "pagecache": "by dropping the page cache",
                 "full": "by dropping all caches", "compact": "by compacting"}
 
@@ -101,8 +103,8 @@ class RuleStatus:
     value: int | None
     threshold: int | None
     rearm: int | None  # hysteresis: the rule re-arms once the value is below this
-    above_for: float  # seconds the metric has been above the threshold (0 if not above; at least `for` when
-    # it is that long: the exact figure is in the words)
+    above_for: float  # seconds the metric has been past the threshold (above it, or below it for a below
+    # rule; 0 if not past; at least `for` when it is that long: the exact figure is in the words)
     fires: bool
     words: Callable[[], str] = field(compare=False, repr=False)  # the watcher decides every tick and
     # needs the words of one rule at most: they are put together only when asked (``why``)
@@ -202,15 +204,20 @@ DROPS_HOT_PAGES = ("pagecache", "full")
 
 def rule_level(rule: Rule, sample: Sample) -> tuple[int | None, int | None, int | None]:
     """The rule's metric in ``sample``, its threshold there and where it re-arms (None when unknown)."""
-    total = sample.host.host_total if rule.metric in ("host", "host_gap") else sample.guest.total
-    return metric_value(sample, rule.metric), rule.above.resolve(total), _rearm_threshold(rule, total)
+    total = metric_total(sample, rule.metric)
+    return metric_value(sample, rule.metric), rule.threshold.resolve(total), _rearm_threshold(rule, total)
+
+
+def past(rule: Rule, value: int, threshold: int) -> bool:
+    """Is ``value`` on the firing side of ``threshold`` (above it; below it for a below rule)?"""
+    return value < threshold if rule.falls else value > threshold
 
 
 def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float,
                 runs: Runs | None = None) -> RuleStatus:
     latest = samples[-1]
-    total = latest.host.host_total if rule.metric in ("host", "host_gap") else latest.guest.total
-    threshold = rule.above.resolve(total)
+    total = metric_total(latest, rule.metric)
+    threshold = rule.threshold.resolve(total)
     rearm = _rearm_threshold(rule, total)
     value = metric_value(latest, rule.metric)
     name = METRIC_NAMES[rule.metric]
@@ -219,36 +226,57 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
         return RuleStatus(rule, value, threshold, rearm, above_for, fires, words)
 
     if threshold is None or value is None:
-        missing = "host RAM unknown" if threshold is None else f"{name} unknown"
+        missing = f"{name} unknown" if value is None else "host RAM unknown"
         return status(0.0, False, lambda: f"{rule.label}: {missing}")
 
     def limit() -> str:
-        return f"{format_bytes(threshold)}" + (f" ({rule.above})" if rule.above.percent is not None else "")
+        return f"{format_bytes(threshold)}" + (f" ({rule.threshold})" if rule.threshold.percent is not None else "")
     # The run is walked back only as far as the rule's `for` (every tick, every rule: the whole window was
     # most of a tick's policy cost); how long it really is only the words need, and they are asked rarely.
-    since = (_above_since(samples, rule.metric, threshold, back_to=now - rule.for_) if runs is None
-             else runs.above_since(samples, rule.metric, threshold))
+    since = (_above_since(samples, rule.metric, threshold, back_to=now - rule.for_, falls=rule.falls)
+             if runs is None else runs.above_since(samples, rule.metric, threshold, falls=rule.falls))
+    side, other = ("below", "above") if rule.falls else ("above", "below")
     if since is None:
-        return status(0.0, False, lambda: f"{name} {format_bytes(value)} below {limit()}")
+        return status(0.0, False, lambda: f"{name} {format_bytes(value)} {other} {limit()}")
     above_for = now - since  # exact, or at least `for` (then the run reaches back further)
 
     def why() -> str:
-        exact = now - (_above_since(samples, rule.metric, threshold) or since) if above_for >= rule.for_ else above_for
-        return f"{name} {format_bytes(value)} above {limit()} for {format_duration(exact)}"
+        exact = (now - (_above_since(samples, rule.metric, threshold, falls=rule.falls) or since)
+                 if above_for >= rule.for_ else above_for)
+        return f"{name} {format_bytes(value)} {side} {limit()} for {format_duration(exact)}"
     rs = state.rule(rule.label)
     if above_for < rule.for_:
         return status(above_for, False, lambda: f"{why()} (needs {format_duration(rule.for_)})")
     if not rs.armed:
-        return status(above_for, False, lambda: f"{why()}; already acted, re-arms below {format_bytes(rearm)}")
+        return status(above_for, False, lambda: f"{why()}; already acted, re-arms {other} {format_bytes(rearm)}")
     if rs.last_fired is not None and now - rs.last_fired < rule.cooldown:
         left = rule.cooldown - (now - rs.last_fired)
         return status(above_for, False, lambda: f"{why()}; cooling down {format_duration(left)}")
+    gate = _gate(rule, latest)
+    if gate is not None:
+        return status(above_for, False, lambda: f"{why()}; {gate}")
     return status(above_for, True, why)
 
 
-def _above_since(samples: Sequence[Sample], metric: str, threshold: int, back_to: float | None = None) -> float | None:
-    """Time of the oldest sample in the unbroken run of samples above ``threshold`` that ends now; with
-    ``back_to``, the walk stops once the run reaches that far back (its start is then at or before it).
+def _gate(rule: Rule, latest: Sample) -> str | None:
+    """Why the rule's gate holds it back now (``if_reclaimable_above``), or None when it lets it act."""
+    if rule.if_reclaimable_above is None:
+        return None
+    limit = rule.if_reclaimable_above.resolve(latest.guest.total)
+    have = latest.guest.reclaimable
+    if limit is None or have is None:
+        return "but the guest's reclaimable cache is unknown: nothing known to give back"
+    if have <= limit:
+        return (f"but the guest holds only {format_bytes(have)} of reclaimable cache (acts above "
+                f"{format_bytes(limit)}): little to give back")
+    return None
+
+
+def _above_since(samples: Sequence[Sample], metric: str, threshold: int, back_to: float | None = None,
+                 falls: bool = False) -> float | None:
+    """Time of the oldest sample in the unbroken run of samples above ``threshold`` (below it, with
+    ``falls``) that ends now; with ``back_to``, the walk stops once the run reaches that far back (its
+    start is then at or before it).
 
     A run holds one host metric (:func:`monitor.sample.metric_kind`): a host figure that changed source
     (PowerShell's private working set, then tasklist's whole working set, up to a gigabyte apart) starts
@@ -261,7 +289,7 @@ def _above_since(samples: Sequence[Sample], metric: str, threshold: int, back_to
             continue  # an unknown reading neither breaks nor extends the run
         if kind is _NO_KIND:
             kind = metric_kind(sample, metric)
-        if value <= threshold or metric_kind(sample, metric) != kind:
+        if not _past(value, threshold, falls) or metric_kind(sample, metric) != kind:
             break
         since = sample.time
         if back_to is not None and since <= back_to:
@@ -270,6 +298,10 @@ def _above_since(samples: Sequence[Sample], metric: str, threshold: int, back_to
 
 
 _NO_KIND = object()  # no known reading seen yet (a metric can itself be None: an old history's rows)
+
+
+def _past(value: int, threshold: int, falls: bool) -> bool:
+    return value < threshold if falls else value > threshold
 
 
 class Runs:
@@ -285,10 +317,11 @@ class Runs:
 
     def __init__(self) -> None:
         # -> (newest seen, run start, the metric of the newest known reading)
-        self._runs: dict[tuple[str, int], tuple[Sample, float | None, object]] = {}
+        self._runs: dict[tuple[str, int, bool], tuple[Sample, float | None, object]] = {}
 
-    def above_since(self, samples: Sequence[Sample], metric: str, threshold: int) -> float | None:
-        key, newest = (metric, threshold), samples[-1]
+    def above_since(self, samples: Sequence[Sample], metric: str, threshold: int,
+                    falls: bool = False) -> float | None:
+        key, newest = (metric, threshold, falls), samples[-1]
         kept = self._runs.get(key)
         if kept is not None and kept[0] is newest:
             since, kind = kept[1], kept[2]
@@ -298,9 +331,9 @@ class Runs:
             if value is not None:
                 if metric_kind(newest, metric) != kind:
                     since, kind = None, metric_kind(newest, metric)  # another metric: a new run
-                since = (since if since is not None else newest.time) if value > threshold else None
+                since = (since if since is not None else newest.time) if _past(value, threshold, falls) else None
         else:
-            since = _above_since(samples, metric, threshold)
+            since = _above_since(samples, metric, threshold, falls=falls)
             kind = next((metric_kind(s, metric) for s in reversed(samples) if metric_value(s, metric) is not None),
                         _NO_KIND)
         self._runs[key] = (newest, since, kind)
@@ -315,16 +348,19 @@ class Runs:
 
 
 def _rearm_threshold(rule: Rule, total: int | None) -> int | None:
-    if rule.rearm_below is not None:
-        return rule.rearm_below.resolve(total)
-    above = rule.above.resolve(total)
-    return None if above is None else int(above * 0.75)
+    given = rule.rearm_above if rule.falls else rule.rearm_below
+    if given is not None:
+        return given.resolve(total)
+    limit = rule.threshold.resolve(total)
+    return None if limit is None else int(limit * (1.25 if rule.falls else 0.75))
 
 
 def _rearm(state: PolicyState, statuses: list[RuleStatus]) -> PolicyState:
     for s in statuses:
         rs = state.rule(s.rule.label)
-        if not rs.armed and s.value is not None and s.rearm is not None and s.value < s.rearm:
+        back = s.value is not None and s.rearm is not None and (
+            s.value > s.rearm if s.rule.falls else s.value < s.rearm)
+        if not rs.armed and back:
             state = state.with_rule(s.rule.label, dataclasses.replace(rs, armed=True))
     return state
 
@@ -364,9 +400,16 @@ def _quiet_reason(statuses: list[RuleStatus], state: PolicyState, now: float) ->
     known = [s for s in statuses if s.value is not None and s.threshold]
     if not known:
         return statuses[0].why
-    closest = max(known, key=lambda s: (s.above_for > 0, s.value / s.threshold))
+    closest = max(known, key=lambda s: (s.above_for > 0, _nearness(s)))
     extra = f"; snoozed until {_clock(state.snoozed_until)}" if state.snoozed_until and now < state.snoozed_until else ""
     return closest.why + extra
+
+
+def _nearness(s: RuleStatus) -> float:
+    """How close a rule is to its threshold: 1 at it, above 1 past it (either way round)."""
+    if s.rule.falls:
+        return s.threshold / max(s.value, 1)  # type: ignore[operator]
+    return s.value / s.threshold  # type: ignore[operator]
 
 
 def _clock(ts: float) -> str:

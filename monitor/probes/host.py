@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol, TypeVar
 
@@ -103,8 +104,28 @@ def _rss(proc) -> int:
         return -1
 
 
+def _system_private_set(pid: int) -> tuple[int | None, str]:
+    """Windows-native: the private working set Task Manager shows, without a process handle
+    (monitor.kernel.ntprocess), and why not when it cannot be had; (None, "") elsewhere."""
+    if os.name != "nt":
+        return None, ""
+    from monitor.kernel.ntprocess import query_processes
+
+    try:
+        found = next((p for p in query_processes() if p.pid == pid), None)
+    except OSError as exc:
+        return None, f"system process information: {str(exc)[:80]}"
+    if found is None:
+        return None, "not in the system process information"
+    if found.private_working_set is None:
+        return None, "the system process information left it unfilled"
+    return found.private_working_set, ""
+
+
 def private_working_set(proc) -> tuple[int, str, HostMetric]:
-    """(bytes, what it is, its metric): uss where allowed, else the working set, saying why.
+    """(bytes, what it is, its metric): on Windows first the system process information's private
+    working set (no handle needed: what Task Manager shows), then uss where allowed, else the working set,
+    saying why.
 
     On Windows ``memory_full_info()`` walks the process's address space:
     vmmem refuses the handle even to an administrator (AccessDenied), and the
@@ -113,6 +134,9 @@ def private_working_set(proc) -> tuple[int, str, HostMetric]:
     ``memory_info()`` needs less and is what Task Manager's "Memory" shows
     on older builds.
     """
+    system, system_why = _system_private_set(proc.pid)
+    if system is not None:
+        return system, "private working set (system process information, as Task Manager)", "private_working_set"
     try:
         return proc.memory_full_info().uss, "private working set", "private_working_set"
     except _psutil().NoSuchProcess:
@@ -123,7 +147,7 @@ def private_working_set(proc) -> tuple[int, str, HostMetric]:
         why = f"unreadable: {type(exc).__name__}: {str(exc)[:80]}"
     info = proc.memory_info()
     if hasattr(info, "wset"):  # Windows: the whole working set, shared pages included
-        return info.wset, f"working set (private set {why})", "working_set"
+        return info.wset, f"working set (private set {why}{'; ' + system_why if system_why else ''})", "working_set"
     return info.rss, f"RSS (private set {why})", "rss"  # not Windows: psutil has no working set
 
 

@@ -71,9 +71,14 @@ PS_QUERY = (
     "if($null -eq $a){$a=1024*(Get-CimInstance Win32_OperatingSystem).FreePhysicalMemory}; "
     "\"VMAVAIL`t$a\"; "
     "{total}"
+    "{profile}"
     "'__END_{nonce}__'"
 )
 PS_TOTAL = "\"VMTOTAL`t$((Get-CimInstance Win32_ComputerSystem).TotalPhysicalMemory)\"; "
+# The Windows user's profile folder, where WSL reads .wslconfig (issue 27): asked with the first query
+# of a session, in the same round trip. Base64 of its UTF-8 bytes: a pipe from PowerShell 5.1 carries
+# the console's OEM code page, which would turn "josé" into U+FFFD.
+PS_PROFILE = "\"VMPROFILE`t$([Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($env:USERPROFILE)))\"; "
 
 # What a Windows tool prints when the .exe ran but WSL's interop server is gone
 # ("<3>WSL (1234) ERROR: UtilConnectVsock:..."); with an exec failure, a sign that interop is down.
@@ -288,6 +293,27 @@ def parse_available(lines: list[str]) -> int | None:
     return None
 
 
+def ps_query(total: bool = False, profile: bool = False) -> str:
+    """The query line (its nonce still to fill), asking also for the host's RAM and the user's profile."""
+    return PS_QUERY.replace("{total}", PS_TOTAL if total else "").replace("{profile}", PS_PROFILE if profile else "")
+
+
+def parse_profile(lines: list[str]) -> str | None:
+    """%USERPROFILE% from the VMPROFILE line (base64 of UTF-8); "" when PowerShell had none; None when the
+    line is absent or not base64 of UTF-8."""
+    import base64
+    import binascii
+
+    for line in lines:
+        parts = line.split("\t")
+        if parts[0] == "VMPROFILE" and len(parts) == 2:
+            try:
+                return base64.b64decode(parts[1], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+    return None
+
+
 def parse_powershell_answer(lines: list[str]) -> tuple[list[tuple[str, int, int, int | None]], int | None]:
     """VMPROC rows as (name, pid, working set, private working set or None), and VMTOTAL."""
     rows = []
@@ -313,6 +339,7 @@ class PowerShellProbe:
         self.retry_after = retry_after
         self.clock = clock
         self.host_total: int | None = None
+        self.user_profile: str | None = None  # %USERPROFILE% as this session said it ("" when it has none)
         self.unreachable = False  # the last failure says Windows cannot be reached at all
         self._failed_at: float | None = None
         self._last_error = ""
@@ -324,7 +351,7 @@ class PowerShellProbe:
         if self._failed_at is not None and now - self._failed_at < self.retry_after:
             return HostSample(now, None, "interop", False, error=f"{self._last_error} (retrying later)")
         try:
-            lines = self.session.query(PS_QUERY.replace("{total}", "" if self.host_total else PS_TOTAL))
+            lines = self.session.query(ps_query(total=not self.host_total, profile=self.user_profile is None))
         except InteropError as exc:
             self.unreachable = exc.unreachable
             if not exc.starting:
@@ -337,7 +364,9 @@ class PowerShellProbe:
         rows, total = parse_powershell_answer(lines)
         self.host_total = self.host_total or total
         available = parse_available(lines)
-        if not rows and any(line and not line.startswith(("VMTOTAL", "VMAVAIL")) for line in lines):
+        if self.user_profile is None:
+            self.user_profile = parse_profile(lines)
+        if not rows and any(line and not line.startswith(("VMTOTAL", "VMAVAIL", "VMPROFILE")) for line in lines):
             self._failed_at, self._last_error = now, f"powershell.exe answered garbage: {lines[0][:60]!r}"
             return HostSample(now, None, "interop", False, error=self._last_error)
         self._failed_at = None

@@ -100,6 +100,14 @@ class Probes:
         """Since when Windows interop has been dead (every Windows tool unreachable), or None."""
         return self.host.down_since if isinstance(self.host, ChainProbe) else None
 
+    def windows_profile(self) -> str | None:
+        """%USERPROFILE% as the running PowerShell session said it (where WSL reads .wslconfig), or None
+        before its first answer, without a session (tasklist, psutil, the estimate) or when it had none."""
+        from monitor.probes.interop import PowerShellProbe
+
+        probes = self.host.probes if isinstance(self.host, ChainProbe) else [self.host]
+        return next((p.user_profile for p in probes if isinstance(p, PowerShellProbe) and p.user_profile), None)
+
     def sample_host(self, guest: GuestSample | None) -> HostSample:
         return self.host.sample(guest)
 

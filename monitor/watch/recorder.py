@@ -46,6 +46,7 @@ from monitor.policy.rules import (
     decide,
     effective_method,
     judge_idle,
+    past,
     rule_level,
 )
 from monitor.policy.state import history_window, load_state, save_state
@@ -85,6 +86,8 @@ class Workshop(Protocol):
     def open_store(self) -> Store: ...
 
     def reclaim(self, request: ReclaimRequest, *, store: Store | None = None) -> ReclaimResult: ...
+
+    def wsl_mode(self, kind: str, profile: str | None = None) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,7 @@ class Recorder:
     # was 70% of a tick's cost (bench/results/overhead.md). Filled from the store once.
     _recent: deque[Sample] | None = None
     _costs: CostMeter | None = None  # what each reclaim cost afterwards (monitor.reclaim.cost)
+    _profile: str | None = None  # the PowerShell session's %USERPROFILE% the WSL mode was last read with
     # While the history cannot be written: the samples not yet written, and since when / why.
     backlog_max: int = BACKLOG_MAX
     _backlog: deque[Sample] = field(default_factory=deque)
@@ -216,6 +220,7 @@ class Recorder:
             # needs it (with None it was "unknown", never the estimate the chain promises).
             self.last_host = self.probes.sample_host(self._last_guest)
             self._follow_interop(self.last_host)
+            self._follow_profile()
         except Exception as exc:
             self._record_error("host sample", exc)
 
@@ -419,6 +424,7 @@ class Recorder:
             return Sample(guest, self.probes.sample_host(guest))  # computed from the guest
         if self.last_host is None:
             self.last_host = self.probes.sample_host(guest)
+            self._follow_profile()
         host = self.last_host
         if guest.time - host.time > 3 * self.config.sampling.host_interval:
             host = HostSample(guest.time, None, host.source, host.estimated,
@@ -582,10 +588,11 @@ class Recorder:
             value, threshold, rearm = rule_level(rule, sample)
             if value is None or threshold is None:
                 continue
-            before = self._above.get(rule.label)
-            if value > threshold:
+            before = self._above.get(rule.label)  # "above": past the threshold (below it, for a below rule)
+            back = rearm is None or (value > rearm if rule.falls else value < rearm)
+            if past(rule, value, threshold):
                 above = True
-            elif rearm is None or value < rearm or before is None:
+            elif back or before is None:
                 above = False
             else:
                 above = before  # between the two: no change
@@ -593,10 +600,22 @@ class Recorder:
             if before is not None and above != before:
                 limit = threshold if above else (rearm if rearm is not None else threshold)
                 shown, at = format_bytes_apart(value, limit)
-                word = "rose above" if above else "fell below"
+                word = ("fell below" if above else "rose above") if rule.falls else ("rose above" if above else "fell below")
                 also = "" if above or limit == threshold else " (where it re-arms)"
                 self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {shown} {word} {at}{also} "
                                      f"({rule.label})", rule=rule.label)
+
+    def _follow_profile(self) -> None:
+        """WSL's reclaim mode again from the .wslconfig in the PowerShell session's %USERPROFILE%, once the
+        session has said it (its first answer): before, the folder was guessed (issue 27)."""
+        profile = self.probes.windows_profile()
+        if profile is None or profile == self._profile:
+            return
+        self._profile = profile
+        try:
+            self.wsl_mode = self.wiring.wsl_mode(self.probes.environment.kind, profile)
+        except OSError as exc:  # an unreadable profile folder: the guess stands
+            log.warning("could not read .wslconfig under %s: %s", profile, exc)
 
     def _follow_interop(self, host: HostSample) -> None:
         """Windows interop dying for the VM's lifetime (microsoft/WSL#41283) and coming back: one

@@ -113,13 +113,14 @@ class Wiring:
         finally:
             probes.close()
 
-    def wsl_mode(self, kind: str) -> str | None:
-        """WSL's own autoMemoryReclaim mode from .wslconfig (the policy defers to it), or None."""
+    def wsl_mode(self, kind: str, profile: str | None = None) -> str | None:
+        """WSL's own autoMemoryReclaim mode from .wslconfig (the policy defers to it), or None; ``profile``:
+        the PowerShell session's %USERPROFILE%, once it said it (Probes.windows_profile)."""
         from monitor.kernel.procfs import LocalFiles
         from monitor.kernel.wslconfig import detect_wsl_reclaim
 
         wsl = detect_wsl_reclaim(self.config.policy.wslconfig, kind, LocalFiles(self.config.general.proc_root),
-                                 self.environ)
+                                 self.environ, session_profile=profile)
         return wsl.mode if wsl else None
 
     def recorder(self, notifier: Notifier, *, metrics: Metrics | None = None, clock: Callable[[], float] = time.time,

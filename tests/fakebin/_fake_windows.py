@@ -1,7 +1,8 @@
 """Stand-ins for Windows tools, run as real executables on PATH by the tests.
 
 Behaviour is chosen by $FAKE_WINDOWS_MODE (normal, hang, garbage, babble,
-novm, sandbox, old, de, fr, slow, dotnet, interop-down, error; denied for the toast), or for one tool by
+novm, sandbox, old, de, fr, slow, dotnet, interop-down, error; denied for the toast; defender for
+-EncodedCommand), or for one tool by
 $FAKE_POWERSHELL_MODE / $FAKE_TASKLIST_MODE (a PowerShell that hangs beside a tasklist that
 answers, say), and every start is logged to
 $FAKE_WINDOWS_LOG, so a test can count spawns.
@@ -12,11 +13,13 @@ What each imitates, and where that comes from:
   ..." line on stdout, exit 0; a failure "ERROR: ..." on stderr, exit 1 (mode "error"). Mode
   "garbage" is no output tasklist prints: the guard against the unexpected.
 - powershell.exe (Windows PowerShell 5.1): our own query's tab-separated lines (recorded/ps-*.txt;
-  the VMAVAIL line, Windows' available memory, is our own shape with a made-up 12 GiB, not recorded);
-  refuses -EncodedCommand as Microsoft Defender kills that shape (mondoohq/mql#9802). Known
-  difference (issue 27): an unknown cmdlet ends this fake with a CLIXML error on stderr; the real
-  one given `-Command -` writes plain text (CLIXML only with -EncodedCommand) and reads on
-  (PowerShell#21808).
+  the VMAVAIL line, Windows' available memory, is our own shape with a made-up 12 GiB, not recorded;
+  VMPROFILE, $env:USERPROFILE as base64 of UTF-8, ours too). Errors as the real one writes them
+  (PowerShell#21808): given `-Command -` (what vmmemctl runs), an unknown cmdlet is plain text on
+  stderr, in PowerShell 5.1's layout, and the session reads on (the rest of the line runs, so the end
+  marker still comes); given -EncodedCommand, the error is CLIXML on stderr ("#< CLIXML" and <Objs>)
+  and it exits 1. Mode "defender" refuses -EncodedCommand as Microsoft Defender kills that shape
+  (mondoohq/mql#9802).
 - whoami.exe (Microsoft's whoami documentation): through a pipe, in the OEM code page; see whoami().
 """
 
@@ -49,14 +52,25 @@ TOAST_OK = "vmmemctl-toast-ok"
 TOAST_OFF = "vmmemctl-toast-off: "
 TOAST_ERROR = "vmmemctl-toast-error: "
 LITERAL = re.compile(r"FromBase64String\('([^']*)'\)")
-# The cmdlets our scripts use; the fake leaves on any other (the real one prints an error and goes on,
-# which for a one-line script is the same: no answer).
+# The cmdlets our scripts use; any other is an error on stderr (plain text for `-Command -`, after which
+# the session reads on as the real one does; CLIXML and exit 1 for -EncodedCommand).
 KNOWN_CMDLETS = {"Get-Process", "Get-CimInstance", "New-Object"}
 CMDLET = re.compile(r"\b[A-Z][a-z]+-[A-Z][A-Za-z]+\b")
 
 
+def plain_error(cmdlet: str) -> None:
+    """An unknown cmdlet as Windows PowerShell 5.1 given `-Command -` writes it on a redirected stderr."""
+    sys.stderr.buffer.write(
+        f"{cmdlet} : The term '{cmdlet}' is not recognized as the name of a cmdlet, function, script file, or "
+        "operable program. Check the spelling of the name, or if a path was included, verify that the path is "
+        f"correct and try again.\r\nAt line:1 char:1\r\n+ {cmdlet}\r\n+ {'~' * len(cmdlet)}\r\n"
+        f"    + CategoryInfo          : ObjectNotFound: ({cmdlet}:String) [], CommandNotFoundException\r\n"
+        "    + FullyQualifiedErrorId : CommandNotFoundException\r\n \r\n".encode())
+    sys.stderr.buffer.flush()
+
+
 def clixml_error(message: str) -> None:
-    """An error as a PowerShell with redirected stderr writes it."""
+    """An error as PowerShell given -EncodedCommand writes it on a redirected stderr."""
     body = message.replace("\r\n", "_x000D__x000A_")
     sys.stderr.buffer.write(
         b"#< CLIXML\r\n<Objs Version=\"1.1.0.1\" xmlns=\"http://schemas.microsoft.com/powershell/2004/04\">"
@@ -100,10 +114,12 @@ BASE64_LINE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 def powershell() -> None:
     log_start("powershell.exe")
     if "-EncodedCommand" in sys.argv[1:]:
-        # Playing Microsoft Defender: this command-line shape is killed as malware (mondoohq/mql#9802).
-        sys.stderr.write("Program 'powershell.exe' failed to run: Operation did not complete successfully "
-                         "because the file contains a virus or potentially unwanted software\r\n")
-        sys.exit(1)
+        if MODE == "defender":  # Microsoft Defender kills this command-line shape as malware (mondoohq/mql#9802)
+            sys.stderr.write("Program 'powershell.exe' failed to run: Operation did not complete successfully "
+                             "because the file contains a virus or potentially unwanted software\r\n")
+            sys.exit(1)
+        encoded(sys.argv[sys.argv.index("-EncodedCommand") + 1:])
+        return
     if sys.argv[1:] != ["-NoLogo", "-NoProfile", "-NonInteractive", "-Command", "-"]:
         out(b"fake powershell: unexpected arguments\r\n")
         sys.exit(1)
@@ -124,10 +140,11 @@ def powershell() -> None:
             delay = 0
         nonce = re.search(r"'__END_([0-9a-f]+)__'", line)
         unknown = set(CMDLET.findall(line)) - KNOWN_CMDLETS
-        if unknown:
-            clixml_error(f"{sorted(unknown)[0]} : The term '{sorted(unknown)[0]}' is not recognized as the name "
-                         "of a cmdlet, function, script file, or operable program.")
-            sys.exit(1)
+        if unknown:  # said on stderr; the line's other statements run, and the session reads on
+            plain_error(sorted(unknown)[0])
+            if nonce:
+                out(f"__END_{nonce.group(1)}__\r\n".encode())
+            continue
         if "ToastNotificationManager" in line:
             toast(line, nonce.group(1) if nonce else None)
             continue
@@ -141,12 +158,39 @@ def powershell() -> None:
         elif "Get-Process -Name vmmemWSL,vmmem" in line:
             name = {"novm": "ps-novm.txt", "sandbox": "ps-sandbox.txt", "old": "ps-old.txt"}.get(MODE, "ps-normal.txt")
             out((RECORDED / name).read_bytes())
-            if "VMAVAIL" in line:  # our own line's shape; the value is made up (12 GiB), not recorded
-                out(b"VMAVAIL\t12884901888\r\n")
+            if "VMAVAIL" in line:  # our own line's shape; the value is made up (12 GiB; $FAKE_WINDOWS_AVAILABLE
+                # sets it: a Windows short of memory), not recorded
+                out(f"VMAVAIL\t{os.environ.get('FAKE_WINDOWS_AVAILABLE', '12884901888')}\r\n".encode())
             if "VMTOTAL" in line:
                 out(b"VMTOTAL\t34187145216\r\n")
+            if "VMPROFILE" in line:  # our own line: $env:USERPROFILE as base64 of UTF-8 ($FAKE_WINDOWS_USERPROFILE)
+                import base64
+                profile = os.environ.get("FAKE_WINDOWS_USERPROFILE", "C:\\Users\\alice")
+                out(b"VMPROFILE\t" + base64.b64encode(profile.encode("utf-8")) + b"\r\n")
         if nonce:
             out(f"__END_{nonce.group(1)}__\r\n".encode())
+
+
+def encoded(rest: list[str]) -> None:
+    """``-EncodedCommand B64`` (base64 of UTF-16LE): one command, then exit; an unknown cmdlet is a CLIXML
+    error on stderr and exit 1; our query is answered as on stdin."""
+    import base64
+    import binascii
+
+    try:
+        line = base64.b64decode(rest[0], validate=True).decode("utf-16-le")
+    except (IndexError, binascii.Error, UnicodeDecodeError):
+        clixml_error("Cannot process the command because the value specified with -EncodedCommand is not "
+                     "properly encoded. The value must be Base64 encoded.")
+        sys.exit(1)
+    unknown = set(CMDLET.findall(line)) - KNOWN_CMDLETS
+    if unknown:
+        cmdlet = sorted(unknown)[0]
+        clixml_error(f"{cmdlet} : The term '{cmdlet}' is not recognized as the name of a cmdlet, function, "
+                     "script file, or operable program.")
+        sys.exit(1)
+    if "Get-Process -Name vmmemWSL,vmmem" in line:
+        out((RECORDED / "ps-normal.txt").read_bytes())
 
 
 def whoami() -> None:

@@ -93,6 +93,19 @@ def host_words(row: Row | None) -> str:
     return "estimated" if row.get("host_estimated", 1) else f"measured ({source})"
 
 
+def host_detail(row: Row) -> tuple[str, tuple[str, ...]]:
+    """The host card's second line: how the figure was had and, where known, the host's own available
+    memory (Windows' Available Bytes: issue 27), with shorter forms for a narrow card."""
+    how = host_words(row)
+    available, total = row.get("host_available"), row.get("host_total")
+    if available is None:
+        return how, ()
+    a = short_bytes(available)
+    share = f" ({100 * available / total:.0f}%)" if total else ""
+    return (f"{how}; host has {a}{share} available",
+            (f"{how}; {a} available", f"host has {a}{share} available", f"{a} available"))
+
+
 def build_cards(rows: Sequence[Row]) -> list[Card]:
     """The cards for the latest row, with trends from ``rows`` (the last few minutes, oldest first)."""
     last = rows[-1] if rows else {}
@@ -111,7 +124,7 @@ def build_cards(rows: Sequence[Row]) -> list[Card]:
                  else f"{_pct(last.get('psi_memory_some_avg10'))}{psi_m.arrow} / "
                       f"{_pct(last.get('psi_io_some_avg10'))}{psi_i.arrow}")
     return [
-        size_card("host", "host footprint", "host_bytes", "down", host_words(last)),
+        size_card("host", "host footprint", "host_bytes", "down", *host_detail(last)),
         size_card("anon", "programs (anon)", "anon", None, _share(last.get("anon"), total)),
         size_card("page_cache", "page cache", "page_cache", "down", *file_lru_words(last)),
         size_card("reclaimable", "reclaimable", "reclaimable", "down", "a drop frees this now"),

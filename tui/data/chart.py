@@ -4,6 +4,7 @@ marked; and its axes."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -18,7 +19,7 @@ from tui.data.common import GiB, LocalTime, MiB, Row
 @dataclass(frozen=True)
 class Threshold:
     label: str  # the rule's name
-    metric: str  # page_cache | reclaimable | host
+    metric: str  # page_cache | reclaimable | host | host_available
     bytes: int
     inactive: bool = False  # a reclaim rule while [policy] auto_reclaim is off: it would reclaim, but will not
 
@@ -38,6 +39,8 @@ class ChartData:
     key: tuple = ()  # equal keys draw the same picture (the range moved by less than one bucket)
     # (t, from, to) where the host figure changed metric (a source switch, issue 27): marked on the chart
     metric_changes: tuple[tuple[float, str, str], ...] = ()
+    # the host's own available memory (Windows' Available Bytes, issue 27): runs of (t, bytes), as host
+    available: list[list[tuple[float, float]]] = dataclasses.field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -50,10 +53,12 @@ def thresholds(config: Config, row: Row | None) -> list[Threshold]:
         return []
     out = []
     for rule in config.rule:
-        if rule.metric not in ("page_cache", "reclaimable", "host"):
+        if rule.metric not in ("page_cache", "reclaimable", "host", "host_available"):
             continue  # host_gap is a difference, not a line on this chart
-        total = row.get("host_total") if rule.metric == "host" else row.get("total")
-        limit = rule.above.resolve(total)
+        if rule.metric == "host_available" and row.get("host_available") is None:
+            continue  # no available line to cross (plain Linux, the estimate)
+        total = row.get("host_total") if rule.metric in ("host", "host_available") else row.get("total")
+        limit = rule.threshold.resolve(total)
         if limit is not None:
             inactive = rule.action == "reclaim" and not config.policy.auto_reclaim
             out.append(Threshold(rule.label, rule.metric, limit, inactive))
@@ -128,7 +133,8 @@ def chart_data(rows: Sequence[Row], tier: str, since: float, until: float, *, co
     max_gap = max(3 * sample_step(rows), 2.5 * (until - since) / n)
     host = split_runs(bucket(rows, "host_bytes", since, until, n), max_gap)
     cache = split_runs(bucket(rows, "page_cache", since, until, n), max_gap)
-    top = max([v for run in host + cache for _, v in run] or [0.0])
+    available = split_runs(bucket(rows, "host_available", since, until, n), max_gap)
+    top = max([v for run in host + cache + available for _, v in run] or [0.0])
     y_max = max(top * 1.15, 64 * MiB)
     nearest = limits[0].bytes if limits else None
     if nearest is not None and nearest <= 2 * y_max:  # draw the nearest line, unless it would flatten the trend
@@ -137,8 +143,9 @@ def chart_data(rows: Sequence[Row], tier: str, since: float, until: float, *, co
     above = [th for th in limits if th.bytes > y_max]
     marks = sorted(t for t in reclaims if since <= t <= until)
     changes = metric_changes(rows, since, until)
-    key = picture_key(tier, since, until, n, y_max, [host, cache], (inside, above, marks, changes))
-    return ChartData(since, until, tier, host, cache, inside, above, marks, y_max, len(rows), key, changes)
+    key = picture_key(tier, since, until, n, y_max, [host, cache, available], (inside, above, marks, changes))
+    return ChartData(since, until, tier, host, cache, inside, above, marks, y_max, len(rows), key, changes,
+                     available)
 
 
 def picture_key(tier: str, since: float, until: float, n: int, y_max: float,
