@@ -188,6 +188,38 @@ def test_reclaim_rule_reclaims_on_the_fake_kernel(tmp_path, notify_log):
         kernel.close()
 
 
+def test_a_rule_whose_reclaim_could_not_run_is_armed_again_and_tries_after_its_cooldown(tmp_path, notify_log):
+    """Another reclaim holds the machine (or the guest's channel timed out): the rule fired, its reclaim did
+    not run. Left disarmed it would wait for the cache to fall below where it re-arms, which only a reclaim
+    brings about: it is armed again and acts once its cooldown has passed."""
+    from monitor.policy.state import load_state
+    from monitor.reclaim.reclaimer import ReclaimLock
+
+    kernel = FakeKernel(tmp_path / "tree", cached=6 * GiB, hot=0)
+    try:
+        rule = tiny_rule(name="auto", action="reclaim", method="gradual", above=Size(bytes=4 * GiB, text="4GiB"),
+                         cooldown=1.0)
+        config = cfg(rule, policy=PolicyConfig(auto_reclaim=True),
+                     idle=IdleConfig(window=0.0, cpu_busy_max=100, psi_io_max=100, psi_memory_max=100))
+        watcher = make_watcher(tmp_path, config, files=LocalFiles(kernel.proc))
+        with ReclaimLock(tmp_path / "reclaim.lock", "another reclaim"):
+            watcher.tick()
+        assert watcher.last_decision.action == "reclaim", watcher.last_decision.reason
+        (skipped,) = watcher.store.events(kinds=["reclaim"])
+        assert skipped.status == "skipped" and "another reclaim is running" in skipped.message
+        state = load_state(watcher.store).rule("auto")
+        assert state.armed and state.last_fired is not None  # armed again; the cooldown still counts
+        assert not kernel.requests
+        time.sleep(1.5)  # past the cooldown (a slower machine only waits longer)
+        watcher.tick()
+        assert watcher.last_decision.action == "reclaim", watcher.last_decision.reason
+        done = [e for e in watcher.store.events(kinds=["reclaim"]) if e.status == "ok"]
+        assert len(done) == 1 and done[0].rule == "rule:auto" and kernel.requests
+        assert not load_state(watcher.store).rule("auto").armed  # it ran: disarmed until the cache falls
+    finally:
+        kernel.close()
+
+
 def test_busy_machine_waits(tmp_path, notify_log):
     rule = tiny_rule(action="reclaim")
     config = cfg(rule, policy=PolicyConfig(auto_reclaim=True),

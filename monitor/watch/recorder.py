@@ -525,12 +525,36 @@ class Recorder:
     def _reclaim(self, method: str, trigger: str, paths: list[str] | None = None) -> None:
         """A reclaim by rule or schedule, on the caller's (worker) thread; never raises."""
         request = ReclaimRequest(method, tuple(os.path.expanduser(p) for p in paths or ()), trigger)
+        failed: str | None = None
         try:
-            self.reclaim_now(request)
+            failed = self.reclaim_now(request).error
         except ReclaimBusy as exc:
             log.info("%s: skipped: %s", trigger, exc)
-        except Exception:
-            pass  # recorded by reclaim_now
+            failed = str(exc)
+        except Exception as exc:  # recorded by reclaim_now
+            failed = str(exc) or type(exc).__name__
+        if failed and trigger.startswith("rule:"):
+            self._rearm_after_failure(trigger.removeprefix("rule:"), failed)
+
+    def _rearm_after_failure(self, rule: str, why: str) -> None:
+        """A rule fired but its reclaim did not run (another reclaim held the machine, the guest's
+        channel timed out): armed again, so it tries once more after its cooldown. Left disarmed, it
+        would wait for the metric to fall below where it re-arms, which only a reclaim brings about."""
+        store = None
+        try:
+            store = self.wiring.open_store()  # this (worker) thread's own connection; one transaction
+            with store.transaction():
+                state = load_state(store)
+                kept = state.rule(rule)
+                if kept.armed:
+                    return
+                save_state(store, state.with_rule(rule, dataclasses.replace(kept, armed=True)))
+            log.info("rule:%s: its reclaim did not run (%s): armed again, tries after its cooldown", rule, why)
+        except Exception as exc:
+            self._record_error(f"rule:{rule}", exc, store)
+        finally:
+            if store is not None:
+                store.close()
 
     def reclaim_now(self, request: ReclaimRequest) -> ReclaimResult:
         """One reclaim at a time from this recorder (a rule's, a schedule's, a client's), with a store
