@@ -157,3 +157,24 @@ def test_a_group_given_back_whole_says_so(machine, tmp_path):
     done = cli(machine, tmp_path, "--cgroup", "run-8-cp.scope")
     assert done.returncode == 0, done.stderr
     assert "the group's page cache is given back (0 B left)" in done.stdout
+
+
+MOUNTINFO_HYBRID = ("25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw\n"
+                    "35 25 0:30 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755\n"
+                    "36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
+                    "37 35 0:33 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n")
+
+
+@pytest.mark.parametrize("spec", ["docker-abc.scope", "system.slice/docker-abc.scope", "nosuch.slice"])
+def test_a_hybrid_host_says_no_memory_controller_before_no_such_group(machine, tmp_path, spec):
+    """cgroup v2 on /sys/fs/cgroup/unified without the memory controller (systemd's hybrid layout): whatever
+    the group, the answer is that v2 has no memory controller there, never "no such group"."""
+    write_mountinfo(machine.proc, MOUNTINFO_HYBRID)
+    unified = machine.root / "sys/fs/cgroup/unified"
+    (unified / "system.slice/docker-abc.scope").mkdir(parents=True)
+    (unified / "cgroup.controllers").write_text("\n")  # the v2 root offers no controller: all are on v1
+    (unified / "system.slice/docker-abc.scope/cgroup.controllers").write_text("\n")
+    done = cli(machine, tmp_path, "--cgroup", spec)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "cgroup v2 at /sys/fs/cgroup/unified has no memory controller" in done.stderr, done.stderr
+    assert "no such group" not in done.stderr and machine.requests == []
