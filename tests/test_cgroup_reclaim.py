@@ -7,6 +7,7 @@ never written."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,40 @@ def test_a_hybrid_host_says_no_memory_controller_before_no_such_group(machine, t
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "cgroup v2 at /sys/fs/cgroup/unified has no memory controller" in done.stderr, done.stderr
     assert "no such group" not in done.stderr and machine.requests == []
+
+
+def test_an_ended_jobs_group_goes_in_whole_steps_with_a_short_listen(machine, tmp_path):
+    """`run`'s job has ended (no active prior): its bound 0 is no working-set estimate, so the steps stay whole
+    (256 MiB here: 600 MiB in 3 steps, not a quarter of what is left near 0: ~15 steps) and each
+    window is ENDED_WINDOW (1 s), not refault_window (5 s) nor refault_window_near (30 s)."""
+    from monitor.reclaim.reclaimer import ENDED_WINDOW, Seams
+
+    g = machine.group("vmmemctl.slice/run-9-make.scope", file=600 * MiB)
+    from monitor.units import parse_size
+
+    # the shipped windows (5 s, 30 s near the bound); whole steps of 256 MiB (MemTotal/32, clamped)
+    config = Config(reclaim=ReclaimConfig(settle=0.0, gradual_step_max=parse_size("256MiB")))
+    probes = build(config, environ={}, files=LocalFiles(machine.proc))
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # no real waiting: only until the fake kernel has served each write
+        waits.append(seconds)
+        for _ in range(400):
+            if len(g.requests) >= len(waits):
+                return
+            time.sleep(0.025)
+
+    group = find_group(probes.files, "vmmemctl.slice/run-9-make.scope")
+    result = Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", seams=Seams(sleep=sleep)).run(
+        "gradual", group=group, active_prior=False)
+    asked = [s.asked for s in result.gradual_steps]
+    assert asked == [256 * MiB, 256 * MiB, 88 * MiB], (asked, result.notes)
+    assert g.file == 0 and "given back" in result.notes[-1]
+    assert waits[:3] == [ENDED_WINDOW] * 3 and ENDED_WINDOW < config.reclaim.refault_window
+    # a live group (the active prior) still probes near its bound, listening longer there
+    live = machine.group("user.slice/editor.scope", file=600 * MiB, hot=100 * MiB)
+    waits.clear()
+    g = live
+    result = Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", seams=Seams(sleep=sleep)).run(
+        "gradual", group=find_group(probes.files, "user.slice/editor.scope"), active_prior=True)
+    assert len(result.gradual_steps) > 3 and max(waits) > ENDED_WINDOW, (waits, result.notes)
