@@ -50,7 +50,7 @@ def thresholds(config: Config, row: Row | None) -> list[Threshold]:
         return []
     out = []
     for rule in config.rule:
-        if rule.metric not in ("page_cache", "reclaimable", "host"):
+        if rule.metric not in ("page_cache", "reclaimable", "host") or rule.cgroup:  # a group's cache: not the VM's line
             continue  # host_gap is a difference, not a line on this chart
         total = row.get("host_total") if rule.metric == "host" else row.get("total")
         limit = rule.above.resolve(total)
