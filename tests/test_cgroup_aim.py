@@ -233,3 +233,14 @@ def test_status_and_doctor_show_each_aim_or_why_it_never_fires(tmp_path):
     doctor = json.loads(run_cli("doctor", "--json", "--config", str(conf), "--proc-root", str(tree("cgroup-v1"))).stdout)
     aimed = [c for c in doctor["checks"] if c["name"].startswith("aimed ")]
     assert [c["status"] for c in aimed] == ["warn", "warn"] and "never fires" in aimed[0]["hint"], aimed
+
+
+def test_host_mode_has_no_figure_and_reads_nothing_through_the_channel():
+    """A watcher in host mode reads the guest through [guest] exec, which lists no directories: no figure, and
+    no channel call per tick to find that out."""
+    class Channel:  # a SystemFiles that is not local: every read would be a wsl.exe call
+        def read(self, paths):
+            raise AssertionError(f"read through the channel: {paths}")
+
+    aims = read_aims(Channel(), [DOCKER])
+    assert aims[DOCKER].cache is None and "host mode" in aims[DOCKER].why

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from monitor.kernel.cgroups import find_hierarchy, mount_directory, parse_memory_stat
-from monitor.kernel.procfs import SystemFiles
+from monitor.kernel.procfs import LocalFiles, SystemFiles
 
 PREFIXES = ("/sys/fs/cgroup/", "/")
 MAX_MATCHES = 4096  # a glob this wide is a mistake, not a target
@@ -104,6 +104,9 @@ def read_aims(files: SystemFiles, globs: Iterable[str]) -> dict[str, Aim]:
     wanted = list(dict.fromkeys(globs))
     if not wanted:
         return {}
+    if not isinstance(files, LocalFiles):  # host mode: not one channel call per tick for groups it cannot list
+        return {g: Aim(g, None, why="no figure: the groups are the guest's (a watcher in host mode does not list "
+                       "them through [guest] exec; run vmmemctl inside the guest to aim at groups)") for g in wanted}
     hierarchy = find_hierarchy(files)
     root = mount_directory(files, hierarchy) if hierarchy.usable else None
     if root is None:
@@ -146,15 +149,11 @@ def aimed_globs(config) -> list[str]:
 def aims_here(config, files: SystemFiles | None = None) -> list[tuple[str, Aim]]:
     """(who, reading) for every aimed rule and schedule, read on this machine (or the --proc-root tree):
     what `status` and `doctor` show. In host mode ([guest] exec) the groups are the guest's: no figure."""
-    from monitor.kernel.procfs import LocalFiles
-
     globs = aimed_globs(config)
     if not globs:
         return []
     if config.guest.exec:
-        aims = {g: Aim(g, None, why="no figure here: the groups are the guest's (a watcher in host mode does "
-                       "not list them through [guest] exec; run vmmemctl inside the guest to aim at groups)")
-                for g in globs}
+        aims = read_aims(object(), globs)  # type: ignore[arg-type]  (not local files: host mode's words)
     else:
         own = files is None
         files = files or LocalFiles(config.general.proc_root)
