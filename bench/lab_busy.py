@@ -1,6 +1,6 @@
 """The lab case where the work never goes quiet (issue 26): `lab_policies.py --busy` runs it.
 
-    sudo flock /tmp/vmmemctl-lab.lock .venv/bin/python bench/lab_policies.py --busy   # ~15 min
+    sudo flock /tmp/vmmemctl-lab.lock .venv/bin/python bench/lab_policies.py --busy   # ~20 min
         writes bench/results/lab_busy.{json,md}
 
 One 2 GiB lab guest (TCG, cgroup v2 with the memory controller, free page reporting), vmmemctl itself
@@ -13,14 +13,14 @@ another, after an equalize (drop 3 + compact, the host RSS settled):
     idle    15 s with the editor running (the footprint "above idle" is measured from here)
     build   read 1 GiB of fill.bin once (dd) and exit; the build script notes the guest uptime when dd
             ends and, inside a `run` group, the group's memory.stat file every 0.5 s
-    after   60 s from the build's exit
+    after   120 s from the build's exit (--after; the first run watched 60 s: lab_busy_after60.md)
 
 Policies: run (`vmmemctl run -- <build>` in the guest, shipped defaults), run-cap (`run --cache-max
 256MiB`), vmmemctl (the real `vmmemctl watch` on the host in host mode, shipped defaults plus
 auto_reclaim: global), wsl-gradual and wsl-dropcache (bench/reclaimers.py through the channel), none.
 
 Reported per policy: seconds from the build's exit until 90 % of what it added to the host RSS is back,
-host MiB·s above the idle footprint (build start to 60 s after its exit), the editor's re-read
+host MiB·s above the idle footprint (build start to --after s after its exit), the editor's re-read
 (its group's refaults over the passes after the build started, and the slowest pass); for run-cap the
 largest group cache seen during the build and the build's seconds against run's (no cap).
 """
@@ -244,6 +244,10 @@ def summarise(run: dict, args: argparse.Namespace) -> dict:
         "group_cache_max_bytes": max(files) if files else None,
         "reclaims": len([e for e in run["events"] if e.get("event") == "reclaim"
                          and e.get("status", "ok") not in ("skipped", "error")]),
+        "wsl_polls": len([e for e in run["events"] if e.get("event") == "poll"]),
+        "wsl_idle_polls": len([e for e in run["events"] if e.get("event") == "poll" and e.get("idle")]),
+        "wsl_poll_busy_min": min((e["busy"] for e in run["events"] if e.get("event") == "poll"
+                                  and e.get("busy") is not None), default=None),
         "run_reclaim_s": (run.get("reclaim") or {}).get("duration_s"),
         "run_stop_reason": (run.get("reclaim") or {}).get("stop_reason"),
     }
@@ -278,6 +282,14 @@ def markdown(data: dict) -> str:
                        f"`{rc.get('stop_reason')}`, {fmt_bytes(rc.get('cgroup_page_cache_before_bytes'))} -> "
                        f"{fmt_bytes(rc.get('cgroup_page_cache_after_bytes'))}; largest group cache seen during the "
                        f"build {fmt_bytes(s['group_cache_max_bytes'])} (sampled every 0.5 s)")
+        if r["policy"].startswith("wsl-") and "wsl_polls" in s:
+            out.append(f"- {r['policy']}: {s['wsl_polls']} idle polls, {s['wsl_idle_polls']} of them idle by WSL's "
+                       f"test (<= 0.5 % busy), the least busy {s['wsl_poll_busy_min']} %; reclaims {s['reclaims']}")
+        if r["policy"] == "vmmemctl":
+            for e in r["events"]:
+                if e.get("event") == "reclaim":
+                    out.append(f"- vmmemctl (global): at +{e['t'] - r['marks']['build_end']:.0f} s after the build's "
+                               f"exit (the event's end): {e['what']}")
     caps = [r for r in data["runs"] if r["policy"] == "run-cap"]
     plain = [r for r in data["runs"] if r["policy"] == "run"]
     if caps and plain:

@@ -588,7 +588,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--busy", action="store_true", help="issue 26's case where the work never goes quiet "
                    "(bench/lab_busy.py): an editor in its own group re-reads 200 MiB every 5 s throughout, a build "
                    "reads 1 GiB once; policies run, run-cap, vmmemctl, wsl-gradual, wsl-dropcache, none")
-    p.add_argument("--after", type=float, default=60.0, help="--busy: seconds watched after the build's exit")
+    p.add_argument("--after", type=float, default=120.0, help="--busy: seconds watched after the build's exit")
     p.add_argument("--cache-max", default="256MiB", help="--busy: run-cap's `run --cache-max`")
     p.add_argument("--out", default="lab_policies", help="results file stem under bench/results/")
     p.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the chart from OUT.json")
@@ -648,7 +648,7 @@ def _busy(args: argparse.Namespace, argv: list[str] | None) -> int:
 
     given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
     for key, value in dict(out="lab_busy", hot_mib=200, hot_skip_mib=1280, cold_mib=1024, baseline=15.0,
-                           policies="default", memory="2G").items():
+                           policies="default", memory="2G", after=120.0).items():
         if key not in given:
             setattr(args, key, value)
     if os.geteuid() != 0:
