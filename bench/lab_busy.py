@@ -253,6 +253,10 @@ def summarise(run: dict, args: argparse.Namespace) -> dict:
     }
 
 
+def _n(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
 def _s(x) -> str:
     return "never" if x is None else f"{x:g} s"
 
@@ -263,7 +267,7 @@ def markdown(data: dict) -> str:
            f"{a['memory']} guest, TCG; an editor in /sys/fs/cgroup/editor re-reads {a['hot_mib']} MiB every "
            f"{a['hot_every']:g} s for the whole run; a build reads {a['cold_mib']} MiB once and exits; "
            f"{a['after']:g} s after its exit. One run per policy, in the order shown. `bench/lab_busy.py`.", "",
-           "| policy | build s | build added (host) | 90 % back after build exit | host MiB·s above idle | "
+           "| policy | build s | the build's footprint on the host (RSS at its exit - idle) | 90 % back after build exit | host MiB·s above idle | "
            "editor re-read (its refaults) | editor pass median / max s (idle median) | reclaims |",
            "|---|---|---|---|---|---|---|---|"]
     for r in data["runs"]:
@@ -271,8 +275,8 @@ def markdown(data: dict) -> str:
         out.append(f"| {r['policy']} | {s['build_seconds']:g} | {fmt_bytes(s['rss_build_added_bytes'])} | "
                    f"{_s(s['host_90_after_build_exit_s'])} | {s['host_mib_s_above_idle']} | "
                    f"{fmt_bytes(s['editor_reread_bytes'])} ({100 * s['editor_reread_share_of_set']:.2f} % of the set; "
-                   f"{s['editor_passes_during']} passes) | {s['editor_pass_median_s']} / {s['editor_pass_max_s']} "
-                   f"({s['editor_pass_idle_median_s']}) | {s['reclaims'] or '-'} |")
+                   f"{s['editor_passes_during']} passes) | {_n(s['editor_pass_median_s'])} / {_n(s['editor_pass_max_s'])} "
+                   f"({_n(s['editor_pass_idle_median_s'])}) | {s['reclaims'] or '-'} |")
     out.append("")
     for r in data["runs"]:
         s = r["summary"]
