@@ -162,10 +162,9 @@ def aims_here(config, files: SystemFiles | None = None) -> list[tuple[str, Aim]]
         finally:
             if own:
                 files.close()
-    from monitor.watch.recorder import schedule_name
-
     out = [(f"rule {r.label}", aims[r.cgroup]) for r in config.rule if r.cgroup]
-    return out + [(f"schedule {schedule_name(s)}", aims[s.cgroup]) for s in config.schedule if s.cgroup]
+    # a schedule as the watcher names it (monitor.watch.recorder.schedule_name; a box below may not import it)
+    return out + [(f"schedule schedule:{s.name or s.cron}", aims[s.cgroup]) for s in config.schedule if s.cgroup]
 
 
 def with_aims(sample, aims: Iterable[Aim]):
