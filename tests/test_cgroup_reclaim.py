@@ -199,7 +199,8 @@ def test_an_ended_jobs_group_goes_in_whole_steps_with_a_short_listen(machine, tm
         waits.append(seconds)
         for _ in range(400):
             if len(g.requests) >= len(waits):
-                return
+                with g._lock:  # the fake appends the request, then publishes memory.stat, under this lock
+                    return
             time.sleep(0.025)
 
     group = find_group(probes.files, "vmmemctl.slice/run-9-make.scope")
