@@ -585,6 +585,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mglru", default="keep", help="comma-separated MGLRU modes to run the policies under: off "
                    "(write n to /sys/kernel/mm/lru_gen/enabled, the classic LRU, as WSL's kernel), on (y), keep "
                    "(as the guest booted: on)")
+    p.add_argument("--busy", action="store_true", help="issue 26's case where the work never goes quiet "
+                   "(bench/lab_busy.py): an editor in its own group re-reads 200 MiB every 5 s throughout, a build "
+                   "reads 1 GiB once; policies run, run-cap, vmmemctl, wsl-gradual, wsl-dropcache, none")
+    p.add_argument("--after", type=float, default=120.0, help="--busy: seconds watched after the build's exit")
+    p.add_argument("--cache-max", default="256MiB", help="--busy: run-cap's `run --cache-max`")
     p.add_argument("--out", default="lab_policies", help="results file stem under bench/results/")
     p.add_argument("--report-only", action="store_true", help="rewrite OUT.md and the chart from OUT.json")
     return with_case(p.parse_args(argv), CASES, argv)
@@ -592,6 +597,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.busy:
+        return _busy(args, argv)
     if args.report_only:
         return rewrite_report(args.out, markdown)
     if os.geteuid() != 0:
@@ -634,6 +641,20 @@ def main(argv: list[str] | None = None) -> int:
     log(f"vmmemctl histories kept in {tmp} (vmmemctl history --events --db {tmp}/vmmemctl-*/vmmemctl.db)")
     return 0
 
+
+def _busy(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """--busy: bench/lab_busy.py with its own defaults for every option not given."""
+    import lab_busy
+
+    given = {a.split("=")[0].lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])}
+    for key, value in dict(out="lab_busy", hot_mib=200, hot_skip_mib=1280, cold_mib=1024, baseline=15.0,
+                           policies="default", memory="2G", after=120.0).items():
+        if key not in given:
+            setattr(args, key, value)
+    if os.geteuid() != 0:
+        print("lab_policies --busy: run it as root", file=sys.stderr)
+        return 2
+    return lab_busy.main(args)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,10 @@ class HostSample:
 class Sample:
     guest: GuestSample
     host: HostSample
+    # the page cache of the groups each aimed rule or schedule names (``cgroup = "GLOB"``): (glob, bytes, or
+    # why there is no figure), read with the sample by the watcher; not stored (a sample from the history
+    # has none: an unknown reading, which neither breaks nor extends a rule's run)
+    cgroups: tuple[tuple[str, int | str], ...] = field(default=(), compare=False)
 
     @property
     def time(self) -> float:
@@ -211,7 +215,21 @@ def metric_value(sample: Sample, metric: str) -> int | None:
         return sample.host_gap
     if metric == "host_available":
         return sample.host.host_available
+    if metric.startswith(CGROUP_METRIC):
+        value = dict(sample.cgroups).get(metric[len(CGROUP_METRIC):])
+        return value if isinstance(value, int) else None
     return getattr(sample.guest, metric)
+
+
+CGROUP_METRIC = "cgroup:"  # a rule's metric key when it aims: "cgroup:system.slice/docker-*.scope"
+
+
+def cgroup_why(sample: Sample, glob: str) -> str | None:
+    """Why ``sample`` has no figure for ``glob`` ("no cgroup v2 ...", "no group matches ..."), or None."""
+    value = dict(sample.cgroups).get(glob)
+    if isinstance(value, int):
+        return None
+    return value or "not read with this sample"
 
 
 def metric_total(sample: Sample, metric: str) -> int | None:

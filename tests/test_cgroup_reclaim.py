@@ -7,6 +7,7 @@ never written."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,62 @@ def test_a_group_given_back_whole_says_so(machine, tmp_path):
     done = cli(machine, tmp_path, "--cgroup", "run-8-cp.scope")
     assert done.returncode == 0, done.stderr
     assert "the group's page cache is given back (0 B left)" in done.stdout
+
+
+MOUNTINFO_HYBRID = ("25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw\n"
+                    "35 25 0:30 / /sys/fs/cgroup rw,nosuid - tmpfs tmpfs ro,mode=755\n"
+                    "36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
+                    "37 35 0:33 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory\n")
+
+
+@pytest.mark.parametrize("spec", ["docker-abc.scope", "system.slice/docker-abc.scope", "nosuch.slice"])
+def test_a_hybrid_host_says_no_memory_controller_before_no_such_group(machine, tmp_path, spec):
+    """cgroup v2 on /sys/fs/cgroup/unified without the memory controller (systemd's hybrid layout): whatever
+    the group, the answer is that v2 has no memory controller there, never "no such group"."""
+    write_mountinfo(machine.proc, MOUNTINFO_HYBRID)
+    unified = machine.root / "sys/fs/cgroup/unified"
+    (unified / "system.slice/docker-abc.scope").mkdir(parents=True)
+    (unified / "cgroup.controllers").write_text("\n")  # the v2 root offers no controller: all are on v1
+    (unified / "system.slice/docker-abc.scope/cgroup.controllers").write_text("\n")
+    done = cli(machine, tmp_path, "--cgroup", spec)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "cgroup v2 at /sys/fs/cgroup/unified has no memory controller" in done.stderr, done.stderr
+    assert "no such group" not in done.stderr and machine.requests == []
+
+
+def test_an_ended_jobs_group_goes_in_whole_steps_with_a_short_listen(machine, tmp_path):
+    """`run`'s job has ended (no active prior): its bound 0 is no working-set estimate, so the steps stay whole
+    (256 MiB here: 600 MiB in 3 steps, not a quarter of what is left near 0: ~15 steps) and each
+    window is ENDED_WINDOW (1 s), not refault_window (5 s) nor refault_window_near (30 s)."""
+    from monitor.reclaim.reclaimer import ENDED_WINDOW, Seams
+
+    g = machine.group("vmmemctl.slice/run-9-make.scope", file=600 * MiB)
+    from monitor.units import parse_size
+
+    # the shipped windows (5 s, 30 s near the bound); whole steps of 256 MiB (MemTotal/32, clamped)
+    config = Config(reclaim=ReclaimConfig(settle=0.0, gradual_step_max=parse_size("256MiB")))
+    probes = build(config, environ={}, files=LocalFiles(machine.proc))
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:  # no real waiting: only until the fake kernel has served each write
+        waits.append(seconds)
+        for _ in range(400):
+            if len(g.requests) >= len(waits):
+                with g._lock:  # the fake appends the request, then publishes memory.stat, under this lock
+                    return
+            time.sleep(0.025)
+
+    group = find_group(probes.files, "vmmemctl.slice/run-9-make.scope")
+    result = Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", seams=Seams(sleep=sleep)).run(
+        "gradual", group=group, active_prior=False)
+    asked = [s.asked for s in result.gradual_steps]
+    assert asked == [256 * MiB, 256 * MiB, 88 * MiB], (asked, result.notes)
+    assert g.file == 0 and "given back" in result.notes[-1]
+    assert waits[:3] == [ENDED_WINDOW] * 3 and ENDED_WINDOW < config.reclaim.refault_window
+    # a live group (the active prior) still probes near its bound, listening longer there
+    live = machine.group("user.slice/editor.scope", file=600 * MiB, hot=100 * MiB)
+    waits.clear()
+    g = live
+    result = Reclaimer(probes.files, probes, config.reclaim, tmp_path / "lock", seams=Seams(sleep=sleep)).run(
+        "gradual", group=find_group(probes.files, "user.slice/editor.scope"), active_prior=True)
+    assert len(result.gradual_steps) > 3 and max(waits) > ENDED_WINDOW, (waits, result.notes)

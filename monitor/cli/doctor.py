@@ -184,6 +184,18 @@ def check_kernel(ctx: Context) -> list[Check]:
     ]
 
 
+def check_aims(ctx: Context) -> Check | list[Check]:
+    """Rules and schedules that aim at groups (cgroup = "GLOB"): each has a figure, or says why it never fires."""
+    from monitor.kernel.cgroup_aim import aims_here
+
+    aims = aims_here(ctx.config, ctx.files)
+    if not aims:
+        return []
+    return [Check(f"aimed {who}", "ok" if aim.cache is not None else "warn", f"cgroup {aim.glob}: {aim.words()}",
+                  "" if aim.cache is not None else "it never fires until the groups can be read (see README: "
+                  "rules that aim at groups)") for who, aim in aims]
+
+
 def check_privilege(ctx: Context) -> Check:
     if ctx.env.kind == "windows":  # no root nor sudo there: a reclaim runs in the distro ([guest] exec)
         return Check("privileged path", "skipped", "Windows: reclaims run in the distro through [guest] exec")
@@ -272,7 +284,7 @@ def check_config(path: str | None) -> Check:
 def run_checks(ctx: Context, config_check: Check) -> list[Check]:
     checks = [check_environment(ctx), config_check]
     for check in (check_windows_drive, check_powershell, check_tasklist, check_host_figure, check_toast,
-                  check_kernel, check_privilege, check_service, check_wslconfig, check_history):
+                  check_kernel, check_aims, check_privilege, check_service, check_wslconfig, check_history):
         try:
             result = check(ctx)
         except Exception as exc:  # a broken check is reported, never a traceback for the user

@@ -108,6 +108,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         profile = p.windows_profile()  # where WSL reads .wslconfig, as the PowerShell session said it
     finally:
         p.close()
+    from monitor.kernel.cgroup_aim import aims_here, with_aims
+
+    aims = aims_here(config)
+    sample = with_aims(sample, [aim for _, aim in aims])  # an aimed rule's figure, as the watcher reads it
     from monitor.history.health import history_words
 
     wsl = detect_wsl_reclaim(config.policy.wslconfig, p.environment.kind, LocalFiles(config.general.proc_root),
@@ -131,6 +135,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     extra += [("gradual", stop["words"])] if stop else []
     groups = _cgroups(config)
     extra.append(("who holds the cache", report.cgroups_status_words(groups)))
+    extra += [("aimed at groups", f"{who}: cgroup {aim.glob}: {aim.words()}"
+               + ("" if aim.cache is not None else "; it does not fire")) for who, aim in aims]
     if args.json:
         data = report.status_json(sample, p.environment, decision)
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
@@ -143,6 +149,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         usable = groups.hierarchy.usable
         data["cgroups"] = [g.to_json() for g in report.holders(groups, 5)] if usable else None
         data["cgroups_why"] = groups.hierarchy.why
+        data["aims"] = [{"who": who, **aim.to_json()} for who, aim in aims]
         print(json.dumps(data, indent=2))
     else:
         print(report.status_text(sample, p.environment, decision, extra))
@@ -698,14 +705,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     for i, rule in enumerate(config.rule):
         sign = "<" if rule.falls else ">"
         gate = f" while reclaimable > {rule.if_reclaimable_above}" if rule.if_reclaimable_above is not None else ""
-        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric} {sign} {rule.threshold} "
-              f"for {rule.for_:g}s{gate}")
+        aim = f" of cgroup {rule.cgroup}" if rule.cgroup else ""
+        print(f"  rule[{i}] {rule.label}: {rule_action_words(rule.action, config)} when {rule.metric}{aim} {sign} "
+              f"{rule.threshold} for {rule.for_:g}s{gate}")
     if config.schedule:
         from monitor.watch.scheduling import next_runs
 
         for i, sched in enumerate(config.schedule):
             runs = ", ".join(t.isoformat(timespec="minutes") for t in next_runs(sched.cron, 3))
-            what = "cache of " + ", ".join(sched.path) if sched.path else sched.method
+            what = "cache of " + ", ".join(sched.path) if sched.path else \
+                f"gradual in cgroup {sched.cgroup}" if sched.cgroup else sched.method
             print(f"  schedule[{i}] {sched.name or sched.cron!r} ({what}): next {runs}")
     return 0
 

@@ -167,6 +167,11 @@ class Rule:
     if_reclaimable_above: Size | None = field(default=None, metadata=doc(
         "Fires only while the guest's reclaimable cache is above this (size or percent of guest MemTotal): "
         "Windows short of memory is worth a prompt only when the VM has cache to give back."))
+    cgroup: str = field(default="", metadata=doc(
+        'Aim at cgroup v2 groups (a glob below /sys/fs/cgroup, e.g. "system.slice/docker-*.scope"): the metric is '
+        "their page cache (memory.stat file; metric page_cache, above a size or % of MemTotal) and a reclaim goes "
+        "to each of them gradually, stopping on its refaults (as `reclaim --cgroup`), with no VM-wide idle gate. "
+        'action notify or reclaim. "" = the whole VM.'))
 
     def __post_init__(self) -> None:
         if self.below is not None and self.above is DEFAULT_ABOVE:  # said below, left above alone
@@ -222,6 +227,10 @@ class Schedule:
     path: list[str] = field(default_factory=list, metadata=doc(
         "Give back only the page cache of these trees (files and folders; ~ is the watcher's home), on any "
         "kernel, instead of a method: as `vmmemctl reclaim --path`."))
+    cgroup: str = field(default="", metadata=doc(
+        'Give back the page cache of these cgroup v2 groups (a glob below /sys/fs/cgroup, e.g. '
+        '"vmmemctl.slice/*"), each gradually, as `reclaim --cgroup`; if_page_cache_above is then their cache. '
+        '"" = the whole VM.'))
 
 
 @dataclass(frozen=True)
@@ -351,6 +360,8 @@ def check_record(obj: Any, file: str, prefix: str) -> None:
                 raise ConfigError(f"{file}: {prefix}{name}: got {getattr(obj, name)}s; expected at least 0.1s")
     if isinstance(obj, Rule):
         _check_rule(obj, file, prefix)
+    if isinstance(obj, (Rule, Schedule)) and obj.cgroup:
+        _check_aim(obj, file, prefix)
     if isinstance(obj, Schedule) and obj.path and obj.method != "auto":
         raise ConfigError(f"{file}: {prefix}method: got {show(obj.method)}; expected no method with path "
                           "(a path schedule gives back those trees' cache)")
@@ -381,6 +392,28 @@ def check_record(obj: Any, file: str, prefix: str) -> None:
             split_listen(obj.listen)
         except ValueError as exc:
             raise ConfigError(f"{file}: {prefix}listen: got {show(obj.listen)}; expected {exc}") from None
+
+
+def _check_aim(obj: Rule | Schedule, file: str, prefix: str) -> None:
+    """A rule's or schedule's ``cgroup``: a glob that can name groups, and nothing it cannot do."""
+    from monitor.kernel.cgroup_aim import GlobError, normalize_glob
+
+    try:
+        normalize_glob(obj.cgroup)
+    except GlobError as exc:
+        raise ConfigError(f"{file}: {prefix}cgroup: got {show(obj.cgroup)}; expected {exc}") from None
+    if obj.method not in ("auto", "gradual"):
+        raise ConfigError(f"{file}: {prefix}method: got {show(obj.method)}; expected auto or gradual with cgroup "
+                          "(a group is reclaimed gradually through its memory.reclaim)")
+    if isinstance(obj, Rule) and obj.metric != "page_cache":
+        raise ConfigError(f"{file}: {prefix}metric: got {show(obj.metric)}; expected page_cache with cgroup "
+                          "(the metric is the groups' page cache)")
+    if isinstance(obj, Rule) and obj.action == "prompt":
+        raise ConfigError(f"{file}: {prefix}action: got {show(obj.action)}; expected notify or reclaim with cgroup "
+                          "(a prompt's answer reclaims the whole VM)")
+    if isinstance(obj, Schedule) and obj.path:
+        raise ConfigError(f"{file}: {prefix}path: got {show(obj.path)}; expected no path with cgroup "
+                          "(one or the other)")
 
 
 LOADER = RecordLoader(check_record)

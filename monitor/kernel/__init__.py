@@ -9,6 +9,7 @@
     vmclaim       one watcher acts per VM: a claim under /mnt/wsl, shared by every distro
     users         user and group names by id (who asks the watcher, who runs it)
     cgroups       cgroup v2 groups and the memory each holds, in words (who holds the cache), read-only
+    cgroup_aim    the groups an aimed rule or schedule names (cgroup = "GLOB") and their page cache, read-only
 
 May import: the vocabulary (monitor.errors, monitor.units, monitor.sample).
 """

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
 from monitor.config.schema import Config, IdleConfig, Rule
-from monitor.sample import Sample, metric_kind, metric_total, metric_value
+from monitor.sample import CGROUP_METRIC, Sample, cgroup_why, metric_kind, metric_total, metric_value
 from monitor.units import format_bytes, format_duration
 
 ActionName = Literal["none", "notify", "prompt", "reclaim"]
@@ -55,6 +55,7 @@ class Decision:
     # A rule fired but its action is held back: what it would do ("would reclaim (auto-reclaim is off)",
     # "would reclaim when idle"); a screen leads with it, so the verb is never cut off
     held: str | None = None
+    cgroup: str | None = None  # an aimed rule's glob: its reclaim goes to the groups it matches
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ def _act(status: RuleStatus, given: _Inputs) -> Decision:
     common = dict(rule=rule.label, metric_bytes=status.value)
     if rule.action != "reclaim":
         return Decision(rule.action, status.why, method=rule.method if rule.action == "prompt" else None, **common)
+    if rule.cgroup:
+        return _act_on_groups(status, given)
     effective = effective_method(rule.method, given.facts.gradual_available)
     words = METHOD_WORDS.get(effective, effective)
     if rule.method == "auto" and effective == "pagecache":
@@ -192,6 +195,32 @@ def _act(status: RuleStatus, given: _Inputs) -> Decision:
     return Decision("reclaim", f"{status.why}; {idle.words}; reclaiming {words}", method=rule.method, **common)
 
 
+def _act_on_groups(status: RuleStatus, given: _Inputs) -> Decision:
+    """An aimed rule's reclaim: gradual in each matched group, stopped by that group's own refaults, so no
+    VM-wide idle gate (the point is a VM that never goes quiet) and no deferring to WSL (whose reclaim is
+    the whole VM's). The master switch and a pause still hold it."""
+    rule, state, now = status.rule, given.state, given.now
+    common = dict(rule=rule.label, metric_bytes=status.value, cgroup=rule.cgroup)
+    words = f"gradually in cgroup {rule.cgroup} (each group stops on its own refaults)"
+    if not given.config.policy.auto_reclaim:
+        held = "would reclaim (auto-reclaim is off)"
+        return Decision("none", f"{status.why}; {held}: {words}", held=held, **common)
+    if state.paused_until and now < state.paused_until:
+        held = f"would reclaim (auto-reclaim paused until {_clock(state.paused_until)})"
+        return Decision("none", f"{status.why}; {held}", held=held, **common)
+    return Decision("reclaim", f"{status.why}; reclaiming {words}", method="gradual", **common)
+
+
+def metric_key(rule: Rule) -> str:
+    """The key of the rule's metric in a sample (:func:`monitor.sample.metric_value`): its metric, or
+    "cgroup:GLOB" for a rule that aims at groups."""
+    return f"{CGROUP_METRIC}{rule.cgroup}" if rule.cgroup else rule.metric
+
+
+def metric_name(rule: Rule) -> str:
+    return f"page cache of cgroup {rule.cgroup}" if rule.cgroup else METRIC_NAMES[rule.metric]
+
+
 def effective_method(method: str, gradual_available: bool) -> str:
     """What ``auto`` (and ``gradual``) will run here: their fallback is pagecache (monitor.reclaim.reclaimer.plan_methods)."""
     if method in ("auto", "gradual"):
@@ -205,7 +234,7 @@ DROPS_HOT_PAGES = ("pagecache", "full")
 def rule_level(rule: Rule, sample: Sample) -> tuple[int | None, int | None, int | None]:
     """The rule's metric in ``sample``, its threshold there and where it re-arms (None when unknown)."""
     total = metric_total(sample, rule.metric)
-    return metric_value(sample, rule.metric), rule.threshold.resolve(total), _rearm_threshold(rule, total)
+    return metric_value(sample, metric_key(rule)), rule.threshold.resolve(total), _rearm_threshold(rule, total)
 
 
 def past(rule: Rule, value: int, threshold: int) -> bool:
@@ -219,29 +248,32 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
     total = metric_total(latest, rule.metric)
     threshold = rule.threshold.resolve(total)
     rearm = _rearm_threshold(rule, total)
-    value = metric_value(latest, rule.metric)
-    name = METRIC_NAMES[rule.metric]
+    key = metric_key(rule)
+    value = metric_value(latest, key)
+    name = metric_name(rule)
 
     def status(above_for: float, fires: bool, words: Callable[[], str]) -> RuleStatus:
         return RuleStatus(rule, value, threshold, rearm, above_for, fires, words)
 
     if threshold is None or value is None:
         missing = f"{name} unknown" if value is None else "host RAM unknown"
+        if rule.cgroup and value is None:
+            missing = f"aims at cgroup {rule.cgroup}: {cgroup_why(latest, rule.cgroup)}; it does not fire"
         return status(0.0, False, lambda: f"{rule.label}: {missing}")
 
     def limit() -> str:
         return f"{format_bytes(threshold)}" + (f" ({rule.threshold})" if rule.threshold.percent is not None else "")
     # The run is walked back only as far as the rule's `for` (every tick, every rule: the whole window was
     # most of a tick's policy cost); how long it really is only the words need, and they are asked rarely.
-    since = (_above_since(samples, rule.metric, threshold, back_to=now - rule.for_, falls=rule.falls)
-             if runs is None else runs.above_since(samples, rule.metric, threshold, falls=rule.falls))
+    since = (_above_since(samples, key, threshold, back_to=now - rule.for_, falls=rule.falls)
+             if runs is None else runs.above_since(samples, key, threshold, falls=rule.falls))
     side, other = ("below", "above") if rule.falls else ("above", "below")
     if since is None:
         return status(0.0, False, lambda: f"{name} {format_bytes(value)} {other} {limit()}")
     above_for = now - since  # exact, or at least `for` (then the run reaches back further)
 
     def why() -> str:
-        exact = (now - (_above_since(samples, rule.metric, threshold, falls=rule.falls) or since)
+        exact = (now - (_above_since(samples, key, threshold, falls=rule.falls) or since)
                  if above_for >= rule.for_ else above_for)
         return f"{name} {format_bytes(value)} {side} {limit()} for {format_duration(exact)}"
     rs = state.rule(rule.label)

@@ -143,6 +143,13 @@ def find_group(files: SystemFiles, spec: str) -> Group:
     rel = rel.strip("/")
     if ".." in rel.split("/"):
         raise CgroupError(f"reclaim --cgroup {spec}: a group's path has no '..'")
+    top = Group(files, root, "")
+    controllers = top.read("cgroup.controllers")
+    if controllers is not None and "memory" not in controllers.split():
+        # a hybrid layout (cgroup v2 on /sys/fs/cgroup/unified, memory on v1): no group below it has one,
+        # so this is the answer whatever ``spec`` names (said before "no such group")
+        raise CgroupError(f"cgroup v2 at /{root} has no memory controller (memory is on cgroup v1 here, a "
+                          "hybrid layout): per-group reclaim needs it on cgroup v2")
     group = Group(files, root, rel)
     if files.read([group.path("cgroup.controllers")])[group.path("cgroup.controllers")] is None:
         found = _by_name(files, root, rel) if rel and "/" not in rel else []

@@ -118,6 +118,8 @@ class Plan:
     active_margin: float = 0.25  # the prior is active * (1 + this)
     window: float = 5.0  # seconds to listen after a step far above the lower bound
     window_near: float = 5.0  # ... growing to this at the bound (never below ``window``)
+    whole_steps: bool = False  # whole steps down to the bound (no probing near it): a bound that is no
+    #                            working-set estimate (`run`'s ended job: 0, as nobody in it reads any more)
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,7 @@ def _progress(last: Observation) -> Step | None:
 
 def _size(steps: Sequence[Observation], plan: Plan, room: int) -> int:
     """Whole steps while far from the lower bound, then a quarter of what is left (>= PROBE_MIN, <= room)."""
-    size = plan.step if room > 2 * plan.step else max(PROBE_MIN, room // NEAR_SHARE)
+    size = plan.step if room > 2 * plan.step or plan.whole_steps else max(PROBE_MIN, room // NEAR_SHARE)
     if steps and (steps[-1].reread_bytes or 0) > NOISE:
         size = max(PROBE_MIN, min(size, steps[-1].asked // 2))  # a trickle of refaults: near the working set
     return max(1, min(size, room, plan.step))

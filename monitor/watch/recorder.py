@@ -39,13 +39,13 @@ from monitor.history.store import Store
 from monitor.notify import Notification, Notifier, RateLimiter
 from monitor.policy.rules import (
     Facts,
-    METRIC_NAMES,
     Decision,
     PolicyState,
     Runs,
     decide,
     effective_method,
     judge_idle,
+    metric_name,
     past,
     rule_level,
 )
@@ -54,6 +54,7 @@ from monitor.probes.host import interop_down_message
 from monitor.reclaim.cost import Cost, CostMeter, reset_unattributable
 from monitor.reclaim.reclaimer import ReclaimBusy, ReclaimResult
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim
+from monitor.kernel.cgroup_aim import Aim, aimed_globs, read_aims, with_aims
 from monitor.sample import GuestSample, HostSample, Sample
 from monitor.units import format_bytes, format_bytes_apart, format_duration
 
@@ -150,6 +151,10 @@ class Recorder:
     _state: PolicyState | None = None
     _elsewhere: bool = True  # whether another connection wrote since the last tick (this tick's answer)
     _runs: Runs = field(default_factory=Runs)  # each rule's run above its threshold, kept tick to tick
+    # Aimed rules and schedules (cgroup = "GLOB"): each glob's latest reading, and the reasons for no
+    # figure already said in the history (once each: a VM without cgroup v2 says so once, not every tick)
+    aims: dict[str, Aim] = field(default_factory=dict)
+    _aims_said: set[tuple[str, str]] = field(default_factory=set)
     # A subscription (monitor.watch.requests) waits here for the next tick rather than polling the
     # history: ticks counts the ticks done while anyone listens.
     recorded: threading.Condition = field(default_factory=threading.Condition)
@@ -260,6 +265,13 @@ class Recorder:
             skip = self._schedule_skip_reason(schedule)
             if skip:
                 self.store.add_event("schedule", f"{name}: skipped: {skip}", rule=name)
+                return
+            if schedule.cgroup:
+                aim = self._read_aims([schedule.cgroup])[schedule.cgroup]
+                groups = [p for p, _ in aim.groups]
+                self.store.add_event("schedule", f"{name}: reclaiming gradually in cgroup {schedule.cgroup} "
+                                     f"({aim.words()})", rule=name)
+                self.run_async(lambda: self._reclaim_groups(groups, name))
                 return
             what = "the cache of " + ", ".join(schedule.path) if schedule.path else schedule.method
             self.store.add_event("schedule", f"{name}: reclaiming ({what})", rule=name)
@@ -417,6 +429,31 @@ class Recorder:
     # ------------------------------------------------------------ pieces
 
     def _sample(self) -> Sample:
+        return self._with_aims(self._sample_vm())
+
+    def _with_aims(self, sample: Sample) -> Sample:
+        """The sample with the page cache of the groups the rules and schedules aim at (none: as it is)."""
+        globs = aimed_globs(self.config)
+        if not globs:
+            self.aims = {}
+            return sample
+        self.aims = self._read_aims(globs)
+        return with_aims(sample, self.aims.values())
+
+    def _read_aims(self, globs: list[str]) -> dict[str, Aim]:
+        """Each glob's reading now; a reason for no figure is said once in the history (per glob and reason)."""
+        aims = read_aims(self.probes.files, globs)
+        for glob, aim in aims.items():
+            if aim.cache is None and (glob, aim.why or "") not in self._aims_said:
+                self._aims_said.add((glob, aim.why or ""))
+                users = [f"rule {r.label}" for r in self.config.rule if r.cgroup == glob] + \
+                    [f"schedule {schedule_name(x)}" for x in self.config.schedule if x.cgroup == glob]
+                words = f"{', '.join(users)}: cgroup {glob}: {aim.why}; it does not act until there is a figure"
+                log.warning("%s", words)
+                self.store.add_event("watch", words)
+        return aims
+
+    def _sample_vm(self) -> Sample:
         guest = self.probes.sample_guest(idle_skip=True)
         if guest.total is not None:
             self._last_guest = guest
@@ -468,6 +505,10 @@ class Recorder:
             self._notify(decision, f"rule:{decision.rule}")
         elif decision.action == "prompt":
             self._prompt(decision)
+        elif decision.action == "reclaim" and decision.cgroup:
+            aim = self.aims.get(decision.cgroup)
+            groups = [p for p, _ in aim.groups] if aim else []
+            self.run_async(lambda: self._reclaim_groups(groups, f"rule:{decision.rule}"))
         elif decision.action == "reclaim":
             self.run_async(lambda: self._reclaim(decision.method or "auto", f"rule:{decision.rule}"))
         if first or new_state != state:  # a prompt expires when its rule re-arms: a change of state
@@ -556,6 +597,19 @@ class Recorder:
             if store is not None:
                 store.close()
 
+    def _reclaim_groups(self, groups: list[str], trigger: str) -> None:
+        """An aimed rule's or schedule's reclaim: each matched group in turn (the largest cache first), gradual in
+        that group only (monitor.reclaim.cgroup_target: a frozen or vanished group is refused and recorded,
+        the next one still goes); on the caller's (worker) thread; never raises."""
+        for path in groups:
+            try:
+                self.reclaim_now(ReclaimRequest("gradual", trigger=trigger, cgroup=path))
+            except ReclaimBusy as exc:
+                log.info("%s: skipped: %s", trigger, exc)
+                return
+            except Exception:
+                continue  # recorded by reclaim_now
+
     def reclaim_now(self, request: ReclaimRequest) -> ReclaimResult:
         """One reclaim at a time from this recorder (a rule's, a schedule's, a client's), with a store
         connection of its own; ReclaimBusy when one runs (here, or in any process: the machine lock)."""
@@ -588,7 +642,18 @@ class Recorder:
         if state.paused_until and now < state.paused_until:
             return "auto-reclaim is paused"
         recent = self.window(now)
-        if schedule.if_page_cache_above is not None:
+        if schedule.cgroup:
+            aim = self._read_aims([schedule.cgroup])[schedule.cgroup]
+            if aim.cache is None:
+                return f"cgroup {schedule.cgroup}: {aim.why}"
+            latest = recent[-1] if recent else None
+            limit = schedule.if_page_cache_above.resolve(latest.guest.total if latest else None) \
+                if schedule.if_page_cache_above is not None else None
+            if schedule.if_page_cache_above is not None and limit is None:
+                return "MemTotal unknown"
+            if limit is not None and aim.cache <= limit:
+                return f"page cache of cgroup {schedule.cgroup} {format_bytes(aim.cache)} is not above {format_bytes(limit)}"
+        elif schedule.if_page_cache_above is not None:
             latest = recent[-1] if recent else None
             limit = schedule.if_page_cache_above.resolve(latest.guest.total if latest else None)
             cache = latest.guest.page_cache if latest else None
@@ -626,7 +691,7 @@ class Recorder:
                 shown, at = format_bytes_apart(value, limit)
                 word = ("fell below" if above else "rose above") if rule.falls else ("rose above" if above else "fell below")
                 also = "" if above or limit == threshold else " (where it re-arms)"
-                self.store.add_event("crossing", f"{METRIC_NAMES[rule.metric]} {shown} {word} {at}{also} "
+                self.store.add_event("crossing", f"{metric_name(rule)} {shown} {word} {at}{also} "
                                      f"({rule.label})", rule=rule.label)
 
     def _follow_profile(self) -> None:

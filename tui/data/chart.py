@@ -53,7 +53,8 @@ def thresholds(config: Config, row: Row | None) -> list[Threshold]:
         return []
     out = []
     for rule in config.rule:
-        if rule.metric not in ("page_cache", "reclaimable", "host", "host_available"):
+        if rule.metric not in ("page_cache", "reclaimable", "host", "host_available") or rule.cgroup:
+            # (a group's cache is not the VM's line)
             continue  # host_gap is a difference, not a line on this chart
         if rule.metric == "host_available" and row.get("host_available") is None:
             continue  # no available line to cross (plain Linux, the estimate)
