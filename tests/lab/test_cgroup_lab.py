@@ -99,11 +99,19 @@ def test_reclaim_one_group_leaves_the_other_and_refuses_a_frozen_one(guest):
 
 def test_run_wraps_a_reader_passes_its_exit_code_and_a_signal_and_gives_its_cache_back(guest):
     vm = guest
+    # The baseline is taken after vmmemctl's own code has run in this guest once: QEMU's RSS also holds
+    # TCG's translations of the code the guest runs, and the first `run` (Python compiling and running
+    # vmmemctl's modules, then the reclaim) grew it by ~100 MiB that no guest reclaim gives back (the
+    # guest then had 1.9 GB free in order-10 blocks while QEMU kept ~100 MiB more; measured 2026-12-07);
+    # after a warm-up it still grew ~90 MiB (a dropped cache's code is translated again), so the reader
+    # reads 1200 MiB: what it read, given back, stands well clear of that.
+    warm = vmmemctl(vm, "run", "--", "true")
+    assert warm.returncode == 0, warm.stderr
     vm.drop_caches()
     time.sleep(10)  # free page reporting hands the dropped pages back in ~2 s batches
     cached0, rss0 = vm.meminfo()["Cached"], vm.rss_bytes()
     done = vmmemctl(vm, "run", "--json", "--", "sh", "-c",
-                    "dd if=/data/fill.bin of=/dev/null bs=1M skip=700 count=300 2>/dev/null; exit 3")
+                    "dd if=/data/fill.bin of=/dev/null bs=1M skip=200 count=1200 2>/dev/null; exit 3")
     err = done.stderr.decode(errors="replace") if isinstance(done.stderr, bytes) else done.stderr
     assert done.returncode == 3, err[-3000:]  # the reader's own exit code
     assert err.startswith(f"vmmemctl run: in cgroup {CG}/vmmemctl.slice/run-"), err[:500]
@@ -112,12 +120,13 @@ def test_run_wraps_a_reader_passes_its_exit_code_and_a_signal_and_gives_its_cach
     print(f"\nrun: group cache {data['cgroup_page_cache_before_bytes'] // MiB} -> "
           f"{data['cgroup_page_cache_after_bytes'] // MiB} MiB; stop: {data['stop_reason']}; "
           f"VM Cached {cached0 // MiB} -> {cached1 // MiB} MiB; took {data['duration_s']} s")
-    assert data["cgroup_page_cache_before_bytes"] > 250 * MiB and data["trigger"] == "run:sh"
+    assert data["cgroup_page_cache_before_bytes"] > 1000 * MiB and data["trigger"] == "run:sh"
     assert data["cgroup_page_cache_after_bytes"] < 0.1 * data["cgroup_page_cache_before_bytes"]
     assert cached1 - cached0 < 60 * MiB  # what the reader read did not stay in the VM
-    back, trace = vm.wait_rss(lambda rss: rss < rss0 + 100 * MiB, timeout=90)
+    # most of the 1200 MiB back on the host: QEMU's own growth (TCG's translations, above) stays within 150 MiB
+    back, trace = vm.wait_rss(lambda rss: rss < rss0 + 150 * MiB, timeout=90)
     print(f"host (QEMU VmRSS): {rss0 // MiB} MiB before the run, {trace[-1][1] // MiB} MiB {trace[-1][0]:.0f} s "
-          f"after it ended (the reader read {300} MiB)")
+          f"after it ended (the reader read 1200 MiB)")
     assert back, trace  # ... nor on the host
     rc, out = vm.exec(["ls", f"{CG}/vmmemctl.slice"])
     assert rc != 0, out  # the group, and the slice, are gone
