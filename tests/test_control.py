@@ -236,8 +236,10 @@ BAD_REQUESTS = [
     (b"\xff\xfe{}", "request: not UTF-8 text"),
     (b"[1, 2]", 'request: expected a JSON object such as {"op": "hello"}, got [1, 2]'),
     (b'{"seconds": 5}', 'op: missing; expected one of "hello", "answer"'),
-    (b'{"op": "frobnicate"}', 'op: expected one of "hello", "answer", "reclaim", "snooze", "pause", "resume", '
-                              '"reload", "subscribe", got "frobnicate"'),
+    (b'{"op": "frobnicate"}', 'op: expected one of "hello", "answer", "reclaim", "run_start", "run_end", "snooze", '
+                              '"pause", "resume", "reload", "subscribe", got "frobnicate"'),
+    (b'{"op": "run_start", "pid": 7, "argv": "make"}', 'argv: expected a command line: a list of 1 to 64 strings, got "make"'),
+    (b'{"op": "run_end", "group": "/sys/fs/cgroup/x", "keep": "yes"}', 'keep: expected true or false, got "yes"'),
     (b'{"op": 5}', "op: expected one of"),
     (b'{"op": "hello", "colour": 1}', '"colour": not a field of "hello", which takes none'),
     (b'{"op": "snooze", "second": 5}', '"second": not a field of "snooze"; its fields: seconds'),

@@ -39,11 +39,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load(args)
     name = os.path.basename(argv[0]) or argv[0]
 
-    group, why = None, ""
+    group, why, via = None, "", None
     if config.guest.exec:
         why = "host mode ([guest] exec): COMMAND runs on this machine, the VM's groups are elsewhere"
     elif os.geteuid() != 0:
         why = "running in a group of its own needs root (or a user manager that delegates memory)"
+        via = _root_watcher(config, args.db)  # the root service makes the group for us
     else:
         from monitor.kernel.procfs import LocalFiles
         try:
@@ -57,7 +58,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             group = None
 
     env = dict(os.environ)
-    if group is not None:
+    made: dict[str, str] = {}
+    if via is not None:
+        run_argv = argv
+        def move(pid: int) -> None:
+            _start_through(via, pid, argv, limit, name, args.keep, made)
+    elif group is not None:
         cap = f", memory.high {format_bytes(limit)}" if limit is not None else ""
         say(f"in cgroup {group.shown}{cap}; its cache goes back when {name} ends"
             + (" (--keep: not reclaimed)" if args.keep else ""))
@@ -83,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             group.remove()
         raise UserError(f"run: could not start {name}: {exc.strerror or exc}") from None
     code = runjob.wait(job)
+    if made:
+        _end_through(via, made["group"], args, name)
     if group is None:
         return code
     try:
@@ -93,6 +101,56 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problem:
             say(problem)
     return code
+
+
+def _root_watcher(config, db: str | None):
+    """The running root watcher of the history this command uses (its control endpoint answers), or None."""
+    from monitor.history.places import choose_history
+    from monitor.kernel.users import user_name
+
+    try:
+        _, watcher = choose_history(config.general.db, db)
+    except UserError:
+        return None
+    if watcher is None or watcher.control is None or watcher.user not in ("root", user_name(0)):
+        return None
+    return watcher
+
+
+def _start_through(watcher, pid: int, argv: list[str], limit: int | None, name: str, keep: bool,
+                   made: dict[str, str]) -> None:
+    """Ask the root watcher to make the group and move the waiting child ``pid`` in (`run_start`); on a
+    refusal the job runs plainly, said in one line."""
+    from monitor.control.client import ControlError, call
+    from monitor.control.protocol import MAX_ARGV, MAX_TEXT
+
+    fields = {"pid": pid, "argv": [w[:MAX_TEXT] for w in argv[:MAX_ARGV]], **({"cache_max": limit} if limit else {})}
+    try:
+        answer = call(watcher.control, "run_start", timeout=30, **fields)
+    except ControlError as exc:
+        say(f"the watcher made no group ({exc}): running {name} plainly; its cache cannot be given back per group")
+        return
+    made["group"] = answer["group"]
+    cap = f", memory.high {format_bytes(limit)}" if limit is not None else ""
+    say(f"in cgroup {answer['group']}{cap}, made by {watcher.words()}; its cache goes back when {name} ends"
+        + (" (--keep: not reclaimed)" if keep else ""))
+
+
+def _end_through(watcher, shown: str, args: argparse.Namespace, name: str) -> None:
+    """The job ended: the watcher gives its group's cache back (unless --keep) and removes the group."""
+    from monitor.cli.main import RECLAIM_WAIT
+    from monitor.control.client import ControlError, call
+
+    fields = {"group": shown, "keep": bool(args.keep), **({"settle": args.settle} if args.settle is not None else {})}
+    try:
+        answer = call(watcher.control, "run_end", timeout=RECLAIM_WAIT, **fields)
+    except ControlError as exc:
+        say(f"{name}'s cache was not given back: {exc}")
+        return
+    if "reclaim" in answer:
+        print(json.dumps(answer["reclaim"], indent=2) if args.json else answer["text"], file=sys.stderr)
+    if answer.get("problem"):
+        say(answer["problem"])
 
 
 def _give_back(args: argparse.Namespace, config, group, name: str) -> None:

@@ -162,6 +162,30 @@ def _text(what: str) -> Callable[[str, object], str]:
     return check
 
 
+MAX_ARGV = 64  # `run`'s command line as the watcher names the group after it (only its first words count)
+
+
+def _pid(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 < value < 2**22:
+        raise _fail(name, "a process id (a whole number from 2 to 4194303)", value)
+    return value
+
+
+def _argv(name: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_ARGV:
+        raise _fail(name, f"a command line: a list of 1 to {MAX_ARGV} strings", value)
+    for i, word in enumerate(value):
+        if not isinstance(word, str) or len(word) > MAX_TEXT or "\0" in word:
+            raise _fail(f"{name}[{i}]", f"a word of the command (at most {MAX_TEXT} characters, no NUL)", word)
+    return list(value)
+
+
+def _bytes(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+        raise _fail(name, "a size in bytes (a whole number above 0)", value)
+    return value
+
+
 @dataclass(frozen=True)
 class _Field:
     check: Callable[[str, object], Any]
@@ -175,6 +199,11 @@ OPS: dict[str, dict[str, _Field]] = {
                "seconds": _Field(_seconds("snoozes for the default"))},
     "reclaim": {"method": _Field(_method), "paths": _Field(_paths), "dry_run": _Field(_flag), "settle": _Field(_settle),
                 "cgroup": _Field(_text("a cgroup's path or name")), "run": _Field(_text("the command's name"))},
+    # `vmmemctl run` as a user: the watcher (root) makes the job's group and moves the waiting child in;
+    # at the end it gives the group's cache back (unless keep) and removes the group
+    "run_start": {"pid": _Field(_pid, True), "argv": _Field(_argv, True), "cache_max": _Field(_bytes)},
+    "run_end": {"group": _Field(_text("the group run_start made"), True), "keep": _Field(_flag),
+                "settle": _Field(_settle)},
     "snooze": {"seconds": _Field(_seconds("clears the snooze"), True)},
     "pause": {"seconds": _Field(_seconds("resumes"), True)},
     "resume": {},

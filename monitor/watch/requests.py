@@ -17,6 +17,10 @@ reclaim is not run (issue 24: it once ran anyway and dropped the hot files left)
     reclaim    method?, paths?, dry_run?, settle?, the reclaim's result
                cgroup? (one group), run? (`run`'s
                command: its group after it ended)
+    run_start  pid, argv, cache_max?                 `vmmemctl run` as a user: the job's group, made by the
+                                                   watcher (root), the client's waiting child moved in
+    run_end    group, keep?, settle?               that group's cache given back (unless keep), the group
+                                                   removed; the reclaim's result
     reload     -                                   queued; the history says whether it took
     subscribe  -                                   a stream: new samples and events, as they are recorded
 """
@@ -24,6 +28,7 @@ reclaim is not run (issue 24: it once ran anyway and dropped the hot files left)
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -57,6 +62,9 @@ class Requests:
     # (rows another process wrote; whether the client is still there)
     poll: float = 5.0
     _toml: tuple[Any, str] | None = None
+    # `run`'s groups made for clients: shown path -> (the group, the client's uid, the command's name)
+    _runs: dict[str, tuple[Any, int, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ who may ask
 
@@ -91,6 +99,10 @@ class Requests:
                                      bool(fields.get("dry_run")), fields.get("settle"), cgroup=str(fields.get("cgroup") or ""),
                                      active_prior=not run)
             return _told(self._reclaim(request))
+        if op == "run_start":
+            return self.run_start(peer, int(fields["pid"]), list(fields["argv"]), fields.get("cache_max"))
+        if op == "run_end":
+            return self.run_end(peer, str(fields["group"]), bool(fields.get("keep")), fields.get("settle"), by)
         if op == "reload":
             self.queue_reload()
             return {"queued": True}
@@ -158,6 +170,56 @@ class Requests:
         if not self.recorder.acts:
             raise Refused(f"this watcher only records: {self.recorder.vm_owner or 'another watcher'} owns the VM")
 
+    # ------------------------------------------------------------ `vmmemctl run` for a user
+
+    def run_start(self, peer: Any, pid: int, argv: list[str], cache_max: int | None) -> dict:
+        """Make `run`'s group for a client that may not (a user, with the root watcher), set its
+        memory.high, and move ``pid`` in: only the client's own child, waiting to exec COMMAND (its
+        parent is the asking process and its real uid the asker's), so no one moves another's process."""
+        from monitor.errors import PrivilegeError
+        from monitor.kernel.procfs import LocalFiles
+        from monitor.reclaim.cgroup_target import CgroupError, make_run_group
+
+        self._may_reclaim()
+        if self.recorder.config.guest.exec:
+            raise Refused("this watcher is in host mode ([guest] exec): the VM's groups are elsewhere")
+        parent, uid = _parent_and_uid(pid)
+        if parent != peer.pid or uid != peer.uid:
+            raise Refused(f"pid {pid} is not a child of the asking process (pid {peer.pid}, uid {peer.uid}): "
+                          "only `vmmemctl run`'s own waiting child is moved")
+        group = None
+        try:
+            group = make_run_group(LocalFiles(self.recorder.config.general.proc_root), pid, argv)
+            if cache_max is not None:
+                group.set_high(cache_max)
+            group.move(pid)
+        except (CgroupError, PrivilegeError, OSError) as exc:
+            if group is not None:
+                group.remove()
+            known = isinstance(exc, (CgroupError, PrivilegeError))
+            raise Refused(str(exc) if known else f"cannot make the group: {exc.strerror or exc}") from None
+        with self._lock:
+            self._runs[group.shown] = (group, peer.uid, os.path.basename(argv[0]) or argv[0])
+        return {"group": group.shown}
+
+    def run_end(self, peer: Any, shown: str, keep: bool, settle: float | None, by: str) -> dict:
+        """The group of a `run` this watcher started: its cache given back (unless ``keep``), then removed."""
+        with self._lock:
+            entry = self._runs.get(shown)
+            if entry is None or peer.uid not in (0, entry[1]):
+                raise Refused(f"no run group {shown} of uid {peer.uid} in this watcher (made by run_start)")
+            del self._runs[shown]
+        group, _, name = entry
+        answer: dict = {"group": shown}
+        try:
+            if not keep:
+                request = ReclaimRequest("gradual", trigger=f"run:{name} ({by})", settle=settle, cgroup=shown,
+                                         active_prior=False)
+                answer.update(_told(self._reclaim(request)))
+        finally:
+            answer["problem"] = group.remove()
+        return answer
+
     def subscribe(self) -> Iterator[dict | None]:
         """New samples and events as the watcher records them, until the client goes away. It wakes when
         the recorder has ticked (a wait, not a poll: a subscriber polling twice a second cost the watcher
@@ -188,6 +250,21 @@ class Requests:
 
     def _store(self) -> Store:
         return self.recorder.wiring.open_store()  # this request's own connection
+
+
+def _parent_and_uid(pid: int) -> tuple[int | None, int | None]:
+    """A local process's parent pid and real uid (/proc/PID/status), (None, None) when it is gone."""
+    parent = uid = None
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("PPid:"):
+                    parent = int(line.split()[1])
+                elif line.startswith("Uid:"):
+                    uid = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None, None
+    return parent, uid
 
 
 def _told(result: ReclaimResult) -> dict:
