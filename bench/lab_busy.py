@@ -131,26 +131,8 @@ def run_policy(lab: BusyLab, name: str, args: argparse.Namespace, tmp: Path, tag
     editor = lab.start_script("editor.sh", str(int(args.hot_every * 100)), str(total), str(args.hot_skip_mib),
                               str(args.hot_mib), edfile)
     marks["editor_start"] = time.time()
-    rss: list[tuple[float, int]] = []
-    import threading
-
-    stop = threading.Event()
-
-    def sampler() -> None:
-        n = 0
-        while not stop.is_set():
-            now = time.time()
-            try:
-                rss.append((now, lab.vm.rss_bytes()))
-            except OSError:
-                pass
-            n += 1
-            if n % 5 == 0:
-                policy.observe(now)
-            stop.wait(max(0.0, 1.0 - (time.time() - now)))
-
-    thread = threading.Thread(target=sampler, daemon=True)
-    thread.start()
+    sampler = lg.RssSampler(lab.vm, policy)
+    rss = sampler.rss
     run_out = None
     try:
         time.sleep(args.baseline)
@@ -175,8 +157,7 @@ def run_policy(lab: BusyLab, name: str, args: argparse.Namespace, tmp: Path, tag
         time.sleep(max(0.0, wait))
         marks["end"] = time.time()
     finally:
-        stop.set()
-        thread.join()
+        sampler.stop()
         events, cost = policy.stop_and_cost()
         lab.stop_script(editor)
     offset1 = lab.uptime_offset()

@@ -18,7 +18,9 @@ not as page cache).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 DIR = "/tmp/bench"
 
@@ -172,3 +174,34 @@ def parse_hot(text: str) -> list[HotPass]:
             pi0, pi1, rf0, rf1 = (int(x) for x in f[3:7])
             out.append(HotPass(up0, round(up1 - up0, 2), (pi1 - pi0) * 1024, (rf1 - rf0) * 4096))
     return out
+
+
+class RssSampler:
+    """The QEMU process's RSS every second on a thread of its own, the policy polled every fifth
+    (its emulated idle checks): ``rss`` is [(time, bytes)]; :meth:`stop` ends it (the lab benches')."""
+
+    def __init__(self, vm: Any, policy: Any):
+        import threading
+
+        self.vm, self.policy = vm, policy
+        self.rss: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            now = time.time()
+            try:
+                self.rss.append((now, self.vm.rss_bytes()))
+            except OSError:
+                pass
+            n += 1
+            if n % 5 == 0:
+                self.policy.observe(now)
+            self._stop.wait(max(0.0, 1.0 - (time.time() - now)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

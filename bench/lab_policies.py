@@ -37,7 +37,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -260,24 +259,8 @@ def run_policy(lab: Lab, name: str, args: argparse.Namespace, tmp: Path, tag: st
     marks: dict[str, float] = {"policy_start": time.time()}
     policy.start()
 
-    rss: list[tuple[float, int]] = []
-    stop = threading.Event()
-
-    def sampler() -> None:
-        n = 0
-        while not stop.is_set():
-            now = time.time()
-            try:
-                rss.append((now, lab.vm.rss_bytes()))
-            except OSError:
-                pass
-            n += 1
-            if n % 5 == 0:
-                policy.observe(now)
-            stop.wait(max(0.0, 1.0 - (time.time() - now)))
-
-    thread = threading.Thread(target=sampler, daemon=True)
-    thread.start()
+    sampler = lg.RssSampler(lab.vm, policy)
+    rss = sampler.rss
     try:
         time.sleep(args.baseline)
         log(f"{tag}: cold read of {args.cold_mib} MiB")
@@ -302,8 +285,7 @@ def run_policy(lab: Lab, name: str, args: argparse.Namespace, tmp: Path, tag: st
         time.sleep(args.quiet_seconds)
         marks["end"] = time.time()
     finally:
-        stop.set()
-        thread.join()
+        sampler.stop()
         events, cost = policy.stop_and_cost()
     offset1 = lab.uptime_offset()
     vmstat["end"] = lab.vmstat()

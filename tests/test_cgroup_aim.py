@@ -7,14 +7,13 @@ This machine's own cgroups are never written (its v1 memory hierarchy is its age
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from fakecgroup import MOUNTINFO_V1, FakeGroup, write_mountinfo
-from fakekernel import FakeKernel
-from helpers import FAKEBIN, run_cli, tree
-from test_recorder import cfg, make_watcher, tiny_rule
+from fakecgroup import MOUNTINFO_V1, write_mountinfo
+from helpers import run_cli, tree
+from test_cgroup_reclaim import machine  # noqa: F401  (the fake cgroup v2 tree)
+from test_recorder import cfg, make_watcher, notify_log, tiny_rule  # noqa: F401
 
 from monitor.config.schema import ConfigError, IdleConfig, PolicyConfig, Schedule, load_config
 from monitor.kernel.cgroup_aim import GlobError, match, normalize_glob, read_aims
@@ -29,33 +28,13 @@ SHUT = IdleConfig(window=600.0, cpu_busy_max=0.0, drop_window=600.0, drop_cpu_bu
 
 
 @pytest.fixture
-def vm(tmp_path):
-    """A FakeKernel tree with cgroup v2 mounted, and a way to add groups to it."""
-    kernel = FakeKernel(tmp_path / "tree", cached=3 * GiB, hot=0)
-    write_mountinfo(kernel.proc)
-    (kernel.root / "sys/fs/cgroup").mkdir(parents=True, exist_ok=True)
-    (kernel.root / "sys/fs/cgroup/cgroup.controllers").write_text("cpu memory pids\n")
-    groups: list[FakeGroup] = []
-
-    def group(rel: str, **kw) -> FakeGroup:
-        g = FakeGroup(kernel.root / "sys/fs/cgroup", rel, **kw)
-        groups.append(g)
-        return g
-    kernel.group = group
-    yield kernel
-    for g in groups:
-        g.close()
-    kernel.close()
+def vm(machine):  # noqa: F811
+    """test_cgroup_reclaim's tree (cgroup v2 mounted, groups added with .group), its root's controllers given."""
+    (machine.root / "sys/fs/cgroup").mkdir(parents=True, exist_ok=True)
+    (machine.root / "sys/fs/cgroup/cgroup.controllers").write_text("cpu memory pids\n")
+    return machine
 
 
-@pytest.fixture
-def notify_log(tmp_path, monkeypatch):
-    """notify-send on PATH is tests/fakebin's, which writes what it was asked to show here."""
-    log = tmp_path / "notify-send.log"
-    monkeypatch.setenv("PATH", f"{FAKEBIN}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_NOTIFY_SEND_LOG", str(log))
-    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
-    return log
 
 
 def aimed(**kw):
@@ -91,7 +70,7 @@ def test_an_aimed_rule_reclaims_each_matching_group_and_nothing_else(vm, tmp_pat
     assert order[0].endswith("docker-aaa.scope")
 
 
-def test_auto_reclaim_off_holds_an_aimed_rule_and_notify_says_whose_cache(vm, tmp_path, notify_log):
+def test_auto_reclaim_off_holds_an_aimed_rule_and_notify_says_whose_cache(vm, tmp_path, notify_log):  # noqa: F811
     vm.group("system.slice/docker-aaa.scope", file=700 * MiB)
     watcher = make_watcher(tmp_path, cfg(aimed(), tiny_rule(name="say", cgroup=DOCKER, cooldown=3600.0), idle=SHUT),
                            files=LocalFiles(vm.proc))
