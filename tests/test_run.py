@@ -117,7 +117,10 @@ def test_signals_are_sent_on_and_the_exit_code_comes_back(kernel, tmp_path, sig,
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--proc-root", str(kernel.proc), "--db",
                              str(tmp_path / "h.db"), "--", "sh", "-c", script], cwd=REPO,
                             env={**os.environ, "VMMEMCTL_CONFIG": "", "READY": str(ready)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # as from a terminal: a suite run under nohup ignores SIGHUP, and an ignored
+                            # signal stays ignored through exec (COMMAND would inherit it, as it should)
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
