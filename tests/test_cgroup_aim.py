@@ -70,6 +70,23 @@ def test_an_aimed_rule_reclaims_each_matching_group_and_nothing_else(vm, tmp_pat
     assert order[0].endswith("docker-aaa.scope")
 
 
+def test_an_aimed_rule_whose_reclaim_could_not_run_is_armed_again(vm, tmp_path):
+    """Another reclaim holds the machine: no group was written, so the rule is armed again (it tries after its
+    cooldown), as a VM-wide rule is (tests/test_recorder.py)."""
+    from monitor.policy.state import load_state
+    from monitor.reclaim.reclaimer import ReclaimLock
+
+    a = vm.group("system.slice/docker-aaa.scope", file=700 * MiB)
+    watcher = make_watcher(tmp_path, cfg(aimed(above=Size(bytes=GiB // 2, text="512MiB")),
+                                         policy=PolicyConfig(auto_reclaim=True), idle=SHUT), files=LocalFiles(vm.proc))
+    with ReclaimLock(tmp_path / "reclaim.lock", "another reclaim"):
+        watcher.tick()
+    assert watcher.last_decision.action == "reclaim", watcher.last_decision.reason
+    assert a.requests == [] and [e.status for e in watcher.store.events(kinds=["reclaim"])] == ["skipped"]
+    state = load_state(watcher.store).rule("docker")
+    assert state.armed and state.last_fired is not None
+
+
 def test_auto_reclaim_off_holds_an_aimed_rule_and_notify_says_whose_cache(vm, tmp_path, notify_log):  # noqa: F811
     vm.group("system.slice/docker-aaa.scope", file=700 * MiB)
     watcher = make_watcher(tmp_path, cfg(aimed(), tiny_rule(name="say", cgroup=DOCKER, cooldown=3600.0), idle=SHUT),

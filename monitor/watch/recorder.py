@@ -574,13 +574,17 @@ class Recorder:
             failed = str(exc)
         except Exception as exc:  # recorded by reclaim_now
             failed = str(exc) or type(exc).__name__
-        if failed and trigger.startswith("rule:"):
-            self._rearm_after_failure(trigger.removeprefix("rule:"), failed)
+        if failed:
+            self._rearm_after_failure(trigger, failed)
 
-    def _rearm_after_failure(self, rule: str, why: str) -> None:
+    def _rearm_after_failure(self, trigger: str, why: str) -> None:
         """A rule fired but its reclaim did not run (another reclaim held the machine, the guest's
         channel timed out): armed again, so it tries once more after its cooldown. Left disarmed, it
-        would wait for the metric to fall below where it re-arms, which only a reclaim brings about."""
+        would wait for the metric to fall below where it re-arms, which only a reclaim brings about.
+        (A schedule's trigger: nothing to re-arm.)"""
+        if not trigger.startswith("rule:"):
+            return
+        rule = trigger.removeprefix("rule:")
         store = None
         try:
             store = self.wiring.open_store()  # this (worker) thread's own connection; one transaction
@@ -601,14 +605,19 @@ class Recorder:
         """An aimed rule's or schedule's reclaim: each matched group in turn (the largest cache first), gradual in
         that group only (monitor.reclaim.cgroup_target: a frozen or vanished group is refused and recorded,
         the next one still goes); on the caller's (worker) thread; never raises."""
+        failed: str | None = "no group left to reclaim"
         for path in groups:
             try:
-                self.reclaim_now(ReclaimRequest("gradual", trigger=trigger, cgroup=path))
+                if self.reclaim_now(ReclaimRequest("gradual", trigger=trigger, cgroup=path)).error is None:
+                    failed = None  # one group's reclaim ran: the rule acted
             except ReclaimBusy as exc:
                 log.info("%s: skipped: %s", trigger, exc)
-                return
+                failed = failed and str(exc)
+                break
             except Exception:
                 continue  # recorded by reclaim_now
+        if failed:
+            self._rearm_after_failure(trigger, failed)
 
     def reclaim_now(self, request: ReclaimRequest) -> ReclaimResult:
         """One reclaim at a time from this recorder (a rule's, a schedule's, a client's), with a store
