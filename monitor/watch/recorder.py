@@ -155,6 +155,7 @@ class Recorder:
     # figure already said in the history (once each: a VM without cgroup v2 says so once, not every tick)
     aims: dict[str, Aim] = field(default_factory=dict)
     _aims_said: set[tuple[str, str]] = field(default_factory=set)
+    _globs: tuple[Config, list[str]] | None = None  # the config's aimed globs, worked out once per config
     # A subscription (monitor.watch.requests) waits here for the next tick rather than polling the
     # history: ticks counts the ticks done while anyone listens.
     recorded: threading.Condition = field(default_factory=threading.Condition)
@@ -433,7 +434,9 @@ class Recorder:
 
     def _with_aims(self, sample: Sample) -> Sample:
         """The sample with the page cache of the groups the rules and schedules aim at (none: as it is)."""
-        globs = aimed_globs(self.config)
+        if self._globs is None or self._globs[0] is not self.config:  # once per config (a reload makes a new one)
+            self._globs = (self.config, aimed_globs(self.config))
+        globs = self._globs[1]
         if not globs:
             self.aims = {}
             return sample
