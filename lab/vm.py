@@ -87,6 +87,26 @@ class GuestTimeout(LabError):
     """The channel gave no complete answer in time."""
 
 
+class GuestPanickedAtBoot(LabError):
+    """The guest kernel panicked before its agent answered (QEMU then quits)."""
+
+    def __init__(self, panic: str, message: str):
+        super().__init__(message)
+        self.panic = panic
+
+
+BOOT_ATTEMPTS = 3   # boots of one guest before a panic at boot is the test's failure
+
+
+def _boot_panic(console: str) -> str:
+    """The first oops or panic line of a console log, or "" if there is none."""
+    for line in console.splitlines():
+        text = line.split("] ", 1)[-1].strip()
+        if text.startswith(("Oops:", "Kernel panic", "BUG:", "general protection fault")):
+            return text
+    return ""
+
+
 @dataclass
 class GuestResult:
     returncode: int
@@ -571,19 +591,47 @@ class LabVM:
             self.run_dir = Path(tempfile.mkdtemp(prefix="vmmemctl-lab-"))
         argv = self.qemu_argv()
         (self.run_dir / "qemu.argv").write_text(shlex.join(argv) + "\n")
-        t0 = time.monotonic()
-        with open(self.qemu_log, "wb") as log:
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, close_fds=True)
-        _LIVE.add(self)
-        try:
-            self._wait_ready(t0 + self.boot_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self.boot_panics = []
+        for attempt in range(1, BOOT_ATTEMPTS + 1):
+            t0 = time.monotonic()
+            with open(self.qemu_log, "wb") as log:
+                self.proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    preexec_fn=_die_with_parent, close_fds=True)
+            _LIVE.add(self)
+            try:
+                self._wait_ready(t0 + self.boot_timeout)
+                break
+            except GuestPanickedAtBoot as e:
+                # QEMU's multi-threaded TCG now and then shows a guest CPU a
+                # half-patched instruction while the kernel rewrites its static
+                # keys at boot (an "Oops: int3" in early init, then a panic):
+                # nothing of ours ran yet, so boot the same guest again.
+                self.boot_panics.append(e.panic)
+                self._set_aside_boot_files(attempt)
+                print(f"lab: guest kernel panicked during boot (attempt {attempt} of "
+                      f"{BOOT_ATTEMPTS}): {e.panic}", file=sys.stderr)
+                if attempt == BOOT_ATTEMPTS:
+                    self.stop()
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         self.boot_seconds = time.monotonic() - t0
         return self
+
+    def _set_aside_boot_files(self, attempt: int) -> None:
+        """Keep a panicked boot's logs beside the next one; drop its sockets."""
+        for p in (self.console_log, self.qemu_log):
+            try:
+                p.rename(p.with_name(f"{p.name}.boot{attempt}"))
+            except OSError:
+                pass
+        for s in [*self.sockets, self.qmp_path]:
+            try:
+                os.unlink(s)
+            except OSError:
+                pass
 
     def _wait_ready(self, deadline: float) -> None:
         """Wait until every channel's agent answers a PING.
@@ -631,6 +679,10 @@ class LabVM:
 
     def _check_boot(self, deadline: float) -> None:
         if self.proc.poll() is not None:
+            panic = _boot_panic(self.console_text())
+            if panic:
+                raise GuestPanickedAtBoot(panic, f"QEMU exited with {self.proc.returncode} "
+                                          "during boot (guest kernel panic):\n" + self._diagnostics())
             raise LabError(f"QEMU exited with {self.proc.returncode} during boot:\n"
                            + self._diagnostics())
         if time.monotonic() >= deadline:
