@@ -272,9 +272,9 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
         return status(0.0, False, lambda: f"{name} {format_bytes(value)} {other} {limit()}")
     above_for = now - since  # exact, or at least `for` (then the run reaches back further)
 
-    def why() -> str:
+    def why() -> str:  # with ``runs`` the start is exact already; without, the walk above stopped at `for`
         exact = (now - (_above_since(samples, key, threshold, falls=rule.falls) or since)
-                 if above_for >= rule.for_ else above_for)
+                 if above_for >= rule.for_ and runs is None else above_for)
         return f"{name} {format_bytes(value)} {side} {limit()} for {format_duration(exact)}"
     rs = state.rule(rule.label)
     if above_for < rule.for_:
