@@ -11,7 +11,7 @@ from pathlib import Path
 
 FILES = ["proc/meminfo", "proc/pressure/memory", "proc/pressure/io", "proc/vmstat", "proc/buddyinfo",
          "proc/stat", "proc/sys/kernel/osrelease", "proc/version",
-         "sys/module/page_reporting/parameters/page_reporting_order"]
+         "sys/module/page_reporting/parameters/page_reporting_order", "sys/kernel/mm/lru_gen/enabled"]
 
 
 def main(dest: str) -> None:

@@ -351,3 +351,62 @@ def test_cost_tick_finds_reclaim_events_records_them_and_steers_the_margin(tmp_p
         # a restarted watcher does not measure it again
         assert cost.CostMeter(window=300).tick(store, guest(NOW + 320, 10**6, 10**6), CFG) == []
         assert store.update_event_data(10**6, {"x": 1}) is False
+
+
+# Under MGLRU (issue 25, part a): Active(file) is MGLRU's two youngest generations, and a set re-read with
+# read(2) stays in an old one (the lab: 0 MiB "active" beside a 300 MiB set read five times; a fresh read
+# can sit in the young ones). It is no bound; with no remembered set, each step is at most 1/16 of the cache.
+MGLRU_CASES = [
+    ("MGLRU: a large Active(file) is no bound (classic: 'nothing to do')", [],
+     plan(2602, active_mib=2400, mglru=True), 2602 / 16, None),
+    ("MGLRU: the steps are at most 1/16 of the page cache, even far above the floor", ISSUE25[:7],
+     plan(2602, active_mib=0, mglru=True), 810 / 16, None),
+    ("... and near the floor a quarter of the distance, when that is smaller", [obs(300, 260)],
+     plan(300, active_mib=0, mglru=True), (260 - 205) / 4, None),
+    ("... never below the probe", [obs(300, 230)], plan(300, active_mib=0, mglru=True), PROBE_MIN / MiB, None),
+    ("MGLRU: the refault stop still holds", ISSUE25, plan(2602, active_mib=0, mglru=True), "refaults", 810),
+    ("MGLRU with a remembered working set: it is the bound, whole steps down to it",
+     [obs(1400, 1144), obs(1144, 888)], plan(target_mib=375, active_mib=0, mglru=True), 256, None),
+    ("MGLRU and a job that ended (no working set to spare): whole steps", ISSUE25[:7],
+     plan(2602, mglru=True, whole_steps=True), 256, None),
+    ("MGLRU off (0x0000, as WSL's kernel): the prior as before", ISSUE25[:7],
+     plan(2602, active_mib=600, mglru=False), (810 - 750) / 4, None),
+]
+
+
+@pytest.mark.parametrize("steps, p, expected, learned", [c[1:] for c in MGLRU_CASES], ids=[c[0] for c in MGLRU_CASES])
+def test_next_step_under_mglru(steps, p, expected, learned):
+    test_next_step(steps, p, expected, learned)
+
+
+def test_under_mglru_the_bound_is_the_floor_and_the_words_say_why():
+    p = plan(2602, active_mib=2400, mglru=True)
+    assert bound(p) == (FLOOR, "floor")
+    assert bound_words(p) == ("205 MiB: the floor (the safety minimum, [reclaim] gradual_floor); MGLRU is on: the "
+                              "active file cache 2.3 GiB is its youngest generations, not pages used more than once, "
+                              "so it is no bound: steps of at most 1/16 of the page cache")
+    remembered = plan(2602, target_mib=700, active_mib=2400, mglru=True)
+    assert bound(remembered) == (700 * MiB, "remembered")
+    assert bound_words(remembered).endswith("so it is no bound")  # the remembered set sizes the steps
+    assert bound(plan(2602, active_mib=2400, mglru=False)) == (3000 * MiB, "active")
+
+
+# ws448 in the lab with MGLRU on (README): 1 GiB read once, a 448 MiB set, ~50 MiB of the guest's own files:
+# the steps down from the floor's quarters crossed the set with a 71.5 MiB step (re-read 8 %).
+WS448_HOT, WS448_COLD = 448 * MiB, 1074 * MiB
+
+
+@pytest.mark.parametrize("hot, cold", [(WS448_HOT, WS448_COLD), (ISSUE25_HOT, ISSUE25_COLD), (300 * MiB, 1100 * MiB)])
+def test_under_mglru_the_crossing_costs_at_most_a_sixteenth_of_the_cache(hot, cold):
+    blind = plan((hot + cold) / MiB, active_mib=0, mglru=True)
+    steps, reason, learned = simulate(blind, hot, cold)
+    evicted = sum(o.refault_bytes for o in steps)
+    assert reason == "refaults" and learned >= hot
+    crossing = next(o for o in steps if o.refault_bytes)
+    assert crossing.asked <= crossing.cache_before / 16 + 1 and evicted <= hot / 16 + MiB
+    # the same run with the classic schedule (the bound the floor, as before): a step of a quarter of the
+    # distance to the floor, or a whole one, crossed the set
+    classic, _, _ = simulate(plan((hot + cold) / MiB, active_mib=0), hot, cold)
+    assert next(o for o in classic if o.refault_bytes).asked > crossing.asked
+    # the price: more steps, each one window (5 s far above the floor): 20 against 5 for ws448
+    assert len(steps) <= 4 * len(classic) + 2 and len(steps) < 40

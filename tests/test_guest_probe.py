@@ -14,7 +14,7 @@ import pytest
 from helpers import TREES, run_cli, tree
 from monitor.kernel.environment import detect_environment
 from monitor.probes.guest import FILES, GuestProbe, _from_meminfo, split_free_blocks
-from monitor.sample import GuestSample
+from monitor.sample import GuestSample, guest_json
 from monitor.kernel.procfs import LocalFiles, parse_buddyinfo, parse_cpu_times, parse_meminfo, parse_pressure
 
 KiB = 1024
@@ -36,6 +36,25 @@ def test_recorded_linux_vm_numbers():
     assert s.pgpgin is not None and s.drop_pagecache is not None and s.workingset_refault_file is not None
     assert s.warnings == ()
     assert s.cpu_busy_percent is None  # one reading: no interval yet
+
+
+@pytest.mark.parametrize("name, text, mglru, warning", [
+    ("linux-vm", None, False, None),  # no lru_gen: a kernel without MGLRU (WSL's), off
+    ("linux-vm-mglru", None, True, None),  # 0x0007: the lab guest's kernel with MGLRU on
+    ("linux-vm", "0x0000\n", False, None),  # built in, switched off (echo n)
+    ("linux-vm", "0x0001\n", True, None),  # one feature on is MGLRU on
+    ("linux-vm", "yes please\n", None, "lru_gen/enabled: not a number ('yes please'); MGLRU unknown"),
+    ("linux-vm", "", None, "lru_gen/enabled: not a number (''); MGLRU unknown"),
+])
+def test_the_probe_reads_whether_mglru_is_on(name, text, mglru, warning, tmp_path):
+    shutil.copytree(TREES / name, tmp_path / "t")
+    if text is not None:
+        path = tmp_path / "t/sys/kernel/mm/lru_gen/enabled"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    s = GuestProbe(LocalFiles(tmp_path / "t/proc")).sample()
+    assert s.mglru is mglru and guest_json(s)["mglru"] is mglru
+    assert s.warnings == (() if warning is None else (warning,))
 
 
 def test_returnable_free_by_reporting_order():
@@ -290,6 +309,7 @@ class Tree:
         self.probe = GuestProbe(LocalFiles(self.root / "proc"), clock=lambda: self.now)
 
     def write(self, path: str, text: str) -> None:
+        (self.root / path).parent.mkdir(parents=True, exist_ok=True)
         (self.root / path).write_text(text)  # in place, as the kernel regenerates it
 
     def sub(self, path: str, pattern: str, value: str) -> None:
@@ -319,6 +339,7 @@ def test_a_tick_reads_meminfo_and_stat_every_time_and_the_rest_on_its_cadence(tm
     t.sub("proc/vmstat", r"^pgpgin \d+", "pgpgin 123")
     t.write("proc/buddyinfo", BUDDY.format(n=7))
     t.write("sys/module/page_reporting/parameters/page_reporting_order", "5\n")
+    t.write("sys/kernel/mm/lru_gen/enabled", "0x0007\n")  # MGLRU switched on (none before: off)
     t.sub("proc/meminfo", r"^Cached:\s+\d+ kB", "Cached: 1000 kB")
     t.write("proc/stat", "cpu  10000000 0 0 990000000 0 0 0 0 0 0\n")
     s = t.tick()
@@ -326,7 +347,9 @@ def test_a_tick_reads_meminfo_and_stat_every_time_and_the_rest_on_its_cadence(tm
     # carried from the first sample, and said so
     assert (s.psi_io, s.pgpgin, s.returnable_free, s.page_reporting_order) == \
         (first.psi_io, first.pgpgin, first.returnable_free, 9)
-    assert dict(s.carried) == {"pressure": start, "vmstat": start, "buddyinfo": start, "page_reporting_order": start}
+    assert dict(s.carried) == {"pressure": start, "vmstat": start, "buddyinfo": start, "page_reporting_order": start,
+                               "lru_gen": start}
+    assert first.mglru is False and s.mglru is False
     assert s.read_at("vmstat") == start and s.read_at("meminfo") == s.time and s.warnings == ()
     for _ in range(3):
         s = t.tick()  # +8 s: still within every cadence
@@ -344,8 +367,9 @@ def test_a_tick_reads_meminfo_and_stat_every_time_and_the_rest_on_its_cadence(tm
     while t.now < start + 58:
         s = t.tick()
         assert s.page_reporting_order == 9
-    s = t.tick()  # +60 s: the module parameter, and the split by the new order
+    s = t.tick()  # +60 s: the module parameter, and the split by the new order; MGLRU's switch
     assert s.page_reporting_order == 5 and s.read_at("page_reporting_order") == s.time
+    assert s.mglru is True and s.read_at("lru_gen") == s.time
     assert (s.returnable_free, s.fragmented_free) == SPLIT_5(7) and s.read_at("buddyinfo") == s.time
 
 

@@ -97,6 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from monitor.policy.state import decision_now
     from monitor.probes import probeset as probes
     from monitor.reclaim import workingset
+    from monitor.reclaim.controller import reuse_signal
 
     config = load(args)
     p = probes.build(config)
@@ -146,6 +147,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["working_set"] = workingset.status_json(ws, config.reclaim, now)
         data["lower_bound_bytes"] = stop["bytes"] if stop else None  # gradual's, as `reclaim --dry-run` gives it
         data["lower_bound_source"] = stop["source"] if stop else None
+        # does Active(file) say "used more than once"? not under MGLRU (guest.mglru): then no "active" bound
+        data["active_file_reuse_signal"] = reuse_signal(sample.guest.mglru)
         usable = groups.hierarchy.usable
         data["cgroups"] = [g.to_json() for g in report.holders(groups, 5)] if usable else None
         data["cgroups_why"] = groups.hierarchy.why

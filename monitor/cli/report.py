@@ -192,6 +192,11 @@ def _file_lru_rows(g: Any) -> list[tuple[str, str, str]]:
     """The kernel's split of the file cache (issue 25): what gradual keeps and what it takes first."""
     if g.active_file is None and g.inactive_file is None:
         return []
+    if g.mglru:  # MGLRU's generations, not the classic lists: "active" says nothing of reuse (issue 25)
+        return [("  young gens", format_bytes(g.active_file), "Active(file): MGLRU is on: its two youngest "
+                 "generations, not a sign of reuse"),
+                ("  older gens", format_bytes(g.inactive_file), "Inactive(file): MGLRU's older generations "
+                 "(memory.reclaim takes the oldest first)")]
     return [("  used again", format_bytes(g.active_file), "Active(file): read more than once recently (active)"),
             ("  read once", format_bytes(g.inactive_file), "Inactive(file): memory.reclaim takes it first (inactive)")]
 
@@ -209,7 +214,7 @@ def gradual_bound(sample: Sample, config: Any, gradual: bool, ws: Any, now: floa
     hint = workingset.hint(ws, config.reclaim, now)
     plan = gradual_start(sample.guest, config.reclaim, hint)
     level, source = bound(plan)
-    return {"bytes": level, "source": source, "words": stop_words(plan, hint)}
+    return {"bytes": level, "source": source, "words": stop_words(plan, hint), "mglru": plan.mglru}
 
 
 UNLISTED_SHOWN = 64 * 1024 * 1024  # per-CPU lists and the like hold a few MiB of free pages: not news

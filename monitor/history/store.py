@@ -36,11 +36,12 @@ VALUE_COLUMNS = (
     "host_bytes", "total", "free", "available", "anon", "used", "page_cache", "shmem", "slab_reclaimable", "dirty",
     "reclaimable", "returnable_free", "fragmented_free", "psi_memory_some_avg10", "psi_io_some_avg10",
     "cpu_busy_percent", "workingset_refault_file", "pgpgin", "drop_pagecache", "active_file", "inactive_file",
-    "host_available",
+    "mglru", "host_available",
 )
 GUEST_COLUMNS = VALUE_COLUMNS[1:-1]
 REAL_COLUMNS = {"psi_memory_some_avg10", "psi_io_some_avg10", "cpu_busy_percent"}
 COUNTERS = {"workingset_refault_file", "pgpgin", "drop_pagecache"}  # roll-ups keep the last value, not the mean
+FLAGS = {"mglru"}  # 0/1: a roll-up says 1 if any sample in it did (MGLRU on at some point of the bucket)
 TIERS = (("samples", 0), ("samples_1m", 60), ("samples_10m", 600))
 # What host_bytes is (monitor.sample.HostMetric), in every tier; a roll-up bucket whose rows were measured
 # by more than one metric says MIXED: its averages mix two meanings (issue 27).
@@ -280,7 +281,7 @@ class Store:
         pc_max = "page_cache" if source == "samples" else "page_cache_max"
         aggregates = []
         for c in VALUE_COLUMNS:
-            if c in COUNTERS:
+            if c in COUNTERS or c in FLAGS:
                 aggregates.append(f"MAX({c})")
             elif c in REAL_COLUMNS:
                 aggregates.append(f"SUM({c} * {weight}) / SUM(CASE WHEN {c} IS NULL THEN 0 ELSE {weight} END)")
@@ -422,8 +423,8 @@ class _Transaction:
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """A history written by an older version gains the columns added since (active_file and inactive_file:
-    issue 25; host_metric, host_available: issue 27); its older rows read them as NULL (unknown). Readers never change a
+    """A history written by an older version gains the columns added since (active_file, inactive_file and
+    mglru: issue 25; host_metric, host_available: issue 27); its older rows read them as NULL (unknown). Readers never change a
     file: they read what is."""
     for table, _ in TIERS:
         have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
@@ -462,6 +463,8 @@ def sample_row(sample: Sample) -> dict[str, Any]:
 def row_sample(row: dict[str, Any]) -> Sample:
     """A stored row back into a Sample (with the fields the store keeps)."""
     fields = {c: row.get(c) for c in GUEST_COLUMNS if c not in ("psi_memory_some_avg10", "psi_io_some_avg10")}
+    if fields["mglru"] is not None:  # stored as 0/1
+        fields["mglru"] = bool(fields["mglru"])
     psi = {k: Pressure(some_avg10=row.get(f"psi_{k}_some_avg10")) if row.get(f"psi_{k}_some_avg10") is not None
            else None for k in ("memory", "io")}
     guest = GuestSample(time=row["t"], psi_memory=psi["memory"], psi_io=psi["io"], **fields)

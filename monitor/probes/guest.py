@@ -39,9 +39,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPORTING_ORDER = 9  # pageblock_order on x86_64: 2 MiB, the kernel's default
 REPORTING_ORDER_PATH = "sys/module/page_reporting/parameters/page_reporting_order"
+# MGLRU's switch: "0x0007" (on: every feature), "0x0000" (off, the classic active/inactive LRU); absent on
+# kernels built without it (WSL's: config-wsl 6.18 has no CONFIG_LRU_GEN). Readable by any user.
+LRU_GEN_PATH = "sys/kernel/mm/lru_gen/enabled"
 MEMINFO, STAT, VMSTAT, BUDDYINFO = "proc/meminfo", "proc/stat", "proc/vmstat", "proc/buddyinfo"
 PRESSURE = ("proc/pressure/memory", "proc/pressure/io")
-FILES = (MEMINFO, *PRESSURE, VMSTAT, BUDDYINFO, STAT, REPORTING_ORDER_PATH)
+FILES = (MEMINFO, *PRESSURE, VMSTAT, BUDDYINFO, STAT, REPORTING_ORDER_PATH, LRU_GEN_PATH)
 VMSTAT_FIELDS = ("workingset_refault_file", "pgpgin", "drop_pagecache")
 _VMSTAT_NEEDLES = tuple((name, f"\n{name} ") for name in VMSTAT_FIELDS)
 
@@ -68,6 +71,9 @@ CADENCE = {
     "buddyinfo": 30.0,
     # A module parameter, set at boot (WSL) and rarely written after.
     "page_reporting_order": 60.0,
+    # MGLRU on or off: set at boot, written by hand at most (gradual's prior depends on it, issue 25);
+    # a reclaim's own samples read it every time.
+    "lru_gen": 60.0,
 }
 BUDDY_FREE_MOVE = 32 << 20  # bytes of MemFree since buddyinfo was read that make the next tick read it
 QUICK_FILES = (MEMINFO, STAT)  # what a tick reads while nothing of CADENCE is due
@@ -185,6 +191,8 @@ class GuestProbe:
         order = due("page_reporting_order")
         if order:
             paths.append(REPORTING_ORDER_PATH)
+        if due("lru_gen"):
+            paths.append(LRU_GEN_PATH)
         free_lo, free_hi = self._free_span
         if order or due("buddyinfo") or self._free is None or not free_lo <= self._free <= free_hi:
             paths.append(BUDDYINFO)
@@ -342,6 +350,22 @@ def _reporting_order(text: str | None, warnings: list[str]) -> int:
     return order
 
 
+def _mglru(text: str | None, warnings: list[str]) -> bool | None:
+    """MGLRU on? From /sys/kernel/mm/lru_gen/enabled, which reads as a bitmask of its features:
+
+        0x0007
+
+    absent (a kernel without MGLRU) is off; anything but a number is unknown, with a warning."""
+    if text is None:
+        return False
+    word = text.strip()
+    try:
+        return int(word, 16) != 0
+    except ValueError:
+        warnings.append(f"lru_gen/enabled: not a number ({word[:20]!r}); MGLRU unknown")
+        return None
+
+
 def _from_buddyinfo(text: str | None, order: int, warnings: list[str]) -> dict:
     if text is None:
         warnings.append("buddyinfo: missing; returnable free unknown")
@@ -409,6 +433,11 @@ def _read_order(texts: dict, values: dict) -> tuple[dict, list[str]]:
     return {"page_reporting_order": _reporting_order(texts[REPORTING_ORDER_PATH], more)}, more
 
 
+def _read_lru_gen(texts: dict, values: dict) -> tuple[dict, list[str]]:
+    more: list[str] = []
+    return {"mglru": _mglru(texts[LRU_GEN_PATH], more)}, more
+
+
 def _read_buddyinfo(texts: dict, values: dict) -> tuple[dict, list[str]]:
     more: list[str] = []
     return _from_buddyinfo(texts[BUDDYINFO], values["page_reporting_order"], more), more
@@ -418,7 +447,7 @@ def _read_buddyinfo(texts: dict, values: dict) -> tuple[dict, list[str]]:
 # its first path (present in a read's texts when it was read) and its reader: (values, warnings).
 _SLOW_READERS = (("pressure", PRESSURE[0], _read_pressure), ("vmstat", VMSTAT, _read_vmstat),
                  ("page_reporting_order", REPORTING_ORDER_PATH, _read_order),
-                 ("buddyinfo", BUDDYINFO, _read_buddyinfo))
+                 ("buddyinfo", BUDDYINFO, _read_buddyinfo), ("lru_gen", LRU_GEN_PATH, _read_lru_gen))
 
 
 def split_free_blocks(zones: list[Zone], order: int) -> tuple[int, int]:

@@ -42,8 +42,23 @@ plus the margin; issue 25). The kernel promotes a page read twice to the
 active list and ``memory.reclaim`` takes the inactive list first, so a set
 in use sits on the active list while a one-time read (a build, a clone)
 sits on the inactive one: the prior puts the small steps where the set is.
-A wrong prior (a set that fell out of the active list, as MGLRU may report
-it) only moves where the steps shrink: the refault stop still holds.
+A wrong prior (a set that fell out of the active list) only moves where the
+steps shrink: the refault stop still holds.
+
+Under MGLRU (``Plan.mglru``: /sys/kernel/mm/lru_gen/enabled non-zero) there is
+no prior: ``Active(file)`` is then the two youngest generations, and a file
+re-read with read(2) stays in an old one (the lab: 0 MiB "active" beside a
+300 MiB set read five times; bench/lab_mglru.py). The bound is the remembered
+working set or the floor, and with no remembered one the set may begin
+anywhere between the cache and the floor: whole steps could cross it. So
+every step is also at most ``1/MGLRU_SHARE`` of the page cache left: the set
+sits inside the cache, so crossing it evicts at most that share of the cache.
+MGLRU itself gives a re-read set up last (it evicts the oldest generation in
+the order the pages came: the lab's reclaim to 301 MiB left a 300 MiB set
+whole), so only the crossing step costs, and the refault stop ends it there.
+In the lab (bench/lab_mglru_gradual.py: 448 MiB re-read every 5 s, 1 GiB once)
+the set re-read 8.4 % with the quarter steps to the floor (a 71.5 MiB step
+crossed it) and 3.7 % with the cap (28.8 MiB), for 19 steps instead of 6.
 
 Step sizes adapt: whole steps (MemTotal/32 clamped to the configured
 min..max, WSL's size) while far above the lower bound, then a quarter of
@@ -73,6 +88,7 @@ NO_PROGRESS = 1 << 20  # a step that frees less than 1 MiB means the rest is hot
 NOISE = 1 << 20  # refaults below 1 MiB in a window are the system's own churn, not the working set ...
 NOISE_SECONDS = 10.0  # ... and below 1 MiB per this many seconds over longer listening (30 s near the bound: 3 MiB)
 BEGAN = NOISE // 2  # a window with at least this many refaults is where they began (the estimate's step)
+MGLRU_SHARE = 16  # under MGLRU with no remembered set, a step is at most 1/N of the page cache left (see above)
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,7 @@ class Plan:
     window_near: float = 5.0  # ... growing to this at the bound (never below ``window``)
     whole_steps: bool = False  # whole steps down to the bound (no probing near it): a bound that is no
     #                            working-set estimate (`run`'s ended job: 0, as nobody in it reads any more)
+    mglru: bool | None = None  # MGLRU on: ``active`` is its youngest generations, no reuse signal (no prior)
 
 
 @dataclass(frozen=True)
@@ -132,15 +149,29 @@ class Step:
 
 
 def prior(plan: Plan) -> int | None:
-    """The bound from the active list: Active(file) plus the margin, or None where unknown."""
-    return None if plan.active is None else int(plan.active * (1 + plan.active_margin))
+    """The bound from the active list: Active(file) plus the margin, or None where unknown or where the
+    active list says nothing of reuse (MGLRU)."""
+    return None if plan.active is None or plan.mglru else int(plan.active * (1 + plan.active_margin))
+
+
+def reuse_signal(mglru: bool | None) -> bool | None:
+    """Does Active(file) say "used more than once"? Yes with the classic LRU, no under MGLRU (its youngest
+    generations), None when the LRU is not known (JSON: ``active_file_reuse_signal``)."""
+    return None if mglru is None else not mglru
+
+
+def blind_words(active: int | None) -> str:
+    """Why the active list is no bound under MGLRU, for a person."""
+    what = f"{format_bytes(active)} " if active is not None else ""
+    return (f"MGLRU is on: the active file cache {what}is its youngest generations, not pages used more than "
+            "once, so it is no bound")
 
 
 def bound(plan: Plan) -> tuple[int, str]:
     """The lower bound and where it comes from: "remembered" (the learned working set's start level),
     "active" (the prior) or "floor". On a tie the remembered one, then the prior, names it."""
     candidates = [(plan.floor, 2, "floor")]
-    if plan.active is not None:
+    if prior(plan) is not None:
         candidates.append((prior(plan) or 0, 1, "active"))
     if plan.target is not None:
         candidates.append((plan.target, 0, "remembered"))
@@ -161,8 +192,14 @@ def bound_words(plan: Plan, remembered: str = "") -> str:
                 f"+ {100 * plan.active_margin:.0f}% (pages used more than once recently)")
     if source == "remembered":
         about = f" ({remembered})" if remembered else ""
-        return f"{format_bytes(level)}: the start level above the remembered working set{about}"
-    return f"{format_bytes(level)}: the floor (the safety minimum, [reclaim] gradual_floor)"
+        words = f"{format_bytes(level)}: the start level above the remembered working set{about}"
+    else:
+        words = f"{format_bytes(level)}: the floor (the safety minimum, [reclaim] gradual_floor)"
+    if plan.mglru:
+        words += f"; {blind_words(plan.active)}"
+        if plan.target is None and not plan.whole_steps:
+            words += f": steps of at most 1/{MGLRU_SHARE} of the page cache"
+    return words
 
 
 def window(plan: Plan, room: int) -> float:
@@ -188,7 +225,7 @@ def next_step(steps: Sequence[Observation], plan: Plan) -> Step:
         return stop
     if len(steps) >= MAX_STEPS:
         return Step(None, "steps", f"{MAX_STEPS} steps made; stopping")
-    size = _size(steps, plan, cache - level)
+    size = _size(steps, plan, cache - level, cache)
     return Step(size, window=window(plan, cache - size - level))
 
 
@@ -262,9 +299,12 @@ def _progress(last: Observation) -> Step | None:
     return None
 
 
-def _size(steps: Sequence[Observation], plan: Plan, room: int) -> int:
-    """Whole steps while far from the lower bound, then a quarter of what is left (>= PROBE_MIN, <= room)."""
+def _size(steps: Sequence[Observation], plan: Plan, room: int, cache: int) -> int:
+    """Whole steps while far from the lower bound, then a quarter of what is left (>= PROBE_MIN, <= room).
+    Under MGLRU with no remembered working set, also at most 1/MGLRU_SHARE of the cache (>= PROBE_MIN)."""
     size = plan.step if room > 2 * plan.step or plan.whole_steps else max(PROBE_MIN, room // NEAR_SHARE)
+    if plan.mglru and plan.target is None and not plan.whole_steps:
+        size = min(size, max(PROBE_MIN, cache // MGLRU_SHARE))
     if steps and (steps[-1].reread_bytes or 0) > NOISE:
         size = max(PROBE_MIN, min(size, steps[-1].asked // 2))  # a trickle of refaults: near the working set
     return max(1, min(size, room, plan.step))

@@ -44,7 +44,7 @@ from monitor.errors import PrivilegeError, UserError
 from monitor.kernel.filelock import FileLock, LockHeld
 from monitor.kernel.portable import sync
 from monitor.kernel.privilege import COMPACT_MEMORY, DROP_CACHES, MEMORY_RECLAIM
-from monitor.reclaim.controller import Observation, Plan, bound, bound_words, next_step
+from monitor.reclaim.controller import Observation, Plan, bound, bound_words, next_step, reuse_signal
 from monitor.reclaim.workingset import Hint
 from monitor.kernel.procfs import PAGE_SIZE
 from monitor.sample import GuestSample, HostSample, Sample, counter_bytes, guest_json
@@ -121,6 +121,7 @@ class ReclaimResult:
     working_set_bytes: int | None = None  # the estimate used: learned, else the remembered one
     lower_bound: int | None = None  # gradual's planned lower bound before the first step
     lower_bound_source: str | None = None  # active | remembered | floor (monitor.reclaim.controller.bound)
+    mglru: bool | None = None  # gradual's plan: MGLRU on, so Active(file) is no reuse signal (no "active" bound)
     # one group only (reclaim --cgroup, run): its path and its own page cache (memory.stat file) before and after
     cgroup: str | None = None
     cgroup_cache_before: int | None = None
@@ -173,6 +174,7 @@ class ReclaimResult:
             "working_set_learned_bytes": self.working_set_learned,
             "working_set_start_bytes": self.working_set_hint.target if self.working_set_hint else None,
             "lower_bound_bytes": self.lower_bound, "lower_bound_source": self.lower_bound_source,
+            "mglru": self.mglru, "active_file_reuse_signal": reuse_signal(self.mglru),
             "gradual_steps": [o.to_json() for o in self.gradual_steps],
             "cgroup": self.cgroup, "cgroup_page_cache_before_bytes": self.cgroup_cache_before,
             "cgroup_page_cache_after_bytes": self.cgroup_cache_after,
@@ -260,7 +262,8 @@ def gradual_start(guest: GuestSample, config: ReclaimConfig, hint: Hint | None) 
     near = max(short, config.refault_window_near) if short > 0 else short
     return Plan(cache_start=guest.page_cache or 0, step=step, floor=floor,
                 target=hint.target if hint else None, refault_share=config.refault_share / 100,
-                active=guest.active_file, active_margin=margin, window=short, window_near=near)
+                active=guest.active_file, active_margin=margin, window=short, window_near=near,
+                mglru=guest.mglru)
 
 
 def stop_words(plan: Plan, hint: Hint | None) -> str:
@@ -408,6 +411,7 @@ class Reclaimer:
         """Steps chosen by monitor.reclaim.controller, each followed by a window that listens for refaults."""
         plan = self._gradual_plan(result)
         result.lower_bound, result.lower_bound_source = bound(plan)
+        result.mglru = plan.mglru
         self._sync(result)
         if result.working_set_hint is not None:
             result.notes.append(f"gradual: {result.working_set_hint.words}")
@@ -443,7 +447,8 @@ class Reclaimer:
         return Plan(cache_start=stat.get("file", 0), step=step, floor=0, target=None,
                     refault_share=self.config.refault_share / 100,
                     active=stat.get("active_file") if self.active_prior else None, active_margin=margin,
-                    window=short, window_near=near, whole_steps=not self.active_prior)
+                    window=short, window_near=near, whole_steps=not self.active_prior,
+                    mglru=result.before.mglru)  # a group's active_file is MGLRU's generations too
 
     def _gradual_loop(self, result: ReclaimResult, plan: Plan) -> None:
         suffix = " swappiness=0"

@@ -73,12 +73,16 @@ def _share(part: int | None, total: int | None) -> str:
 
 def file_lru_words(row: Row) -> tuple[str, tuple[str, ...]]:
     """The page cache's split by the kernel's LRU (issue 25), and shorter forms for a narrow card:
-    "1.2G active (read again), 7.6G inactive (read once)" ... "1.2G active"; the share of RAM where the
-    history has no split (rows written before it was recorded)."""
+    "1.2G active (read again), 7.6G inactive (read once)" ... "1.2G active"; under MGLRU (the row's
+    ``mglru``) the split is its generations and the words say so; the share of RAM where the history has no
+    split (rows written before it was recorded)."""
     active, inactive = row.get("active_file"), row.get("inactive_file")
     if active is None or inactive is None:
         return _share(row.get("page_cache"), row.get("total")), ()
     a, i = short_bytes(active), short_bytes(inactive)
+    if row.get("mglru"):  # MGLRU's generations: "active" is the youngest two, not "read again"
+        return (f"{a} active, {i} inactive (MGLRU: generations, not reuse)",
+                (f"{a} active, {i} inactive (MGLRU)", f"{a} active (MGLRU)", f"{a} active"))
     return (f"{a} active (read again), {i} inactive (read once)",
             (f"{a} active, {i} inactive", f"{a} active (read again)", f"{a} active"))
 
