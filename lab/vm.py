@@ -800,6 +800,21 @@ class LabVM:
                 return False, samples
             time.sleep(interval)
 
+    def wait_rss_settled(self, timeout: float = 30.0, within: int = 8 << 20,
+                         over: float = 3.0) -> tuple[bool, list[tuple[float, int]]]:
+        """Poll rss_bytes() every second until it moved less than ``within`` bytes over the last ``over``
+        seconds: free page reporting has handed back what the guest freed (it reports freed pages ~2 s
+        after they were freed, in batches). (settled, [(t, rss), ...]); False after ``timeout``."""
+        t0 = time.monotonic()
+        samples = [(0.0, self.rss_bytes())]
+        while time.monotonic() - t0 < timeout:
+            time.sleep(1.0)
+            samples.append((round(time.monotonic() - t0, 2), self.rss_bytes()))
+            recent = [r for t, r in samples if t >= samples[-1][0] - over - 0.5]
+            if samples[-1][0] >= over and max(recent) - min(recent) < within:
+                return True, samples
+        return False, samples
+
     def qmp(self, command: str, arguments: dict | None = None) -> dict:
         return qmp_command(self.qmp_path, command, arguments)
 

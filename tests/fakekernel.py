@@ -6,8 +6,12 @@ each request written to it is applied at once (shrinking Cached, never below
 a hot set) and ``proc/meminfo`` is rewritten. meminfo and ``proc/stat`` are
 regular files, always replaced by a rename, so any number of readers at once
 (the dashboard's sampler beside a reclaim's own) each read a whole file, as
-from the kernel. A ticker rewrites both every 10 ms: /proc/stat advances at
-1 % CPU busy, and a test's change to :attr:`FakeKernel.cached` shows.
+from the kernel. A ticker rewrites /proc/stat every 10 ms (it advances at 1 %
+CPU busy); meminfo is rewritten whenever Cached changes (a reclaim request, a
+test's change to :attr:`FakeKernel.cached`). The ticker is a process of its
+own: its CPU time is not the test process's, whose idleness Textual's Pilot
+measures (``pilot.pause()`` returns once the process is idle, else after 1 s;
+a ticker thread kept it from ever looking idle, and each pause took 1 s).
 
 The reclaimer waits at least ``GRADUAL_PAUSE`` (0.25 s) after each write
 before it measures, so the serving thread, which wakes on the write itself,
@@ -22,14 +26,30 @@ import os
 import re
 import select
 import shutil
+import subprocess
+import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from helpers import TREES
 
 KiB = 1024
-TICK = 0.01  # seconds between rewrites of meminfo and stat
+TICK = 0.01  # seconds between rewrites of stat
+
+# The ticker process: advances proc/stat from the given count every TICK; gone with its parent.
+TICKER = r"""
+import os, sys, time
+stat, ticks, tick, parent = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+tmp = os.path.join(os.path.dirname(stat), ".stat.tick")
+while os.getppid() == parent:
+    ticks += 1
+    with open(tmp, "w") as f:
+        f.write(f"cpu  {ticks} 0 0 {99 * ticks} 0 0 0 0 0 0\n")
+    os.replace(tmp, stat)
+    time.sleep(tick)
+"""
 
 
 class FakeKernel:
@@ -48,7 +68,15 @@ class FakeKernel:
         self.ticks = 10**6  # beyond the recorded counters, so CPU busy is known (and idle)
         self._stop = threading.Event()
         self._publish()
-        self._threads = [threading.Thread(target=self._tick, daemon=True)]
+        self._replace("stat", f"cpu  {self.ticks} 0 0 {99 * self.ticks} 0 0 0 0 0 0\n")
+        self._ticker = subprocess.Popen([sys.executable, "-c", TICKER, str(self.proc / "stat"), str(self.ticks),
+                                         str(TICK), str(os.getpid())])
+        weakref.finalize(self, self._ticker.kill)  # a kernel a test never closed: its ticker goes with it
+        first = (self.proc / "stat").read_text()
+        deadline = time.monotonic() + 30
+        while (self.proc / "stat").read_text() == first and time.monotonic() < deadline:
+            time.sleep(0.01)  # from the first tick on, /proc/stat advances as the kernel's does
+        self._threads = []
         self._fifo: int | None = None
         if with_reclaim:
             self.reclaim.parent.mkdir(parents=True, exist_ok=True)
@@ -80,19 +108,12 @@ class FakeKernel:
         tmp.write_text(text)
         os.replace(tmp, self.proc / name)  # a reader sees the old file or the new, never half of one
 
-    def _publish(self, tick: bool = False) -> None:
+    def _publish(self) -> None:
         with self._lock:
-            if tick:
-                self.ticks += 1
             self._publish_locked()
 
     def _publish_locked(self) -> None:
-        self._replace("stat", f"cpu  {self.ticks} 0 0 {99 * self.ticks} 0 0 0 0 0 0\n")
         self._replace("meminfo", self._meminfo())
-
-    def _tick(self) -> None:
-        while not self._stop.wait(TICK):
-            self._publish(tick=True)
 
     def _waiting(self) -> bool:
         return bool(select.select([self._fifo], [], [], 0)[0])
@@ -119,6 +140,8 @@ class FakeKernel:
 
     def close(self) -> None:
         self._stop.set()
+        self._ticker.kill()
+        self._ticker.wait()
         for t in self._threads:
             t.join(timeout=5)
         if self._fifo is not None:

@@ -30,16 +30,25 @@ CONFIG = '[reclaim]\nrefault_window = "2s"\nrefault_window_near = "2s"\nsettle =
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(1500)]
 
 
-@pytest.fixture
-def guest(lab_vm_factory, tmp_path):
+@pytest.fixture(scope="module")
+def py_image(tmp_path_factory):
     why = pyimage.available()
     if why:
         pytest.skip(why)
-    image = pyimage.build(tmp_path, REPO, SITE)
-    vm = lab_vm_factory(reporting=True, cgroup=True, memory="2G",
-                        extra_qemu_args=["-drive", f"file={image},if=virtio,format=raw,readonly=on"])
+    return pyimage.build(tmp_path_factory.mktemp("pyimage"), REPO, SITE)
+
+
+def python_on_its_disk(vm) -> None:
     rc, out = vm.sh(pyimage.GUEST_SETUP, timeout=180)
     assert rc == 0 and b"python ok" in out, out.decode(errors="replace")
+
+
+@pytest.fixture
+def guest(lab_shared_vm, py_image):
+    """The module's guest with its Python disk mounted, put back as it was after that between the tests
+    (their processes, groups and files in /tmp/run gone, the page cache dropped: tests/lab/conftest.py)."""
+    vm = lab_shared_vm(setup=python_on_its_disk, reporting=True, cgroup=True, memory="2G",
+                       extra_qemu_args=["-drive", f"file={py_image},if=virtio,format=raw,readonly=on"])
     rc, _ = vm.sh(f"printf '{CONFIG}' > /tmp/run/c.toml")
     assert rc == 0
     return vm
@@ -108,7 +117,8 @@ def test_run_wraps_a_reader_passes_its_exit_code_and_a_signal_and_gives_its_cach
     warm = vmmemctl(vm, "run", "--", "true")
     assert warm.returncode == 0, warm.stderr
     vm.drop_caches()
-    time.sleep(10)  # free page reporting hands the dropped pages back in ~2 s batches
+    vm.wait_rss_settled(timeout=30)  # free page reporting hands the dropped pages back in ~2 s batches: the
+    # baseline is taken once QEMU's RSS stopped falling (3 s within 8 MiB; it was a fixed 10 s)
     cached0, rss0 = vm.meminfo()["Cached"], vm.rss_bytes()
     done = vmmemctl(vm, "run", "--json", "--", "sh", "-c",
                     "dd if=/data/fill.bin of=/dev/null bs=1M skip=200 count=1200 2>/dev/null; exit 3")
