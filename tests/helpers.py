@@ -75,7 +75,10 @@ def as_nobody(*args: str, env: dict | None = None) -> subprocess.CompletedProces
     """``python -m monitor ARGS`` as the unprivileged user 'nobody', with a HOME of its own for this call."""
     home = Path(tempfile.mkdtemp(prefix="vmmemctl-nobody-"))
     home.chmod(0o777)
-    base = {"HOME": str(home), "PATH": "/usr/bin:/bin", "VMMEMCTL_CONFIG": ""}
+    # A reclaim lock of this call's own, as conftest gives every test: the machine-wide one is held by
+    # any reclaim running beside the suite, and the call would then say "another reclaim is running".
+    base = {"HOME": str(home), "PATH": "/usr/bin:/bin", "VMMEMCTL_CONFIG": "",
+            "VMMEMCTL_RECLAIM_LOCK": str(home / "reclaim.lock")}
     try:
         return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                                sys.executable, "-m", "monitor", *args], capture_output=True, text=True,
