@@ -181,8 +181,8 @@ def measure_trees(paths: list[str]) -> int | None:
         return None
 
 
-NO_COUNTER = ("the group's memory.stat has no workingset_refault_file (a kernel before 5.9): its refaults "
-              "cannot be counted, and the VM's are every group's")
+NO_COUNTER = ("the group's memory.stat has no workingset_refault_file (kernels before 5.9 had only "
+              "workingset_refault): its refaults cannot be counted, and the VM's are every group's")
 
 
 def read_group_stat(shown: str, files: Any = None) -> dict[str, int] | None:
