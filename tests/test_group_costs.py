@@ -211,3 +211,22 @@ def test_runs_count_until_removal_from_the_events_data(end, reread, why):
     (done,) = meter.observe(GuestSample(time=1006.0, workingset_refault_file=5, pgpgin=5))
     assert done.reread_bytes == reread and (done.why is None if why is None else why in done.why)
     assert (done.window_start, done.window_end, done.ended_by) == (1000.0, 1005.0, "group removed")
+
+
+def test_a_margin_grown_by_a_group_cost_counted_from_the_vms_refaults_is_reset_once(tmp_path):
+    """Before, a group reclaim's cost was the VM's refaults and grew the VM's margin: a history checked
+    already for drops is checked once more for that, with a state event saying why."""
+    now = time.time()
+    with Store(tmp_path / "h.db") as store:
+        store.set_state(cost.RULE_KEY, cost.RULE)  # checked for drops by an earlier version
+        store.add_event("reclaim", "reclaim gradual", t=now - 7200, data={"methods_run": ["gradual"],
+                        "working_set_learned_bytes": 900 * MiB})
+        store.add_event("reclaim", "reclaim gradual+compact in /sys/fs/cgroup/x.scope", t=now - 1000, data={
+            "methods_run": ["gradual", "compact"], "cgroup": "/sys/fs/cgroup/x.scope", "reread_source": "refaults",
+            "reread_bytes_after": 951 * MiB, "cost_window_s": 301.0})
+        workingset.save(store, workingset.WorkingSet(2700 * MiB, now - 900, 2.0, "margin grown"))
+        words = cost.reset_unattributable(store, CFG, now)
+        assert words.startswith("working-set margin reset from 200% to 25%: the VM's refaults after 1 group reclaim")
+        assert workingset.load(store).margin == 0.25 and workingset.load(store).bytes == 2700 * MiB
+        assert cost.reset_unattributable(store, CFG, now) is None  # once
+        assert len(store.events(kinds=["state"])) == 1

@@ -422,31 +422,53 @@ def cost_words(data: dict | None) -> str:
 
 RULE_KEY = "cost_rule"  # state: RULE once the remembered working set was checked against it
 RULE = "attributable"  # issue 26: only refaults and a tree's own residency teach the controller
+GROUP_RULE_KEY = "cost_rule_groups"  # state: RULE once checked against group costs counted with the VM's refaults
 
 
 def reset_unattributable(store: Any, config: ReclaimConfig, now: float) -> str | None:
     """Once per history: a margin (or a first estimate) taught by disk reads after drops, recorded
-    before costs had to be attributable, is reset, with a ``state`` event that says why. Returns
-    its words, or None when there was nothing to reset (or it was done before)."""
-    if store.get_state(RULE_KEY) == RULE:
-        return None
+    before costs had to be attributable, is reset, with a ``state`` event that says why; and once more
+    (a check of its own, for histories checked before) one taught by a group reclaim's cost counted from
+    the VM's refaults (every group's), before a group's cost was its own refaults. Returns its words,
+    or None when there was nothing to reset (or it was done before)."""
+    said = []
+    for key, taught, what in ((RULE_KEY, _taught_by_drop, "disk reads after {n} drop{s} were counted as re-reads; "
+                               "they cannot be attributed to what was dropped"),
+                              (GROUP_RULE_KEY, _taught_by_group, "the VM's refaults after {n} group reclaim{s} "
+                               "were counted as their re-reads; they are every group's")):
+        if store.get_state(key) != RULE:
+            words = _reset_once(store, config, [e for e in store.events(since=0, kinds=["reclaim"], limit=1_000_000)],
+                                taught, what)
+            store.set_state(key, RULE)
+            if words:
+                said.append(words)
+    return "; ".join(said) or None
+
+
+def _taught_by_drop(data: dict) -> bool:
+    return data.get("reread_source") == "pgpgin" and data.get("reread_bytes_after") is not None
+
+
+def _taught_by_group(data: dict) -> bool:
+    return bool(data.get("cgroup")) and data.get("reread_source") == "refaults" and \
+        data.get("reread_bytes_after") is not None
+
+
+def _reset_once(store: Any, config: ReclaimConfig, events: list, taught: Callable[[dict], bool], what: str) -> str | None:
     ws = workingset.load(store)
-    words = None
-    events = store.events(since=0, kinds=["reclaim"], limit=1_000_000)
-    drops = [e for e in events if (e.data or {}).get("reread_source") == "pgpgin"
-             and (e.data or {}).get("reread_bytes_after") is not None]  # a disk-read figure taught it
+    bad = [e for e in events if taught(e.data or {})]
     base = config.working_set_margin / 100
-    if ws is not None and drops:
-        learned = any((e.data or {}).get("working_set_learned_bytes") for e in events)
-        why = (f"disk reads after {len(drops)} drop{'s' if len(drops) > 1 else ''} were counted as re-reads; "
-               "they cannot be attributed to what was dropped, so they no longer teach the controller")
-        if not learned and ws.learned <= max(e.t for e in drops) + config.cost_window + 120:
-            store.set_state(workingset.STATE_KEY, None)  # founded by a drop's cost, never by refaults
-            words = f"working set estimate {format_bytes(ws.bytes)} forgotten: {why}"
-        elif ws.margin != base:
-            workingset.save(store, dataclasses.replace(ws, margin=base, why=""))
-            words = f"working-set margin reset from {100 * ws.margin:.0f}% to {100 * base:.0f}%: {why}"
+    if ws is None or not bad:
+        return None
+    words = None
+    why = what.format(n=len(bad), s="s" if len(bad) > 1 else "") + ", so they no longer teach the controller"
+    learned = any((e.data or {}).get("working_set_learned_bytes") for e in events)
+    if not learned and ws.learned <= max(e.t for e in bad) + config.cost_window + 120:
+        store.set_state(workingset.STATE_KEY, None)  # founded by such a cost, never by a reclaim's own refaults
+        words = f"working set estimate {format_bytes(ws.bytes)} forgotten: {why}"
+    elif ws.margin != base:
+        workingset.save(store, dataclasses.replace(ws, margin=base, why=""))
+        words = f"working-set margin reset from {100 * ws.margin:.0f}% to {100 * base:.0f}%: {why}"
     if words:
-        store.add_event("state", words, data={"cost_rule": RULE, "reset_from": ws.to_json() if ws else None})
-    store.set_state(RULE_KEY, RULE)
+        store.add_event("state", words, data={"cost_rule": RULE, "reset_from": ws.to_json()})
     return words
