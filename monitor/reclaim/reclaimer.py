@@ -126,6 +126,14 @@ class ReclaimResult:
     cgroup: str | None = None
     cgroup_cache_before: int | None = None
     cgroup_cache_after: int | None = None
+    # ... and its own refault counter (memory.stat workingset_refault_file, pages; None where the kernel has
+    # none) at the writes' end: the base of its cost (monitor.reclaim.cost counts the group's refaults, not the VM's)
+    cgroup_refaults_after: int | None = None
+    cgroup_refaults_after_t: float | None = None  # when it was read
+    # `run`: the group is removed as this reclaim ends, so its cost window ends here too: the counter read
+    # again at the end of the settle period (the last moment the group is there to read)
+    cgroup_removed_at_end: bool = False
+    cgroup_refaults_end: int | None = None
 
     @property
     def freed_bytes(self) -> int | None:
@@ -180,6 +188,10 @@ class ReclaimResult:
             "cgroup_page_cache_after_bytes": self.cgroup_cache_after,
             "cgroup_freed_bytes": None if None in (self.cgroup_cache_before, self.cgroup_cache_after)
             else self.cgroup_cache_before - self.cgroup_cache_after,
+            **({"cgroup_refaults_after": self.cgroup_refaults_after,
+                "cgroup_refaults_after_t": self.cgroup_refaults_after_t} if self.cgroup else {}),
+            **({"cgroup_removed_at_end": True, "cgroup_refaults_end": self.cgroup_refaults_end}
+               if self.cgroup_removed_at_end else {}),
         }
 
 
@@ -218,6 +230,12 @@ def _group_reading(group: Group, guest: GuestSample) -> _GroupReading:
 def _group_cache(group: Group) -> int | None:
     stat = group.memory_stat()
     return None if stat is None else stat.get("file")
+
+
+def _group_cache_and_refaults(group: Group) -> tuple[int | None, int | None]:
+    """The group's page cache and its workingset_refault_file (pages), from one read of its memory.stat."""
+    stat = group.memory_stat() or {}
+    return stat.get("file"), stat.get("workingset_refault_file")
 
 
 def _delta(before: GuestSample | None, after: GuestSample | None, name: str) -> int | None:
@@ -350,11 +368,16 @@ class Reclaimer:
                                          "reclaim needs root") from None
             result.after = self.sampler.sample_guest()
             if group is not None:
-                result.cgroup_cache_after = _group_cache(group)
+                result.cgroup_cache_after, result.cgroup_refaults_after = _group_cache_and_refaults(group)
+                result.cgroup_refaults_after_t = self.clock()
             if not dry_run:
                 self._settle(result, self.config.settle if settle is None else settle)
             else:
                 result.host_after = result.host_before
+            if group is not None and not active_prior and not dry_run:
+                # `run`'s ended job: its group is removed right after this reclaim (monitor.reclaim.cost)
+                result.cgroup_removed_at_end = True
+                result.cgroup_refaults_end = _group_cache_and_refaults(group)[1]
         result.ended = self.clock()
         return result
 

@@ -50,7 +50,9 @@ class Driver:
 
     def run_async(self, fn: Callable[[], None]) -> None:
         """A reclaim (seconds to minutes) on its own worker, beside the ticks."""
-        self.scheduler.add_job(fn, executor="reclaim", misfire_grace_time=RECLAIM_GRACE)
+        from monitor.watch.scheduling import once
+
+        self.scheduler.add_job(fn, once(), executor="reclaim", misfire_grace_time=RECLAIM_GRACE)
 
     def start(self) -> None:
         from monitor.watch.scheduling import EVENT_JOB_MISSED

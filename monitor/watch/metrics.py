@@ -109,7 +109,8 @@ class Metrics:
                                           unit="bytes", registry=reg)
         self.reread_after = prom.Counter("vmmemctl_reread_after_reclaim_bytes", "What of what reclaims gave back "
                                          "was read back in the cost window ([reclaim] cost_window): refaults after "
-                                         "gradual, the trees' own cache after --path; by what counted it.", ["source"],
+                                         "gradual (the group's own after one group's), the trees' own "
+                                         "cache after --path; by what counted it.", ["source"],
                                          unit="bytes", registry=reg)
         self.disk_reads_after_drop = prom.Counter("vmmemctl_disk_reads_after_drop_bytes", "Every disk read in the "
                                                   "cost window after a drop_caches reclaim: not attributable to it",
@@ -151,7 +152,7 @@ class Metrics:
         """Count a :class:`monitor.reclaim.cost.Cost` (what a reclaim's window read back)."""
         if cost.reread_bytes is not None:
             self.reread_after.labels(cost.source).inc(max(0, cost.reread_bytes))
-        elif not cost.attributable and cost.pgpgin_bytes is not None:
+        elif cost.source == "pgpgin" and cost.pgpgin_bytes is not None:  # a group gone: nothing to count
             self.disk_reads_after_drop.inc(max(0, cost.pgpgin_bytes))
 
     def observe_notification(self, backend: str | None) -> None:

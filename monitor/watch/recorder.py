@@ -51,7 +51,7 @@ from monitor.policy.rules import (
 )
 from monitor.policy.state import history_window, load_state, save_state
 from monitor.probes.host import interop_down_message
-from monitor.reclaim.cost import Cost, CostMeter, reset_unattributable
+from monitor.reclaim.cost import Cost, CostMeter, read_group_stat, reset_unattributable
 from monitor.reclaim.reclaimer import ReclaimBusy, ReclaimResult
 from monitor.reclaim.record import ReclaimRequest, describe_reclaim
 from monitor.kernel.cgroup_aim import Aim, aimed_globs, read_aims, with_aims
@@ -752,7 +752,7 @@ class Recorder:
     def _measure_costs(self, sample: Sample) -> None:
         """Each reclaim's cost after the fact: what was read back within [reclaim] cost_window."""
         if self._costs is None:
-            self._costs = CostMeter(self.config.reclaim.cost_window)
+            self._costs = CostMeter(self.config.reclaim.cost_window, read_group=self._read_group)
             words = reset_unattributable(self.store, self.config.reclaim, sample.time)  # once per history
             if words:
                 log.warning("%s", words)
@@ -760,6 +760,15 @@ class Recorder:
         for cost in self._costs.tick(self.store, sample.guest, self.config.reclaim, look=self._elsewhere,
                                      later=self._off_the_tick, open_store=self.wiring.open_store):
             self._cost_recorded(cost)
+
+    def _read_group(self, shown: str) -> dict[str, int] | None:
+        """A group's memory.stat for its cost, through fresh probes (the guest's channel in host mode), as a
+        reclaim reads it; on the reclaim worker, never on the tick (CostMeter.tick's ``later``)."""
+        probes = self.wiring.probes()
+        try:
+            return read_group_stat(shown, probes.files)
+        finally:
+            probes.close()
 
     def _cost_recorded(self, cost: Cost) -> None:
         if self.metrics:

@@ -195,6 +195,7 @@ from apscheduler.schedulers.background import BackgroundScheduler  # noqa: E402
 from apscheduler.triggers.base import BaseTrigger  # noqa: E402
 from apscheduler.triggers.combining import OrTrigger  # noqa: E402
 from apscheduler.triggers.cron import CronTrigger  # noqa: E402
+from apscheduler.triggers.date import DateTrigger  # noqa: E402
 from apscheduler.triggers.interval import IntervalTrigger  # noqa: E402
 
 __all__ = ["EVENT_JOB_MISSED", "JOB_DEFAULTS", "BackgroundScheduler", "BaseTrigger", "IntervalTrigger", "ThreadPoolExecutor",
@@ -292,6 +293,13 @@ def build_scheduler(workers: int = 1, reclaim_workers: int = 1, event_loop: Any 
 def interval(seconds: float, start_date: dt.datetime | None = None) -> IntervalTrigger:
     """Every ``seconds`` from now, or from ``start_date`` (APScheduler's IntervalTrigger, in the local zone)."""
     return IntervalTrigger(seconds=seconds, start_date=start_date, timezone=local_zone())
+
+
+def once() -> DateTrigger:
+    """Now, once (what ``add_job`` without a trigger means): an object, not the name "date", which APScheduler
+    looks up in its package metadata, and a copy of the package without its dist-info (the lab guest's) has
+    none: a reclaim worker's job failed there with 'No trigger by the name "date" was found'."""
+    return DateTrigger(timezone=local_zone())
 
 
 def cron(expr: str, timezone: dt.tzinfo | None = None) -> BaseTrigger:

@@ -125,6 +125,8 @@ def detail_lines(data: dict, now: float, localtime: LocalTime = time.localtime, 
             first, last = value[0], value[-1]  # a trace: (seconds after, bytes)
             out.append(f"{indent}{name}: {len(value)} readings over {format_duration(last[0])}, "
                        f"{format_bytes(first[1])} -> {format_bytes(last[1])}")
+        elif key == "reread_bytes_after" and value is None and data.get("reread_why"):
+            out.append(f"{indent}{name}: not attributable ({data['reread_why']})")  # a group gone, no counter
         else:
             out.append(f"{indent}{name}: {_value_words(key, value, now, localtime)}")
     return out
