@@ -4,8 +4,9 @@ Which way it runs (said on stderr before COMMAND starts):
 
     group   root, cgroup v2 with a memory controller: a fresh group (monitor.reclaim.cgroup_target's
             naming), ``--cache-max`` as its memory.high; when COMMAND exits, a gradual reclaim of that
-            group only (stepped, stopping on its refaults: other programs may share those files; no
-            active-list bound: nobody in the group uses its pages any more), compaction, the report,
+            group only (whole steps; its refault stop cannot fire, as a refault is charged to the
+            reader's group and the job's is empty now; no active-list bound: nobody in the group uses
+            its pages any more), compaction, the report,
             an event with trigger ``run:COMMAND``; then the group is removed. The watcher owns the
             history: with one running, it is asked to do that reclaim (as ``reclaim`` asks it).
     scope   not root, systemd-run and a user manager: ``systemd-run --user --scope`` (``--cache-max``
