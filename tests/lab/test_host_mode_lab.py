@@ -41,6 +41,16 @@ def host_mode_config(tmp_path: Path, vm, extra: str = "", reclaim: str = "") -> 
     return path
 
 
+def wsl_like(vm):
+    """MGLRU off, as on WSL's kernel (the lab guest's is on): under MGLRU a gradual reclaim with nothing
+    remembered takes steps of 1/16 of the cache (issue 25; tests/test_mglru.py and the controller's lab case
+    cover that), ~36 steps for the fill here; these tests are about host mode, with WSL's whole steps. (A
+    shared guest whose MGLRU changed is booted afresh for the next test: tests/lab/conftest.py.)"""
+    rc, _ = vm.exec(["sh", "-c", "[ ! -e /sys/kernel/mm/lru_gen/enabled ] || echo n > /sys/kernel/mm/lru_gen/enabled"])
+    assert rc == 0
+    return vm
+
+
 def vmmemctl(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "monitor", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=timeout, env={**os.environ, "VMMEMCTL_CONFIG": ""})
@@ -84,7 +94,7 @@ def test_host_probe_follows_the_qemu_rss(lab_shared_vm):
 
 def test_watcher_in_host_mode_reclaims_by_rule(lab_shared_vm, tmp_path):
     """The real watcher, an automatic rule, the real guest: the host RSS falls by most of the fill."""
-    vm = lab_shared_vm(reporting=True, cgroup=True)
+    vm = wsl_like(lab_shared_vm(reporting=True, cgroup=True))
     config = host_mode_config(tmp_path, vm, reclaim='settle = "6s"\n', extra=(
         '[sampling]\ninterval = "1s"\nhost_interval = "1s"\n'
         '[idle]\nwindow = "3s"\n'
@@ -139,12 +149,7 @@ def wait_for_reclaim(db: Path, timeout: float) -> dict:
 
 
 def test_gradual_lowers_the_host_rss_in_steps(lab_shared_vm, tmp_path):
-    vm = lab_shared_vm(reporting=True, cgroup=True)
-    # MGLRU off, as on WSL's kernel (the lab guest's is on): under MGLRU a gradual reclaim with nothing
-    # remembered takes steps of 1/16 of the cache (issue 25), which tests/test_mglru.py covers; here the
-    # whole steps of WSL's case. (The shared guest is rebooted for a later test: its MGLRU changed.)
-    rc, _ = vm.exec(["sh", "-c", "[ ! -e /sys/kernel/mm/lru_gen/enabled ] || echo n > /sys/kernel/mm/lru_gen/enabled"])
-    assert rc == 0
+    vm = wsl_like(lab_shared_vm(reporting=True, cgroup=True))
     vm.fill_page_cache(FILL_MIB)
     # the VM's RSS as the host sees it, every 0.5 s while the reclaim runs (its steps wait a refault
     # window each, so free page reporting hands each step back before the settle trace starts)
