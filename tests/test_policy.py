@@ -342,3 +342,61 @@ def test_a_source_switch_mid_run_restarts_the_rules_for(kept):
     assert fired(switched) == T0 + 100 + 120
     decision, _ = decide(switched[:101], cfg, PolicyState(), T0 + 200)
     assert decision.action == "none" and "for 1m40s (needs 2m)" in decision.reason, decision.reason
+
+
+# ------------------------------------------------------------- the quiet tick (issue 24, item 7)
+
+QUIET_RULES = (
+    rule(name="notify", above=Size(percent=30.0, text="30%"), for_=20.0, cooldown=30.0),
+    rule(name="reclaim", above=Size(bytes=5 * GiB, text="5GiB"), for_=10.0, cooldown=20.0, action="reclaim",
+         method="pagecache"),
+    rule(name="low", metric="host_available", above=None, below=Size(bytes=3 * GiB, text="3GiB"), for_=10.0,
+         cooldown=20.0),
+    rule(name="host", metric="host", above=Size(bytes=7 * GiB, text="7GiB"), rearm_below=Size(bytes=6 * GiB, text="6GiB"),
+         for_=10.0, cooldown=20.0),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.one_of(st.none(), st.integers(0, 9))), min_size=1, max_size=40),
+       st.lists(st.booleans(), min_size=4, max_size=4), st.one_of(st.none(), st.integers(-20, 40)))
+def test_the_kept_runs_decide_as_the_full_pass_on_every_tick(readings, armed, snooze):
+    """The recorder's path (its Runs, whose quiet tick skips the rules' statuses when every rule is on its
+    quiet side and none re-arms) gives the decisions, words and states of the full pass, tick by tick,
+    with rules that fall, re-arm where told, are disarmed or snoozed."""
+    from monitor.policy.rules import Runs
+
+    cfg = config(*QUIET_RULES)
+    start = PolicyState({r.label: RuleState(armed=a, last_fired=T0 - 100 if not a else None)
+                         for r, a in zip(QUIET_RULES, armed)},
+                        snoozed_until=None if snooze is None else T0 + snooze)
+    stream = []
+    for i, (cache, host) in enumerate(readings):
+        s = builders.sample(T0 + 2 * i, cache * GiB, 2.0, host=None if host is None else host * GiB,
+                            host_total=16 * GiB, metric="private_working_set")
+        stream.append(Sample(s.guest, dataclasses.replace(s.host, host_available=(8 - cache) * GiB)))
+    runs, full, kept = Runs(), start, start
+    for i in range(1, len(stream) + 1):
+        window = stream[max(0, i - 15):i]
+        now = window[-1].time
+        a, full = decide(window, cfg, full, now)
+        b, kept = decide(window, cfg, kept, now, runs=runs)
+        assert (a, full) == (b, kept)
+        assert runs.quiet(window, cfg.rule, kept) in (None, a.reason.split("; snoozed")[0])
+
+
+def test_a_quiet_tick_says_the_nearest_rule_and_changes_nothing():
+    from monitor.policy.rules import Runs
+
+    cfg = config(rule(name="far", above=Size(bytes=12 * GiB, text="12GiB")), rule(name="near"))
+    window = series(T0, T0 + 20, 5, step=2.0)
+    runs = Runs()
+    state = PolicyState(snoozed_until=T0 + 1000)
+    assert runs.quiet(window, cfg.rule, state) == "page cache 5.0 GiB below 6.0 GiB"
+    decision, after = decide(window, cfg, state, T0 + 20, runs=runs)
+    assert decision.reason.startswith("page cache 5.0 GiB below 6.0 GiB; snoozed until ")
+    assert after is state
+    above = series(T0, T0 + 20, 7, step=2.0)  # past a threshold: the full pass
+    assert runs.quiet(above, cfg.rule, state) is None
+    disarmed = PolicyState({"near": RuleState(armed=False, last_fired=T0 - 10_000)})  # 4 GiB < 4.5: re-arms
+    assert runs.quiet(series(T0, T0 + 20, 4, step=2.0), cfg.rule, disarmed) is None

@@ -192,3 +192,71 @@ def test_the_inline_executor_runs_late_jobs_as_missed_and_survives_a_failing_one
     kinds = {(e.code, e.job_id) for e in events}
     assert (EVENT_JOB_MISSED, "late") in kinds and (EVENT_JOB_ERROR, "fails") in kinds, kinds
     assert isinstance(next(e for e in events if e.job_id == "fails").exception, RuntimeError)
+
+
+def _table(scheduler, calls: list) -> None:
+    """Jobs due now, late within and past their grace, coalesced and not, one whose trigger ends, one not due."""
+    from monitor.watch.scheduling import interval
+
+    now = dt.datetime.now(dt.timezone.utc)
+    for name, start, grace, coalesce in (("due", now - dt.timedelta(seconds=30), 3600, True),
+                                         ("behind", now - dt.timedelta(seconds=31), 3600, False),
+                                         ("missed", now - dt.timedelta(seconds=605), 1, True),
+                                         ("later", now + dt.timedelta(seconds=600), 3600, True)):
+        scheduler.add_job(calls.append, interval(10.0, start_date=start), args=[name], id=name,
+                          misfire_grace_time=grace, coalesce=coalesce, next_run_time=start)
+    scheduler.add_job(calls.append, "date", run_date=now - dt.timedelta(seconds=5), args=["once"], id="once",
+                      misfire_grace_time=3600)
+
+
+def test_the_lean_pass_runs_what_apschedulers_own_pass_runs():
+    """StepSafe's pass against BaseScheduler._process_jobs on the same job table: the same runs (coalesced or
+    each), the same missed and submitted events, the same next run times, the ended job removed, the
+    same wait until the next wakeup."""
+    from apscheduler.events import EVENT_ALL
+    from apscheduler.schedulers.base import STATE_RUNNING, BaseScheduler
+
+    from monitor.watch.scheduling import build_scheduler
+
+    results = []
+    for lean in (False, True):
+        scheduler, calls, events = build_scheduler(inline=True), [], []
+        scheduler.add_listener(events.append, EVENT_ALL)
+        scheduler.start(paused=True)
+        try:
+            _table(scheduler, calls)
+            events.clear()
+            scheduler.state = STATE_RUNNING  # (its thread sleeps until woken: this thread runs the pass)
+            wait = scheduler._run_due_jobs() if lean else BaseScheduler._process_jobs(scheduler)
+            jobs = {j.id: j.next_run_time.timestamp() for j in scheduler.get_jobs()}
+            results.append((sorted(calls), sorted((e.code, e.job_id) for e in events), jobs, wait))
+        finally:
+            scheduler.shutdown(wait=False)
+    (calls_a, events_a, jobs_a, wait_a), (calls_b, events_b, jobs_b, wait_b) = results
+    assert calls_b == calls_a == ["behind", "behind", "behind", "behind", "due", "once"]
+    assert events_b == events_a and any(code == 2 ** 14 for code, _ in events_a)  # EVENT_JOB_MISSED
+    assert jobs_b.keys() == jobs_a.keys() == {"due", "behind", "missed", "later"}
+    for job in jobs_a:
+        assert abs(jobs_b[job] - jobs_a[job]) < 1.0, job
+    assert abs(wait_b - wait_a) < 5.0
+
+
+def test_the_scheduler_wakes_on_its_lock_as_on_an_event():
+    """_Wake: set from another thread ends a wait at once and stays set until cleared; a wait times out
+    unset; set twice is set."""
+    import threading
+
+    from monitor.watch.scheduling import _Wake
+
+    wake = _Wake()
+    assert not wake.is_set() and not wake.wait(0.01)
+    wake.set()
+    wake.set()
+    assert wake.is_set() and wake.wait(0) and wake.wait(0)
+    wake.clear()
+    assert not wake.is_set()
+    threading.Timer(0.05, wake.set).start()
+    assert wake.wait(60)
+    wake.clear()
+    wake.clear()
+    assert not wake.wait(0)

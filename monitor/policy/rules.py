@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Callable, Literal, NamedTuple, Sequence
 
 from monitor.config.schema import Config, IdleConfig, Rule
-from monitor.sample import CGROUP_METRIC, Sample, cgroup_why, metric_kind, metric_total, metric_value
+from monitor.sample import (CGROUP_METRIC, HOST_METRICS, Sample, cgroup_why, metric_kind, metric_total,
+                            metric_value)
 from monitor.units import format_bytes, format_duration
 
 ActionName = Literal["none", "notify", "prompt", "reclaim"]
@@ -146,6 +147,10 @@ def decide(samples: Sequence[Sample], config: Config, state: PolicyState, now: f
     every new sample of one stream (the recorder) keeps where each rule's run began there."""
     if not samples:
         return Decision("none", "no samples yet"), state
+    if runs is not None:  # most ticks: every rule on its quiet side, nothing to re-arm
+        quiet = runs.quiet(samples, config.rule, state)
+        if quiet is not None:
+            return Decision("none", quiet + _snoozed_words(state, now)), state
     statuses = [rule_status(r, samples, state, now, runs) for r in config.rule]
     if runs is not None:
         runs.keep_only(config.rule)
@@ -262,14 +267,14 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
         return status(0.0, False, lambda: f"{rule.label}: {missing}")
 
     def limit() -> str:
-        return f"{format_bytes(threshold)}" + (f" ({rule.threshold})" if rule.threshold.percent is not None else "")
+        return _limit_words(rule, threshold)
     # The run is walked back only as far as the rule's `for` (every tick, every rule: the whole window was
     # most of a tick's policy cost); how long it really is only the words need, and they are asked rarely.
     since = (_above_since(samples, key, threshold, back_to=now - rule.for_, falls=rule.falls)
              if runs is None else runs.above_since(samples, key, threshold, falls=rule.falls))
     side, other = ("below", "above") if rule.falls else ("above", "below")
     if since is None:
-        return status(0.0, False, lambda: f"{name} {format_bytes(value)} {other} {limit()}")
+        return status(0.0, False, lambda: _not_past_words(rule, value, threshold))
     above_for = now - since  # exact, or at least `for` (then the run reaches back further)
 
     def why() -> str:  # with ``runs`` the start is exact already; without, the walk above stopped at `for`
@@ -288,6 +293,19 @@ def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: 
     if gate is not None:
         return status(above_for, False, lambda: f"{why()}; {gate}")
     return status(above_for, True, why)
+
+
+def _limit_words(rule: Rule, threshold: int) -> str:
+    return f"{format_bytes(threshold)}" + (f" ({rule.threshold})" if rule.threshold.percent is not None else "")
+
+
+def _not_past_words(rule: Rule, value: int, threshold: int) -> str:
+    """A rule on its quiet side: "page cache 1.2 GiB below 7.2 GiB (30%)"."""
+    return f"{metric_name(rule)} {format_bytes(value)} {'above' if rule.falls else 'below'} {_limit_words(rule, threshold)}"
+
+
+def _snoozed_words(state: PolicyState, now: float) -> str:
+    return f"; snoozed until {_clock(state.snoozed_until)}" if state.snoozed_until and now < state.snoozed_until else ""
 
 
 def _gate(rule: Rule, latest: Sample) -> str | None:
@@ -336,6 +354,15 @@ def _past(value: int, threshold: int, falls: bool) -> bool:
     return value < threshold if falls else value > threshold
 
 
+class Level(NamedTuple):
+    rule: Rule
+    value: int | None
+    threshold: int | None
+    rearm: int | None
+    falls: bool
+    key: str  # the metric's key in a sample (metric_key)
+
+
 class Runs:
     """Where each rule's run above its threshold began, kept as the samples arrive.
 
@@ -350,6 +377,60 @@ class Runs:
     def __init__(self) -> None:
         # -> (newest seen, run start, the metric of the newest known reading)
         self._runs: dict[tuple[str, int, bool], tuple[Sample, float | None, object]] = {}
+        # what a rule's level needs and does not change between samples: id(rule) -> (rule, metric key,
+        # falls, host metric?, {total: (threshold, rearm)}); and the levels of the newest sample
+        self._consts: dict[int, tuple[Rule, str, bool, bool, dict[int | None, tuple[int | None, int | None]]]] = {}
+        self._levels: tuple[Sample, Sequence[Rule], list[Level]] | None = None
+
+    def levels(self, sample: Sample, rules: Sequence[Rule]) -> list[Level]:
+        """Each rule's level in ``sample`` (:func:`rule_level`, with whether it falls), worked out once per
+        sample: the recorder's threshold crossings and the decision read the same ones."""
+        kept = self._levels
+        if kept is not None and kept[0] is sample and kept[1] is rules:
+            return kept[2]
+        consts = self._consts
+        if len(consts) > 4 * len(rules) + 4:  # rules of an older config
+            consts.clear()
+        levels = []
+        for rule in rules:
+            c = consts.get(id(rule))
+            if c is None or c[0] is not rule:
+                c = consts[id(rule)] = (rule, metric_key(rule), rule.falls, rule.metric in HOST_METRICS, {})
+            total = sample.host.host_total if c[3] else sample.guest.total
+            limits = c[4].get(total)
+            if limits is None:
+                if len(c[4]) > 8:
+                    c[4].clear()
+                limits = c[4][total] = (rule.threshold.resolve(total), _rearm_threshold(rule, total))
+            levels.append(Level(rule, metric_value(sample, c[1]), limits[0], limits[1], c[2], c[1]))
+        self._levels = (sample, rules, levels)
+        return levels
+
+    def quiet(self, samples: Sequence[Sample], rules: Sequence[Rule], state: PolicyState) -> str | None:
+        """What :func:`decide` says (before a snooze's words) when, in the newest sample, every rule is known,
+        on its quiet side of its threshold and not about to re-arm: the words of the rule nearest its
+        threshold. The runs end there, as the full pass would keep them. None when any of that does not
+        hold: the full pass decides. Most ticks are these; they need no status per rule and no words but one."""
+        if not rules:
+            return None
+        newest = samples[-1]
+        closest, best = None, -1.0
+        levels = self.levels(newest, rules)
+        for level in levels:
+            rule, value, threshold, rearm, falls, _ = level
+            if value is None or threshold is None or not threshold or \
+                    (value < threshold if falls else value > threshold):
+                return None
+            rs = state.rules.get(rule.label)
+            if rs is not None and not rs.armed and rearm is not None and (value > rearm if falls else value < rearm):
+                return None  # it re-arms now: a change of state
+            near = threshold / max(value, 1) if falls else value / threshold
+            if near > best:
+                closest, best = level, near
+        for level in levels:
+            self._runs[(level.key, level.threshold, level.falls)] = (newest, None, metric_kind(newest, level.key))
+        self.keep_only(rules)
+        return _not_past_words(closest.rule, closest.value, closest.threshold)  # type: ignore[union-attr,arg-type]
 
     def above_since(self, samples: Sequence[Sample], metric: str, threshold: int,
                     falls: bool = False) -> float | None:
@@ -433,8 +514,7 @@ def _quiet_reason(statuses: list[RuleStatus], state: PolicyState, now: float) ->
     if not known:
         return statuses[0].why
     closest = max(known, key=lambda s: (s.above_for > 0, _nearness(s)))
-    extra = f"; snoozed until {_clock(state.snoozed_until)}" if state.snoozed_until and now < state.snoozed_until else ""
-    return closest.why + extra
+    return closest.why + _snoozed_words(state, now)
 
 
 def _nearness(s: RuleStatus) -> float:

@@ -46,8 +46,6 @@ from monitor.policy.rules import (
     effective_method,
     judge_idle,
     metric_name,
-    past,
-    rule_level,
 )
 from monitor.policy.state import history_window, load_state, save_state
 from monitor.probes.host import interop_down_message
@@ -685,13 +683,12 @@ class Recorder:
         it rises above its threshold, and falls only below where it re-arms (`rearm_below`, else 75 % of
         the threshold), so a value hovering at the threshold is one event, not four in 12 s. Words only
         for a crossing, with sizes that differ when the numbers do."""
-        for rule in self.config.rule:
-            value, threshold, rearm = rule_level(rule, sample)
+        for rule, value, threshold, rearm, falls, _ in self._runs.levels(sample, self.config.rule):
             if value is None or threshold is None:
                 continue
             before = self._above.get(rule.label)  # "above": past the threshold (below it, for a below rule)
-            back = rearm is None or (value > rearm if rule.falls else value < rearm)
-            if past(rule, value, threshold):
+            back = rearm is None or (value > rearm if falls else value < rearm)
+            if value < threshold if falls else value > threshold:
                 above = True
             elif back or before is None:
                 above = False
@@ -701,7 +698,7 @@ class Recorder:
             if before is not None and above != before:
                 limit = threshold if above else (rearm if rearm is not None else threshold)
                 shown, at = format_bytes_apart(value, limit)
-                word = ("fell below" if above else "rose above") if rule.falls else ("rose above" if above else "fell below")
+                word = ("fell below" if above else "rose above") if falls else ("rose above" if above else "fell below")
                 also = "" if above or limit == threshold else " (where it re-arms)"
                 self.store.add_event("crossing", f"{metric_name(rule)} {shown} {word} {at}{also} "
                                      f"({rule.label})", rule=rule.label)
