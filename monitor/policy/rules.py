@@ -418,17 +418,21 @@ class Runs:
         levels = self.levels(newest, rules)
         for level in levels:
             rule, value, threshold, rearm, falls, _ = level
-            if value is None or threshold is None or not threshold or \
-                    (value < threshold if falls else value > threshold):
+            if value is None or threshold is None:
+                continue  # unknown here (no host figure on plain Linux): it never fires
+            if value < threshold if falls else value > threshold:
                 return None
             rs = state.rules.get(rule.label)
             if rs is not None and not rs.armed and rearm is not None and (value > rearm if falls else value < rearm):
                 return None  # it re-arms now: a change of state
-            near = threshold / max(value, 1) if falls else value / threshold
+            near = (threshold / max(value, 1) if falls else value / threshold) if threshold else -1.0
             if near > best:
                 closest, best = level, near
+        if closest is None:
+            return None  # nothing known: the full pass says what is missing
         for level in levels:
-            self._runs[(level.key, level.threshold, level.falls)] = (newest, None, metric_kind(newest, level.key))
+            if level.value is not None and level.threshold is not None:
+                self._runs[(level.key, level.threshold, level.falls)] = (newest, None, metric_kind(newest, level.key))
         self.keep_only(rules)
         return _not_past_words(closest.rule, closest.value, closest.threshold)  # type: ignore[union-attr,arg-type]
 
