@@ -3,6 +3,7 @@ and the watcher's CPU and RSS alone and with one attached dashboard (issue 24).
 
     .venv/bin/python bench/control_bench.py                       # ~7 min; writes bench/results/control.*
     .venv/bin/python bench/control_bench.py --before /tmp/base    # also another checkout, side by side
+    .venv/bin/python bench/control_bench.py --before /tmp/base --side-by-side --duration 300   # the watchers only
 
 1. A real `vmmemctl watch` (default settings: a sample every 2 s) on this machine, with a
    fresh history. Round trips through its control endpoint while it samples, from this
@@ -235,6 +236,23 @@ def markdown(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def side_by_side(args: argparse.Namespace, tmp: Path) -> dict:
+    """Our watcher, --before's and the floor started together, measured together after --warmup."""
+    procs = {}
+    for name, repo in (("watcher", REPO), ("watcher (before)", Path(args.before) if args.before else None)):
+        if repo is not None:
+            (tmp / name).mkdir()
+            procs[name] = start_watcher(repo, tmp / name)[0]
+    procs["floor"] = subprocess.Popen([PYTHON, "-c", FLOOR, str(tmp / "floor.db")], stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(args.warmup + 10)
+        return cpu_of({name: p.pid for name, p in procs.items()}, args.duration)
+    finally:
+        for p in procs.values():
+            p.terminate()
+            p.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=500)
@@ -243,8 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", metavar="DIR", help="another checkout whose watcher and attached dashboard run "
                    "beside ours")
     p.add_argument("--out", default="control")
+    p.add_argument("--side-by-side", action="store_true", help="only the watchers (ours and --before's) and the "
+                   "floor, started together and left alone for --duration: no requests, dashboards or subscription")
     args = p.parse_args(argv)
     load_before = loadavg()
+    if args.side_by_side:
+        with tempfile.TemporaryDirectory(prefix="vmc-bench-") as tmp:
+            alone = side_by_side(args, Path(tmp))
+        print(f"{args.duration:.0f} s, load {load_before} -> {loadavg()}")
+        for name, figures in alone.items():
+            print(f"{name}: {figures['cpu_percent']} % of a core, peak RSS {figures['peak_rss_mib']} MiB")
+        return 0
     with tempfile.TemporaryDirectory(prefix="vmc-bench-") as tmp:
         data = {"when": now_iso(), "machine": machine(), "duration": args.duration, **run(args, Path(tmp))}
     data["load_before"], data["load_after"] = load_before, loadavg()

@@ -1,10 +1,11 @@
-"""Issue 11 in the lab: gradual finds a working set it was not told about, and a reclaim's cost is measured.
+"""Issues 11 and 25 in the lab: gradual finds a working set it was not told about, and a reclaim's cost is measured.
 
 One 2 GiB guest with memory.reclaim (cgroup v2), 1 GiB read once (cold), and
 a 128 MiB region of the data disk re-read every 2 s in the background (the
-working set, which vmmemctl is not told about). ``vmmemctl reclaim --method
-gradual`` must stop on refaults above the working set (not at the 5 % floor,
-~97 MiB, below it), and the cost meter's re-read figure for the minute after
+working set, which vmmemctl is not told about), MGLRU off as on WSL's kernel.
+``vmmemctl reclaim --method gradual`` must stop above the working set (at the
+active list's bound, or on refaults; not at the 5 % floor, ~97 MiB, below it),
+and the cost meter's re-read figure for the minute after
 must match what the guest's own /proc/vmstat says it read from its disk
 (nothing else reads that disk).
 """
@@ -42,6 +43,11 @@ def test_gradual_stops_above_an_unknown_working_set_and_its_cost_matches_the_gue
     from monitor.reclaim.cost import CostMeter
 
     vm = lab_vm_factory(reporting=True, cgroup=True, memory="2G")
+    # MGLRU off, as on WSL's kernel (the lab guest's is on): under MGLRU a gradual reclaim with nothing
+    # remembered takes steps of 1/16 of the cache (issue 25: tests/test_mglru.py, bench/lab_mglru_gradual.py),
+    # which took this case to ~4 min; its subject is the refault stop and the cost (test_host_mode_lab.wsl_like)
+    rc, _ = vm.exec(["sh", "-c", "[ ! -e /sys/kernel/mm/lru_gen/enabled ] || echo n > /sys/kernel/mm/lru_gen/enabled"])
+    assert rc == 0
     vm.fill_page_cache(COLD_MIB)
     rc, _ = vm.exec(["sh", "-c", f"setsid sh -c '{READER}' </dev/null >/dev/null 2>&1 &"])
     assert rc == 0
@@ -67,8 +73,13 @@ def test_gradual_stops_above_an_unknown_working_set_and_its_cost_matches_the_gue
     assert done.returncode == 0, done.stderr or done.stdout[-2000:]
     data = json.loads(done.stdout)
     floor = int(data["before"]["total_bytes"] * 0.05)
-    assert data["stop_reason"] in ("refaults", "pressure"), (data["stop_reason"], data["steps"], data["notes"])
-    assert data["working_set_bytes"] >= HOT_MIB * MiB * 0.9  # it found where the working set begins
+    # It stops above the working set: at the active file list's bound before crossing it (the classic LRU
+    # promotes the re-read set: issue 25's prior), or where the refaults said the set begins (issue 11)
+    assert data["stop_reason"] in ("active", "refaults", "pressure"), (data["stop_reason"], data["steps"], data["notes"])
+    if data["stop_reason"] == "active":
+        assert data["page_cache_after_bytes"] >= HOT_MIB * MiB
+    else:
+        assert data["working_set_bytes"] >= HOT_MIB * MiB * 0.9  # it found where the working set begins
     assert data["page_cache_after_bytes"] > floor  # and never went down to the floor below it
     assert data["freed_bytes"] > 600 * MiB  # the cold read went back
 
