@@ -107,7 +107,8 @@ def test_gradual_stops_above_an_unknown_working_set_and_its_cost_matches_the_gue
     assert abs(cost.pgpgin_bytes - own) <= HOT_MIB * MiB + 4 * MiB
     # the refaults are the part of those reads that were evicted pages coming back
     assert cost.refault_bytes <= cost.pgpgin_bytes + 4 * MiB
-    print(f"\nlab: stop {data['stop_reason']}, working set {data['working_set_bytes'] / MiB:.0f} MiB, cache "
+    ws = data["working_set_bytes"]
+    print(f"\nlab: stop {data['stop_reason']}, working set {'not learnt' if ws is None else f'{ws / MiB:.0f} MiB'}, cache "
           f"{data['page_cache_before_bytes'] / MiB:.0f} -> {data['page_cache_after_bytes'] / MiB:.0f} MiB, steps "
           f"{[round(s['asked_bytes'] / MiB) for s in data['gradual_steps']]} MiB, refaults "
           f"{[round(s['refault_bytes'] / MiB, 1) for s in data['gradual_steps']]} MiB; cost in "
