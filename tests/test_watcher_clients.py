@@ -219,6 +219,30 @@ def test_a_user_sees_the_system_watcher_in_status_and_its_events_in_history(syst
         assert any(re.search(r"\bstate +snoozed for 1h \(asked by root, pid \d+\)$", row) for row in rows), rows
 
 
+@needs_nobody
+def test_status_gives_the_watchers_decision_under_its_own_config(system, reclaim_lock, tmp_path):
+    """A user the watcher allows: `status` says what the watcher decides under the watcher's config (its
+    only rule here: page cache above 99 %), not what this user's defaults would; a user it does not
+    answer, or no watcher: the policy runs here (the shipped rules) and says so."""
+    config = tmp_path / "watcher.toml"
+    config.write_text(QUIET_RULES)
+    args = ("status", "--cpu-window", "0", "--proc-root", str(TREE))
+    with watching(system.db, "--proc-root", str(TREE), "--config", str(config), "--allow", "nobody"):
+        data = json.loads(as_nobody(*args, "--json", env=system.env).stdout)
+        assert data["decision"]["by"] == "watcher", data["decision"]
+        assert data["decision"]["action"] == "none" and "(99%)" in data["decision"]["reason"], data["decision"]
+        text = as_nobody(*args, env=system.env).stdout
+        assert re.search(r"^decision \(the watcher's\): none: page cache .* below .* \(99%\)$", text, re.M), text
+    with watching(system.db, "--proc-root", str(TREE), "--config", str(config)):  # nobody not allowed
+        data = json.loads(as_nobody(*args, "--json", env=system.env).stdout)
+        assert data["decision"]["by"] == "here" and "(99%)" not in data["decision"]["reason"], data["decision"]
+        text = as_nobody(*args, env=system.env).stdout
+        assert "\ndecision (worked out here, under this config: the watcher did not answer this user): " in text, text
+    data = json.loads(as_nobody(*args, "--json", env=system.env).stdout)
+    assert data["watcher"] is None and data["decision"]["by"] == "here"
+    assert "(99%)" not in data["decision"]["reason"], data["decision"]
+
+
 def tree_with_knobs(tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the recorded tree with plain-file drop_caches and compact_memory: (the tree, sys/vm)."""
     root = tmp_path / "tree"

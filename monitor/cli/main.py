@@ -121,7 +121,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     unwritten = history_words(db)  # "history not written since 14:02: disk full (...)" or ""
     store = open_existing(db)
     try:
-        decision, _ = decision_now(config, store, sample, Facts(wsl.mode if wsl else None, gradual))
+        decision = _watchers_decision(watcher)  # the owner's, under its config (a root service's, say)
+        by = "watcher" if decision is not None else "here"
+        if decision is None:
+            decision, _ = decision_now(config, store, sample, Facts(wsl.mode if wsl else None, gradual))
         ws = workingset.load(store)
     finally:
         if store:
@@ -140,6 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                + ("" if aim.cache is not None else "; it does not fire")) for who, aim in aims]
     if args.json:
         data = report.status_json(sample, p.environment, decision)
+        data["decision"]["by"] = by  # "watcher": its latest tick's, under its config; "here": this config's
         data["wsl_auto_memory_reclaim"] = {"mode": wsl.mode, "source": wsl.source} if wsl else None
         data["history_not_written"] = unwritten or None
         data["watcher"] = watcher.to_json() if watcher else None
@@ -155,8 +159,32 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["aims"] = [{"who": who, **aim.to_json()} for who, aim in aims]
         print(json.dumps(data, indent=2))
     else:
-        print(report.status_text(sample, p.environment, decision, extra))
+        whose = ("the watcher's" if by == "watcher" else
+                 "worked out here, under this config: the watcher did not answer this user" if watcher else "")
+        print(report.status_text(sample, p.environment, decision, extra, by=whose))
     return 0
+
+
+def _watchers_decision(watcher: Any) -> Any:
+    """The running watcher's latest decision, asked through its control endpoint (``hello``): what it
+    does under its own config, which may not be this user's (a root service with auto-reclaim on). None
+    when there is no watcher or it does not answer this user (then the policy runs here, as before)."""
+    if watcher is None or watcher.control is None:
+        return None
+    from monitor.control.client import call
+    from monitor.policy.rules import Decision
+
+    try:
+        said = call(watcher.control, "hello", timeout=2.0)["decision"]
+        if said is None:
+            return None
+        return Decision(said["action"], said["reason"], method=said.get("method"), rule=said.get("rule"),
+                        held=said.get("held"))
+    except (UserError, OSError, KeyError, TypeError) as exc:
+        import logging
+
+        logging.getLogger(__name__).info("the watcher did not give its decision: %s", exc)
+        return None
 
 
 def _cgroups(config: Config):

@@ -37,7 +37,8 @@ def host_line(host: HostSample) -> str:
     return f"{format_bytes(host.bytes)}  ({how}: {host.detail})"
 
 
-def status_text(sample: Sample, env: Environment, decision: Any = None, extra: Sequence[tuple[str, str]] = ()) -> str:
+def status_text(sample: Sample, env: Environment, decision: Any = None, extra: Sequence[tuple[str, str]] = (),
+                by: str = "") -> str:
     g, h = sample.guest, sample.host
     order_bytes = format_bytes(4096 << g.page_reporting_order)
     out = [
@@ -86,7 +87,7 @@ def status_text(sample: Sample, env: Environment, decision: Any = None, extra: S
     ]
     if decision is not None:
         method = f" ({decision.method})" if decision.method else ""
-        out += ["", f"decision: {decision.action}{method}: {decision.reason}"]
+        out += ["", f"decision{f' ({by})' if by else ''}: {decision.action}{method}: {decision.reason}"]
     for label, text in extra:
         out += ["", f"{label}: {text}"]
     for note in diagnose(sample):
