@@ -407,10 +407,12 @@ class Runs:
         return levels
 
     def quiet(self, samples: Sequence[Sample], rules: Sequence[Rule], state: PolicyState) -> str | None:
-        """What :func:`decide` says (before a snooze's words) when, in the newest sample, every rule is known,
-        on its quiet side of its threshold and not about to re-arm: the words of the rule nearest its
-        threshold. The runs end there, as the full pass would keep them. None when any of that does not
-        hold: the full pass decides. Most ticks are these; they need no status per rule and no words but one."""
+        """What :func:`decide` says (before a snooze's words) when, in the newest sample, every rule with a
+        figure is on its quiet side of its threshold and none is about to re-arm: the words of the rule
+        nearest its threshold (a rule without a figure never fires and is not named while another has one).
+        The runs end there, as the full pass would keep them. None when any of that does not hold, or no
+        rule has a figure: the full pass decides. Most ticks are these; they need no status per rule and no
+        words but one."""
         if not rules:
             return None
         newest = samples[-1]
