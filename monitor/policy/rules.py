@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal, NamedTuple, Sequence
 
 from monitor.config.schema import Config, IdleConfig, Rule
-from monitor.sample import (CGROUP_METRIC, HOST_METRICS, Sample, cgroup_why, metric_kind, metric_total,
-                            metric_value)
+from monitor.sample import CGROUP_METRIC, Sample, cgroup_why, metric_kind, metric_total, metric_value
 from monitor.units import format_bytes, format_duration
 
 ActionName = Literal["none", "notify", "prompt", "reclaim"]
@@ -236,17 +235,6 @@ def effective_method(method: str, gradual_available: bool) -> str:
 DROPS_HOT_PAGES = ("pagecache", "full")
 
 
-def rule_level(rule: Rule, sample: Sample) -> tuple[int | None, int | None, int | None]:
-    """The rule's metric in ``sample``, its threshold there and where it re-arms (None when unknown)."""
-    total = metric_total(sample, rule.metric)
-    return metric_value(sample, metric_key(rule)), rule.threshold.resolve(total), _rearm_threshold(rule, total)
-
-
-def past(rule: Rule, value: int, threshold: int) -> bool:
-    """Is ``value`` on the firing side of ``threshold`` (above it; below it for a below rule)?"""
-    return value < threshold if rule.falls else value > threshold
-
-
 def rule_status(rule: Rule, samples: Sequence[Sample], state: PolicyState, now: float,
                 runs: Runs | None = None) -> RuleStatus:
     latest = samples[-1]
@@ -355,12 +343,19 @@ def _past(value: int, threshold: int, falls: bool) -> bool:
 
 
 class Level(NamedTuple):
+    """A rule's metric in one sample, its threshold there and where it re-arms (None when unknown)."""
+
     rule: Rule
     value: int | None
     threshold: int | None
     rearm: int | None
     falls: bool
     key: str  # the metric's key in a sample (metric_key)
+
+    @property
+    def past(self) -> bool:
+        """On the firing side of the threshold (above it; below it for a below rule); both known."""
+        return _past(self.value, self.threshold, self.falls)  # type: ignore[arg-type]
 
 
 class Runs:
@@ -378,13 +373,13 @@ class Runs:
         # -> (newest seen, run start, the metric of the newest known reading)
         self._runs: dict[tuple[str, int, bool], tuple[Sample, float | None, object]] = {}
         # what a rule's level needs and does not change between samples: id(rule) -> (rule, metric key,
-        # falls, host metric?, {total: (threshold, rearm)}); and the levels of the newest sample
-        self._consts: dict[int, tuple[Rule, str, bool, bool, dict[int | None, tuple[int | None, int | None]]]] = {}
+        # falls, {total: (threshold, rearm)}); and the levels of the newest sample
+        self._consts: dict[int, tuple[Rule, str, bool, dict[int | None, tuple[int | None, int | None]]]] = {}
         self._levels: tuple[Sample, Sequence[Rule], list[Level]] | None = None
 
     def levels(self, sample: Sample, rules: Sequence[Rule]) -> list[Level]:
-        """Each rule's level in ``sample`` (:func:`rule_level`, with whether it falls), worked out once per
-        sample: the recorder's threshold crossings and the decision read the same ones."""
+        """Each rule's :class:`Level` in ``sample``, worked out once per sample: the recorder's threshold
+        crossings and the decision read the same ones."""
         kept = self._levels
         if kept is not None and kept[0] is sample and kept[1] is rules:
             return kept[2]
@@ -395,13 +390,13 @@ class Runs:
         for rule in rules:
             c = consts.get(id(rule))
             if c is None or c[0] is not rule:
-                c = consts[id(rule)] = (rule, metric_key(rule), rule.falls, rule.metric in HOST_METRICS, {})
-            total = sample.host.host_total if c[3] else sample.guest.total
-            limits = c[4].get(total)
+                c = consts[id(rule)] = (rule, metric_key(rule), rule.falls, {})
+            total = metric_total(sample, rule.metric)
+            limits = c[3].get(total)
             if limits is None:
-                if len(c[4]) > 8:
-                    c[4].clear()
-                limits = c[4][total] = (rule.threshold.resolve(total), _rearm_threshold(rule, total))
+                if len(c[3]) > 8:
+                    c[3].clear()
+                limits = c[3][total] = (rule.threshold.resolve(total), _rearm_threshold(rule, total))
             levels.append(Level(rule, metric_value(sample, c[1]), limits[0], limits[1], c[2], c[1]))
         self._levels = (sample, rules, levels)
         return levels
@@ -422,7 +417,7 @@ class Runs:
             rule, value, threshold, rearm, falls, _ = level
             if value is None or threshold is None:
                 continue  # unknown here (no host figure on plain Linux): it never fires
-            if value < threshold if falls else value > threshold:
+            if level.past:
                 return None
             rs = state.rules.get(rule.label)
             if rs is not None and not rs.armed and rearm is not None and (value > rearm if falls else value < rearm):

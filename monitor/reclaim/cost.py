@@ -431,14 +431,15 @@ def reset_unattributable(store: Any, config: ReclaimConfig, now: float) -> str |
     (a check of its own, for histories checked before) one taught by a group reclaim's cost counted from
     the VM's refaults (every group's), before a group's cost was its own refaults. Returns its words,
     or None when there was nothing to reset (or it was done before)."""
-    said = []
+    said, events = [], None
     for key, taught, what in ((RULE_KEY, _taught_by_drop, "disk reads after {n} drop{s} were counted as re-reads; "
                                "they cannot be attributed to what was dropped"),
                               (GROUP_RULE_KEY, _taught_by_group, "the VM's refaults after {n} group reclaim{s} "
                                "were counted as their re-reads; they are every group's")):
         if store.get_state(key) != RULE:
-            words = _reset_once(store, config, [e for e in store.events(since=0, kinds=["reclaim"], limit=1_000_000)],
-                                taught, what)
+            if events is None:  # read once, and only for a check not yet done
+                events = store.events(since=0, kinds=["reclaim"], limit=1_000_000)
+            words = _reset_once(store, config, events, taught, what)
             store.set_state(key, RULE)
             if words:
                 said.append(words)

@@ -227,11 +227,6 @@ def _group_reading(group: Group, guest: GuestSample) -> _GroupReading:
     return _GroupReading(stat.get("file", 0), stat.get("workingset_refault_file"), group.pressure_some_us(), guest)
 
 
-def _group_cache(group: Group) -> int | None:
-    stat = group.memory_stat()
-    return None if stat is None else stat.get("file")
-
-
 def _group_cache_and_refaults(group: Group) -> tuple[int | None, int | None]:
     """The group's page cache and its workingset_refault_file (pages), from one read of its memory.stat."""
     stat = group.memory_stat() or {}
@@ -344,7 +339,7 @@ class Reclaimer:
             result.host_before = self.sampler.sample_host(result.before)
             if group is not None:
                 result.cgroup = group.shown
-                result.cgroup_cache_before = _group_cache(group)
+                result.cgroup_cache_before = _group_cache_and_refaults(group)[0]
                 chain = ["gradual"] + (["compact"] if self.config.compact else [])
             elif method in ("auto", "gradual") and not dry_run and self.sampler.gradual_known() is None:
                 # Unknown is not "absent": falling back to drop_caches would drop the hot pages too

@@ -683,12 +683,13 @@ class Recorder:
         it rises above its threshold, and falls only below where it re-arms (`rearm_below`, else 75 % of
         the threshold), so a value hovering at the threshold is one event, not four in 12 s. Words only
         for a crossing, with sizes that differ when the numbers do."""
-        for rule, value, threshold, rearm, falls, _ in self._runs.levels(sample, self.config.rule):
+        for level in self._runs.levels(sample, self.config.rule):
+            rule, value, threshold, rearm, falls, _ = level
             if value is None or threshold is None:
                 continue
             before = self._above.get(rule.label)  # "above": past the threshold (below it, for a below rule)
             back = rearm is None or (value > rearm if falls else value < rearm)
-            if value < threshold if falls else value > threshold:
+            if level.past:
                 above = True
             elif back or before is None:
                 above = False
